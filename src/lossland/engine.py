@@ -1,0 +1,536 @@
+"""The evaluation engine: loss and accuracy at every grid point, as fast as the hardware allows.
+
+The moving tensors of a private copy of the network are views of one flat buffer ``flat``
+(P elements). Along a grid row only α changes, so the next point is one in-place axpy
+``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift.
+Losses stay on the device and reach the host once per block of points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lossland.errors import LosslandError
+from lossland.plane import PlaneVectors, Scheme, barycentric_point_, linear2x_point_
+
+BNMode = Literal["eval", "train", "recompute"]
+Precision = Literal["fp32", "tf32", "bf16"]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+STATS = 3  # per point: Σ loss, Σ loss², Σ correct
+
+
+# --- flat layout ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayoutEntry:
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    numel: int
+    channels_last: bool  # 4-D tensor stored as (O, H, W, I) inside the flat buffer
+
+
+@dataclass(frozen=True)
+class FlatLayout:
+    """Where each named tensor lives inside a flat vector; layout-aware for channels_last."""
+
+    entries: tuple[LayoutEntry, ...]
+    size: int
+
+    @classmethod
+    def of(cls, shapes: Mapping[str, Sequence[int]], *, channels_last: bool = False) -> FlatLayout:
+        entries, offset = [], 0
+        for name, shape in shapes.items():
+            numel = int(np.prod(shape)) if len(shape) else 1
+            cl = channels_last and len(shape) == 4
+            entries.append(LayoutEntry(name, tuple(int(s) for s in shape), offset, numel, cl))
+            offset += numel
+        return cls(tuple(entries), offset)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.entries)
+
+    def views(self, flat: Tensor) -> dict[str, Tensor]:
+        """Tensors shaped like the model's, aliasing ``flat`` (channels_last strides if flagged)."""
+        out = {}
+        for e in self.entries:
+            seg = flat[e.offset : e.offset + e.numel]
+            if e.channels_last:
+                o, i, h, w = e.shape
+                out[e.name] = seg.view(o, h, w, i).permute(0, 3, 1, 2)
+            else:
+                out[e.name] = seg.view(e.shape)
+        return out
+
+    def segments(self, flat: Tensor) -> tuple[Tensor, ...]:
+        """(filters, elements) views: dim 0 stays outermost in either memory layout."""
+        return tuple(
+            flat[e.offset : e.offset + e.numel].view(e.shape[0] if len(e.shape) > 1 else 1, -1)
+            for e in self.entries
+        )
+
+    def flatten(
+        self, tensors: Mapping[str, Tensor], *, device: torch.device, dtype: torch.dtype
+    ) -> Tensor:
+        flat = torch.empty(self.size, device=device, dtype=dtype)
+        views = self.views(flat)
+        for name, view in views.items():
+            view.copy_(tensors[name])
+        return flat
+
+
+# --- the working copy of the network ------------------------------------------------------------
+
+
+def working_copy(model: nn.Module, moving: Sequence[str]) -> nn.Module:
+    """Deep-copy ``model`` without duplicating the tensors that will become flat-buffer views."""
+    by_name: dict[str, Tensor] = dict(model.named_parameters(remove_duplicate=False))
+    by_name.update(dict(model.named_buffers(remove_duplicate=False)))
+    memo: dict[int, Any] = {}
+    for name in moving:
+        tensor = by_name[name]
+        placeholder = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+        memo[id(tensor)] = (
+            nn.Parameter(placeholder, False) if isinstance(tensor, nn.Parameter) else placeholder
+        )
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as exc:
+        raise LosslandError(
+            f"cannot copy the model ({type(exc).__name__}: {exc}): lossland evaluates a private "
+            "copy so your model is never modified; make the model deep-copyable"
+        ) from None
+
+
+def bind_flat(net: nn.Module, layout: FlatLayout, flat: Tensor) -> None:
+    """Make the named tensors of ``net`` views of ``flat`` (tied weights stay tied)."""
+    views = layout.views(flat)
+    # Tied tensors appear under several names; bind every owner, keyed by the tensor's identity.
+    owners: dict[int, list[tuple[nn.Module, str, bool]]] = {}
+    for name, tensor in [
+        *net.named_parameters(remove_duplicate=False),
+        *net.named_buffers(remove_duplicate=False),
+    ]:
+        module_name, _, attr = name.rpartition(".")
+        module = net.get_submodule(module_name)
+        owners.setdefault(id(tensor), []).append((module, attr, isinstance(tensor, nn.Parameter)))
+    all_named: dict[str, Tensor] = dict(net.named_parameters(remove_duplicate=False))
+    all_named.update(dict(net.named_buffers(remove_duplicate=False)))
+    for name, view in views.items():
+        for module, attr, is_param in owners[id(all_named[name])]:
+            if is_param:
+                module._parameters[attr] = nn.Parameter(view, requires_grad=False)
+            else:
+                module._buffers[attr] = view
+
+
+def batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def is_bn_statistic(net: nn.Module, name: str) -> bool:
+    module_name, _, attr = name.rpartition(".")
+    module = net.get_submodule(module_name)
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and attr in (
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    )
+
+
+def set_bn_mode(net: nn.Module, bn: BNMode) -> None:
+    """Eval everywhere (dropout off); with ``bn="train"`` BatchNorm uses batch statistics and
+    leaves the running ones untouched (track_running_stats off means they are not passed).
+    ``recompute`` evaluates in eval mode with statistics refreshed per point (see Engine)."""
+    net.eval()
+    if bn == "train":
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train()
+                module.track_running_stats = False
+
+
+# --- evaluation data and statistics -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluation set, on the device once, in fixed batches."""
+
+    batches: tuple[tuple[Tensor, Tensor], ...]
+    count: int
+
+    @classmethod
+    def of(
+        cls,
+        inputs: Tensor,
+        targets: Tensor,
+        *,
+        batch_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        channels_last: bool,
+    ) -> EvalData:
+        if len(inputs) != len(targets):
+            raise LosslandError(
+                f"{len(inputs)} inputs but {len(targets)} targets: pass equal counts"
+            )
+        if len(inputs) == 0:
+            raise LosslandError("the evaluation set is empty: pass at least one sample")
+        if batch_size < 1:
+            raise LosslandError(f"batch size must be at least 1, got {batch_size}")
+        x = inputs.to(device=device, dtype=dtype if inputs.is_floating_point() else None)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = targets.to(device)
+        batches = tuple(
+            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)
+        )
+        return cls(batches, len(x))
+
+
+def per_sample_losses(loss_fn: LossFn | None, logits: Tensor, targets: Tensor) -> Tensor:
+    """(..., B) per-sample losses; a user loss returning a scalar counts as the batch mean."""
+    if loss_fn is None:
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # bf16 autocast output: the loss itself in fp32
+        return F.cross_entropy(logits.flatten(0, -2), targets.reshape(-1), reduction="none").view(
+            logits.shape[:-1]
+        )
+    losses = loss_fn(logits, targets)
+    if not isinstance(losses, Tensor):
+        raise TypeError(f"the loss returned {type(losses).__name__}, not a tensor")
+    return losses
+
+
+def point_stats(logits: Tensor, targets: Tensor, loss_fn: LossFn | None) -> Tensor:
+    """(3,) float64 [Σ loss, Σ loss², Σ correct] for one batch; NaN where undefined."""
+    losses = per_sample_losses(loss_fn, logits, targets).double()
+    batch = targets.shape[0]
+    if losses.dim() == 0:  # a batch mean: no per-sample spread, so no standard error
+        total, squares = losses * batch, torch.full_like(losses, float("nan"))
+    else:
+        total, squares = losses.sum(), losses.square().sum()
+    if logits.dim() == 2 and not targets.is_floating_point() and targets.dim() == 1:
+        correct = (logits.argmax(dim=1) == targets).sum().double()
+    else:
+        correct = torch.full_like(total, float("nan"))
+    return torch.stack((total, squares, correct))
+
+
+def finish_stats(stats: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums → mean loss, standard error of the mean loss, accuracy."""
+    mean = stats[..., 0] / count
+    if count > 1:
+        var = np.maximum(stats[..., 1] / count - mean**2, 0.0) * count / (count - 1)
+        sem = np.sqrt(var / count)
+    else:
+        sem = np.full_like(mean, np.nan)
+    return mean, sem, stats[..., 2] / count
+
+
+# --- precision ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def precision_mode(device: torch.device, precision: Precision) -> Iterator[None]:
+    """fp32 is true fp32 (TF32 off on CUDA); tf32 allows TF32 matmuls/convs; bf16 autocasts."""
+    if device.type == "cuda":
+        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    else:
+        if precision == "tf32":
+            raise LosslandError(
+                "precision tf32 needs a CUDA device: use fp32 or bf16 on this device"
+            )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            yield
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """Results for some points of one grid row: sums shaped (len(cols), 3)."""
+
+    row: int
+    cols: np.ndarray
+    stats: np.ndarray
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    bn: BNMode = "eval"
+    channels_last: bool = False
+    points_per_batch: int = 1
+    compile: bool = False
+    precision: Precision = "fp32"
+    flush_seconds: float = 5.0
+
+
+class Engine:
+    """Evaluates a network on a plane of weight space; one instance per surface run."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        directions: Sequence[Mapping[str, Tensor]],
+        data: tuple[Tensor, Tensor],
+        *,
+        scheme: Scheme = "li",
+        origin: Mapping[str, Tensor] | None = None,
+        loss_fn: LossFn | None = None,
+        batch_size: int = 1024,
+        options: EngineOptions,
+    ) -> None:
+        self.options, self.scheme, self.loss_fn = options, scheme, loss_fn
+        names = list(directions[0])
+        if options.bn == "recompute":
+            if options.points_per_batch > 1:
+                raise LosslandError("bn recompute evaluates one point at a time: use K=1")
+            # The statistics are recomputed per point, so they must not be flat-buffer views.
+            names = [n for n in names if not is_bn_statistic(model, n)]
+        moving: dict[str, Tensor] = dict(model.named_parameters())
+        moving.update(dict(model.named_buffers()))
+        vmapped = options.points_per_batch > 1
+        self.layout = FlatLayout.of(
+            {n: moving[n].shape for n in names}, channels_last=options.channels_last and not vmapped
+        )
+        device, dtype = options.device, options.dtype
+        theta = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
+        self.base = self.layout.flatten(theta, device=device, dtype=dtype)
+        self.dx = self.layout.flatten(directions[0], device=device, dtype=dtype)
+        self.dy = (
+            self.layout.flatten(directions[1], device=device, dtype=dtype)
+            if len(directions) > 1
+            else None
+        )
+        self.net = working_copy(model, names).to(device=device, dtype=dtype)
+        if options.channels_last and not vmapped:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        set_bn_mode(self.net, options.bn)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.flat = torch.empty_like(self.base)
+        bind_flat(self.net, self.layout, self.flat)
+        self.data = EvalData.of(
+            *data,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            channels_last=options.channels_last and not vmapped,
+        )
+        segs = self.layout.segments
+        self.plane = PlaneVectors(
+            base=self.base,
+            dx=self.dx,
+            dy=self.dy,
+            base_segments=segs(self.base),
+            dx_segments=segs(self.dx),
+            dy_segments=segs(self.dy) if self.dy is not None else None,
+            active=tuple(
+                bool(a.any()) or (b is not None and bool(b.any()))
+                for a, b in zip(
+                    segs(self.dx),
+                    segs(self.dy) if self.dy is not None else [None] * len(names),
+                    strict=True,
+                )
+            ),
+        )
+        self.forward: Callable[[Tensor], Tensor] = self.net
+        if options.compile:
+            self.forward = torch.compile(
+                self.net, mode="reduce-overhead" if device.type == "cuda" else None
+            )
+
+    # One grid point's statistics, summed over the evaluation batches; stays on the device.
+    def _stats(self, forward: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.options.bn == "recompute":
+            self._recompute_bn(forward)
+        total = None
+        for inputs, targets in self.data.batches:
+            s = point_stats(forward(inputs), targets, self.loss_fn)
+            total = s if total is None else total + s
+        assert total is not None
+        return total
+
+    def _recompute_bn(self, forward: Callable[[Tensor], Tensor]) -> None:
+        """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: reset, then a
+        cumulative average (momentum None) over the evaluation batches in train mode."""
+        norms = batchnorms(self.net)
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for inputs, _ in self.data.batches:
+            forward(inputs)
+        for m in norms:
+            m.eval()
+
+    def _point_(self, alpha: float, beta: float) -> None:
+        """Exact θ(α, β) into the flat buffer for the non-linear schemes."""
+        if self.scheme == "linear2x":
+            linear2x_point_(self.flat, self.layout.segments(self.flat), self.plane, alpha, beta)
+        else:
+            scratch = torch.empty_like(self.flat)
+            barycentric_point_(
+                self.flat,
+                self.layout.segments(self.flat),
+                scratch,
+                self.layout.segments(scratch),
+                self.plane,
+                alpha,
+                beta,
+            )
+
+    def _anchor_(self, alpha: float, beta: float) -> None:
+        torch.add(self.base, self.dx, alpha=alpha, out=self.flat)
+        if self.dy is not None:
+            self.flat.add_(self.dy, alpha=beta)
+
+    def rows(
+        self,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        pending: np.ndarray,
+        rows: Sequence[int] | None = None,
+        tick: Callable[[int], None] | None = None,
+    ) -> Iterator[Block]:
+        """Evaluate the pending points of the given rows; yield them in blocks.
+
+        ``pending`` is a (len(ys), len(xs)) bool mask; 1-D planes use ``ys = [0.0]``.
+        A block ends at a row's end or after ``flush_seconds``, so callers can checkpoint.
+        """
+        if self.options.points_per_batch > 1:
+            yield from self._rows_batched(xs, ys, pending, rows, tick)
+            return
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            last_flush = time.monotonic()
+            for i in rows if rows is not None else range(len(ys)):
+                cols = np.flatnonzero(pending[i])
+                cols = cols if i % 2 == 0 else cols[::-1]  # snake: neighbours differ along x only
+                out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
+                start, prev = 0, -1
+                for n, j in enumerate(cols):
+                    if self.scheme != "li":
+                        self._point_(xs[j], ys[i])
+                    elif n == 0 or j != prev + (1 if i % 2 == 0 else -1):
+                        self._anchor_(xs[j], ys[i])  # exact from θ*: no drift across rows
+                    else:
+                        self.flat.add_(self.dx, alpha=xs[j] - xs[prev])  # one axpy per point
+                    out[n] = self._evaluate(xs[j], ys[i])
+                    prev = int(j)
+                    if tick is not None:
+                        tick(1)
+                    if time.monotonic() - last_flush > self.options.flush_seconds and n + 1 < len(
+                        cols
+                    ):
+                        yield Block(i, cols[start : n + 1], out[start : n + 1].cpu().numpy())
+                        start, last_flush = n + 1, time.monotonic()
+                if start < len(cols):
+                    yield Block(i, cols[start:], out[start:].cpu().numpy())
+                    last_flush = time.monotonic()
+
+    def _evaluate(
+        self, alpha: float, beta: float, forward: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
+        try:
+            return self._stats(forward or self.forward)
+        except LosslandError:
+            raise
+        except Exception as exc:
+            where = f"(x, y) = ({alpha:g}, {beta:g})"
+            raise LosslandError(
+                f"the model or loss raised {type(exc).__name__} at {where}: {exc}"
+            ) from exc
+
+    # --- K points per forward: torch.func.functional_call under vmap ---
+
+    def _rows_batched(
+        self,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        pending: np.ndarray,
+        rows: Sequence[int] | None,
+        tick: Callable[[int], None] | None,
+    ) -> Iterator[Block]:
+        k = self.options.points_per_batch
+        work = torch.empty(k, self.layout.size, device=self.flat.device, dtype=self.flat.dtype)
+        row_anchor = torch.empty_like(self.flat)
+        net = self.net
+
+        def forward_one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+            logits: Tensor = torch.func.functional_call(net, params, (inputs,))
+            return logits
+
+        batched = torch.vmap(forward_one, in_dims=(0, None))
+        if self.options.compile:
+            batched = torch.compile(batched)
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            for i in rows if rows is not None else range(len(ys)):
+                cols = np.flatnonzero(pending[i])
+                if len(cols) == 0:
+                    continue
+                if self.dy is not None:
+                    torch.add(self.base, self.dy, alpha=float(ys[i]), out=row_anchor)
+                else:
+                    row_anchor.copy_(self.base)
+                out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
+                for start in range(0, len(cols), k):
+                    chunk = cols[start : start + k]
+                    m = len(chunk)
+                    if self.scheme == "li":
+                        alphas = torch.as_tensor(xs[chunk], dtype=work.dtype, device=work.device)
+                        work[:m].copy_(row_anchor.expand(m, -1)).addr_(alphas, self.dx)
+                    else:
+                        for r, j in enumerate(chunk):
+                            self._point_(xs[j], ys[i])
+                            work[r].copy_(self.flat)
+                    params = {
+                        e.name: work[:m, e.offset : e.offset + e.numel].view(m, *e.shape)
+                        for e in self.layout.entries
+                    }
+                    try:
+                        out[start : start + m] = self._stats_batched(batched, params)
+                    except LosslandError:
+                        raise
+                    except Exception as exc:
+                        raise LosslandError(
+                            f"the model or loss raised {type(exc).__name__} near (x, y) = "
+                            f"({xs[chunk[0]]:g}, {ys[i]:g}): {exc}"
+                        ) from exc
+                    if tick is not None:
+                        tick(m)
+                yield Block(i, cols, out.cpu().numpy())
+
+    def _stats_batched(self, batched: Callable[..., Tensor], params: dict[str, Tensor]) -> Tensor:
+        total = None
+        for inputs, targets in self.data.batches:
+            logits = batched(params, inputs)  # (K, B, C)
+            s = torch.stack(
+                [point_stats(logits[m], targets, self.loss_fn) for m in range(logits.shape[0])]
+            )
+            total = s if total is None else total + s
+        assert total is not None
+        return total
