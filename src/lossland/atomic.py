@@ -39,6 +39,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = check_writable(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the mode a plain open() would.
+    os.chmod(tmp_name, 0o666 & ~_umask())
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -67,6 +69,18 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], None]) -
     """Call ``writer(tmp_path)`` and move the result into place atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask can only set-and-return)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def _fsync_dir(folder: Path) -> None:

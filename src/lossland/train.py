@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,45 +166,45 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
             save_checkpoint(model, path, spec=spec, step=step, epoch=epoch, **meta)
             trajectory.append(path)
 
-        generator = torch.Generator().manual_seed(config.seed)
         steps, seen, started = 0, 0, time.perf_counter()
         running_correct, running_total = torch.zeros((), dtype=torch.long, device=device), 0
         snapshot(0, 0)
         total = config.epochs * len(images)
         bar = _progress(total, config.progress, f"train {spec.name}")
         model.train()
-        for epoch in range(config.epochs):
-            running_correct.zero_()
-            running_total = 0
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), config.batch_size):
-                idx = order[start : start + config.batch_size]
-                x, y = images[idx].to(device), labels[idx].to(device)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                steps += 1
-                seen += len(idx)
-                running_correct += (logits.argmax(1) == y).sum()
-                running_total += len(idx)
+        for epoch, idx in batches(
+            len(images), config.batch_size, seed=config.seed, epochs=config.epochs
+        ):
+            if idx is None:  # a new epoch
+                running_correct.zero_()
+                running_total = 0
+                continue
+            x, y = images[idx].to(device), labels[idx].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            steps += 1
+            seen += len(idx)
+            running_correct += (logits.argmax(1) == y).sum()
+            running_total += len(idx)
+            if bar is not None:
+                bar.update(len(idx))
+            if steps % 10 == 1:  # a host sync, so not every step
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise LosslandError(
+                        f"training diverged at step {steps} (loss {value}): lower --lr"
+                    )
                 if bar is not None:
-                    bar.update(len(idx))
-                if steps % 10 == 1:  # a host sync, so not every step
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise LosslandError(
-                            f"training diverged at step {steps} (loss {value}): lower --lr"
-                        )
-                    if bar is not None:
-                        bar.set_postfix(
-                            loss=f"{value:.3f}", acc=f"{int(running_correct) / running_total:.3f}"
-                        )
-                if config.save_every and steps % config.save_every == 0:
-                    snapshot(steps, epoch)
+                    bar.set_postfix(
+                        loss=f"{value:.3f}", acc=f"{int(running_correct) / running_total:.3f}"
+                    )
+            if config.save_every and steps % config.save_every == 0:
+                snapshot(steps, epoch)
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - started
@@ -238,6 +238,21 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         test_loss=test_loss,
         trajectory=trajectory,
     )
+
+
+def batches(
+    count: int, batch_size: int, *, seed: int, epochs: int
+) -> Iterator[tuple[int, Tensor | None]]:
+    """(epoch, sample indices) for every step; ``None`` marks the start of each epoch.
+
+    One seeded permutation per epoch: the demo uses this to find the seed's "last batch".
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        yield epoch, None
+        order = torch.randperm(count, generator=generator)
+        for start in range(0, count, batch_size):
+            yield epoch, order[start : start + batch_size]
 
 
 def _validate(config: TrainConfig) -> None:
