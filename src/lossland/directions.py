@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from lossland.atomic import atomic_path
 from lossland.errors import LosslandError
+from lossland.flat import FlatLayout
 from lossland.plane import rescale_
 
 Norm = Literal["filter", "layer", "none"]
@@ -69,6 +70,7 @@ class Directions:
             "cosine": self.cosine,
             "ndim": self.ndim,
             "has_origin": self.origin is not None,
+            "order": list(self.x),
             **dict(self.info),
         }
 
@@ -77,9 +79,11 @@ class Directions:
         digest = hashlib.sha256()
         for prefix, tensors in self._groups():
             for name in sorted(tensors):
-                tensor = tensors[name].detach().to("cpu").contiguous()
+                tensor = tensors[name].detach().to("cpu")
+                if not tensor.is_contiguous():  # channels_last views: hash in NCHW order
+                    tensor = tensor.contiguous()
                 digest.update(f"{prefix}/{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-                digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+                digest.update(tensor.view(-1).view(torch.uint8).numpy().data)  # no copy
         return digest.hexdigest()
 
     def _groups(self) -> list[tuple[str, Direction]]:
@@ -111,24 +115,56 @@ class Directions:
         path = Path(path)
         if not path.is_file():
             raise LosslandError(f"directions file {path} not found: check the --directions path")
+        groups: dict[str, Direction] = {"x": {}, "y": {}, "origin": {}}
         try:
             with safe_open(str(path), framework="pt") as handle:
                 raw_meta = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-            meta = json.loads(raw_meta.get("lossland", "{}"))
+                meta = json.loads(raw_meta.get("lossland", "{}"))
+                names: dict[str, list[str]] = {prefix: [] for prefix in groups}
+                for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                    prefix, _, name = key.partition("/")
+                    if prefix not in groups or not name:
+                        raise LosslandError(
+                            f"directions file {path} has an unexpected tensor {key!r}: recreate it"
+                        )
+                    names[prefix].append(name)
+                order = {n: i for i, n in enumerate(meta.get("order", []))}
+                for prefix, group_names in names.items():
+                    if not group_names:
+                        continue
+                    group_names.sort(key=lambda n: (order.get(n, len(order)), n))
+                    keys = [f"{prefix}/{n}" for n in group_names]
+                    dtype = handle.get_slice(keys[0]).get_dtype()
+                    # Shapes first, then one tensor at a time into lossland's flat layout:
+                    # the peak is the directions plus one tensor, not twice the directions.
+                    reference = {
+                        n: torch.empty(
+                            handle.get_slice(k).get_shape(),
+                            device="meta",
+                            dtype=_DTYPES.get(dtype, torch.float32),
+                        )
+                        for n, k in zip(group_names, keys, strict=True)
+                    }
+                    groups[prefix] = empty_direction(reference)
+                    for n, k in zip(group_names, keys, strict=True):
+                        groups[prefix][n].copy_(handle.get_tensor(k))
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             raise LosslandError(
                 f"directions file {path} is corrupt or not a safetensors file ({exc}): recreate it"
             ) from None
-        groups: dict[str, Direction] = {"x": {}, "y": {}, "origin": {}}
-        for key, tensor in tensors.items():
-            prefix, _, name = key.partition("/")
-            if prefix not in groups or not name:
-                raise LosslandError(f"directions file {path} has an unexpected tensor {key!r}")
-            groups[prefix][name] = tensor
         if not groups["x"]:
             raise LosslandError(f"directions file {path} holds no x direction")
-        known = {"kind", "norm", "ignore", "seed", "orthogonalized", "cosine", "ndim", "has_origin"}
+        known = {
+            "kind",
+            "norm",
+            "ignore",
+            "seed",
+            "orthogonalized",
+            "cosine",
+            "ndim",
+            "has_origin",
+            "order",
+        }
         kind = meta.get("kind", "random")
         norm = meta.get("norm", "filter")
         ignore = meta.get("ignore", "biasbn")
@@ -172,40 +208,74 @@ class Directions:
             )
 
 
+def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
+    """Σ ⟨a_k, b_k⟩ over all tensors, accumulated in float64.
+
+    Formed a chunk of ~1M elements at a time: a float64 copy of a whole 4096×4096 matrix would
+    add hundreds of MB to the peak memory.
+    """
+    return sum(
+        float(torch.sum(xs.double() * ys.double()))
+        for k in a
+        for xs, ys in zip(_chunks(a[k]), _chunks(b[k]), strict=True)
+    )
+
+
+def _chunks(t: Tensor, elements: int = 1 << 20) -> list[Tensor]:
+    """Views of ``t`` along dim 0 of about ``elements`` each (any memory layout)."""
+    if t.dim() == 0:
+        return [t]
+    step = max(1, elements // max(1, t[0].numel()))
+    return list(torch.split(t, step))
+
+
 def cosine(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
-    dot = sum(float(torch.sum(a[k].double() * b[k].double())) for k in a)
-    na = sum(float(torch.sum(a[k].double() ** 2)) for k in a) ** 0.5
-    nb = sum(float(torch.sum(b[k].double() ** 2)) for k in b) ** 0.5
-    return dot / (na * nb) if na > 0 and nb > 0 else 0.0
-
-
-def _segments(t: Tensor) -> Tensor:
-    """The tensor as (filters, elements): dim 0 is the output filter of conv and linear weights."""
-    return t.reshape(t.shape[0], -1) if t.dim() > 1 else t.reshape(1, -1)
+    na, nb = dot(a, a) ** 0.5, dot(b, b) ** 0.5
+    return dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
 
 
 def normalize_(
     direction: Direction, reference: Mapping[str, Tensor], *, norm: Norm, ignore: Ignore
 ) -> Direction:
-    """Rescale ``direction`` in place, tensor by tensor, to ``reference``'s filter/layer norms."""
+    """Rescale ``direction`` in place, tensor by tensor, to ``reference``'s filter/layer norms.
+
+    Filters are slices along dim 0 (output channels of a conv, output rows of a linear layer).
+    """
     for name, d in direction.items():
         ref = reference[name].detach().to(d.dtype)
         if d.dim() <= 1:
             if ignore == "biasbn":
                 d.zero_()
             elif norm != "none":
-                rescale_(d.view(1, -1), ref.reshape(1, -1), "layer")
+                rescale_(d, ref, "layer")
         elif norm != "none":
-            rescale_(_segments(d), _segments(ref), norm)
+            rescale_(d, ref, norm)
     return direction
 
 
-def _gaussian_like(params: Iterable[tuple[str, Tensor]], generator: torch.Generator) -> Direction:
-    # Drawn on the CPU in float32 so a seed gives the same directions on every device.
-    return {
-        name: torch.randn(p.shape, generator=generator, dtype=torch.float32).to(p.dtype)
-        for name, p in params
-    }
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def empty_direction(reference: Mapping[str, Tensor]) -> Direction:
+    """Zeros shaped like ``reference``, as views of one flat vector in lossland's layout
+    (:mod:`lossland.flat`, channels_last for 4-D tensors), so the engine needs no copy."""
+    dtypes = {t.dtype for t in reference.values()}
+    if len(dtypes) != 1:  # mixed precision models: plain tensors, the engine copies them
+        return {name: torch.zeros(t.shape, dtype=t.dtype) for name, t in reference.items()}
+    layout = FlatLayout.of({n: t.shape for n, t in reference.items()}, channels_last=True)
+    return layout.allocate(dtype=dtypes.pop())[1]
+
+
+def _gaussian_like(reference: Mapping[str, Tensor], generator: torch.Generator) -> Direction:
+    # Drawn on the CPU in float32, tensor by tensor in a fixed order, so a seed gives the same
+    # directions on every device and in every memory layout.
+    direction = empty_direction(reference)
+    for d in direction.values():
+        if d.is_contiguous() and d.dtype == torch.float32:
+            torch.randn(d.shape, generator=generator, out=d)  # no temporary for big matrices
+        else:
+            d.copy_(torch.randn(d.shape, generator=generator, dtype=torch.float32))
+    return direction
 
 
 def random_directions(
@@ -227,14 +297,10 @@ def random_directions(
         raise LosslandError(f"unknown ignore policy {ignore!r}: choose one of {', '.join(IGNORES)}")
     reference = {name: p.detach().to("cpu") for name, p in model.named_parameters()}
     generator = torch.Generator().manual_seed(seed)
-    dx = normalize_(
-        _gaussian_like(reference.items(), generator), reference, norm=norm, ignore=ignore
-    )
+    dx = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
     dy = None
     if ndim == 2:
-        dy = normalize_(
-            _gaussian_like(reference.items(), generator), reference, norm=norm, ignore=ignore
-        )
+        dy = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
     directions = Directions(x=dx, y=dy, kind="random", norm=norm, ignore=ignore, seed=seed)
     return orthogonalized(directions, reference) if orthogonalize and dy is not None else directions
 
@@ -244,10 +310,12 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
     if directions.y is None:
         return directions
     x, y = directions.x, directions.y
-    dot = sum(float(torch.sum(x[k].double() * y[k].double())) for k in x)
-    xx = sum(float(torch.sum(x[k].double() ** 2)) for k in x)
-    coef = dot / xx if xx > 0 else 0.0
-    y_new = {k: (y[k].double() - coef * x[k].double()).to(y[k].dtype) for k in y}
+    xx = dot(x, x)
+    coef = dot(x, y) / xx if xx > 0 else 0.0
+    y_new = empty_direction(y)
+    for k, t in y_new.items():
+        for out, ys, xs in zip(_chunks(t), _chunks(y[k]), _chunks(x[k]), strict=True):
+            out.copy_(ys.double() - coef * xs.double())
     if directions.norm != "none":
         normalize_(y_new, reference, norm=directions.norm, ignore=directions.ignore)
     info = dict(directions.info)

@@ -21,74 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lossland.errors import LosslandError
+from lossland.flat import FlatLayout
 from lossland.plane import PlaneVectors, Scheme, barycentric_point_, linear2x_point_
 
 BNMode = Literal["eval", "train", "recompute"]
 Precision = Literal["fp32", "tf32", "bf16"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 STATS = 3  # per point: Σ loss, Σ loss², Σ correct
-
-
-# --- flat layout ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayoutEntry:
-    name: str
-    shape: tuple[int, ...]
-    offset: int
-    numel: int
-    channels_last: bool  # 4-D tensor stored as (O, H, W, I) inside the flat buffer
-
-
-@dataclass(frozen=True)
-class FlatLayout:
-    """Where each named tensor lives inside a flat vector; layout-aware for channels_last."""
-
-    entries: tuple[LayoutEntry, ...]
-    size: int
-
-    @classmethod
-    def of(cls, shapes: Mapping[str, Sequence[int]], *, channels_last: bool = False) -> FlatLayout:
-        entries, offset = [], 0
-        for name, shape in shapes.items():
-            numel = int(np.prod(shape)) if len(shape) else 1
-            cl = channels_last and len(shape) == 4
-            entries.append(LayoutEntry(name, tuple(int(s) for s in shape), offset, numel, cl))
-            offset += numel
-        return cls(tuple(entries), offset)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(e.name for e in self.entries)
-
-    def views(self, flat: Tensor) -> dict[str, Tensor]:
-        """Tensors shaped like the model's, aliasing ``flat`` (channels_last strides if flagged)."""
-        out = {}
-        for e in self.entries:
-            seg = flat[e.offset : e.offset + e.numel]
-            if e.channels_last:
-                o, i, h, w = e.shape
-                out[e.name] = seg.view(o, h, w, i).permute(0, 3, 1, 2)
-            else:
-                out[e.name] = seg.view(e.shape)
-        return out
-
-    def segments(self, flat: Tensor) -> tuple[Tensor, ...]:
-        """(filters, elements) views: dim 0 stays outermost in either memory layout."""
-        return tuple(
-            flat[e.offset : e.offset + e.numel].view(e.shape[0] if len(e.shape) > 1 else 1, -1)
-            for e in self.entries
-        )
-
-    def flatten(
-        self, tensors: Mapping[str, Tensor], *, device: torch.device, dtype: torch.dtype
-    ) -> Tensor:
-        flat = torch.empty(self.size, device=device, dtype=dtype)
-        views = self.views(flat)
-        for name, view in views.items():
-            view.copy_(tensors[name])
-        return flat
 
 
 # --- the working copy of the network ------------------------------------------------------------
@@ -129,11 +68,13 @@ def bind_flat(net: nn.Module, layout: FlatLayout, flat: Tensor) -> None:
     all_named: dict[str, Tensor] = dict(net.named_parameters(remove_duplicate=False))
     all_named.update(dict(net.named_buffers(remove_duplicate=False)))
     for name, view in views.items():
-        for module, attr, is_param in owners[id(all_named[name])]:
+        owned = owners[id(all_named[name])]
+        bound = nn.Parameter(view, requires_grad=False) if owned[0][2] else view
+        for module, attr, is_param in owned:
             if is_param:
-                module._parameters[attr] = nn.Parameter(view, requires_grad=False)
+                module._parameters[attr] = bound  # type: ignore[assignment]
             else:
-                module._buffers[attr] = view
+                module._buffers[attr] = bound
 
 
 def batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -318,21 +259,21 @@ class Engine:
             {n: moving[n].shape for n in names}, channels_last=options.channels_last and not vmapped
         )
         device, dtype = options.device, options.dtype
-        theta = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
-        self.base = self.layout.flatten(theta, device=device, dtype=dtype)
-        self.dx = self.layout.flatten(directions[0], device=device, dtype=dtype)
-        self.dy = (
-            self.layout.flatten(directions[1], device=device, dtype=dtype)
-            if len(directions) > 1
-            else None
-        )
+        # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
+        # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
+        self.theta = [
+            (origin[n] if origin is not None else moving[n]).detach().to(device=device, dtype=dtype)
+            for n in names
+        ]
+        self.dx = self._flat_direction(directions[0], names)
+        self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
         self.net = working_copy(model, names).to(device=device, dtype=dtype)
         if options.channels_last and not vmapped:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.flat = torch.empty_like(self.base)
+        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)
         bind_flat(self.net, self.layout, self.flat)
         self.data = EvalData.of(
             *data,
@@ -341,23 +282,8 @@ class Engine:
             dtype=dtype,
             channels_last=options.channels_last and not vmapped,
         )
-        segs = self.layout.segments
-        self.plane = PlaneVectors(
-            base=self.base,
-            dx=self.dx,
-            dy=self.dy,
-            base_segments=segs(self.base),
-            dx_segments=segs(self.dx),
-            dy_segments=segs(self.dy) if self.dy is not None else None,
-            active=tuple(
-                bool(a.any()) or (b is not None and bool(b.any()))
-                for a, b in zip(
-                    segs(self.dx),
-                    segs(self.dy) if self.dy is not None else [None] * len(names),
-                    strict=True,
-                )
-            ),
-        )
+        self.plane = None if scheme == "li" else self._plane()
+        self._scratch: Tensor | None = None
         self.forward: Callable[[Tensor], Tensor] = self.net
         if options.compile:
             self.forward = torch.compile(
@@ -390,24 +316,58 @@ class Engine:
 
     def _point_(self, alpha: float, beta: float) -> None:
         """Exact θ(α, β) into the flat buffer for the non-linear schemes."""
+        assert self.plane is not None
+        segments = self.layout.segments(self.flat)
         if self.scheme == "linear2x":
-            linear2x_point_(self.flat, self.layout.segments(self.flat), self.plane, alpha, beta)
+            linear2x_point_(self.flat, segments, self.plane, alpha, beta)
         else:
-            scratch = torch.empty_like(self.flat)
+            if self._scratch is None:  # ψ needs a second vector beside ϕ
+                self._scratch = torch.empty_like(self.flat)
+            scratch = self._scratch
             barycentric_point_(
-                self.flat,
-                self.layout.segments(self.flat),
-                scratch,
-                self.layout.segments(scratch),
-                self.plane,
-                alpha,
-                beta,
+                self.flat, segments, scratch, self.layout.segments(scratch), self.plane, alpha, beta
             )
 
-    def _anchor_(self, alpha: float, beta: float) -> None:
-        torch.add(self.base, self.dx, alpha=alpha, out=self.flat)
-        if self.dy is not None:
-            self.flat.add_(self.dy, alpha=beta)
+    def _flat_direction(self, direction: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+        """The direction as a flat vector in the engine's layout: adopted when lossland drew it
+        in that layout already (no copy), else copied."""
+        device, dtype = self.options.device, self.options.dtype
+        adopted = self.layout.adopt(direction, device=device, dtype=dtype)
+        if adopted is not None:
+            return adopted
+        return self.layout.flatten({n: direction[n] for n in names}, device=device, dtype=dtype)
+
+    def _plane(self) -> PlaneVectors:
+        """Flat θ* and per-tensor views for the non-linear schemes (one more copy of θ*)."""
+        base = torch.empty_like(self.flat)
+        for view, theta in zip(self.layout.views(base).values(), self.theta, strict=True):
+            view.copy_(theta)
+        segs = self.layout.segments
+        dy_segments = segs(self.dy) if self.dy is not None else None
+        return PlaneVectors(
+            base=base,
+            dx=self.dx,
+            dy=self.dy,
+            base_segments=segs(base),
+            dx_segments=segs(self.dx),
+            dy_segments=dy_segments,
+            active=tuple(
+                bool(a.any()) or (b is not None and bool(b.any()))
+                for a, b in zip(segs(self.dx), dy_segments or [None] * len(self.theta), strict=True)
+            ),
+        )
+
+    def _anchor_(self, alpha: float, beta: float, out: Tensor | None = None) -> None:
+        """θ* + α·δ + β·η exactly, tensor by tensor, into ``out`` (default: the flat buffer)."""
+        target = self.layout.views(self.flat if out is None else out).values()
+        dxs = self.layout.views(self.dx).values()
+        dys = (
+            self.layout.views(self.dy).values() if self.dy is not None else [None] * len(self.theta)
+        )
+        for view, theta, dx, dy in zip(target, self.theta, dxs, dys, strict=True):
+            torch.add(theta, dx, alpha=alpha, out=view)
+            if dy is not None:
+                view.add_(dy, alpha=beta)
 
     def rows(
         self,
@@ -426,31 +386,41 @@ class Engine:
             yield from self._rows_batched(xs, ys, pending, rows, tick)
             return
         with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
-            last_flush = time.monotonic()
+            flushed = time.monotonic()
             for i in rows if rows is not None else range(len(ys)):
                 cols = np.flatnonzero(pending[i])
                 cols = cols if i % 2 == 0 else cols[::-1]  # snake: neighbours differ along x only
                 out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
-                start, prev = 0, -1
-                for n, j in enumerate(cols):
-                    if self.scheme != "li":
-                        self._point_(xs[j], ys[i])
-                    elif n == 0 or j != prev + (1 if i % 2 == 0 else -1):
-                        self._anchor_(xs[j], ys[i])  # exact from θ*: no drift across rows
-                    else:
-                        self.flat.add_(self.dx, alpha=xs[j] - xs[prev])  # one axpy per point
-                    out[n] = self._evaluate(xs[j], ys[i])
-                    prev = int(j)
-                    if tick is not None:
-                        tick(1)
-                    if time.monotonic() - last_flush > self.options.flush_seconds and n + 1 < len(
-                        cols
-                    ):
-                        yield Block(i, cols[start : n + 1], out[start : n + 1].cpu().numpy())
-                        start, last_flush = n + 1, time.monotonic()
-                if start < len(cols):
-                    yield Block(i, cols[start:], out[start:].cpu().numpy())
-                    last_flush = time.monotonic()
+                start = done = 0
+                try:
+                    for n, j in enumerate(cols):
+                        self._move_to(xs, ys, i, cols, n)
+                        out[n] = self._evaluate(xs[j], ys[i])
+                        done = n + 1
+                        if tick is not None:
+                            tick(1)
+                        if time.monotonic() - flushed > self.options.flush_seconds:
+                            yield Block(i, cols[start:done], out[start:done].cpu().numpy())
+                            start, flushed = done, time.monotonic()
+                except (Exception, KeyboardInterrupt):
+                    # Hand over the points this row finished before the error propagates, so
+                    # the caller can save them.
+                    if done > start:
+                        yield Block(i, cols[start:done], out[start:done].cpu().numpy())
+                    raise
+                if done > start:
+                    yield Block(i, cols[start:done], out[start:done].cpu().numpy())
+                    flushed = time.monotonic()
+
+    def _move_to(self, xs: np.ndarray, ys: np.ndarray, i: int, cols: np.ndarray, n: int) -> None:
+        """Set the flat buffer to θ(xs[cols[n]], ys[i])."""
+        j = cols[n]
+        if self.scheme != "li":
+            self._point_(xs[j], ys[i])
+        elif n == 0 or abs(int(j) - int(cols[n - 1])) != 1:
+            self._anchor_(xs[j], ys[i])  # exact from θ*: rounding cannot drift across rows
+        else:
+            self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
 
     def _evaluate(
         self, alpha: float, beta: float, forward: Callable[[Tensor], Tensor] | None = None
@@ -492,10 +462,7 @@ class Engine:
                 cols = np.flatnonzero(pending[i])
                 if len(cols) == 0:
                     continue
-                if self.dy is not None:
-                    torch.add(self.base, self.dy, alpha=float(ys[i]), out=row_anchor)
-                else:
-                    row_anchor.copy_(self.base)
+                self._anchor_(0.0, float(ys[i]), out=row_anchor)
                 out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
                 for start in range(0, len(cols), k):
                     chunk = cols[start : start + k]

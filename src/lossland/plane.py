@@ -86,9 +86,14 @@ def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
     )
 
 
-def filter_norms(segment: Tensor) -> Tensor:
-    """(filters, 1) L2 norm of each filter (row) of a segment view."""
-    norms: Tensor = torch.linalg.vector_norm(segment, dim=1, keepdim=True)
+def filter_norms(tensor: Tensor) -> Tensor:
+    """L2 norm of each filter (index along dim 0), shaped to broadcast against ``tensor``.
+
+    Norms ignore memory order, so this works on channels_last views without a copy.
+    """
+    norms: Tensor = torch.linalg.vector_norm(
+        tensor, dim=tuple(range(1, tensor.dim())), keepdim=True
+    )
     return norms
 
 
@@ -98,7 +103,8 @@ def layer_norm(segment: Tensor) -> Tensor:
 
 
 def rescale_(segment: Tensor, reference: Tensor, mode: Literal["filter", "layer"]) -> Tensor:
-    """Scale ``segment`` in place so each filter (or the whole tensor) has ``reference``'s norm."""
+    """Scale ``segment`` in place so each filter (dim 0) or the whole tensor has ``reference``'s
+    norm; ``segment`` and ``reference`` have the same shape (any memory layout)."""
     if mode == "filter":
         segment.mul_(_safe_ratio(filter_norms(reference), filter_norms(segment)))
     else:
