@@ -37,13 +37,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any failure the temporary file is removed and ``path`` is left as it was.
     """
     final = check_writable(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:  # a read-only file system, or permissions os.access cannot see
+        raise LosslandError(f"cannot write {final}: {exc.strerror or exc}") from None
     os.close(fd)
-    # mkstemp makes the file private (0600); give it the mode a plain open() would.
-    os.chmod(tmp_name, 0o666 & ~_umask())
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600), and some writers recreate it: give the result
+        # the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)

@@ -161,6 +161,11 @@ def import_object(path: str, *, what: str = "object") -> Any:
             f"cannot import module {module_name!r} for the {what} ({exc}): "
             "install it or add its folder to PYTHONPATH"
         ) from None
+    except Exception as exc:  # the module itself is broken: SyntaxError, or its code raised
+        raise LosslandError(
+            f"importing module {module_name!r} for the {what} failed with "
+            f"{type(exc).__name__}: {exc}: fix the module"
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise LosslandError(f"module {module_name!r} has no {attr!r} for the {what}")

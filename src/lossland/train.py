@@ -21,7 +21,7 @@ from lossland.config import TrainConfig
 from lossland.data import fingerprint, load_fashion_mnist
 from lossland.devices import resolve_device
 from lossland.errors import LosslandError
-from lossland.models import ModelSpec, build_model, count_parameters, model_spec
+from lossland.models import REGISTRY, ModelSpec, build_model, count_parameters, model_spec
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,12 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
 
 
 def spec_from_config(name: str, width: float, activation: str, model_arg: list[str]) -> ModelSpec:
-    return model_spec(name, width=width, activation=activation, **parse_model_args(model_arg))
+    """Registry models take --width/--activation; a user factory gets only its --model-arg
+    keywords. A --model-arg given explicitly wins over the registry options."""
+    options = parse_model_args(model_arg)
+    if name in REGISTRY:
+        options = {"width": width, "activation": activation, **options}
+    return model_spec(name, **options)
 
 
 def use_channels_last(model: nn.Module, device: torch.device) -> bool:
@@ -158,7 +163,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         }
         trajectory: list[Path] = []
 
-        def snapshot(step: int, epoch: int) -> None:
+        def snapshot(step: int, epoch: float) -> None:
             if config.save_every is None:
                 return
             trajectory_dir.mkdir(parents=True, exist_ok=True)
@@ -166,13 +171,14 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
             save_checkpoint(model, path, spec=spec, step=step, epoch=epoch, **meta)
             trajectory.append(path)
 
+        steps_per_epoch = math.ceil(len(images) / config.batch_size)  # epochs done = steps / this
         steps, seen, started = 0, 0, time.perf_counter()
         running_correct, running_total = torch.zeros((), dtype=torch.long, device=device), 0
         snapshot(0, 0)
         total = config.epochs * len(images)
         bar = _progress(total, config.progress, f"train {spec.name}")
         model.train()
-        for epoch, idx in batches(
+        for _, idx in batches(
             len(images), config.batch_size, seed=config.seed, epochs=config.epochs
         ):
             if idx is None:  # a new epoch
@@ -204,12 +210,12 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                         loss=f"{value:.3f}", acc=f"{int(running_correct) / running_total:.3f}"
                     )
             if config.save_every and steps % config.save_every == 0:
-                snapshot(steps, epoch)
+                snapshot(steps, steps / steps_per_epoch)
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - started
         if config.save_every and steps % config.save_every != 0:
-            snapshot(steps, config.epochs)
+            snapshot(steps, steps / steps_per_epoch)
         test_loss, test_acc = evaluate(model, test_images, test_labels, channels_last=channels_last)
         train_acc = int(running_correct) / max(running_total, 1)
         save_checkpoint(
