@@ -1,0 +1,172 @@
+"""The viewer in a real browser: headless Chromium opens the page from disk, sliders move the path.
+
+Needs Chromium (``/usr/bin/chromium`` or ``$LOSSLAND_CHROMIUM``) and the playwright package; the
+test is skipped without them, and fails instead when ``LOSSLAND_REQUIRE_BROWSER=1`` (CI). The
+screenshot is saved to ``artifacts/viewer.png`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lossland.paths import descend
+from lossland.surface_file import Surface
+from lossland.view import write_viewer
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("LOSSLAND_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} but LOSSLAND_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
+def chromium() -> str:
+    chosen = os.environ.get("LOSSLAND_CHROMIUM")
+    candidates = [chosen] if chosen else ["/usr/bin/chromium", "chromium", "chromium-browser"]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found is not None:
+            return found
+    unavailable(f"Chromium is not installed (looked for {', '.join(candidates)})")
+    raise AssertionError("unreachable")
+
+
+def landscape() -> Surface:
+    """A tilted double well with a ridge, so paths from different starts differ visibly."""
+    x = np.linspace(-1.0, 1.0, 41)
+    y = np.linspace(-1.0, 1.0, 41)
+    gx, gy = np.meshgrid(x, y)
+    loss = (
+        0.3
+        + 1.2 * (gx**2 - 0.4) ** 2
+        + 1.5 * gy**2
+        + 0.25 * gx
+        + 0.1 * np.sin(4 * gx) * np.cos(3 * gy)
+    )
+    return Surface(
+        x=x,
+        y=y,
+        loss=loss,
+        acc=np.clip(1.0 - loss / loss.max(), 0, 1),
+        loss_sem=np.zeros_like(loss),
+        done=np.ones(loss.shape, dtype=bool),
+        attrs={"model": "double-well", "samples": 1024, "settings": {"norm": "filter"}},
+        trajectories={"training": np.array([[0.9, -0.9], [0.7, -0.5], [0.6, -0.2], [0.65, 0.0]])},
+    )
+
+
+def test_viewer_renders_and_follows_sliders(tmp_path: Path) -> None:
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+
+    surface = landscape()
+    stored = [descend(surface, start=(-0.8, 0.8), optimizer="adam", lr=0.05, steps=40)]
+    page_file = write_viewer(surface, tmp_path / "viewer.html", paths=stored, title="double well")
+    problems: list[str] = []
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+                ),
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            # Offline: any request that is not the file itself is a bug.
+            page.on(
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(("file://", "data:", "blob:"))
+                    else problems.append(f"network request: {r.url}")
+                ),
+            )
+            page.goto(page_file.as_uri())
+            page.wait_for_function(
+                "window.losslandViewer && window.losslandViewer.ready", timeout=30_000
+            )
+
+            assert page.title() == "double well"
+            assert page.locator("#surface3d .gl-container canvas, #surface3d canvas").count() > 0
+            assert page.locator("#contour .contour").count() > 0
+            assert page.locator("#optimizer option").count() == 6
+            assert page.locator("#metadata tr").count() > 3
+            before: Any = page.evaluate("window.losslandViewer.path.points")
+            info_before = page.inner_text("#path-info")
+            assert len(before) == 31  # the default 30 steps
+
+            # Move the start-x slider as a user would: value, then an input event.
+            page.eval_on_selector(
+                "#start-x",
+                "e => { e.value = '-0.6'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+            )
+            after: Any = page.evaluate("window.losslandViewer.path.points")
+            assert after[0][0] == pytest.approx(-0.6)
+            assert after != before
+            assert page.inner_text("#path-info") != info_before
+            # The drawn path (the contour's path trace) follows.
+            drawn: Any = page.evaluate(
+                "(() => { const d = document.getElementById('contour').data;"
+                " return d.find(t => t.name === 'path').x[0]; })()"
+            )
+            assert drawn == pytest.approx(-0.6)
+
+            # The screenshot: default optimizer, the start moved, hovering over the contour.
+            page.eval_on_selector(
+                "#camera-azimuth",
+                "e => { e.value = '235'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+            )
+            page.hover("#contour .nsewdrag", position={"x": 200, "y": 150})
+            page.wait_for_timeout(300)
+            assert page.inner_text("#hover-info").startswith("x ")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+
+            # Steps, optimizer and the log toggle change the path too.
+            page.eval_on_selector(
+                "#steps",
+                "e => { e.value = '12'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+            )
+            assert len(page.evaluate("window.losslandViewer.path.points")) <= 13
+            page.select_option("#optimizer", "momentum")
+            assert page.locator("#hyper-momentum").count() == 1
+            assert page.inner_text("#path-info").startswith("momentum lr=0.1")
+            page.check("#log")
+            page.wait_for_function(
+                "document.getElementById('surface3d').layout.scene.zaxis.title.text === 'ln loss'"
+            )
+            page.eval_on_selector(
+                "#camera-azimuth",
+                "e => { e.value = '300'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+            )
+            eye: Any = page.evaluate("document.getElementById('surface3d').layout.scene.camera.eye")
+            assert eye["y"] < 0  # azimuth 300° looks from -y
+        finally:
+            browser.close()
+
+    assert problems == []
+    assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
