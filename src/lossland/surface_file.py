@@ -25,6 +25,17 @@ from lossland.errors import SurfaceFileError
 FORMAT = "lossland-surface"
 FORMAT_VERSION = 1
 SETTINGS_ATTR = "settings"  # JSON of what identifies a run, compared on resume
+RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class SurfaceReadError(SurfaceFileError):
+    """A surface file that cannot be read; ``problem`` is the bare reason, for callers that
+    suggest their own fix (a resumed run suggests --overwrite rather than recomputing)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"surface file {path} {problem}: recompute it with lossland surface")
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -153,27 +164,37 @@ class Surface:
     # --- files ---
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the HDF5 file atomically (temporary file, fsync, rename)."""
+        """Write the HDF5 file atomically (temporary file, fsync, rename).
+
+        Datasets carry Fletcher-32 checksums, so a corrupted file fails to load instead of
+        yielding wrong numbers; HDF5's file locking is off (the rename makes it unneeded, and
+        it fails on many network file systems).
+        """
         import h5py
 
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("xcoordinates", data=self.x)
+        _check_names(self)
+
+        def dataset(f: Any, name: str, data: np.ndarray) -> None:
+            f.create_dataset(name, data=data, fletcher32=data.size > 0)
+
+        with atomic_path(path) as tmp, h5py.File(tmp, "w", locking=False) as f:
+            dataset(f, "xcoordinates", self.x)
             if self.y is not None:
-                f.create_dataset("ycoordinates", data=self.y)
-            f.create_dataset(f"{self.split}_loss", data=self.loss)
-            f.create_dataset(f"{self.split}_acc", data=self.acc)
-            f.create_dataset(f"{self.split}_loss_sem", data=self.loss_sem)
-            f.create_dataset("done", data=self.done.astype(np.uint8))
+                dataset(f, "ycoordinates", self.y)
+            dataset(f, f"{self.split}_loss", self.loss)
+            dataset(f, f"{self.split}_acc", self.acc)
+            dataset(f, f"{self.split}_loss_sem", self.loss_sem)
+            dataset(f, "done", self.done.astype(np.uint8))
             for name, points in self.trajectories.items():
-                f.create_dataset(f"trajectories/{name}", data=np.asarray(points, dtype=np.float64))
+                dataset(f, f"trajectories/{name}", np.asarray(points, dtype=np.float64))
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["split"] = self.split
             json_keys = []
             for key, value in self.attrs.items():
-                if isinstance(value, str):
+                if isinstance(value, str) and _plain_text(value):
                     f.attrs[key] = str(value)  # plain str: h5py rejects subclasses (TorchVersion)
-                elif isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+                elif _native_number(value):
                     f.attrs[key] = value
                 else:
                     f.attrs[key] = json.dumps(value, sort_keys=True, default=_json_default)
@@ -190,15 +211,61 @@ class Surface:
         if not path.is_file():
             raise SurfaceFileError(f"surface file {path} not found: check the path")
         try:
-            with h5py.File(path, "r") as f:
+            with h5py.File(path, "r", locking=False) as f:
                 return _read(f, path)
         except SurfaceFileError:
             raise
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise SurfaceFileError(
-                f"surface file {path} is corrupt or not HDF5 ({str(exc).splitlines()[0]}): "
-                "recompute it with lossland surface"
-            ) from None
+        except (
+            OSError,
+            KeyError,
+            ValueError,
+            TypeError,
+            RuntimeError,
+            IndexError,
+            AttributeError,
+        ) as exc:
+            # h5py reports damage (truncation, checksum mismatches) as any of these.
+            lines = str(exc).strip().splitlines()
+            reason = lines[0] if lines else type(exc).__name__
+            raise SurfaceReadError(path, f"is corrupt or not HDF5 ({reason})") from None
+
+
+def _native_number(value: Any) -> bool:
+    """A Python bool, float or int that HDF5 stores as it is (larger ints go to JSON)."""
+    if isinstance(value, np.generic):
+        return False
+    if isinstance(value, (bool, float)):
+        return True
+    return isinstance(value, int) and _INT64[0] <= value <= _INT64[1]
+
+
+def _plain_text(value: str) -> bool:
+    """HDF5 strings hold UTF-8 without NULs; anything else is stored as JSON (escaped)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_names(surface: Surface) -> None:
+    """Names become HDF5 paths and attributes: reject the ones that would corrupt the file."""
+
+    def plain(name: str) -> bool:
+        return bool(name) and "/" not in name and "\x00" not in name
+
+    if not isinstance(surface.split, str) or not plain(surface.split) or surface.split == ".":
+        raise SurfaceFileError(f"cannot save split name {surface.split!r}: use e.g. train or test")
+    for name in surface.trajectories:
+        if not isinstance(name, str) or not plain(name) or name in (".", ".."):
+            raise SurfaceFileError(f"cannot save trajectory name {name!r}: use a plain name")
+    for key in surface.attrs:
+        if not isinstance(key, str) or not key or "\x00" in key or not _plain_text(key):
+            raise SurfaceFileError(f"cannot save attribute name {key!r}: use a plain name")
+        if key in RESERVED_ATTRS:
+            raise SurfaceFileError(f"attribute name {key!r} is reserved by the file format")
 
 
 def _json_default(value: Any) -> Any:
@@ -211,10 +278,14 @@ def _json_default(value: Any) -> Any:
 
 def _read(f: Any, path: Path) -> Surface:
     def fail(problem: str) -> SurfaceFileError:
-        return SurfaceFileError(
-            f"surface file {path} {problem}: recompute it with lossland surface"
-        )
+        return SurfaceReadError(path, problem)
 
+    version = f.attrs.get("format_version", FORMAT_VERSION)
+    if isinstance(version, (int, np.integer)) and int(version) > FORMAT_VERSION:
+        raise SurfaceFileError(
+            f"surface file {path} has format version {int(version)}, this lossland reads "
+            f"{FORMAT_VERSION}: upgrade lossland"
+        )
     if "xcoordinates" not in f:
         raise fail("has no xcoordinates dataset")
     split = f.attrs.get("split")
@@ -223,7 +294,10 @@ def _read(f: Any, path: Path) -> Surface:
         if not names:
             raise fail("has no <split>_loss dataset")
         split = names[0][: -len("_loss")]
-    split = str(split)
+    if isinstance(split, bytes):
+        split = split.decode()
+    if not isinstance(split, str) or not split or "/" in split:
+        raise fail(f"has a malformed split attribute {split!r}")
     x = _array(f, "xcoordinates", fail, ndim=1)
     y = _array(f, "ycoordinates", fail, ndim=1) if "ycoordinates" in f else None
     shape = (len(x),) if y is None else (len(y), len(x))
@@ -241,10 +315,15 @@ def _read(f: Any, path: Path) -> Surface:
         else np.full(shape, np.nan)
     )
     if "done" in f:
-        done = _array(f, "done", fail, shape=shape, numeric=False).astype(bool)
+        raw_done = _array(f, "done", fail, shape=shape, numeric=False)
+        if raw_done.dtype.kind == "f" or not np.isin(raw_done, (0, 1)).all():
+            raise fail("has a done mask that is not 0/1")
+        done = raw_done.astype(bool)
     else:  # the reference marks unfinished points with -1
         done = loss != -1
-    json_keys = set(json.loads(f.attrs.get("json_attrs", "[]")))
+    json_keys = json.loads(f.attrs.get("json_attrs", "[]"))
+    if not isinstance(json_keys, list) or not all(isinstance(k, str) for k in json_keys):
+        raise fail("has a malformed json_attrs attribute")
     attrs: dict[str, Any] = {}
     for key, value in f.attrs.items():
         if key in ("format", "format_version", "split", "json_attrs"):
@@ -262,7 +341,10 @@ def _read(f: Any, path: Path) -> Surface:
     trajectories = {}
     if "trajectories" in f:
         for name in f["trajectories"]:
-            trajectories[name] = np.asarray(f["trajectories"][name][()], dtype=np.float64)
+            points = _array(f, f"trajectories/{name}", fail, ndim=2)
+            if points.shape[1] != 2:
+                raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
+            trajectories[name] = points
     return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
 
 
@@ -282,13 +364,17 @@ def _array(
         raise fail(f"has {name} as a group, not a dataset")
     if node.dtype.kind not in ("f", "i", "u", "b"):
         raise fail(f"has {name} of dtype {node.dtype}, not numeric")
+    # Shapes come from the metadata: check them before reading anything large.
+    if ndim is not None and len(node.shape) != ndim:
+        raise fail(f"has {name} with {len(node.shape)} dimensions, expected {ndim}")
+    if shape is not None and tuple(node.shape) != shape:
+        raise fail(f"has {name} shaped {tuple(node.shape)}, expected {shape} from the coordinates")
     data = np.asarray(node[()])
-    if ndim is not None and data.ndim != ndim:
-        raise fail(f"has {name} with {data.ndim} dimensions, expected {ndim}")
-    if shape is not None and data.shape != shape:
-        raise fail(f"has {name} shaped {data.shape}, expected {shape} from the coordinates")
-    if ndim == 1 and (len(data) == 0 or not np.all(np.isfinite(data))):
-        raise fail(f"has empty or non-finite {name}")
+    if name.endswith("coordinates"):
+        if len(data) == 0 or not np.all(np.isfinite(data)):
+            raise fail(f"has empty or non-finite {name}")
+        if np.any(np.diff(data.astype(np.float64)) <= 0):
+            raise fail(f"has {name} that are not strictly increasing")
     return data.astype(np.float64) if numeric else data
 
 
