@@ -49,6 +49,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             kwargs["type"] = tp
         if meta.get("positional"):
+            if meta.get("repeat"):  # a positional list: one or more values
+                kwargs.update(action="store", nargs="+")
+                kwargs.pop("default")
             parser.add_argument(f.name, **kwargs)
             continue
         if f.default is not dataclasses.MISSING and not meta.get("repeat") and tp is not bool:
@@ -79,11 +82,13 @@ def _train(config: Any) -> int:
 def _surface(config: Any) -> int:
     import time
 
+    from lossland.distributed import is_main_process
     from lossland.landscape import summary, surface_from_config
 
     started = time.perf_counter()
     result = surface_from_config(config)
-    print(summary(result, config.out, time.perf_counter() - started))
+    if is_main_process():  # under torchrun, rank 0 speaks for the job
+        print(summary(result, config.out, time.perf_counter() - started))
     return 0
 
 
@@ -109,6 +114,52 @@ def _demo(config: Any) -> int:
     return 0
 
 
+def _path(config: Any) -> int:
+    from lossland.paths import paths_from_config
+
+    paths, out = paths_from_config(config)
+    for path in paths:
+        print(path.summary())
+    print(out)
+    return 0
+
+
+def _view(config: Any) -> int:
+    from lossland.view import serve, view_from_config
+
+    out = view_from_config(config)
+    print(out)
+    if config.serve:
+        serve(out, port=config.port, open_browser=config.browser)
+    return 0
+
+
+def _export(config: Any) -> int:
+    from lossland.export import export_from_config
+
+    print(export_from_config(config))
+    return 0
+
+
+def _hessian(config: Any) -> int:
+    from lossland.hessian import hessian_from_config
+
+    print(hessian_from_config(config).summary(header=f"checkpoint {config.checkpoint}"))
+    return 0
+
+
+def _interpolate(config: Any) -> int:
+    import time
+
+    from lossland.landscape import summary
+    from lossland.special_planes import interpolate_from_config
+
+    started = time.perf_counter()
+    result = interpolate_from_config(config)
+    print(summary(result, config.out, time.perf_counter() - started))
+    return 0
+
+
 def commands() -> dict[str, tuple[type, Handler]]:
     from lossland import config as c
 
@@ -118,6 +169,11 @@ def commands() -> dict[str, tuple[type, Handler]]:
         "info": (c.InfoConfig, _info),
         "plot": (c.PlotConfig, _plot),
         "demo": (c.DemoConfig, _demo),
+        "path": (c.PathConfig, _path),
+        "view": (c.ViewConfig, _view),
+        "export": (c.ExportConfig, _export),
+        "hessian": (c.HessianConfig, _hessian),
+        "interpolate": (c.InterpolateConfig, _interpolate),
     }
 
 
@@ -153,10 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(config_from_args(cls, args)) or 0
     except LosslandError as exc:
-        print(f"lossland: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # quiet: another torchrun rank reported it
+            print(f"lossland: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lossland: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a surface run
+        if not getattr(exc, "quiet", False):
+            print(f"lossland: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:
         return 0

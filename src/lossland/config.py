@@ -131,7 +131,11 @@ class SurfaceConfig(SurfaceSettings, ModelOptions, DataOptions):
         None,
         help="model when the checkpoint does not name it: small, vgg or package.module:factory",
     )
-    directions: Path | None = option(None, help="reuse directions from this safetensors file")
+    directions: Path | None = option(
+        None,
+        help="reuse directions from this safetensors file, or 'hessian': the plane of the top two "
+        "Hessian eigenvectors at the checkpoint (unit norm; default range ±sqrt(2/λ1))",
+    )
     save_directions: Path | None = option(
         None, help="where to save the directions (default: <out>.directions.safetensors)"
     )
@@ -139,6 +143,16 @@ class SurfaceConfig(SurfaceSettings, ModelOptions, DataOptions):
         [],
         help="another checkpoint: the line (or with two, the plane) between checkpoints",
         repeat=True,
+    )
+    trajectory: list[Path] = option(
+        [],
+        help="a training run's checkpoint folder (lossland train --save-every): the PCA plane of "
+        "the run around CHECKPOINT with the run's path drawn; repeat for several runs on one "
+        "plane; omitted --x/--y (or auto, auto:NUM) fit the paths",
+        repeat=True,
+    )
+    pca_runs: str = option(
+        "all", help="with several --trajectory: the runs that define the plane, e.g. 1 or 1,2"
     )
     split: Split = option("train", help="data split to evaluate on")
     samples: str = option("1024", help="number of samples (seeded subset) or 'all'")
@@ -177,5 +191,125 @@ class DemoConfig(DataOptions):
     full: bool = option(
         False, help="the seed's exact setting: full VGG, one epoch, 51x51 on 32 images"
     )
+    grid: int = option(51, help="grid points per axis")
     device: str = option("auto", help="cpu, cuda, cuda:1, mps or auto")
     progress: bool = option(True, help="show progress bars")
+
+
+@dataclass(kw_only=True)
+class PathConfig:
+    """Roll optimizers down a stored surface and write their paths (CSV or JSON)."""
+
+    file: Path = option(help="surface file", positional=True)
+    start: list[str] = option(
+        [],
+        help="start point x,y; repeat for several starts (negative x: --start=-0.5,0.5)",
+        metavar="X,Y",
+        repeat=True,
+    )
+    optimizer: list[str] = option(
+        [],
+        help="sgd, momentum, nesterov, adam, nadam or rmsprop; repeat to compare (default: nadam)",
+        repeat=True,
+    )
+    lr: list[float] = option(
+        [], help="learning rate; repeat to compare (default: 0.1)", repeat=True
+    )
+    steps: int = option(30, help="optimizer steps")
+    log: bool = option(False, help="descend on ln(loss) instead of the loss")
+    interpolation: Literal["cubic", "bilinear"] = option("cubic", help="surface interpolant")
+    momentum: float | None = option(None, help="momentum (momentum/nesterov: 0.9, rmsprop: 0)")
+    dampening: float | None = option(None, help="momentum dampening (default: 0)")
+    beta1: float | None = option(None, help="β1 (adam: 0.9, nadam: 0.99)")
+    beta2: float | None = option(None, help="β2 (default: 0.999)")
+    eps: float | None = option(None, help="ε of adam, nadam, rmsprop (default: 1e-8)")
+    weight_decay: float | None = option(None, help="L2 weight decay (default: 0)")
+    alpha: float | None = option(None, help="rmsprop smoothing constant (default: 0.99)")
+    momentum_decay: float | None = option(None, help="nadam momentum decay (default: 0.004)")
+    amsgrad: bool = option(False, help="adam: the AMSGrad variant")
+    centered: bool = option(False, help="rmsprop: the centered variant")
+    decoupled_weight_decay: bool = option(False, help="adam (AdamW), nadam: decoupled weight decay")
+    out: Path | None = option(
+        None, short="-o", help="path file, .csv or .json (default: <file>.paths.csv beside it)"
+    )
+
+
+@dataclass(kw_only=True)
+class ViewConfig:
+    """Write an interactive, self-contained HTML viewer of a surface (works offline)."""
+
+    file: Path = option(help="surface file", positional=True)
+    out: Path | None = option(
+        None, short="-o", help="HTML page (default: <file>.html beside the file)"
+    )
+    path: list[Path] = option([], help="also draw a path file from lossland path", repeat=True)
+    title: str | None = option(None, help="page title (default: the surface file's name)")
+    log: bool = option(False, help="open on the log scale")
+    serve: bool = option(False, help="serve the page on 127.0.0.1 until Ctrl-C")
+    port: int = option(0, help="port for --serve (0: any free port)")
+    browser: bool = option(True, help="open a browser with --serve")
+
+
+@dataclass(kw_only=True)
+class ExportConfig:
+    """Export a surface for ParaView (.vtp), spreadsheets (.csv), NumPy (.npz) or Blender (.obj)."""
+
+    file: Path = option(help="surface file", positional=True)
+    out: Path | None = option(
+        None, short="-o", help="output file (default: beside the surface file, named by format)"
+    )
+    format: Literal["vtp", "csv", "npz", "obj"] | None = option(
+        None, help="output format (default: from -o's suffix, else vtp)"
+    )
+    log: bool = option(False, help="vtp/obj: height is ln(loss)")
+    zmax: float | None = option(None, help="vtp/obj: clip losses above this value (before the log)")
+
+
+@dataclass(kw_only=True)
+class HessianConfig(ModelOptions, DataOptions):
+    """Top Hessian eigenvalues (Lanczos) and the trace (Hutchinson) of the loss at a checkpoint."""
+
+    checkpoint: Path = option(help="trained checkpoint", positional=True)
+    model: str | None = option(  # type: ignore[assignment]
+        None,
+        help="model when the checkpoint does not name it: small, vgg or package.module:factory",
+    )
+    k: int = option(5, help="number of top eigenvalues")
+    which: Literal["largest", "magnitude"] = option(
+        "largest", help="largest: most positive eigenvalues; magnitude: largest |λ|"
+    )
+    probes: int = option(64, help="Rademacher probes for the Hutchinson trace (0: no trace)")
+    iterations: int = option(100, help="most Lanczos iterations (memory: one vector each)")
+    tol: float = option(1e-6, help="stop when the residual bounds are below tol·|λ|max")
+    split: Split = option("train", help="data split the loss is averaged over")
+    samples: str = option("1024", help="number of samples (seeded subset) or 'all'")
+    seed: int = option(0, help="seed for the sample subset, the start vector and the probes")
+    batch_size: int = option(256, help="samples per Hessian-vector-product batch")
+    device: str = option("auto", help="cpu, cuda, cuda:1, mps or auto")
+    dtype: Literal["float32", "float64"] = option("float32", help="compute dtype")
+    loss: str | None = option(None, help="loss as package.module:function(logits, targets)")
+    save_directions: Path | None = option(
+        None, help="save the top one or two eigenvectors as directions (for surface --directions)"
+    )
+
+
+@dataclass(kw_only=True)
+class InterpolateConfig(SurfaceSettings, ModelOptions, DataOptions):
+    """Loss between checkpoints: the line A→B with its barrier, or the plane through A, B, C."""
+
+    checkpoints: list[Path] = option(
+        [], help="two checkpoints (a line) or three (a plane: A at (0,0), B at (1,0), C at (0,1))",
+        positional=True,
+        repeat=True,
+    )
+    x: str = option("0:1:21", help="x range min:max:num (0 is A, 1 is B)")
+    y: str | None = option(None, help="y range for three checkpoints (default: the x range)")
+    out: Path = option(Path("interpolation.h5"), short="-o", help="surface file (HDF5)")
+    model: str | None = option(  # type: ignore[assignment]
+        None,
+        help="model when the checkpoint does not name it: small, vgg or package.module:factory",
+    )
+    split: Split = option("train", help="data split to evaluate on")
+    samples: str = option("1024", help="number of samples (seeded subset) or 'all'")
+    loss: str | None = option(None, help="loss as package.module:function(logits, targets)")
+    overwrite: bool = option(False, help="replace an existing surface file with other settings")

@@ -6,12 +6,13 @@ checkpoint and the data split and calls :func:`surface`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,21 @@ from lossland.surface_file import SETTINGS_ATTR, Surface
 
 S = SurfaceSettings  # the defaults, in one place
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-RESUME_KEYS = ("x", "y", "scheme", "bn", "dtype", "directions", "model", "data", "loss", "split")
+# What must match for a rerun to resume a file (the rest of the settings only explain a refusal).
+RESUME_KEYS = (
+    "x",
+    "y",
+    "scheme",
+    "bn",
+    "dtype",
+    "precision",
+    "directions",
+    "model",
+    "architecture",
+    "data",
+    "loss",
+    "split",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ def surface(
     progress: bool = S.progress,
     split: str = "custom",
     attrs: Mapping[str, Any] | None = None,
+    trajectories: Mapping[str, np.ndarray] | None = None,
 ) -> Surface:
     """Loss and accuracy of ``model`` on ``data`` over a 1-D line or a 2-D plane of weight space.
 
@@ -94,9 +110,15 @@ def surface(
     directions.check_fits(model)
     if ndim == 2 and directions.y is None:
         raise LosslandError("a 2-D surface needs two directions, the directions hold one: drop y")
+    _check_finite(directions)
     inputs, targets = data
     loss_fn, loss_name = resolve_loss(loss)
     torch_device = resolve_device(device)
+    from lossland.distributed import join
+
+    group = join(torch_device)  # None unless several processes run under torchrun
+    if group is not None:
+        torch_device = group.device  # one GPU per local rank
     channels_last = _channels_last(model, torch_device, memory_format)
     k = (
         1
@@ -114,8 +136,27 @@ def surface(
         "data": tensor_fingerprint({"inputs": inputs, "targets": targets}),
         "loss": loss_name,
         "split": split,
+        "precision": precision,
+        "architecture": _architecture(model, attrs),
+        # Not compared: they only name the cause when a fingerprint above differs.
+        "samples": len(inputs),
+        "seed": seed,
+        "norm": directions.norm,
+        "ignore": directions.ignore,
+        "orthogonalize": directions.orthogonalized,
+        "directions_kind": directions.kind,
     }
-    result = _start_or_resume(out, xs, ys, split, settings, overwrite)
+    if group is None:
+        result = _start_or_resume(out, xs, ys, split, settings, overwrite)
+    else:  # rank 0 opens the file, the others learn its done points
+        result = group.agree(
+            settings,
+            RESUME_KEYS,
+            lambda: _start_or_resume(out, xs, ys, split, settings, overwrite),
+            Surface.empty(xs, ys, split=split),
+        )
+    if trajectories:  # (T, 2) projected training paths, stored with the surface
+        result = replace(result, trajectories=dict(trajectories))
     meta = {
         **dict(attrs or {}),
         **run_attributes(
@@ -151,7 +192,7 @@ def surface(
             flush_seconds=checkpoint_every,
         ),
     )
-    return run_engine(
+    result = (run_engine if group is None else group.run)(
         engine,
         result,
         xs,
@@ -162,6 +203,10 @@ def surface(
         checkpoint_every=checkpoint_every,
         count=len(inputs),
     )
+    from lossland.sharpness import with_figures
+
+    writer = group is None or group.main  # under torchrun only rank 0 writes
+    return with_figures(result, out if writer else None)  # sharpness figures in the attributes
 
 
 def run_engine(
@@ -179,44 +224,90 @@ def run_engine(
 ) -> Surface:
     """Drive the engine, store blocks in ``result`` and checkpoint ``out`` every few seconds.
 
-    On an error or Ctrl-C the points computed so far are written before the error propagates.
+    Every checkpoint replaces the file atomically, so a crash at any moment leaves the last one.
+    On an error, Ctrl-C or SIGTERM the points computed so far are written before the error
+    propagates; an interruption becomes :class:`~lossland.interrupts.Interrupted`, whose message
+    says what was saved. While the run writes ``out`` it holds the file's run lock.
     """
+    from lossland.interrupts import Interrupted, held_signals, signal_number, stop_on_signals
+    from lossland.runlock import run_lock
+
     started = time.perf_counter()
     previous = float(result.attrs.get("wall_time_s", 0.0))
     bar = _progress_bar(int(pending.sum()), progress)
     last_save = time.monotonic()
+    on_disk = int(result.done.sum())  # points in the file as last written (a resumed file's)
+    dirty = False
 
-    def save(final: bool) -> None:
-        nonlocal result
+    def save() -> None:
+        nonlocal result, last_save, on_disk, dirty
         result = result.with_attrs(wall_time_s=previous + time.perf_counter() - started)
         if out is not None:
             result.save(out)
+            on_disk, dirty = int(result.done.sum()), False
+        last_save = time.monotonic()
 
-    try:
-        for block in engine.rows(
-            xs,
-            ys if ys is not None else np.zeros(1),
-            pending,
-            rows=rows,
-            tick=bar.update if bar is not None else None,
-        ):
-            mean, sem, acc = finish_stats(block.stats, count)
-            index = block.cols if ys is None else (block.row, block.cols)
-            result.with_values(index, mean, acc, sem)
-            if out is not None and time.monotonic() - last_save >= checkpoint_every:
-                save(final=False)
-                last_save = time.monotonic()
-    except BaseException as exc:
+    def kept() -> str:
+        if on_disk == 0:
+            return "no points of this run are saved yet"
+        return f"{out} keeps the {on_disk} of {result.done.size} points of its last checkpoint"
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_on_signals())  # SIGTERM (preemption) stops like Ctrl-C
+        if out is not None:
+            stack.enter_context(run_lock(out))
+        try:
+            for block in engine.rows(
+                xs,
+                ys if ys is not None else np.zeros(1),
+                pending,
+                rows=rows,
+                tick=bar.update if bar is not None else None,
+            ):
+                mean, sem, acc = finish_stats(block.stats, count)
+                index = block.cols if ys is None else (block.row, block.cols)
+                result.with_values(index, mean, acc, sem)
+                dirty = True
+                if out is not None and time.monotonic() - last_save >= checkpoint_every:
+                    save()
+        except BaseException as exc:
+            if bar is not None:
+                bar.close()
+            if out is None:
+                raise
+            failed: LosslandError | None = None
+            with held_signals():  # a second Ctrl-C must not cut this checkpoint short
+                if dirty:
+                    try:
+                        save()
+                    except LosslandError as save_error:
+                        failed = save_error
+            if isinstance(exc, KeyboardInterrupt):
+                what = (
+                    f"{on_disk} of {result.done.size} points saved in {out}; "
+                    "rerun the same command to resume"
+                    if failed is None
+                    else f"saving failed ({failed}); {kept()}"
+                )
+                raise Interrupted(f"interrupted; {what}", signum=signal_number(exc)) from None
+            if not isinstance(exc, LosslandError):
+                raise  # a bug: keep its traceback (the points are saved when saving worked)
+            if failed is not None or dirty:
+                cause = "" if str(failed) == str(exc) or failed is None else f"; saving: {failed}"
+                raise LosslandError(f"{exc}{cause} ({kept()})") from exc
+            if result.done.any():
+                raise LosslandError(
+                    f"{exc} (points done so far are saved in {out}; "
+                    "rerun the same command to resume)"
+                ) from exc
+            raise
         if bar is not None:
             bar.close()
-        if out is not None and result.done.any():
-            save(final=False)
-            if isinstance(exc, LosslandError):
-                raise LosslandError(f"{exc} (points done so far are saved in {out})") from exc
-        raise
-    if bar is not None:
-        bar.close()
-    save(final=True)
+        with held_signals():
+            try:
+                save()
+            except LosslandError as exc:
+                raise LosslandError(f"{exc} ({kept()})") from None
     return result
 
 
@@ -245,7 +336,7 @@ def tensor_fingerprint(tensors: Mapping[str, Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)  # no copy
     return digest.hexdigest()[:16]
 
 
@@ -287,7 +378,9 @@ def _start_or_resume(
     settings: Mapping[str, Any],
     overwrite: bool,
 ) -> Surface:
+    """A fresh result, or the file's when it holds this very run (refusing anything else)."""
     from lossland.atomic import check_writable
+    from lossland.surface_file import SurfaceReadError
 
     fresh = Surface.empty(xs, ys, split=split)
     if out is None:
@@ -295,23 +388,116 @@ def _start_or_resume(
     path = check_writable(out)
     if not path.exists() or overwrite:
         return fresh
+    fix = "pass --overwrite to replace it or choose another -o"
     try:
         previous = Surface.load(path)
-    except SurfaceFileError as exc:
+    except SurfaceReadError as exc:
         raise SurfaceFileError(
-            f"{path} exists but cannot be resumed ({exc}); pass --overwrite to replace it"
+            f"{path} exists but cannot be resumed: it {exc.problem}; {fix}"
         ) from None
+    except SurfaceFileError as exc:
+        raise SurfaceFileError(f"{path} exists but cannot be resumed ({exc}); {fix}") from None
     old = previous.settings
-    differences = [k for k in RESUME_KEYS if old.get(k) != settings.get(k)]
-    if differences:
-        detail = "; ".join(
-            f"{k}: file has {old.get(k)!r}, this run {settings.get(k)!r}" for k in differences[:3]
-        )
+    if not old:
         raise SurfaceFileError(
-            f"{path} was computed with other settings ({detail}); pass --overwrite to replace it "
-            "or choose another -o"
+            f"{path} exists and holds no lossland run settings (written by another tool?): {fix}"
         )
+    differences = setting_differences(old, settings)
+    if not differences and (
+        previous.split != split
+        or previous.shape != fresh.shape
+        or not np.array_equal(previous.x, xs)
+        or (ys is not None and (previous.y is None or not np.array_equal(previous.y, ys)))
+    ):
+        differences = ["its coordinates do not match its recorded settings"]
+    if differences:
+        detail = "; ".join(differences[:4])
+        if len(differences) > 4:
+            detail += f"; and {len(differences) - 4} more"
+        raise SurfaceFileError(f"{path} was computed with other settings ({detail}): {fix}")
     return previous
+
+
+# Resume settings as the user knows them: the option, or what a fingerprint stands for.
+_OPTIONS = {
+    "x": "--x",
+    "y": "--y",
+    "scheme": "--scheme",
+    "bn": "--bn",
+    "dtype": "--dtype",
+    "precision": "--precision",
+    "loss": "--loss",
+    "split": "--split",
+    "samples": "--samples",
+    "seed": "--seed",
+    "norm": "--norm",
+    "ignore": "--ignore",
+    "orthogonalize": "--orthogonalize",
+    "directions_kind": "the kind of directions",
+}
+_FINGERPRINTS = {
+    "directions": (
+        ("seed", "norm", "ignore", "orthogonalize", "directions_kind"),
+        "other directions (another --directions file or --to checkpoint)",
+    ),
+    "data": (("split", "samples", "seed"), "other evaluation data (other data files)"),
+    "model": ((), "other model weights (another or retrained checkpoint)"),
+    "architecture": ((), "another model architecture (--model, --width, --activation)"),
+}
+
+
+def setting_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Why a file cannot be resumed by this run, in the user's terms (empty: it can)."""
+
+    def shown(key: str, value: Any) -> str:
+        if value is None:
+            return "none (a 1-D line)" if key == "y" else "not recorded"
+        return str(value)
+
+    def option(key: str) -> str:
+        before, now = shown(key, old.get(key)), shown(key, new.get(key))
+        return f"{_OPTIONS[key]}: file has {before}, this run {now}"
+
+    reported: list[str] = []
+    lines: list[str] = []
+    for key in RESUME_KEYS:
+        if key not in _FINGERPRINTS and old.get(key) != new.get(key):
+            reported.append(key)
+            lines.append(option(key))
+    for key, (causes, meaning) in _FINGERPRINTS.items():
+        if old.get(key) == new.get(key):
+            continue
+        found = [k for k in causes if k in old and old.get(k) != new.get(k)]
+        if not found:
+            lines.append(meaning)
+        for k in found:
+            if k not in reported:
+                reported.append(k)
+                lines.append(option(k))
+    return lines
+
+
+def _check_finite(directions: Directions) -> None:
+    """NaN or inf in a direction would silently turn every point into NaN."""
+    for prefix, group in (("x", directions.x), ("y", directions.y), ("origin", directions.origin)):
+        bad = [
+            name
+            for name, t in (group or {}).items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
+        if bad:
+            raise LosslandError(
+                f"the directions hold NaN or inf in {prefix}/{bad[0]}"
+                + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+                + ": recreate them"
+            )
+
+
+def _architecture(model: nn.Module, attrs: Mapping[str, Any] | None) -> str:
+    """What network the weights belong to: the CLI's model spec, else the module's structure."""
+    spec = (attrs or {}).get("model_spec")
+    text = str(spec) if spec else f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _channels_last(model: nn.Module, device: torch.device, memory_format: str) -> bool:
@@ -380,17 +566,31 @@ def surface_from_config(config: SurfaceConfig) -> Surface:
     from lossland.atomic import check_writable, sha256_file
     from lossland.checkpoint import load_checkpoint, load_model
     from lossland.data import load_fashion_mnist
+    from lossland.distributed import is_main_process
     from lossland.train import spec_from_config
 
-    out = check_writable(config.out)
+    main = is_main_process()  # under torchrun only rank 0 writes files and prints
+    out = check_writable(config.out) if main else Path(config.out)
     spec = (
         spec_from_config(config.model, config.width, config.activation, config.model_arg)
         if config.model is not None
         else None
     )
     model, checkpoint = load_model(config.checkpoint, spec=spec)
+    images, labels = load_fashion_mnist(config.split, data_dir=config.data_dir)
+    inputs, targets = select_samples(
+        images, labels, config.samples, config.seed, split=config.split
+    )
     ys = config.y
-    if config.to:
+    xs: str = config.x
+    from lossland.special_planes import special_plane
+
+    # --trajectory (PCA), --directions hessian, or a PCA directions file with its paths.
+    plane = special_plane(config, model, checkpoint.state_dict, (inputs, targets), out)
+    if plane is not None:
+        directions, directions_file = plane.directions, plane.directions_file
+        xs, ys = plane.x, plane.y
+    elif config.to:
         if config.directions is not None:
             raise LosslandError("--to and --directions both set: choose one way to make directions")
         if len(config.to) > 2:
@@ -420,14 +620,14 @@ def surface_from_config(config: SurfaceConfig) -> Surface:
         directions_file = config.save_directions or out.with_name(
             out.name + ".directions.safetensors"
         )
-        if not (directions_file.exists() and _same_directions(directions_file, directions)):
+        if (
+            main
+            and _will_write(out, directions, config.overwrite)
+            and not (directions_file.exists() and _same_directions(directions_file, directions))
+        ):
             directions.save(directions_file)
-    if directions.cosine is not None:
+    if main and directions.cosine is not None:
         print(f"cosine(x, y) = {directions.cosine:+.2e}", file=sys.stderr)
-    images, labels = load_fashion_mnist(config.split, data_dir=config.data_dir)
-    inputs, targets = select_samples(
-        images, labels, config.samples, config.seed, split=config.split
-    )
     used_spec = spec or checkpoint.model_spec
     attrs = {
         "model": str(used_spec),
@@ -435,14 +635,19 @@ def surface_from_config(config: SurfaceConfig) -> Surface:
         "checkpoint": str(config.checkpoint),
         "checkpoint_sha256": checkpoint.sha256 or "",
         "directions_file": str(directions_file) if directions_file else "",
-        "directions_file_sha256": sha256_file(directions_file) if directions_file else "",
+        "directions_file_sha256": (
+            sha256_file(directions_file)
+            if main and directions_file and directions_file.exists()
+            else ""
+        ),
         "to": [str(p) for p in config.to],
         "samples_requested": config.samples,
+        **(dict(plane.attrs) if plane is not None else {}),
     }
     return surface(
         model,
         (inputs, targets),
-        x=config.x,
+        x=xs,
         y=ys,
         directions=directions,
         scheme=config.scheme,
@@ -462,7 +667,19 @@ def surface_from_config(config: SurfaceConfig) -> Surface:
         progress=config.progress,
         split=config.split,
         attrs=attrs,
+        trajectories=plane.trajectories if plane is not None else None,
     )
+
+
+def _will_write(out: Path, directions: Directions, overwrite: bool) -> bool:
+    """False when ``out`` holds a surface of other directions that this run will refuse to
+    touch: its directions file must then stay as it is."""
+    if overwrite or not out.exists():
+        return True
+    try:
+        return bool(Surface.load(out).settings.get("directions") == directions.fingerprint())
+    except LosslandError:
+        return False
 
 
 def _same_directions(path: Path, directions: Directions) -> bool:
@@ -486,4 +703,7 @@ def summary(result: Surface, out: Path | None, seconds: float) -> str:
     center = result.value_at_origin()
     if center is not None and math.isfinite(center):
         lines.append(f"loss at the centre {center:.4g}")
+    from lossland.sharpness import format_figures
+
+    lines += format_figures(result)  # sharpness, eigenvalues, barrier
     return "\n".join(lines)
