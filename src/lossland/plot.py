@@ -156,7 +156,7 @@ def _overlay(ax: Any, surface: Surface, paths: Sequence[OptimizerPath]) -> None:
     for name, points in surface.trajectories.items():
         pts = np.asarray(points)
         if pts.ndim == 2 and pts.shape[1] == 2:
-            ax.plot(pts[:, 0], pts[:, 1], "-o", ms=2.5, lw=1.2, label=f"trajectory {name}")
+            ax.plot(pts[:, 0], pts[:, 1], "-o", ms=2.5, lw=1.2, label=f"training: {name}")
             ax.plot(pts[-1, 0], pts[-1, 1], "k*", ms=7)
             drawn = True
     for path in paths:
@@ -279,14 +279,18 @@ def _surface3d(
     for name, points in surface.trajectories.items():
         pts = np.asarray(points)
         if pts.ndim == 2 and pts.shape[1] == 2:
+            # On the surface itself (interpolated), so the path is not hidden under it.
+            heights = _heights_on(surface, pts, style)
             ax.plot(
                 pts[:, 0],
                 pts[:, 1],
-                np.full(len(pts), floor),
+                heights,
                 "-o",
                 ms=2,
-                lw=1.2,
-                label=f"trajectory {name}",
+                lw=1.4,
+                color="k",
+                label=f"training: {name}",
+                zorder=10,
             )
     for p in paths:
         zs = np.log10(p.losses) if style.log else np.minimum(p.losses, style.zmax or np.inf)
@@ -301,6 +305,17 @@ def _surface3d(
     ax.set_zlim(floor, high)
     ax.view_init(elev=35, azim=-60)
     return _save(fig, path, style, surface)
+
+
+def _heights_on(surface: Surface, points: np.ndarray, style: PlotStyle) -> np.ndarray:
+    """Plotted heights of the surface under ``points`` (bilinear; NaN outside the grid)."""
+    from lossland.paths import Interpolant, surface_grid
+
+    interpolant = Interpolant(surface_grid(surface), interpolation="bilinear")
+    raw = np.array([interpolant.value(x, y) for x, y in points])
+    if style.zmax is not None:
+        raw = np.minimum(raw, style.zmax)
+    return np.log10(raw) if style.log else raw
 
 
 def _line(surface: Surface, path: Path, style: PlotStyle) -> Path:
