@@ -298,7 +298,8 @@ class InterpolateConfig(SurfaceSettings, ModelOptions, DataOptions):
     """Loss between checkpoints: the line A→B with its barrier, or the plane through A, B, C."""
 
     checkpoints: list[Path] = option(
-        [], help="two checkpoints (a line) or three (a plane: A at (0,0), B at (1,0), C at (0,1))",
+        [],
+        help="two checkpoints (a line) or three (a plane: A at (0,0), B at (1,0), C at (0,1))",
         positional=True,
         repeat=True,
     )

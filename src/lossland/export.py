@@ -32,7 +32,7 @@ import numpy as np
 
 from lossland.atomic import atomic_path, atomic_write_bytes, check_writable
 from lossland.errors import LosslandError
-from lossland.surface_file import Surface
+from lossland.surface_file import Surface, json_default
 
 if TYPE_CHECKING:
     from lossland.config import ExportConfig
@@ -248,14 +248,6 @@ def _csv(surface: Surface) -> str:
     return buffer.getvalue()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def _write_npz(surface: Surface, out: Path) -> None:
     arrays: dict[str, np.ndarray] = {
         "format": np.array(NPZ_FORMAT),
@@ -265,7 +257,7 @@ def _write_npz(surface: Surface, out: Path) -> None:
         "loss_sem": np.asarray(surface.loss_sem, dtype=np.float64),
         "done": np.asarray(surface.done, dtype=bool),
         "split": np.array(surface.split),
-        "attrs": np.array(json.dumps(dict(surface.attrs), sort_keys=True, default=_json_default)),
+        "attrs": np.array(json.dumps(dict(surface.attrs), sort_keys=True, default=json_default)),
     }
     if surface.y is not None:
         arrays["y"] = np.asarray(surface.y, dtype=np.float64)

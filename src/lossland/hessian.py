@@ -13,7 +13,6 @@ iteration stops once the k wanted Ritz values have residual bounds |β_m·s_mi| 
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -27,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from lossland.directions import Directions
-from lossland.engine import LossFn, per_sample_losses, precision_mode
+from lossland.engine import EvalData, LossFn, per_sample_losses, precision_mode, working_copy
 from lossland.errors import LosslandError
 
 if TYPE_CHECKING:
@@ -58,25 +57,14 @@ class HessianOperator:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        inputs, targets = data
-        if len(inputs) != len(targets):
-            raise LosslandError(
-                f"{len(inputs)} inputs but {len(targets)} targets: pass equal counts"
-            )
-        if len(inputs) == 0:
-            raise LosslandError("the sample set for the Hessian is empty: pass at least one sample")
-        if batch_size < 1:
-            raise LosslandError(f"batch size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
         self.dtype = dtype
         self.loss_fn = loss
-        try:
-            net = copy.deepcopy(model)
-        except Exception as exc:
-            raise LosslandError(
-                f"cannot copy the model ({type(exc).__name__}: {exc}): make it deep-copyable"
-            ) from None
-        self.net = net.to(device=self.device, dtype=dtype).eval()
+        samples = EvalData.of(
+            *data, batch_size=batch_size, device=self.device, dtype=dtype, channels_last=False
+        )
+        self.count, self.batches = samples.count, samples.batches
+        self.net = working_copy(model, []).to(device=self.device, dtype=dtype).eval()
         named = list(self.net.named_parameters())
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
         self.params: list[Tensor] = [p for _, p in named]
@@ -87,12 +75,6 @@ class HessianOperator:
         self.shapes = [tuple(p.shape) for p in self.params]
         self.numels = [p.numel() for p in self.params]
         self.size = int(sum(self.numels))
-        self.count = len(inputs)
-        x = inputs.to(self.device, dtype=dtype if inputs.is_floating_point() else None)
-        y = targets.to(self.device)
-        self.batches = [
-            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)
-        ]
         self.products = 0
 
     def _batch_loss(self, inputs: Tensor, targets: Tensor) -> Tensor:

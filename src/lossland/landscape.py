@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,15 +44,6 @@ RESUME_KEYS = (
     "loss",
     "split",
 )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Facts about a run that are not settings: for the summary line and the file's attributes."""
-
-    seconds: float
-    points: int
-    device: str
 
 
 def surface(

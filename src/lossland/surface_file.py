@@ -197,7 +197,7 @@ class Surface:
                 elif _native_number(value):
                     f.attrs[key] = value
                 else:
-                    f.attrs[key] = json.dumps(value, sort_keys=True, default=_json_default)
+                    f.attrs[key] = json.dumps(value, sort_keys=True, default=json_default)
                     json_keys.append(key)
             f.attrs["json_attrs"] = json.dumps(json_keys)
         return Path(path)
@@ -268,7 +268,8 @@ def _check_names(surface: Surface) -> None:
             raise SurfaceFileError(f"attribute name {key!r} is reserved by the file format")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy values (and ``str`` for anything else)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
