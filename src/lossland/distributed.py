@@ -347,7 +347,12 @@ class Group:
         )
         local_error: BaseException | None = None
         with contextlib.ExitStack() as stack:
-            stack.enter_context(stop_on_signals())
+            check = stack.enter_context(stop_on_signals())
+
+            def tick(points: int) -> None:
+                exchange.tick(points)
+                check()  # a stop signal whose first raise was swallowed
+
             if exchange.out is not None:
                 try:
                     stack.enter_context(run_lock(exchange.out))
@@ -362,7 +367,7 @@ class Group:
                         ys if ys is not None else np.zeros(1),
                         mine,
                         rows=rows,
-                        tick=exchange.tick,
+                        tick=tick,
                     ):
                         exchange.post(block)
                     exchange.finish()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -38,27 +38,41 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum=signum)
+def _no_check() -> None:
+    return None
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals() -> Iterator[Callable[[], None]]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only).
 
-    Python only lets the main thread install handlers; elsewhere this does nothing.
+    The handler also remembers the signal, and the yielded ``check()`` raises again at a safe
+    place: Python runs handlers between any two bytecodes, and an exception raised while it runs
+    a weakref callback or ``__del__`` is printed and dropped, so the first raise can be lost.
+    Call ``check()`` between grid points. Python only lets the main thread install handlers;
+    elsewhere this does nothing.
     """
     if not _in_main_thread():
-        yield
+        yield _no_check
         return
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise Interrupted(signum=signum)
+
+    def check() -> None:
+        if received:
+            raise Interrupted(signum=received[0])
+
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     for sig in STOP_SIGNALS:
-        signal.signal(sig, _raise_interrupted)
+        signal.signal(sig, handler)
     try:
-        yield
+        yield check
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextlib.contextmanager

@@ -244,16 +244,18 @@ def run_engine(
         return f"{out} keeps the {on_disk} of {result.done.size} points of its last checkpoint"
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(stop_on_signals())  # SIGTERM (preemption) stops like Ctrl-C
+        check = stack.enter_context(stop_on_signals())  # SIGTERM (preemption) = Ctrl-C
         if out is not None:
             stack.enter_context(run_lock(out))
+
+        def tick(points: int) -> None:
+            if bar is not None:
+                bar.update(points)
+            check()  # a stop signal whose first raise was swallowed
+
         try:
             for block in engine.rows(
-                xs,
-                ys if ys is not None else np.zeros(1),
-                pending,
-                rows=rows,
-                tick=bar.update if bar is not None else None,
+                xs, ys if ys is not None else np.zeros(1), pending, rows=rows, tick=tick
             ):
                 mean, sem, acc = finish_stats(block.stats, count)
                 index = block.cols if ys is None else (block.row, block.cols)
