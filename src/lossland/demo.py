@@ -111,7 +111,9 @@ def demo(config: DemoConfig) -> str:
     paths = optimizer_paths(result)
     files.append(write_paths(paths, out / "paths.csv"))
     files += plot_surface(result, out, stem="paths", style=PlotStyle(log=True), paths=paths)
-    files.append(write_viewer(result, out / "viewer.html", paths=paths, title="lossland demo"))
+    files.append(
+        write_viewer(result, out / "viewer.html", paths=paths, title="lossland demo", log=True)
+    )
     if trained.trajectory:
         log(f"      the PCA plane of the {len(trained.trajectory)} training checkpoints")
         trajectory = trajectory_surface(
