@@ -9,6 +9,7 @@ under ``ignore="biasbn"``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -55,7 +56,9 @@ class Directions:
     def ndim(self) -> int:
         return 1 if self.y is None else 2
 
-    @property
+    # Directions are values: computed once per instance (each is a full pass over the tensors,
+    # and a surface run asks for them several times).
+    @functools.cached_property
     def cosine(self) -> float | None:
         """Cosine similarity of the two directions over all tensors (None for 1-D)."""
         return None if self.y is None else cosine(self.x, self.y)
@@ -76,6 +79,10 @@ class Directions:
 
     def fingerprint(self) -> str:
         """sha256 of the tensors' names and bytes: equal fingerprints mean identical directions."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         digest = hashlib.sha256()
         for prefix, tensors in self._groups():
             for name in sorted(tensors):
