@@ -417,3 +417,23 @@ def test_trajectory_surface_api(trained_runs: dict[str, Path], tmp_path: Path) -
     )
     assert s.complete and "adam_trajectory" in s.trajectories
     assert Surface.load(tmp_path / "api.h5").attrs["axis_labels"] == s.attrs["axis_labels"]
+
+
+def test_refused_trajectory_rerun_leaves_the_surface_directions_be(
+    trained_runs: dict[str, Path],
+    fashion_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "s.h5"
+    common = ["--data-dir", fashion_dir, "--samples", "16", "-o", out, "--no-progress"]
+    code, _, err = run_cli(["surface", trained_runs["adam"], "--x", "-1:1:3", *common], capsys)
+    assert code == 0, err
+    beside = Path(f"{out}.directions.safetensors")
+    saved = beside.read_bytes()
+    # A PCA plane of other directions into the same file is refused, and must not have replaced
+    # the directions that the existing surface was computed with.
+    args = ["surface", trained_runs["adam"], "--trajectory", trained_runs["adam_run"], *common]
+    code, _, err = run_cli([*args, "--x", "auto:3", "--y", "auto:3"], capsys)
+    assert code == 2 and "other settings" in err, err
+    assert beside.read_bytes() == saved

@@ -610,15 +610,7 @@ def surface_from_config(config: SurfaceConfig) -> Surface:
             ndim=1 if ys is None else 2,
             orthogonalize=config.orthogonalize,
         )
-        directions_file = config.save_directions or out.with_name(
-            out.name + ".directions.safetensors"
-        )
-        if (
-            main
-            and _will_write(out, directions, config.overwrite)
-            and not (directions_file.exists() and _same_directions(directions_file, directions))
-        ):
-            directions.save(directions_file)
+        directions_file = save_directions(directions, config, out)
     if main and directions.cosine is not None:
         print(f"cosine(x, y) = {directions.cosine:+.2e}", file=sys.stderr)
     used_spec = spec or checkpoint.model_spec
@@ -662,6 +654,24 @@ def surface_from_config(config: SurfaceConfig) -> Surface:
         attrs=attrs,
         trajectories=plane.trajectories if plane is not None else None,
     )
+
+
+def save_directions(directions: Directions, config: SurfaceConfig, out: Path) -> Path:
+    """Save new directions to --save-directions (default: beside the surface) and return the path.
+
+    Only rank 0 writes, and nothing is written when the file already holds these directions or
+    when ``out`` holds a surface of other directions that this run will refuse to touch.
+    """
+    from lossland.distributed import is_main_process
+
+    path = config.save_directions or out.with_name(out.name + ".directions.safetensors")
+    if (
+        is_main_process()
+        and _will_write(out, directions, config.overwrite)
+        and not (path.exists() and _same_directions(path, directions))
+    ):
+        directions.save(path)
+    return path
 
 
 def _will_write(out: Path, directions: Directions, overwrite: bool) -> bool:

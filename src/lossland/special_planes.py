@@ -93,9 +93,9 @@ def _without_paths(directions: Directions) -> Directions:
 
 
 def _save(directions: Directions, config: SurfaceConfig, out: Path) -> Path:
-    path = config.save_directions or out.with_name(out.name + ".directions.safetensors")
-    directions.save(path)
-    return path
+    from lossland.landscape import save_directions
+
+    return save_directions(directions, config, out)
 
 
 def _trajectory_plane(
