@@ -79,17 +79,24 @@ def _train(config: Any) -> int:
     return 0
 
 
-def _surface(config: Any) -> int:
+def _timed_surface(compute: Callable[[Any], Any], config: Any) -> int:
+    """Run a surface command and print its summary (under torchrun, rank 0 speaks for all)."""
     import time
 
     from lossland.distributed import is_main_process
-    from lossland.landscape import summary, surface_from_config
+    from lossland.landscape import summary
 
     started = time.perf_counter()
-    result = surface_from_config(config)
-    if is_main_process():  # under torchrun, rank 0 speaks for the job
+    result = compute(config)
+    if is_main_process():
         print(summary(result, config.out, time.perf_counter() - started))
     return 0
+
+
+def _surface(config: Any) -> int:
+    from lossland.landscape import surface_from_config
+
+    return _timed_surface(surface_from_config, config)
 
 
 def _info(config: Any) -> int:
@@ -149,15 +156,9 @@ def _hessian(config: Any) -> int:
 
 
 def _interpolate(config: Any) -> int:
-    import time
-
-    from lossland.landscape import summary
     from lossland.special_planes import interpolate_from_config
 
-    started = time.perf_counter()
-    result = interpolate_from_config(config)
-    print(summary(result, config.out, time.perf_counter() - started))
-    return 0
+    return _timed_surface(interpolate_from_config, config)
 
 
 def commands() -> dict[str, tuple[type, Handler]]:
