@@ -15,11 +15,12 @@ import time
 import numpy as np
 import torch
 
-from lossland.devices import synchronize
+from lossland.core import synchronize
 from lossland.directions import random_directions
 from lossland.engine import Engine, EngineOptions
-from lossland.landscape import _points_per_batch, surface
-from lossland.models import build_model, model_spec
+from lossland.run import SurfaceOptions, surface
+from lossland.run._surface import _points_per_batch
+from lossland.zoo import build_model, model_spec
 
 
 def seed_vgg() -> torch.nn.Module:
@@ -87,7 +88,7 @@ def main() -> None:
     print(f"(b) reference-style loop: {(time.perf_counter() - start) * 1e3 / 50:.3f} ms/point")
     del ref, weights, dxs, dys
 
-    auto_k = _points_per_batch(None, device, model, args.grid)
+    auto_k = _points_per_batch(SurfaceOptions(), device, model, args.grid)
     for k in sorted({1, 8, 32, auto_k}):
         engine = Engine(
             model,

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossland.devices import resolve_device, synchronize
+from lossland.core import resolve_device, synchronize
 from lossland.directions import random_directions
 from lossland.engine import Engine, EngineOptions
-from lossland.landscape import surface
-from lossland.models import build_model, model_spec
+from lossland.run import surface
+from lossland.zoo import build_model, model_spec
 
 
 def make_model(name: str, width: float) -> nn.Module:
@@ -137,7 +137,7 @@ from benchmarks.surface_speed import make_model, vm
 model = make_model({name!r}, {width})
 x, y = torch.rand({batch}, 1, 28, 28), torch.randint(0, 10, ({batch},))
 model(x[:2]); before = vm()
-from lossland.landscape import surface
+from lossland.run import surface
 surface(model, (x, y), x="-1:1:{n}", y="-1:1:{n}", device="cpu", progress=False)
 print(json.dumps({{"before": before, "peak": vm()}}))
 """

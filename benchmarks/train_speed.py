@@ -15,8 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lossland.devices import resolve_device, synchronize
-from lossland.models import build_model, model_spec
+from lossland.core import resolve_device, synchronize
+from lossland.zoo import build_model, model_spec
 
 
 def steps_per_second(

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossland.data import write_idx
+from lossland.zoo import write_idx
 
 
 def tiny_net() -> nn.Module:

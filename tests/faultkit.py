@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossland.checkpoint import save_checkpoint
-from lossland.data import write_idx
-from lossland.models import ModelSpec, build_model
+from lossland.io import ModelSpec, save_checkpoint
+from lossland.zoo import build_model, write_idx
 
 SPEC = ModelSpec("small", {"width": 0.25})
 
@@ -32,7 +31,7 @@ import signal
 
 from torch import nn
 
-from lossland.models import small
+from lossland.zoo import small
 
 
 class Faulty(nn.Module):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossland.data import write_idx
+from lossland.zoo import write_idx
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lossland.paths import descend
-from lossland.surface_file import Surface
-from lossland.view import write_viewer
+from lossland.io import Surface
+from lossland.show import descend, write_viewer
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"

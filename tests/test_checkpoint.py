@@ -16,17 +16,17 @@ from safetensors.torch import save_file
 from torch import nn
 
 from helpers import assert_one_line, torch_threads
-from lossland.checkpoint import (
+from lossland.errors import CheckpointError, LosslandError
+from lossland.io import (
     METADATA_KEY,
+    ModelSpec,
     load_checkpoint,
-    load_model,
     load_state_into,
     mismatch_report,
     save_checkpoint,
     state_of,
 )
-from lossland.errors import CheckpointError, LosslandError
-from lossland.models import ModelSpec, build_model
+from lossland.zoo import build_model, load_model
 
 
 def _trained_looking(spec: ModelSpec, seed: int = 0) -> nn.Module:

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lossland.checkpoint import load_model
 from lossland.cli import main
 from lossland.directions import random_directions
-from lossland.models import vgg
-from lossland.surface_file import Surface
+from lossland.io import Surface
+from lossland.zoo import load_model, vgg
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from lossland import data
-from lossland.data import (
+from lossland.errors import DataError
+from lossland.zoo import _fashion_mnist as data
+from lossland.zoo._fashion_mnist import (
     Split,
     cache_dir,
     find_data_dir,
@@ -27,7 +28,6 @@ from lossland.data import (
     read_idx,
     write_idx,
 )
-from lossland.errors import DataError
 
 N = 20
 TRAIN = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
@@ -220,7 +220,7 @@ def test_explicit_dir_lacking_files_names_them(tmp_path: Path, isolated_env: Pat
     msg = str(info.value)
     assert str(empty) in msg and "train-labels-idx1-ubyte" in msg
     assert "train-images-idx3-ubyte[" not in msg  # present, so not reported as missing
-    assert "LOSSLAND_DATA" in msg and "--data-dir" in msg and "\n" not in msg
+    assert "LOSSLAND_DATA" in msg and "data_dir" in msg and "\n" not in msg
 
 
 def test_env_dir_lacking_files_does_not_fall_through(
@@ -239,7 +239,7 @@ def test_download_false_with_nothing(isolated_env: Path) -> None:
     with pytest.raises(DataError) as info:
         load_fashion_mnist(download=False)
     msg = str(info.value)
-    assert str(isolated_env) in msg and "LOSSLAND_DATA" in msg and "--data-dir" in msg
+    assert str(isolated_env) in msg and "LOSSLAND_DATA" in msg and "data_dir" in msg
     assert "train-images-idx3-ubyte.gz" in msg and "\n" not in msg
 
 
@@ -432,7 +432,7 @@ def test_no_network_gives_one_line_error(
     with pytest.raises(DataError) as info:
         load_fashion_mnist("train")
     msg = str(info.value)
-    assert "name resolution" in msg and "--data-dir" in msg and "\n" not in msg
+    assert "name resolution" in msg and "data_dir" in msg and "\n" not in msg
     assert seen and 0 < seen[0] <= 120
     assert list(isolated_env.iterdir()) == []
 

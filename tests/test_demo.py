@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lossland.cli import main
-from lossland.surface_file import Surface
+from lossland.io import Surface
 
 
 def test_demo_writes_the_folder(

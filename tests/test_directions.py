@@ -20,7 +20,7 @@ from lossland.directions import (
     random_directions,
 )
 from lossland.errors import LosslandError
-from lossland.models import small, vgg
+from lossland.zoo import small, vgg
 
 REL = 1e-5
 

@@ -27,11 +27,11 @@ from faultkit import (
     write_fault_model,
 )
 from helpers import torch_threads
-from lossland import distributed
 from lossland.cli import main
 from lossland.errors import LosslandError
-from lossland.runlock import lock_path, stale_temporaries
-from lossland.surface_file import Surface
+from lossland.io import Surface
+from lossland.run import _group as distributed
+from lossland.run import lock_path, stale_temporaries
 
 needs_gloo = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="no torch.distributed gloo"
@@ -99,7 +99,7 @@ def test_not_under_torchrun_means_one_process(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     assert not distributed.launched()
-    assert distributed.join(torch.device("cpu")) is None
+    assert distributed.join(torch.device("cpu")).world == 1  # a group of one
     assert distributed.rank() == 0 and distributed.is_main_process()
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("RANK", "0")

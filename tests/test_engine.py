@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossland import landscape
+from lossland import run as landscape
+from lossland.core import FlatLayout
 from lossland.directions import Directions, random_directions
 from lossland.engine import bind_flat, finish_stats, working_copy
 from lossland.errors import LosslandError
-from lossland.flat import FlatLayout
 
 
 def _filter_rescaled(v: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

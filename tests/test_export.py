@@ -13,8 +13,7 @@ import pytest
 
 from lossland.cli import main
 from lossland.errors import LosslandError
-from lossland.export import export, heights, read_npz
-from lossland.surface_file import Surface
+from lossland.io import Surface, export, heights, read_npz
 
 X = np.linspace(-1.0, 1.0, 7)
 Y = np.linspace(-0.5, 1.0, 5)

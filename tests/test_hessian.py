@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import assert_one_line, run_cli
-from lossland import landscape
-from lossland.errors import LosslandError
-from lossland.hessian import (
+from lossland import run as landscape
+from lossland.directions import (
     HessianOperator,
     hessian_directions,
     hessian_eigen,
@@ -22,8 +21,9 @@ from lossland.hessian import (
     hutchinson,
     lanczos,
 )
-from lossland.sharpness import sharpness
-from lossland.surface_file import Surface
+from lossland.errors import LosslandError
+from lossland.io import Surface
+from lossland.show import sharpness
 
 
 def mlp() -> nn.Module:

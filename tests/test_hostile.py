@@ -19,7 +19,7 @@ import torch
 from faultkit import surface_args, write_checkpoint, write_data
 from helpers import assert_one_line, torch_threads
 from lossland.cli import main
-from lossland.surface_file import Surface
+from lossland.io import Surface
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +101,7 @@ def test_pickle_with_code_never_runs(world, result, tmp_path, capsys, writer):
 
 
 def test_pickled_whole_model_is_refused(world, result, tmp_path, capsys):
-    from lossland.models import small
+    from lossland.zoo import small
 
     ckpt = tmp_path / "model.pt"
     torch.save(small(width=0.25), ckpt)
@@ -132,7 +132,7 @@ def test_corrupt_safetensors_header(world, result, tmp_path, capsys):
 
 
 def test_truncated_torch_zip_checkpoint(world, result, tmp_path, capsys):
-    from lossland.checkpoint import load_checkpoint
+    from lossland.io import load_checkpoint
 
     ckpt = tmp_path / "cut.pt"
     torch.save(load_checkpoint(world["ckpt"]).state_dict, ckpt)
@@ -144,7 +144,7 @@ def test_truncated_torch_zip_checkpoint(world, result, tmp_path, capsys):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_weights(world, result, tmp_path, capsys, bad):
-    from lossland.checkpoint import load_checkpoint, save_checkpoint
+    from lossland.io import load_checkpoint, save_checkpoint
 
     state = dict(load_checkpoint(world["ckpt"]).state_dict)
     name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() > 1)

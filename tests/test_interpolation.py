@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import assert_one_line, run_cli
-from lossland import landscape
+from lossland import run as landscape
 from lossland.directions import model_directions
-from lossland.sharpness import barrier, figures, format_figures, node_losses
-from lossland.surface_file import Surface
+from lossland.engine import select_samples
+from lossland.io import Surface
+from lossland.show import barrier, figures, format_figures, node_losses
 
 
 def bn_model(seed: int) -> nn.Module:
@@ -157,12 +158,10 @@ def three_checkpoints(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def _own_losses(paths: list[Path], fashion_dir: Path, samples: int) -> list[float]:
-    from lossland.checkpoint import load_model
-    from lossland.data import load_fashion_mnist
-    from lossland.train import evaluate
+    from lossland.zoo import evaluate, load_fashion_mnist, load_model
 
     images, labels = load_fashion_mnist("train", data_dir=fashion_dir)
-    x, y = landscape.select_samples(images, labels, samples, 0)
+    x, y = select_samples(images, labels, samples, 0)
     return [evaluate(load_model(p)[0], x, y)[0] for p in paths]
 
 

@@ -18,8 +18,8 @@ import pytest
 from faultkit import env, lossland, surface_args, wait_for, write_checkpoint, write_data
 from helpers import torch_threads
 from lossland.cli import main
-from lossland.runlock import lock_path, stale_temporaries
-from lossland.surface_file import Surface
+from lossland.io import Surface
+from lossland.run import lock_path, stale_temporaries
 
 SAMPLES = 64
 GRID = "-1:1:15"  # 225 points: a few seconds of work on two cores

@@ -12,17 +12,11 @@ import torch
 from torch import nn
 
 from helpers import assert_one_line, torch_threads
+from lossland.cli._common import ModelArgs
+from lossland.core import import_object
 from lossland.errors import LosslandError
-from lossland.models import (
-    REGISTRY,
-    ModelSpec,
-    build_model,
-    count_parameters,
-    import_object,
-    small,
-    vgg,
-)
-from lossland.train import spec_from_config
+from lossland.io import ModelSpec
+from lossland.zoo import REGISTRY, build_model, count_parameters, small, vgg
 
 SEED_PARAMETERS = 26_563_018
 
@@ -195,7 +189,7 @@ def test_user_class_and_dotted_attribute(user_module: str) -> None:
 
 
 def test_import_object_finds_nested_module_attribute() -> None:
-    assert import_object("lossland.models:vgg") is vgg
+    assert import_object("lossland.zoo:vgg") is vgg
 
 
 @pytest.mark.parametrize("path", ["a:b:c", "mod:", ":f", "not a path:x", "a.:f", "1mod:f"])
@@ -281,16 +275,16 @@ def test_malformed_model_spec_json(text: str) -> None:
 
 
 def test_spec_from_config_keeps_registry_options() -> None:
-    spec = spec_from_config("vgg", 0.25, "leaky_relu", [])
+    spec = ModelArgs(model="vgg", width=0.25, activation="leaky_relu").spec()
     assert spec == ModelSpec("vgg", {"width": 0.25, "activation": "leaky_relu"})
 
 
 def test_spec_from_config_user_factory_gets_only_its_model_args(user_module: str) -> None:
-    spec = spec_from_config(f"{user_module}:mlp", 1.0, "relu", ["hidden=6"])
+    spec = ModelArgs(model=f"{user_module}:mlp", model_arg=["hidden=6"]).spec()
     assert dict(spec.options) == {"hidden": 6}
     assert build_model(spec)[1].out_features == 6
 
 
 def test_spec_from_config_explicit_model_arg_wins_over_width() -> None:
-    spec = spec_from_config("small", 1.0, "relu", ["width=0.5"])
+    spec = ModelArgs(model="small", model_arg=["width=0.5"]).spec()
     assert spec.options["width"] == 0.5 and spec.options["activation"] == "relu"

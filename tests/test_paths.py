@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from lossland.cli import main
 from lossland.errors import LosslandError
-from lossland.paths import (
+from lossland.io import Surface
+from lossland.show import (
     HYPER_DEFAULTS,
     OPTIMIZERS,
     Interpolant,
@@ -28,7 +29,6 @@ from lossland.paths import (
     surface_grid,
     write_paths,
 )
-from lossland.surface_file import Surface
 
 X = np.linspace(-1.0, 1.0, 21)
 Y = np.linspace(-1.0, 1.0, 17)

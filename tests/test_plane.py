@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 
 from helpers import assert_one_line
-from lossland.errors import LosslandError
-from lossland.plane import (
+from lossland.core import (
     Axis,
     PlaneVectors,
     barycentric_point_,
@@ -19,6 +18,7 @@ from lossland.plane import (
     li_point_,
     linear2x_point_,
 )
+from lossland.errors import LosslandError
 
 Tensors = dict[str, Tensor]
 
@@ -205,7 +205,9 @@ def _run(scheme: str, plane: PlaneVectors, a: float, b: float) -> tuple[Tensor, 
     """(returned tensor, out buffer) of one scheme call; out starts as garbage."""
     out = torch.full_like(plane.base, float("nan"))
     if scheme == "li":
-        result = li_point_(out, plane, a, b)
+        dy = plane.dy_segments
+        li_point_(_segments(out), plane.base_segments, plane.dx_segments, dy, a, b)
+        result = out
     elif scheme == "linear2x":
         result = linear2x_point_(out, _segments(out), plane, a, b)
     else:
@@ -265,7 +267,7 @@ def test_li_on_a_line_ignores_beta() -> None:
 def test_li_in_float32() -> None:
     base, dx, dy = _random(seed=5)
     plane = _plane(*({k: v.float() for k, v in t.items()} for t in (base, dx, dy)))
-    out = li_point_(torch.empty_like(plane.base), plane, 0.5, -0.5)
+    out, _ = _run("li", plane, 0.5, -0.5)
     assert out.dtype == torch.float32
     expected = _flat(base) + 0.5 * _flat(dx) - 0.5 * _flat(dy)
     torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)

@@ -10,8 +10,8 @@ import pytest
 
 from lossland.cli import main
 from lossland.errors import LosslandError
-from lossland.plot import PlotStyle, caption, plot, plot_surface, plot_values
-from lossland.surface_file import Surface
+from lossland.io import Surface
+from lossland.show import PlotStyle, caption, plot, plot_surface, plot_values
 
 
 def bowl(nx: int = 31, ny: int = 25, *, inf_corner: bool = False, hole: bool = False) -> Surface:

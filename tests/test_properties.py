@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from helpers import assert_one_line
+from lossland.core import Axis, coordinates
 from lossland.errors import LosslandError
-from lossland.plane import Axis, coordinates
-from lossland.surface_file import RESERVED_ATTRS, SETTINGS_ATTR, Surface
+from lossland.io import RESERVED_ATTRS, SETTINGS_ATTR, Surface
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 

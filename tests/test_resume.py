@@ -18,14 +18,19 @@ from torch import nn
 
 from faultkit import surface_args, write_checkpoint, write_data
 from helpers import assert_one_line, torch_threads
-from lossland import atomic
 from lossland.cli import main
 from lossland.directions import Directions
-from lossland.errors import LosslandError, SurfaceFileError
-from lossland.interrupts import Interrupted
-from lossland.landscape import setting_differences, surface
-from lossland.runlock import lock_path, run_lock, stale_temporaries
-from lossland.surface_file import Surface
+from lossland.errors import LosslandError, SurfaceFileError, render
+from lossland.io import Surface
+from lossland.io import _atomic as atomic
+from lossland.run import (
+    Interrupted,
+    lock_path,
+    run_lock,
+    setting_differences,
+    stale_temporaries,
+    surface,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -223,7 +228,8 @@ def test_reference_file_without_settings_is_not_reused(inputs, tmp_path, capsys)
 def test_setting_differences_explain_fingerprints():
     old = {"data": "a", "directions": "d", "samples": 10, "seed": 0, "model": "m"}
     new = {"data": "b", "directions": "e", "samples": 10, "seed": 1, "model": "n"}
-    lines = setting_differences(old, new)
+    # Each difference names the API argument; the command line renders it as its flag.
+    lines = [render(line, lambda name: "--" + name) for line in setting_differences(old, new)]
     assert lines == [
         "--seed: file has 0, this run 1",
         "other model weights (another or retrained checkpoint)",

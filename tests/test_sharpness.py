@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lossland.sharpness import figures, format_figures, sharpness, with_figures
-from lossland.surface_file import Surface
+from lossland.io import Surface
+from lossland.show import figures, format_figures, sharpness, with_figures
 
 
 def quadratic(x: np.ndarray, y: np.ndarray | None, a: float, b: float, c: float) -> Surface:

@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from lossland import landscape
+from lossland import run as landscape
 from lossland.errors import SurfaceFileError
-from lossland.surface_file import Surface, replace_infinite
+from lossland.io import Surface, replace_infinite
 
 
 def test_plain_h5py_reads_the_documented_keys(tiny_model, tiny_data, tmp_path: Path):

@@ -20,12 +20,11 @@ from helpers import (
     torch_threads,
     write_learnable_data,
 )
-from lossland.checkpoint import load_checkpoint, save_checkpoint
 from lossland.cli import main
-from lossland.data import fingerprint, load_fashion_mnist
+from lossland.cli._common import parse_model_args
 from lossland.errors import LosslandError
-from lossland.models import ModelSpec, build_model
-from lossland.train import batches, parse_model_args
+from lossland.io import ModelSpec, load_checkpoint, save_checkpoint
+from lossland.zoo import batches, build_model, fingerprint, load_fashion_mnist
 
 # 160 samples in batches of 32: five steps, enough to move every weight, cheap on two cores.
 QUICK = ["--limit", "160", "--batch-size", "32", "--no-progress"]

@@ -12,19 +12,17 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from helpers import assert_one_line, run_cli
-from lossland.directions import Directions
-from lossland.errors import LosslandError
-from lossland.plane import coordinates
-from lossland.surface_file import Surface
-from lossland.trajectory import (
-    auto_range,
+from lossland.core import auto_range, coordinates
+from lossland.directions import (
+    Directions,
     find_run,
     parse_pca_runs,
     pca_directions,
-    project,
     projection,
     trajectory_plane,
 )
+from lossland.errors import LosslandError
+from lossland.io import Surface
 
 SHAPES = {"w": (3, 4), "b": (5,), "s": (), "conv": (2, 3, 2, 2)}
 
@@ -85,7 +83,7 @@ def test_pca_matches_numpy_svd(center: bool) -> None:
     np.testing.assert_allclose(directions.info["explained_variance_ratio"], ratio[:2], rtol=1e-9)
     assert directions.kind == "pca" and directions.norm == "none"
     # Sign convention: the start of training has negative coordinates.
-    start = project(states[:1], directions, final)[0]
+    start = projection(states[:1], directions, final).coords[0]
     assert start[0] < 0 and start[1] < 0
 
 
@@ -151,13 +149,14 @@ def test_two_runs_share_one_plane(tmp_path: Path) -> None:
     assert plane.trajectories["sgd"].shape == (5, 2)
     np.testing.assert_allclose(plane.trajectories["adam"][-1], [0.0, 0.0], atol=1e-12)
     assert plane.directions.info["pca_checkpoints"] == 12
-    assert plane.axis_labels[0].startswith("PC1 (") and plane.axis_labels[0].endswith(" %)")
+    label = plane.attrs["axis_labels"][0]
+    assert label.startswith("PC1 (") and label.endswith(" %)")
     # Only run 1 defines the plane: same as a PCA of run 1 alone; run 2 is still projected.
     only_first = trajectory_plane(final, [run1, run2], pca_runs="1")
     alone = trajectory_plane(final, [run1])
     assert only_first.directions.fingerprint() == alone.directions.fingerprint()
     assert set(only_first.trajectories) == {"adam", "sgd"}
-    assert only_first.attrs()["pca_runs"] == [1]
+    assert only_first.attrs["pca_runs"] == [1]
 
 
 def test_parse_pca_runs() -> None:
@@ -364,8 +363,8 @@ def test_cli_trajectory_errors(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from lossland.checkpoint import save_checkpoint
-    from lossland.models import ModelSpec, build_model
+    from lossland.io import ModelSpec, save_checkpoint
+    from lossland.zoo import build_model
 
     other = tmp_path / "other_run"
     spec = ModelSpec("small", {"width": 0.5})
@@ -402,7 +401,7 @@ def test_cli_trajectory_errors(
 
 
 def test_trajectory_surface_api(trained_runs: dict[str, Path], tmp_path: Path) -> None:
-    from lossland.trajectory import trajectory_surface
+    from lossland.run import trajectory_surface
 
     g = torch.Generator().manual_seed(0)
     data = (torch.rand(24, 1, 28, 28, generator=g), torch.randint(0, 10, (24,), generator=g))

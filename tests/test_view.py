@@ -21,21 +21,24 @@ import pytest
 
 from lossland.cli import main
 from lossland.errors import LosslandError
-from lossland.paths import (
+from lossland.io import Surface
+from lossland.show import (
     OPTIMIZERS,
     Interpolant,
     Interpolation,
     descend,
+    make_server,
+    page_data,
     resolve_hyper,
+    serve,
     surface_grid,
     write_paths,
+    write_viewer,
 )
-from lossland.surface_file import Surface
-from lossland.view import make_server, page_data, serve, write_viewer
 
 X = np.linspace(-1.0, 1.0, 21)
 Y = np.linspace(-1.2, 0.9, 17)  # not square, not symmetric: catches x/y mix-ups
-OPTIMIZERS_JS = Path(str(resources.files("lossland.view").joinpath("optimizers.js")))
+OPTIMIZERS_JS = Path(str(resources.files("lossland.show.viewer").joinpath("optimizers.js")))
 
 
 def make_surface(loss: np.ndarray | None = None, **attrs: Any) -> Surface:
@@ -333,7 +336,7 @@ def test_serve_prints_a_loopback_url_opens_it_and_stops_on_ctrl_c(
 
     monkeypatch.setattr("webbrowser.open", open_url)
     monkeypatch.setattr("http.server.ThreadingHTTPServer.serve_forever", interrupt)
-    serve(page, port=0, open_browser=True)  # returns instead of raising
+    serve(page, port=0, open_browser=True, announce=print)  # returns instead of raising
     (url,) = opened
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
     assert url in capsys.readouterr().out
@@ -346,8 +349,10 @@ def test_server_errors(tmp_path: Path) -> None:
     page.write_text("x")
     first = make_server(page, 0)
     try:
-        with pytest.raises(LosslandError, match="choose another --port"):
+        with pytest.raises(LosslandError, match="choose another port") as info:
             make_server(page, first.server_address[1])
+        # The error names the argument, which the command line shows as its flag.
+        assert "choose another --port" in info.value.render(lambda name: "--" + name)
     finally:
         first.server_close()
 
@@ -378,10 +383,12 @@ def test_cli_view_serve(
 ) -> None:
     calls: list[tuple[Path, int, bool]] = []
 
-    def fake_serve(file: Path, *, port: int = 0, open_browser: bool = True) -> None:
+    def fake_serve(
+        file: Path, *, port: int = 0, open_browser: bool = True, announce: object = None
+    ) -> None:
         calls.append((Path(file), port, open_browser))
 
-    monkeypatch.setattr(sys.modules["lossland.view"], "serve", fake_serve)
+    monkeypatch.setattr(sys.modules["lossland.cli._show"], "serve", fake_serve)
     out = tmp_path / "v.html"
     args = ["view", str(surface_file), "-o", str(out), "--serve", "--port", "0", "--no-browser"]
     assert main(args) == 0

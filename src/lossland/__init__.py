@@ -6,24 +6,34 @@ The typed public API::
     s.save("surface.h5");  s = lossland.load("surface.h5")
     lossland.plot(s, "figures/", log=True);  lossland.view(s, "viewer.html")
 
-Plotting and browser libraries are imported only when a figure or page is made.
+The layers, each a subpackage (see docs/design.md): ``core`` (layouts, grids, schemes),
+``engine`` (the hot loop), ``directions`` (random, models, PCA, Hessian), ``run`` (surface
+runs: resume, torchrun), ``io`` (files), ``show`` (figures, viewer, descent), ``zoo``
+(datasets, models, training) and ``cli``. Plotting and browser libraries are imported only
+when a figure or page is made.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-# Bound here on purpose: ``plot``, ``train`` and ``view`` are also submodule names, and these
-# imports make the package attributes the functions (a later ``import lossland.plot`` does not
-# rebind them).
-from lossland.config import SurfaceSettings, TrainConfig
-from lossland.directions import Directions, random_directions
-from lossland.errors import LosslandError
-from lossland.landscape import surface
-from lossland.plot import plot
-from lossland.surface_file import Surface
-from lossland.train import train
-from lossland.view import write_viewer as view
+from lossland._version import __version__
+from lossland.directions import (
+    Directions,
+    Plane,
+    hessian_directions,
+    hessian_plane,
+    hessian_report,
+    model_directions,
+    pca_directions,
+    projection,
+    random_directions,
+    trajectory_plane,
+)
+from lossland.errors import LosslandError, LosslandWarning
+from lossland.io import Surface, export, load_checkpoint, read_npz, save_checkpoint
+from lossland.run import SurfaceOptions, surface, trajectory_surface
+from lossland.show import PlotStyle, descend, plot, read_paths, sharpness, write_paths
+from lossland.show import write_viewer as view
+from lossland.zoo import TrainOptions, build_model, load_fashion_mnist, load_model, train
 
 
 def load(path: str) -> Surface:
@@ -34,14 +44,36 @@ def load(path: str) -> Surface:
 __all__ = [
     "Directions",
     "LosslandError",
+    "LosslandWarning",
+    "Plane",
+    "PlotStyle",
     "Surface",
-    "SurfaceSettings",
-    "TrainConfig",
+    "SurfaceOptions",
+    "TrainOptions",
     "__version__",
+    "build_model",
+    "descend",
+    "export",
+    "hessian_directions",
+    "hessian_plane",
+    "hessian_report",
     "load",
+    "load_checkpoint",
+    "load_fashion_mnist",
+    "load_model",
+    "model_directions",
+    "pca_directions",
     "plot",
+    "projection",
     "random_directions",
+    "read_npz",
+    "read_paths",
+    "save_checkpoint",
+    "sharpness",
     "surface",
     "train",
+    "trajectory_plane",
+    "trajectory_surface",
     "view",
+    "write_paths",
 ]

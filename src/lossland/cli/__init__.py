@@ -1,0 +1,77 @@
+"""The ``lossland`` command line: each command is a few dataclasses and one handler module.
+
+Flags come from dataclasses (the library's option dataclasses and each command's own, see
+:mod:`lossland.cli._args`); handlers translate them into API calls and print short summaries.
+Errors a user can fix surface as one line ``lossland: error: ...`` (exit status 2), with each
+API argument the library names shown as this command's flag; warnings as ``lossland: note:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from lossland._version import __version__
+from lossland.cli._args import Command, join_negative_values
+from lossland.errors import LosslandError, LosslandWarning
+
+
+def commands() -> dict[str, Command]:
+    from lossland.cli import _demo, _hessian, _interpolate, _show, _surface, _train
+
+    found = [_train.COMMAND, _surface.COMMAND, *_show.COMMANDS, _demo.COMMAND]
+    found += [_hessian.COMMAND, _interpolate.COMMAND]
+    return {command.name: command for command in found}
+
+
+def build_parser(table: dict[str, Command]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lossland", description="Fast neural-network loss landscapes on PyTorch."
+    )
+    parser.add_argument("--version", action="version", version=f"lossland {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in table.items():
+        command.add_arguments(sub.add_parser(name, help=command.doc, description=command.doc))
+    return parser
+
+
+@contextmanager
+def _notes() -> Iterator[None]:
+    """lossland's warnings as one ``lossland: note:`` line each."""
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, LosslandWarning):
+            print(f"lossland: note: {message}", file=sys.stderr)
+        else:
+            original(message, category, *args, **kwargs)
+
+    original = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    table = commands()
+    parser = build_parser(table)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
+    command = table[args.command]
+    try:
+        with _notes():
+            return command.handler(*command.build(args)) or 0
+    except LosslandError as exc:
+        if not getattr(exc, "quiet", False):  # quiet: another torchrun rank reported it
+            print(f"lossland: error: {exc.render(command.flag_for)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a surface run
+        if not getattr(exc, "quiet", False):
+            print(f"lossland: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 128 + int(getattr(exc, "signum", 2))
+    except BrokenPipeError:
+        return 0

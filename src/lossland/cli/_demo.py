@@ -1,0 +1,208 @@
+"""``lossland demo``: train, compute a 51×51 surface, write every figure into one folder.
+
+The default run is sized for a 2-core CPU (minutes); ``--full`` is the seed's exact setting:
+the full VGG trained for one epoch, a 51×51 surface on the last training batch of 32 images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor, nn
+
+from lossland.cli._args import Command, flag
+from lossland.cli._common import DataArgs, note, surface_summary
+from lossland.engine import select_samples
+from lossland.errors import LosslandError
+from lossland.io import Surface, check_writable
+from lossland.run import surface, trajectory_surface
+from lossland.show import (
+    OptimizerName,
+    OptimizerPath,
+    PlotStyle,
+    descend,
+    plot_surface,
+    write_paths,
+    write_viewer,
+)
+from lossland.zoo import (
+    TrainOptions,
+    TrainResult,
+    batches,
+    load_fashion_mnist,
+    load_model,
+    model_spec,
+    train,
+)
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo trains and evaluates; the two presets below are the only ones."""
+
+    model: str
+    width: float
+    samples: int | str  # evaluation samples from the training split
+    checkpoints: int  # trajectory checkpoints to save during the epoch (0: none)
+    last_batch: bool = False  # the seed evaluated the last training batch only
+
+
+SMALL = DemoPlan(model="small", width=1.0, samples=256, checkpoints=10)
+# No trajectory for the full VGG: ten 106 MB checkpoints would be a gigabyte for one figure.
+FULL = DemoPlan(model="vgg", width=1.0, samples=32, checkpoints=0, last_batch=True)
+BATCH = 64  # the seed's training batch
+
+
+@dataclass(kw_only=True)
+class DemoArgs(DataArgs):
+    """Train the small model, compute a 51x51 surface and write every figure into one folder."""
+
+    out: Path = flag(Path("demo"), short="-o", doc="output folder")
+    full: bool = flag(
+        False, doc="the seed's exact setting: full VGG, one epoch, 51x51 on 32 images"
+    )
+    grid: int = flag(51, doc="grid points per axis")
+    device: str = flag("auto", doc="cpu, cuda, cuda:1, mps or auto")
+    progress: bool = flag(True, doc="show progress bars")
+
+
+def run(args: DemoArgs) -> int:
+    print(demo(args))
+    return 0
+
+
+def demo(args: DemoArgs) -> str:
+    """Run the demo; return the summary text (also listing every file written)."""
+    if args.grid < 2:
+        raise LosslandError(f"--grid must be at least 2, got {args.grid}")
+    plan = FULL if args.full else SMALL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "surface.h5")
+    started = time.perf_counter()
+    images, labels = load_fashion_mnist("train", data_dir=args.data_dir)
+    note(f"[1/3] training {plan.model} on Fashion-MNIST (one epoch)")
+    trained = _train(args, plan, len(images))
+    note(trained.summary())
+    model, _ = load_model(trained.checkpoint)
+    note(f"[2/3] {args.grid}×{args.grid} filter-normalized surface on {plan.samples} samples")
+    if plan.last_batch:
+        # The seed's setting: the last training batch of the epoch (32 images); the order is
+        # the seeded permutation the training run used, so this is that batch exactly.
+        data = last_training_batch(images, labels, batch_size=BATCH, seed=TrainOptions().seed)
+    else:
+        data = select_samples(images, labels, plan.samples, seed=0, split="train")
+    t0 = time.perf_counter()
+    grid = f"-1:1:{args.grid}"
+    result = surface(
+        model,
+        data,
+        x=grid,
+        y=grid,
+        device=args.device,
+        out=out / "surface.h5",
+        overwrite=True,
+        progress=args.progress,
+        split="train",
+        attrs={"model": str(trained.spec), "checkpoint": str(trained.checkpoint)},
+    )
+    note(surface_summary(result, out / "surface.h5", time.perf_counter() - t0))
+    note("[3/3] figures, optimizer paths and the viewer")
+    files = [trained.checkpoint, out / "surface.h5"]
+    paths = optimizer_paths(result)
+    files += _figures(result, paths, out)
+    if trained.trajectory:
+        note(f"      the PCA plane of the {len(trained.trajectory)} training checkpoints")
+        files += _trajectory(args, model, trained, data, out)
+    lines = [
+        f"demo finished in {time.perf_counter() - started:.0f} s; files in {out}/:",
+        *[f"  {f.relative_to(out) if f.is_relative_to(out) else f}" for f in files],
+        f"test accuracy {trained.test_accuracy:.4f}",
+        *surface_summary(result, None, time.perf_counter() - t0).splitlines()[1:],
+        *[f"path {p.summary()}" for p in paths],
+    ]
+    return "\n".join(lines)
+
+
+def _train(args: DemoArgs, plan: DemoPlan, samples: int) -> TrainResult:
+    steps = math.ceil(samples / BATCH)
+    save_every = math.ceil(steps / plan.checkpoints) if plan.checkpoints else None
+    return train(
+        model_spec(plan.model, width=plan.width),
+        options=TrainOptions(batch_size=BATCH, save_every=save_every, device=args.device),
+        out=args.out / "model.safetensors",
+        trajectory_dir=args.out / "checkpoints",
+        data_dir=args.data_dir,
+        progress=args.progress,
+    )
+
+
+def _figures(result: Surface, paths: list[OptimizerPath], out: Path) -> list[Path]:
+    files = plot_surface(result, out, stem="surface", style=PlotStyle(log=True))
+    files.append(write_paths(paths, out / "paths.csv"))
+    files += plot_surface(result, out, stem="paths", style=PlotStyle(log=True), paths=paths)
+    files.append(
+        write_viewer(result, out / "viewer.html", paths=paths, title="lossland demo", log=True)
+    )
+    return files
+
+
+def _trajectory(
+    args: DemoArgs, model: nn.Module, trained: TrainResult, data: tuple[Tensor, Tensor], out: Path
+) -> list[Path]:
+    trajectory = trajectory_surface(
+        model,
+        [trained.trajectory[0].parent],
+        data,
+        x=f"auto:{TRAJECTORY_GRID}",
+        y=f"auto:{TRAJECTORY_GRID}",
+        out=out / "trajectory.h5",
+        overwrite=True,
+        progress=args.progress,
+        device=args.device,
+        split="train",
+        attrs={"model": str(trained.spec), "checkpoint": str(trained.checkpoint)},
+    )
+    return [
+        out / "trajectory.h5",
+        *plot_surface(trajectory, out, stem="trajectory", style=PlotStyle(log=True)),
+    ]
+
+
+TRAJECTORY_GRID = 25
+
+# Three optimizers from one start, on ln(loss) so the steep rim does not fling them off the
+# grid; NAdam with the seed's settings (lr 0.1, betas 0.99/0.999).
+DEMO_START = (-0.7, 0.7)
+DEMO_OPTIMIZERS: tuple[tuple[OptimizerName, float], ...] = (
+    ("sgd", 0.02),
+    ("adam", 0.05),
+    ("nadam", 0.1),
+)
+
+
+def optimizer_paths(result: Surface, steps: int = 50) -> list[OptimizerPath]:
+    start = (
+        float(np.clip(DEMO_START[0], result.x[0], result.x[-1])),
+        float(np.clip(DEMO_START[1], result.y[0], result.y[-1])) if result.y is not None else 0.0,
+    )
+    return [
+        descend(result, start=start, optimizer=name, lr=lr, steps=steps, log=True)
+        for name, lr in DEMO_OPTIMIZERS
+    ]
+
+
+def last_training_batch(
+    images: Tensor, labels: Tensor, *, batch_size: int, seed: int
+) -> tuple[Tensor, Tensor]:
+    """The last batch of a one-epoch training run with this seed (32 images for 60,000 / 64)."""
+    *_, (_, last) = batches(len(images), batch_size, seed=seed, epochs=1)
+    assert last is not None
+    return images[last], labels[last]
+
+
+COMMAND = Command("demo", (DemoArgs,), run)

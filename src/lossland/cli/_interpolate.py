@@ -1,0 +1,55 @@
+"""``lossland interpolate A B [C]``: ``lossland surface A --to B [--to C]`` with ranges that
+start at the checkpoints (0:1, the kind's default) and, for three, the same range on y."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lossland.cli._args import Command, flag
+from lossland.cli._common import CheckpointModelArgs, SampleArgs, surface_summary
+from lossland.cli._surface import SurfaceArgs, compute
+from lossland.errors import LosslandError
+from lossland.run import SurfaceOptions, is_main_process
+
+
+@dataclass(kw_only=True)
+class InterpolateArgs(CheckpointModelArgs, SampleArgs):
+    """Loss between checkpoints: the line A→B with its barrier, or the plane through A, B, C."""
+
+    checkpoints: list[Path] = flag(
+        [],
+        doc="two checkpoints (a line) or three (a plane: A at (0,0), B at (1,0), C at (0,1))",
+        positional=True,
+        repeat=True,
+    )
+    x: str | None = flag(None, doc="x range min:max:num (0 is A, 1 is B; default 0:1:21)")
+    y: str | None = flag(None, doc="y range for three checkpoints (default: the x range)")
+    out: Path = flag(Path("interpolation.h5"), short="-o", doc="surface file (HDF5)")
+    overwrite: bool = flag(False, doc="replace an existing surface file with other settings")
+
+
+def run(args: InterpolateArgs, options: SurfaceOptions) -> int:
+    started = time.perf_counter()
+    paths = list(args.checkpoints)
+    if len(paths) not in (2, 3):
+        raise LosslandError(
+            f"interpolate takes two checkpoints (a line) or three (a plane), got {len(paths)}"
+        )
+    if len(paths) == 2 and args.y is not None:
+        raise LosslandError("--y needs a third checkpoint (a plane): drop --y or add C")
+    shared = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(SurfaceArgs)
+        if hasattr(args, f.name) and f.name not in ("checkpoint", "to", "y")
+    }
+    y = (args.y or args.x) if len(paths) == 3 else None
+    result = compute(SurfaceArgs(**shared, checkpoint=paths[0], to=paths[1:], y=y), options)
+    if is_main_process():
+        print(surface_summary(result, args.out, time.perf_counter() - started))
+    return 0
+
+
+COMMAND = Command("interpolate", (InterpolateArgs, SurfaceOptions), run)

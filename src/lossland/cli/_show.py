@@ -1,0 +1,206 @@
+"""The commands that read a surface file: ``info``, ``plot``, ``path``, ``view``, ``export``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from lossland.cli._args import Command, default_of, flag
+from lossland.io import ExportFormat, Surface, check_writable, export, export_format
+from lossland.show import (
+    FLAGS,
+    HYPER_DEFAULTS,
+    Interpolation,
+    descend_all,
+    parse_start,
+    path_file_kind,
+    plot,
+    read_paths,
+    serve,
+    surface_grid,
+    write_paths,
+    write_viewer,
+)
+
+ImageFormat = Literal["png", "pdf", "svg"]
+
+
+@dataclass(kw_only=True)
+class InfoArgs:
+    """Print a surface file's settings and its min/max/argmin."""
+
+    file: Path = flag(doc="surface file", positional=True)
+
+
+def info(args: InfoArgs) -> int:
+    print(Surface.load(args.file).describe())
+    return 0
+
+
+@dataclass(kw_only=True)
+class PlotArgs:
+    """Write contour, filled-contour, heat-map and 3-D plots of a surface."""
+
+    file: Path = flag(doc="surface file", positional=True)
+    out: Path | None = flag(None, short="-o", doc="output folder (default: beside the file)")
+    format: ImageFormat = flag(default_of(plot, "format"), doc="image format")
+    levels: int = flag(default_of(plot, "levels"), doc="number of contour levels")
+    log: bool = flag(False, doc="log-scale the loss")
+    zmax: float | None = flag(None, doc="clip losses above this value")
+    dpi: int = flag(default_of(plot, "dpi"), doc="resolution for PNG")
+    path: list[Path] = flag(
+        [], doc="overlay an optimizer path (CSV/JSON from lossland path)", repeat=True
+    )
+
+
+def plot_files(args: PlotArgs) -> int:
+    paths = [p for file in args.path for p in read_paths(file)]
+    files = plot(
+        args.file,
+        args.out,
+        levels=args.levels,
+        log=args.log,
+        zmax=args.zmax,
+        dpi=args.dpi,
+        format=args.format,
+        paths=paths,
+    )
+    for file in files:
+        print(file)
+    return 0
+
+
+@dataclass(kw_only=True)
+class PathArgs:
+    """Roll optimizers down a stored surface and write their paths (CSV or JSON)."""
+
+    file: Path = flag(doc="surface file", positional=True)
+    start: list[str] = flag(
+        [],
+        doc="start point x,y; repeat for several starts (negative x: --start=-0.5,0.5)",
+        metavar="X,Y",
+        repeat=True,
+    )
+    optimizer: list[str] = flag(
+        [],
+        doc="sgd, momentum, nesterov, adam, nadam or rmsprop; repeat to compare (default: nadam)",
+        repeat=True,
+    )
+    lr: list[float] = flag([], doc="learning rate; repeat to compare (default: 0.1)", repeat=True)
+    steps: int = flag(default_of(descend_all, "steps"), doc="optimizer steps")
+    log: bool = flag(False, doc="descend on ln(loss) instead of the loss")
+    interpolation: Interpolation = flag(
+        default_of(descend_all, "interpolation"), doc="surface interpolant"
+    )
+    momentum: float | None = flag(None, doc="momentum (momentum/nesterov: 0.9, rmsprop: 0)")
+    dampening: float | None = flag(None, doc="momentum dampening (default: 0)")
+    beta1: float | None = flag(None, doc="β1 (adam: 0.9, nadam: 0.99)")
+    beta2: float | None = flag(None, doc="β2 (default: 0.999)")
+    eps: float | None = flag(None, doc="ε of adam, nadam, rmsprop (default: 1e-8)")
+    weight_decay: float | None = flag(None, doc="L2 weight decay (default: 0)")
+    alpha: float | None = flag(None, doc="rmsprop smoothing constant (default: 0.99)")
+    momentum_decay: float | None = flag(None, doc="nadam momentum decay (default: 0.004)")
+    amsgrad: bool = flag(False, doc="adam: the AMSGrad variant")
+    centered: bool = flag(False, doc="rmsprop: the centered variant")
+    decoupled_weight_decay: bool = flag(False, doc="adam (AdamW), nadam: decoupled weight decay")
+    out: Path | None = flag(
+        None, short="-o", doc="path file, .csv or .json (default: <file>.paths.csv beside it)"
+    )
+
+
+def paths(args: PathArgs) -> int:
+    """Every combination of --start, --optimizer and --lr, in one file."""
+    hyper = {
+        name: float(value)
+        for name in sorted({k for h in HYPER_DEFAULTS.values() for k in h} - FLAGS)
+        if (value := getattr(args, name)) is not None
+    }
+    hyper.update({name: 1.0 for name in sorted(FLAGS) if getattr(args, name)})
+    starts = [parse_start(text) for text in args.start]
+    out = args.out or args.file.with_name(args.file.stem + ".paths.csv")
+    path_file_kind(out)
+    check_writable(out)  # fail before any work
+    found = descend_all(
+        surface_grid(Surface.load(args.file)),
+        starts=starts,
+        optimizers=args.optimizer or default_of(descend_all, "optimizers"),
+        lrs=args.lr or default_of(descend_all, "lrs"),
+        steps=args.steps,
+        log=args.log,
+        interpolation=args.interpolation,
+        hyper=hyper,
+    )
+    write_paths(found, out)
+    for path in found:
+        print(path.summary())
+    print(out)
+    return 0
+
+
+@dataclass(kw_only=True)
+class ViewArgs:
+    """Write an interactive, self-contained HTML viewer of a surface (works offline)."""
+
+    file: Path = flag(doc="surface file", positional=True)
+    out: Path | None = flag(None, short="-o", doc="HTML page (default: <file>.html beside it)")
+    path: list[Path] = flag([], doc="also draw a path file from lossland path", repeat=True)
+    title: str | None = flag(None, doc="page title (default: the surface file's name)")
+    log: bool = flag(False, doc="open on the log scale")
+    serve: bool = flag(False, doc="serve the page on 127.0.0.1 until Ctrl-C")
+    port: int = flag(0, doc="port for --serve (0: any free port)")
+    browser: bool = flag(True, doc="open a browser with --serve")
+
+
+def view(args: ViewArgs) -> int:
+    out = args.out or args.file.with_suffix(".html")
+    check_writable(out)  # fail before loading anything
+    surface = Surface.load(args.file)
+    found = [p for file in args.path for p in read_paths(file)]
+    title = args.title or f"lossland: {args.file.name}"
+    print(write_viewer(surface, out, paths=found, title=title, log=args.log))
+    if args.serve:
+        serve(
+            out,
+            port=args.port,
+            open_browser=args.browser,
+            announce=lambda url: print(f"serving {out} at {url} (Ctrl-C stops)", flush=True),
+        )
+    return 0
+
+
+@dataclass(kw_only=True)
+class ExportArgs:
+    """Export a surface for ParaView (.vtp), spreadsheets (.csv), NumPy (.npz) or Blender (.obj)."""
+
+    file: Path = flag(doc="surface file", positional=True)
+    out: Path | None = flag(
+        None, short="-o", doc="output file (default: beside the surface file, named by format)"
+    )
+    format: ExportFormat | None = flag(
+        None, doc="output format (default: from -o's suffix, else vtp)"
+    )
+    log: bool = flag(False, doc="vtp/obj: height is ln(loss)")
+    zmax: float | None = flag(None, doc="vtp/obj: clip losses above this value (before the log)")
+
+
+def export_file(args: ExportArgs) -> int:
+    """The output defaults to the surface file's name with the format's suffix."""
+    if args.out is None:
+        fmt = export_format(Path("x.vtp"), args.format)
+        out = args.file.with_suffix("." + fmt)
+    else:
+        out = args.out
+        fmt = export_format(out, args.format)
+    check_writable(out)  # fail before loading anything
+    print(export(Surface.load(args.file), out, format=fmt, log=args.log, zmax=args.zmax))
+    return 0
+
+
+COMMANDS = (
+    Command("info", (InfoArgs,), info),
+    Command("plot", (PlotArgs,), plot_files),
+    Command("path", (PathArgs,), paths),
+    Command("view", (ViewArgs,), view),
+    Command("export", (ExportArgs,), export_file),
+)

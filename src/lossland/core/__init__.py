@@ -1,0 +1,70 @@
+"""The numerical core: flat parameter layouts, grid axes, interpolation schemes, fingerprints.
+
+Depends on torch and numpy only (and :mod:`lossland.errors`).
+"""
+
+from lossland.core._devices import resolve_device, synchronize
+from lossland.core._fingerprint import fingerprint, tensor_fingerprint, value_digest
+from lossland.core._flat import FlatLayout, LayoutEntry
+from lossland.core._grid import (
+    AUTO_MARGIN,
+    AUTO_POINTS,
+    Axis,
+    auto_points,
+    auto_range,
+    axis_text,
+    check_spec,
+    coordinates,
+    grid_with_zero,
+    is_auto,
+)
+from lossland.core._imports import import_object, is_import_path
+from lossland.core._json import json_default
+from lossland.core._options import check_choices, choices, option, updated
+from lossland.core._schemes import (
+    SCHEMES,
+    PlaneVectors,
+    Scheme,
+    barycentric_point_,
+    filter_norms,
+    layer_norm,
+    li_point_,
+    linear2x_point_,
+    rescale_,
+)
+
+__all__ = [
+    "AUTO_MARGIN",
+    "AUTO_POINTS",
+    "SCHEMES",
+    "Axis",
+    "FlatLayout",
+    "LayoutEntry",
+    "PlaneVectors",
+    "Scheme",
+    "auto_points",
+    "auto_range",
+    "axis_text",
+    "barycentric_point_",
+    "check_choices",
+    "check_spec",
+    "choices",
+    "coordinates",
+    "filter_norms",
+    "fingerprint",
+    "grid_with_zero",
+    "import_object",
+    "is_auto",
+    "is_import_path",
+    "json_default",
+    "layer_norm",
+    "li_point_",
+    "linear2x_point_",
+    "option",
+    "rescale_",
+    "resolve_device",
+    "synchronize",
+    "tensor_fingerprint",
+    "updated",
+    "value_digest",
+]

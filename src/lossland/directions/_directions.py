@@ -1,0 +1,266 @@
+"""Directions in weight space: random (filter/layer-normalized), orthogonalized, saved, reloaded.
+
+A direction is a dict ``{name: tensor}`` keyed like the model's parameters (and, for
+model-to-model directions, its floating-point buffers). Li et al.'s filter normalization
+rescales every output filter (conv) or output row (linear) of a Gaussian direction to the norm
+of the same filter of θ*; one-dimensional tensors (biases, BatchNorm γ/β) get a zero direction
+under ``ignore="biasbn"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from lossland.core import FlatLayout, fingerprint
+from lossland.errors import LosslandError, arg
+from lossland.io import atomic_path
+
+Norm = Literal["filter", "layer", "none"]
+Ignore = Literal["biasbn", "none"]
+Kind = Literal["random", "pca", "hessian", "models"]
+NORMS: tuple[str, ...] = get_args(Norm)
+IGNORES: tuple[str, ...] = get_args(Ignore)
+Direction = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Directions:
+    """One (1-D) or two (2-D) directions and how they were made.
+
+    ``origin`` is the point the plane is centred on when it is not the model's own weights
+    (model-to-model planes start at the first checkpoint).
+    """
+
+    x: Direction
+    y: Direction | None = None
+    kind: Kind = "random"
+    norm: Norm = "filter"
+    ignore: Ignore = "biasbn"
+    seed: int | None = None
+    orthogonalized: bool = False
+    origin: Direction | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    # Directions are values: computed once per instance (each is a full pass over the tensors,
+    # and a surface run asks for them several times).
+    @functools.cached_property
+    def cosine(self) -> float | None:
+        """Cosine similarity of the two directions over all tensors (None for 1-D)."""
+        return None if self.y is None else cosine(self.x, self.y)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "norm": self.norm,
+            "ignore": self.ignore,
+            "seed": self.seed,
+            "orthogonalized": self.orthogonalized,
+            "cosine": self.cosine,
+            "ndim": self.ndim,
+            "has_origin": self.origin is not None,
+            "order": list(self.x),
+            **dict(self.info),
+        }
+
+    def fingerprint(self) -> str:
+        """sha256 of the tensors' names and bytes: equal fingerprints mean identical directions."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        return fingerprint(
+            (f"{prefix}/{name}", tensors[name])
+            for prefix, tensors in self._groups()
+            for name in sorted(tensors)
+        )
+
+    def _groups(self) -> list[tuple[str, Direction]]:
+        groups = [("x", self.x)]
+        if self.y is not None:
+            groups.append(("y", self.y))
+        if self.origin is not None:
+            groups.append(("origin", self.origin))
+        return groups
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a safetensors file: tensors ``x/<name>``, ``y/<name>``; settings in metadata."""
+        from safetensors.torch import save_file
+
+        tensors = {
+            f"{prefix}/{name}": t.detach().to("cpu").contiguous()
+            for prefix, group in self._groups()
+            for name, t in group.items()
+        }
+        meta = {"lossland": json.dumps(self.metadata(), sort_keys=True, default=str)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Directions:
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise LosslandError(
+                f"directions file {path} not found: check the {arg('directions')} path"
+            )
+        groups: dict[str, Direction] = {"x": {}, "y": {}, "origin": {}}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                raw_meta = handle.metadata() or {}
+                meta = json.loads(raw_meta.get("lossland", "{}"))
+                names: dict[str, list[str]] = {prefix: [] for prefix in groups}
+                for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                    prefix, _, name = key.partition("/")
+                    if prefix not in groups or not name:
+                        raise LosslandError(
+                            f"directions file {path} has an unexpected tensor {key!r}: recreate it"
+                        )
+                    names[prefix].append(name)
+                order = {n: i for i, n in enumerate(meta.get("order", []))}
+                for prefix, group_names in names.items():
+                    if not group_names:
+                        continue
+                    group_names.sort(key=lambda n: (order.get(n, len(order)), n))
+                    keys = [f"{prefix}/{n}" for n in group_names]
+                    dtype = handle.get_slice(keys[0]).get_dtype()
+                    # Shapes first, then one tensor at a time into lossland's flat layout:
+                    # the peak is the directions plus one tensor, not twice the directions.
+                    reference = {
+                        n: torch.empty(
+                            handle.get_slice(k).get_shape(),
+                            device="meta",
+                            dtype=_DTYPES.get(dtype, torch.float32),
+                        )
+                        for n, k in zip(group_names, keys, strict=True)
+                    }
+                    groups[prefix] = empty_direction(reference)
+                    for n, k in zip(group_names, keys, strict=True):
+                        groups[prefix][n].copy_(handle.get_tensor(k))
+        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+            raise LosslandError(
+                f"directions file {path} is corrupt or not a safetensors file ({exc}): recreate it"
+            ) from None
+        if not groups["x"]:
+            raise LosslandError(f"directions file {path} holds no x direction")
+        known = {
+            "kind",
+            "norm",
+            "ignore",
+            "seed",
+            "orthogonalized",
+            "cosine",
+            "ndim",
+            "has_origin",
+            "order",
+        }
+        kind = meta.get("kind", "random")
+        norm = meta.get("norm", "filter")
+        ignore = meta.get("ignore", "biasbn")
+        if kind not in get_args(Kind) or norm not in NORMS or ignore not in IGNORES:
+            raise LosslandError(f"directions file {path} has malformed settings {meta}")
+        return cls(
+            x=groups["x"],
+            y=groups["y"] or None,
+            kind=kind,
+            norm=norm,
+            ignore=ignore,
+            seed=meta.get("seed"),
+            orthogonalized=bool(meta.get("orthogonalized", False)),
+            origin=groups["origin"] or None,
+            info={k: v for k, v in meta.items() if k not in known},
+        )
+
+    def check_fits(self, model: nn.Module, *, source: str = "directions") -> None:
+        """Raise a one-line error listing names and shapes that do not match ``model``."""
+        targets: dict[str, Tensor] = dict(model.named_parameters())
+        targets.update(dict(model.named_buffers()))
+        problems: list[str] = []
+        for prefix, group in self._groups():
+            for name, tensor in group.items():
+                if name not in targets:
+                    problems.append(f"{prefix}/{name} not in the model")
+                elif tuple(targets[name].shape) != tuple(tensor.shape):
+                    problems.append(
+                        f"{prefix}/{name} shape {tuple(tensor.shape)} vs model "
+                        f"{tuple(targets[name].shape)}"
+                    )
+        if self.y is not None and set(self.y) != set(self.x):
+            problems.append("x and y cover different tensors")
+        if problems:
+            shown = "; ".join(problems[:6]) + (
+                f"; and {len(problems) - 6} more" if len(problems) > 6 else ""
+            )
+            raise LosslandError(
+                f"{source} do not fit this model ({len(problems)} mismatches: {shown}): "
+                f"use directions made for this model, or drop {arg('directions')} to draw new ones"
+            )
+
+
+def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
+    """Σ ⟨a_k, b_k⟩ over all tensors, accumulated in float64.
+
+    Formed a chunk of ~1M elements at a time: a float64 copy of a whole 4096×4096 matrix would
+    add hundreds of MB to the peak memory.
+    """
+    return sum(
+        float(torch.sum(xs.double() * ys.double()))
+        for k in a
+        for xs, ys in zip(chunks(a[k]), chunks(b[k]), strict=True)
+    )
+
+
+def chunks(t: Tensor, elements: int = 1 << 20) -> list[Tensor]:
+    """Views of ``t`` along dim 0 of about ``elements`` each (any memory layout)."""
+    if t.dim() == 0:
+        return [t]
+    step = max(1, elements // max(1, t[0].numel()))
+    return list(torch.split(t, step))
+
+
+def cosine(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
+    na, nb = dot(a, a) ** 0.5, dot(b, b) ** 0.5
+    return dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def empty_direction(reference: Mapping[str, Tensor]) -> Direction:
+    """Zeros shaped like ``reference``, as views of one flat vector in lossland's layout
+    (:mod:`lossland.flat`, channels_last for 4-D tensors), so the engine needs no copy."""
+    dtypes = {t.dtype for t in reference.values()}
+    if len(dtypes) != 1:  # mixed precision models: plain tensors, the engine copies them
+        return {name: torch.zeros(t.shape, dtype=t.dtype) for name, t in reference.items()}
+    layout = FlatLayout.of({n: t.shape for n, t in reference.items()}, channels_last=True)
+    return layout.allocate(dtype=dtypes.pop())[1]
+
+
+def check_finite(directions: Directions) -> None:
+    """NaN or inf in a direction would silently turn every point into NaN."""
+    for prefix, group in (("x", directions.x), ("y", directions.y), ("origin", directions.origin)):
+        bad = [
+            name
+            for name, t in (group or {}).items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
+        if bad:
+            raise LosslandError(
+                f"the directions hold NaN or inf in {prefix}/{bad[0]}"
+                + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+                + ": recreate them"
+            )

@@ -1,0 +1,559 @@
+"""The loss Hessian at θ*: top eigenpairs (Lanczos) and the trace (Hutchinson), matrix-free.
+
+Everything is built on Hessian-vector products H·v of the mean loss over a fixed sample set,
+computed by double backward (∇(∇L·v)) on a private copy of the model in eval mode (BatchNorm
+uses its running statistics, dropout is off), so the Hessian is that of the function the
+surface evaluates. All parameters take part (weights, biases, BatchNorm γ/β).
+
+Lanczos keeps every basis vector and reorthogonalizes fully (twice, Gram–Schmidt), so no ghost
+copies of converged eigenvalues appear; the tridiagonal matrix is diagonalised in float64 and
+iteration stops once the k wanted Ritz values have residual bounds |β_m·s_mi| below
+``tol``·|λ_max|. Memory: one basis vector per iteration (iterations × P × bytes per element).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lossland.directions._directions import Directions
+from lossland.directions._plane import Plane
+from lossland.engine import EvalData, LossFn, per_sample_losses, precision_mode, working_copy
+from lossland.errors import LosslandError, arg
+
+Which = Literal["largest", "magnitude"]
+MatVec = Callable[[Tensor], Tensor]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+# --- Hessian-vector products ---------------------------------------------------------------------
+
+
+class HessianOperator:
+    """v ↦ H·v for the mean loss of ``model`` over ``data`` at the model's weights.
+
+    Vectors are flat (P,) tensors over ``names`` (the model's parameters, in order) on
+    ``device`` in ``dtype``. ``model`` is never modified.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: tuple[Tensor, Tensor],
+        *,
+        loss: LossFn | None = None,
+        batch_size: int = 256,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.loss_fn = loss
+        samples = EvalData.of(
+            *data, batch_size=batch_size, device=self.device, dtype=dtype, channels_last=False
+        )
+        self.count, self.batches = samples.count, samples.batches
+        self.net = working_copy(model, []).to(device=self.device, dtype=dtype).eval()
+        named = list(self.net.named_parameters())
+        self.names: tuple[str, ...] = tuple(n for n, _ in named)
+        self.params: list[Tensor] = [p for _, p in named]
+        if not self.params:
+            raise LosslandError("the model has no parameters: nothing to differentiate")
+        for p in self.params:
+            p.requires_grad_(True)
+        self.shapes = [tuple(p.shape) for p in self.params]
+        self.numels = [p.numel() for p in self.params]
+        self.size = int(sum(self.numels))
+        self.products = 0
+
+    def _batch_loss(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """Sum of per-sample losses over the batch divided by the whole set's size."""
+        losses = per_sample_losses(self.loss_fn, self.net(inputs), targets)
+        total = losses * len(targets) if losses.dim() == 0 else losses.sum()
+        return total / self.count
+
+    def _split(self, v: Tensor) -> list[Tensor]:
+        return [t.view(s) for t, s in zip(torch.split(v, self.numels), self.shapes, strict=True)]
+
+    def _flat(self, tensors: Sequence[Tensor | None]) -> Tensor:
+        return torch.cat(
+            [
+                (
+                    t if t is not None else torch.zeros(s, device=self.device, dtype=self.dtype)
+                ).reshape(-1)
+                for t, s in zip(tensors, self.shapes, strict=True)
+            ]
+        )
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches, with true fp32 on CUDA around each one's forward and backward passes
+        (cuDNN would use TF32 for convolutions by default, rounding at about 1e-3)."""
+        for batch in self.batches:
+            with precision_mode(self.device, "fp32"):
+                yield batch
+
+    def loss_and_grad(self) -> tuple[float, Tensor]:
+        """Mean loss and the flat gradient at θ*."""
+        total = 0.0
+        grad = torch.zeros(self.size, device=self.device, dtype=self.dtype)
+        for inputs, targets in self._batches():
+            loss = self._batch_loss(inputs, targets)
+            parts = torch.autograd.grad(loss, self.params, allow_unused=True)
+            grad += self._flat(parts)
+            total += float(loss.detach())
+        return total, grad
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """H·v by double backward, summed over the batches."""
+        if v.shape != (self.size,):
+            raise ValueError(f"expected a vector of {self.size} elements, got {tuple(v.shape)}")
+        vs = self._split(v.to(self.device, self.dtype))
+        out = torch.zeros(self.size, device=self.device, dtype=self.dtype)
+        for inputs, targets in self._batches():
+            loss = self._batch_loss(inputs, targets)
+            grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+            dot = sum(
+                (torch.sum(g * u) for g, u in zip(grads, vs, strict=True) if g is not None),
+                torch.zeros((), device=self.device, dtype=self.dtype),
+            )
+            if not dot.requires_grad:  # the loss does not depend on the weights at second order
+                continue
+            hv = torch.autograd.grad(dot, self.params, allow_unused=True)
+            out += self._flat(hv)
+        self.products += 1
+        return out
+
+    __call__ = matvec
+
+    def unflatten(
+        self, v: Tensor, *, dtypes: Mapping[str, torch.dtype] | None = None
+    ) -> dict[str, Tensor]:
+        """{name: tensor} on the CPU shaped like the parameters (in ``dtypes[name]``, else
+        float32)."""
+        return {
+            name: t.detach().to("cpu", (dtypes or {}).get(name, torch.float32)).clone()
+            for name, t in zip(self.names, self._split(v), strict=True)
+        }
+
+    def directions(
+        self, pairs: Eigenpairs, model: nn.Module, info: Mapping[str, Any], *, seed: int | None
+    ) -> Directions:
+        """The top one or two Ritz vectors as unit directions in ``model``'s dtypes."""
+        assert pairs.vectors is not None
+        dtypes = {n: p.dtype for n, p in model.named_parameters()}
+        vecs = [
+            self.unflatten(pairs.vectors[i], dtypes=dtypes)
+            for i in range(min(len(pairs.values), 2))
+        ]
+        return Directions(
+            x=vecs[0],
+            y=vecs[1] if len(vecs) > 1 else None,
+            kind="hessian",
+            norm="none",
+            ignore="none",
+            seed=seed,
+            info=dict(info),
+        )
+
+
+# --- Lanczos -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Eigenpairs:
+    """Ritz values (sorted: largest first, or by magnitude) and unit Ritz vectors (k, P)."""
+
+    values: np.ndarray
+    vectors: Tensor | None
+    residuals: np.ndarray  # bounds |β_m·s_mi| on ‖H·y_i − λ_i·y_i‖
+    iterations: int
+    converged: bool
+
+
+def _pick(values: np.ndarray, k: int, which: Which) -> np.ndarray:
+    key = -values if which == "largest" else -np.abs(values)
+    return np.argsort(key, kind="stable")[:k]
+
+
+def lanczos(
+    matvec: MatVec,
+    size: int,
+    k: int,
+    *,
+    iterations: int = 100,
+    tol: float = 1e-6,
+    which: Which = "largest",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    vectors: bool = True,
+) -> Eigenpairs:
+    """Top-k eigenpairs of the symmetric operator ``matvec`` (size × size) by Lanczos with full
+    reorthogonalization; stops at ``iterations`` or when the k residual bounds are ≤ tol·|λ|max."""
+    if which not in ("largest", "magnitude"):
+        raise LosslandError(f"unknown eigenvalue order {which!r}: choose largest or magnitude")
+    if not 1 <= k <= size:
+        raise LosslandError(
+            f"k = {k} eigenvalues asked, but the model has {size} parameters: choose 1..{size}"
+        )
+    m_max = min(size, max(iterations, k))
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(size, generator=generator, dtype=torch.float64).to(device, dtype)
+    q /= torch.linalg.vector_norm(q)
+    basis: list[Tensor] = []
+    alphas: list[float] = []
+    betas: list[float] = []
+    values = np.zeros(0)
+    s = np.zeros((0, 0))
+    residuals = np.zeros(0)
+    converged = False
+    beta = 0.0
+    for j in range(m_max):
+        basis.append(q)
+        w = matvec(q).to(device, dtype)
+        alpha = float(torch.dot(w, q))
+        w = w - alpha * q
+        if j > 0:
+            w = w - beta * basis[-2]
+        for _ in range(2):  # "twice is enough" (Kahan–Parlett): orthogonal to working precision
+            for b in basis:
+                w -= torch.dot(b, w) * b
+        alphas.append(alpha)
+        beta = float(torch.linalg.vector_norm(w))
+        t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        values, s = np.linalg.eigh(t)
+        chosen = _pick(values, min(k, len(values)), which)
+        residuals = np.abs(beta * s[-1, chosen])
+        scale = float(np.max(np.abs(values))) or 1.0
+        if len(alphas) >= k and np.all(residuals <= tol * scale):
+            converged = True
+            break
+        if beta <= 1e3 * torch.finfo(dtype).eps * scale:  # an invariant subspace: exact
+            converged = len(alphas) >= k
+            break
+        betas.append(beta)
+        q = w / beta
+    if len(alphas) < k:
+        raise LosslandError(
+            f"Lanczos found only {len(alphas)} distinct eigenvalue(s) before its Krylov space "
+            f"closed (repeated eigenvalues, or a Hessian of rank < {k} on this sample set): "
+            f"ask for fewer ({arg('k')}) or use more samples"
+        )
+    chosen = _pick(values, k, which)
+    out_vectors = None
+    if vectors:
+        coeffs = torch.from_numpy(s[:, chosen].T.copy())  # (k, m)
+        out_vectors = torch.zeros(k, size, device=device, dtype=dtype)
+        for i in range(k):
+            acc = torch.zeros(size, device=device, dtype=torch.float64)
+            for c, b in zip(coeffs[i].tolist(), basis, strict=True):
+                acc.add_(b.double(), alpha=c)
+            acc /= torch.linalg.vector_norm(acc)
+            # A fixed sign (largest component positive) so reruns give identical directions.
+            if acc[int(torch.argmax(acc.abs()))] < 0:
+                acc.neg_()
+            out_vectors[i] = acc.to(dtype)
+    return Eigenpairs(
+        values=values[chosen].copy(),
+        vectors=out_vectors,
+        residuals=np.abs(beta * s[-1, chosen]),
+        iterations=len(alphas),
+        converged=converged,
+    )
+
+
+# --- Hutchinson ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """tr(H) ≈ mean of zᵀHz over Rademacher probes z, with the standard error of that mean."""
+
+    value: float
+    sem: float
+    probes: int
+    samples: np.ndarray = field(repr=False)
+
+
+def hutchinson(
+    matvec: MatVec,
+    size: int,
+    *,
+    probes: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> TraceEstimate:
+    """Hutchinson's estimator with Rademacher (±1) probes drawn from a seeded generator."""
+    if probes < 1:
+        raise LosslandError(
+            f"{arg('probes')} must be at least 1 for a trace estimate, got {probes}"
+        )
+    generator = torch.Generator().manual_seed(seed + 1)  # not the Lanczos start vector
+    samples = np.empty(probes)
+    for i in range(probes):
+        z = torch.randint(0, 2, (size,), generator=generator).to(device, dtype).mul_(2).sub_(1)
+        samples[i] = float(torch.dot(z, matvec(z).to(device, dtype)))
+    sem = float(np.std(samples, ddof=1) / math.sqrt(probes)) if probes > 1 else math.nan
+    return TraceEstimate(float(samples.mean()), sem, probes, samples)
+
+
+# --- directions and reports ----------------------------------------------------------------------
+
+
+def hessian_eigen(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    *,
+    k: int = 2,
+    loss: LossFn | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    iterations: int = 100,
+    tol: float = 1e-6,
+    which: Which = "largest",
+    seed: int = 0,
+) -> tuple[HessianOperator, Eigenpairs]:
+    """The operator and its top-k eigenpairs (see :func:`lanczos`)."""
+    op = HessianOperator(model, data, loss=loss, batch_size=batch_size, device=device, dtype=dtype)
+    pairs = lanczos(
+        op,
+        op.size,
+        k,
+        iterations=iterations,
+        tol=tol,
+        which=which,
+        seed=seed,
+        device=op.device,
+        dtype=dtype,
+    )
+    return op, pairs
+
+
+def hessian_directions(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    *,
+    k: int = 2,
+    loss: LossFn | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    iterations: int = 100,
+    tol: float = 1e-6,
+    which: Which = "largest",
+    seed: int = 0,
+) -> Directions:
+    """Unit eigenvectors of the two (k ≥ 2) or one (k = 1) top Hessian eigenvalues at θ*.
+
+    With unit directions the surface's coordinates are Euclidean distances in weight space and
+    its curvature at the centre along x is λ₁ (a check the sharpness figures print).
+    ``info`` holds all k eigenvalues, the Lanczos iterations and residual bounds.
+    """
+    op, pairs = hessian_eigen(
+        model,
+        data,
+        k=k,
+        loss=loss,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        iterations=iterations,
+        tol=tol,
+        which=which,
+        seed=seed,
+    )
+    info = {
+        "eigenvalues": [float(v) for v in pairs.values],
+        "eigen_residuals": [float(r) for r in pairs.residuals],
+        "lanczos_iterations": pairs.iterations,
+        "lanczos_converged": pairs.converged,
+        "eigen_order": which,
+        "hessian_samples": op.count,
+        "hessian_dtype": str(dtype).removeprefix("torch."),
+    }
+    return op.directions(pairs, model, info, seed=seed)
+
+
+@dataclass(frozen=True)
+class HessianReport:
+    """What ``lossland hessian`` prints."""
+
+    parameters: int
+    samples: int
+    loss: float
+    grad_norm: float
+    eigen: Eigenpairs
+    trace: TraceEstimate | None
+    seconds: float
+    device: str
+    dtype: str
+    products: int
+
+    def summary(self, *, header: str = "") -> str:
+        e = self.eigen
+        status = "converged" if e.converged else "NOT converged: allow more iterations"
+        lines = [header] if header else []
+        lines += [
+            f"{self.parameters:,} parameters, {self.samples:,} samples, {self.dtype} on "
+            f"{self.device}; loss {self.loss:.6g}, ‖∇L‖ {self.grad_norm:.3g}",
+            f"top {len(e.values)} Hessian eigenvalues (Lanczos, {e.iterations} iterations, "
+            f"{status}; residual ≤ {float(np.max(e.residuals)):.1e}):",
+        ]
+        lines += [f"  λ{i + 1} = {v:.6g}" for i, v in enumerate(e.values)]
+        if self.trace is not None:
+            t = self.trace
+            lines.append(
+                f"trace ≈ {t.value:.6g} ± {t.sem:.2g} (Hutchinson, {t.probes} Rademacher probes; "
+                "± one standard error)"
+            )
+            if t.value > 0 and e.values.size:
+                lines.append(f"λ1 / trace = {float(e.values[0]) / t.value:.3g}")
+        lines.append(f"{self.products} Hessian-vector products in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parameters": self.parameters,
+            "samples": self.samples,
+            "loss": self.loss,
+            "grad_norm": self.grad_norm,
+            "eigenvalues": self.eigen.values.tolist(),
+            "eigen_residuals": self.eigen.residuals.tolist(),
+            "lanczos_iterations": self.eigen.iterations,
+            "lanczos_converged": self.eigen.converged,
+            "trace": None if self.trace is None else self.trace.value,
+            "trace_sem": None if self.trace is None else self.trace.sem,
+            "trace_probes": 0 if self.trace is None else self.trace.probes,
+            "seconds": self.seconds,
+        }
+
+
+def hessian_report(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    *,
+    k: int = 5,
+    probes: int = 64,
+    loss: LossFn | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    iterations: int = 100,
+    tol: float = 1e-6,
+    which: Which = "largest",
+    seed: int = 0,
+) -> tuple[HessianReport, HessianOperator]:
+    """Top-k eigenvalues, a Hutchinson trace (``probes`` > 0) and the loss/gradient at θ*."""
+    _check_report_arguments(model, k=k, probes=probes, iterations=iterations, tol=tol)
+    if batch_size < 1:
+        raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
+    started = time.perf_counter()
+    op, pairs = hessian_eigen(
+        model,
+        data,
+        k=k,
+        loss=loss,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        iterations=iterations,
+        tol=tol,
+        which=which,
+        seed=seed,
+    )
+    trace = (
+        hutchinson(op, op.size, probes=probes, seed=seed, device=op.device, dtype=dtype)
+        if probes > 0
+        else None
+    )
+    value, grad = op.loss_and_grad()
+    report = HessianReport(
+        parameters=op.size,
+        samples=op.count,
+        loss=value,
+        grad_norm=float(torch.linalg.vector_norm(grad)),
+        eigen=pairs,
+        trace=trace,
+        seconds=time.perf_counter() - started,
+        device=str(op.device),
+        dtype=str(dtype).removeprefix("torch."),
+        products=op.products,
+    )
+    return report, op
+
+
+def _check_report_arguments(
+    model: nn.Module, *, k: int, probes: int, iterations: int, tol: float
+) -> None:
+    size = sum(p.numel() for p in model.parameters())
+    checks = [
+        (k >= 1, f"{arg('k')} must be at least 1, got {k}"),
+        (probes >= 0, f"{arg('probes')} must be 0 (no trace) or more, got {probes}"),
+        (iterations >= 1, f"{arg('iterations')} must be at least 1, got {iterations}"),
+        (tol > 0, f"{arg('tol')} must be positive, got {tol}"),
+        (
+            k <= size,
+            f"{arg('k')} {k} is larger than the model's {size} parameters: choose 1..{size}",
+        ),
+        (
+            iterations >= k,
+            f"{arg('iterations')} {iterations} is below {arg('k')} {k}: Lanczos needs at least k",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise LosslandError(message)
+
+
+def save_eigen_directions(
+    op: HessianOperator,
+    report: HessianReport,
+    path: str | Path,
+    model: nn.Module,
+    *,
+    source: str = "",
+) -> Path:
+    """Write the top one or two eigenvectors as a directions file with the eigenvalues."""
+    info: Mapping[str, Any] = {
+        "eigenvalues": report.eigen.values.tolist(),
+        "eigen_residuals": report.eigen.residuals.tolist(),
+        "lanczos_iterations": report.eigen.iterations,
+        "lanczos_converged": report.eigen.converged,
+        "hessian_samples": report.samples,
+        "hessian_checkpoint": source,
+        "hessian_trace": None if report.trace is None else report.trace.value,
+        "hessian_trace_sem": None if report.trace is None else report.trace.sem,
+    }
+    return op.directions(report.eigen, model, info, seed=None).save(path)
+
+
+def hessian_plane(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    *,
+    loss: LossFn | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Plane:
+    """The plane of the top two Hessian eigenvectors at θ* (unit norm), labelled with λ1, λ2."""
+    size = sum(p.numel() for p in model.parameters())
+    if size < 2:
+        raise LosslandError(f"the model has {size} parameter: too few for a Hessian plane")
+    directions = hessian_directions(
+        model, data, k=2, loss=loss, batch_size=batch_size, device=device, dtype=dtype, seed=seed
+    )
+    values = directions.info["eigenvalues"]
+    labels = [f"v1 (λ1 = {values[0]:.4g})", f"v2 (λ2 = {values[1]:.4g})"]
+    return Plane(directions=directions, attrs={"axis_labels": labels})

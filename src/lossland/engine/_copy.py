@@ -1,0 +1,90 @@
+"""The engine's private copy of the network: its moving tensors become views of one buffer.
+
+The user's model is never modified: the engine evaluates a deep copy whose tensors that move
+with the grid point are replaced by views of a flat buffer (``bind_flat``), so one in-place
+axpy moves every parameter at once, tied weights included.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from lossland.core import FlatLayout
+from lossland.errors import LosslandError
+
+BNMode = Literal["eval", "train", "recompute"]
+
+
+def working_copy(model: nn.Module, moving: Sequence[str]) -> nn.Module:
+    """Deep-copy ``model`` without duplicating the tensors that will become flat-buffer views."""
+    by_name: dict[str, Tensor] = dict(model.named_parameters(remove_duplicate=False))
+    by_name.update(dict(model.named_buffers(remove_duplicate=False)))
+    memo: dict[int, Any] = {}
+    for name in moving:
+        tensor = by_name[name]
+        placeholder = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+        memo[id(tensor)] = (
+            nn.Parameter(placeholder, False) if isinstance(tensor, nn.Parameter) else placeholder
+        )
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as exc:
+        raise LosslandError(
+            f"cannot copy the model ({type(exc).__name__}: {exc}): lossland evaluates a private "
+            "copy so your model is never modified; make the model deep-copyable"
+        ) from None
+
+
+def bind_flat(net: nn.Module, layout: FlatLayout, flat: Tensor) -> None:
+    """Make the named tensors of ``net`` views of ``flat`` (tied weights stay tied)."""
+    views = layout.views(flat)
+    # Tied tensors appear under several names; bind every owner, keyed by the tensor's identity.
+    owners: dict[int, list[tuple[nn.Module, str, bool]]] = {}
+    for name, tensor in [
+        *net.named_parameters(remove_duplicate=False),
+        *net.named_buffers(remove_duplicate=False),
+    ]:
+        module_name, _, attr = name.rpartition(".")
+        module = net.get_submodule(module_name)
+        owners.setdefault(id(tensor), []).append((module, attr, isinstance(tensor, nn.Parameter)))
+    all_named: dict[str, Tensor] = dict(net.named_parameters(remove_duplicate=False))
+    all_named.update(dict(net.named_buffers(remove_duplicate=False)))
+    for name, view in views.items():
+        owned = owners[id(all_named[name])]
+        bound = nn.Parameter(view, requires_grad=False) if owned[0][2] else view
+        for module, attr, is_param in owned:
+            if is_param:
+                module._parameters[attr] = bound  # type: ignore[assignment]
+            else:
+                module._buffers[attr] = bound
+
+
+def batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def is_bn_statistic(net: nn.Module, name: str) -> bool:
+    module_name, _, attr = name.rpartition(".")
+    module = net.get_submodule(module_name)
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and attr in (
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    )
+
+
+def set_bn_mode(net: nn.Module, bn: BNMode) -> None:
+    """Eval everywhere (dropout off); with ``bn="train"`` BatchNorm uses batch statistics and
+    leaves the running ones untouched (track_running_stats off means they are not passed).
+    ``recompute`` evaluates in eval mode with statistics refreshed per point (see Engine)."""
+    net.eval()
+    if bn == "train":
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train()
+                module.track_running_stats = False

@@ -1,0 +1,326 @@
+"""The evaluation engine: loss and accuracy at every grid point, as fast as the hardware allows.
+
+The moving tensors of a private copy of the network are views of one flat buffer ``flat``
+(P elements). Along a grid row only α changes, so the next point is one in-place axpy
+``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift.
+Losses stay on the device and reach the host once per block of points.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lossland.core import (
+    FlatLayout,
+    PlaneVectors,
+    Scheme,
+    barycentric_point_,
+    li_point_,
+    linear2x_point_,
+)
+from lossland.engine._copy import (
+    BNMode,
+    batchnorms,
+    bind_flat,
+    is_bn_statistic,
+    set_bn_mode,
+    working_copy,
+)
+from lossland.engine._precision import Precision, precision_mode
+from lossland.engine._stats import STATS, EvalData, LossFn, point_stats
+from lossland.errors import LosslandError
+
+
+@dataclass(frozen=True)
+class Block:
+    """Results for some points of one grid row: sums shaped (len(cols), 3)."""
+
+    row: int
+    cols: np.ndarray
+    stats: np.ndarray
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    bn: BNMode = "eval"
+    channels_last: bool = False
+    points_per_batch: int = 1
+    compile: bool = False
+    precision: Precision = "fp32"
+    flush_seconds: float = 5.0
+
+
+class Engine:
+    """Evaluates a network on a plane of weight space; one instance per surface run."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        directions: Sequence[Mapping[str, Tensor]],
+        data: tuple[Tensor, Tensor],
+        *,
+        scheme: Scheme = "li",
+        origin: Mapping[str, Tensor] | None = None,
+        loss_fn: LossFn | None = None,
+        batch_size: int = 1024,
+        options: EngineOptions,
+    ) -> None:
+        self.options, self.scheme, self.loss_fn = options, scheme, loss_fn
+        names = list(directions[0])
+        if options.bn == "recompute":
+            if options.points_per_batch > 1:
+                raise LosslandError("bn recompute evaluates one point at a time: use K=1")
+            # The statistics are recomputed per point, so they must not be flat-buffer views.
+            names = [n for n in names if not is_bn_statistic(model, n)]
+        moving: dict[str, Tensor] = dict(model.named_parameters())
+        moving.update(dict(model.named_buffers()))
+        vmapped = options.points_per_batch > 1
+        self.layout = FlatLayout.of(
+            {n: moving[n].shape for n in names}, channels_last=options.channels_last and not vmapped
+        )
+        device, dtype = options.device, options.dtype
+        # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
+        # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
+        self.theta = [
+            (origin[n] if origin is not None else moving[n]).detach().to(device=device, dtype=dtype)
+            for n in names
+        ]
+        self.dx = self._flat_direction(directions[0], names)
+        self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
+        self.net = working_copy(model, names).to(device=device, dtype=dtype)
+        if options.channels_last and not vmapped:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        set_bn_mode(self.net, options.bn)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)
+        bind_flat(self.net, self.layout, self.flat)
+        self.data = EvalData.of(
+            *data,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            channels_last=options.channels_last and not vmapped,
+        )
+        self.plane = None if scheme == "li" else self._plane()
+        self._scratch: Tensor | None = None
+        self.forward: Callable[[Tensor], Tensor] = self.net
+        if options.compile:
+            self.forward = torch.compile(
+                self.net, mode="reduce-overhead" if device.type == "cuda" else None
+            )
+
+    # One grid point's statistics, summed over the evaluation batches; stays on the device.
+    def _stats(self, forward: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.options.bn == "recompute":
+            self._recompute_bn(forward)
+        total = None
+        for inputs, targets in self.data.batches:
+            s = point_stats(forward(inputs), targets, self.loss_fn)
+            total = s if total is None else total + s
+        assert total is not None
+        return total
+
+    def _recompute_bn(self, forward: Callable[[Tensor], Tensor]) -> None:
+        """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: reset, then a
+        cumulative average (momentum None) over the evaluation batches in train mode."""
+        norms = batchnorms(self.net)
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for inputs, _ in self.data.batches:
+            forward(inputs)
+        for m in norms:
+            m.eval()
+
+    def _point_(self, alpha: float, beta: float) -> None:
+        """Exact θ(α, β) into the flat buffer for the non-linear schemes."""
+        assert self.plane is not None
+        segments = self.layout.segments(self.flat)
+        if self.scheme == "linear2x":
+            linear2x_point_(self.flat, segments, self.plane, alpha, beta)
+        else:
+            if self._scratch is None:  # ψ needs a second vector beside ϕ
+                self._scratch = torch.empty_like(self.flat)
+            scratch = self._scratch
+            barycentric_point_(
+                self.flat, segments, scratch, self.layout.segments(scratch), self.plane, alpha, beta
+            )
+
+    def _flat_direction(self, direction: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+        """The direction as a flat vector in the engine's layout: adopted when lossland drew it
+        in that layout already (no copy), else copied."""
+        device, dtype = self.options.device, self.options.dtype
+        adopted = self.layout.adopt(direction, device=device, dtype=dtype)
+        if adopted is not None:
+            return adopted
+        return self.layout.flatten({n: direction[n] for n in names}, device=device, dtype=dtype)
+
+    def _plane(self) -> PlaneVectors:
+        """Flat θ* and per-tensor views for the non-linear schemes (one more copy of θ*)."""
+        base = torch.empty_like(self.flat)
+        for view, theta in zip(self.layout.views(base).values(), self.theta, strict=True):
+            view.copy_(theta)
+        segs = self.layout.segments
+        dy_segments = segs(self.dy) if self.dy is not None else None
+        return PlaneVectors(
+            base=base,
+            dx=self.dx,
+            dy=self.dy,
+            base_segments=segs(base),
+            dx_segments=segs(self.dx),
+            dy_segments=dy_segments,
+            active=tuple(
+                bool(a.any()) or (b is not None and bool(b.any()))
+                for a, b in zip(segs(self.dx), dy_segments or [None] * len(self.theta), strict=True)
+            ),
+        )
+
+    def _anchor_(self, alpha: float, beta: float, out: Tensor | None = None) -> None:
+        """θ* + α·δ + β·η exactly, tensor by tensor, into ``out`` (default: the flat buffer)."""
+        views = self.layout.views
+        dy = list(views(self.dy).values()) if self.dy is not None else None
+        target = views(self.flat if out is None else out).values()
+        li_point_(list(target), self.theta, list(views(self.dx).values()), dy, alpha, beta)
+
+    def rows(
+        self,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        pending: np.ndarray,
+        rows: Sequence[int] | None = None,
+        tick: Callable[[int], None] | None = None,
+    ) -> Generator[Block, None, None]:
+        """Evaluate the pending points of the given rows; yield them in blocks.
+
+        ``pending`` is a (len(ys), len(xs)) bool mask; 1-D planes use ``ys = [0.0]``.
+        A block ends at a row's end or after ``flush_seconds``, so callers can checkpoint.
+        """
+        if self.options.points_per_batch > 1:
+            yield from self._rows_batched(xs, ys, pending, rows, tick)
+            return
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            flushed = time.monotonic()
+            for i in rows if rows is not None else range(len(ys)):
+                cols = np.flatnonzero(pending[i])
+                cols = cols if i % 2 == 0 else cols[::-1]  # snake: neighbours differ along x only
+                out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
+                start = done = 0
+                try:
+                    for n, j in enumerate(cols):
+                        self._move_to(xs, ys, i, cols, n)
+                        out[n] = self._evaluate(xs[j], ys[i])
+                        done = n + 1
+                        if tick is not None:
+                            tick(1)
+                        if time.monotonic() - flushed > self.options.flush_seconds:
+                            yield Block(i, cols[start:done], out[start:done].cpu().numpy())
+                            start, flushed = done, time.monotonic()
+                except (Exception, KeyboardInterrupt):
+                    # Hand over the points this row finished before the error propagates, so
+                    # the caller can save them.
+                    if done > start:
+                        yield Block(i, cols[start:done], out[start:done].cpu().numpy())
+                    raise
+                if done > start:
+                    yield Block(i, cols[start:done], out[start:done].cpu().numpy())
+                    flushed = time.monotonic()
+
+    def _move_to(self, xs: np.ndarray, ys: np.ndarray, i: int, cols: np.ndarray, n: int) -> None:
+        """Set the flat buffer to θ(xs[cols[n]], ys[i])."""
+        j = cols[n]
+        if self.scheme != "li":
+            self._point_(xs[j], ys[i])
+        elif n == 0 or abs(int(j) - int(cols[n - 1])) != 1:
+            self._anchor_(xs[j], ys[i])  # exact from θ*: rounding cannot drift across rows
+        else:
+            self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
+
+    def _evaluate(
+        self, alpha: float, beta: float, forward: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
+        try:
+            return self._stats(forward or self.forward)
+        except LosslandError:
+            raise
+        except Exception as exc:
+            where = f"(x, y) = ({alpha:g}, {beta:g})"
+            raise LosslandError(
+                f"the model or loss raised {type(exc).__name__} at {where}: {exc}"
+            ) from exc
+
+    # --- K points per forward: torch.func.functional_call under vmap ---
+
+    def _rows_batched(
+        self,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        pending: np.ndarray,
+        rows: Sequence[int] | None,
+        tick: Callable[[int], None] | None,
+    ) -> Generator[Block, None, None]:
+        k = self.options.points_per_batch
+        work = torch.empty(k, self.layout.size, device=self.flat.device, dtype=self.flat.dtype)
+        row_anchor = torch.empty_like(self.flat)
+        net = self.net
+
+        def forward_one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+            logits: Tensor = torch.func.functional_call(net, params, (inputs,))
+            return logits
+
+        batched = torch.vmap(forward_one, in_dims=(0, None))
+        if self.options.compile:
+            batched = torch.compile(batched)
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            for i in rows if rows is not None else range(len(ys)):
+                cols = np.flatnonzero(pending[i])
+                if len(cols) == 0:
+                    continue
+                self._anchor_(0.0, float(ys[i]), out=row_anchor)
+                out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
+                for start in range(0, len(cols), k):
+                    chunk = cols[start : start + k]
+                    m = len(chunk)
+                    if self.scheme == "li":
+                        alphas = torch.as_tensor(xs[chunk], dtype=work.dtype, device=work.device)
+                        work[:m].copy_(row_anchor.expand(m, -1)).addr_(alphas, self.dx)
+                    else:
+                        for r, j in enumerate(chunk):
+                            self._point_(xs[j], ys[i])
+                            work[r].copy_(self.flat)
+                    params = {
+                        e.name: work[:m, e.offset : e.offset + e.numel].view(m, *e.shape)
+                        for e in self.layout.entries
+                    }
+                    try:
+                        out[start : start + m] = self._stats_batched(batched, params)
+                    except LosslandError:
+                        raise
+                    except Exception as exc:
+                        raise LosslandError(
+                            f"the model or loss raised {type(exc).__name__} near (x, y) = "
+                            f"({xs[chunk[0]]:g}, {ys[i]:g}): {exc}"
+                        ) from exc
+                    if tick is not None:
+                        tick(m)
+                yield Block(i, cols, out.cpu().numpy())
+
+    def _stats_batched(self, batched: Callable[..., Tensor], params: dict[str, Tensor]) -> Tensor:
+        total = None
+        for inputs, targets in self.data.batches:
+            logits = batched(params, inputs)  # (K, B, C)
+            s = torch.stack(
+                [point_stats(logits[m], targets, self.loss_fn) for m in range(logits.shape[0])]
+            )
+            total = s if total is None else total + s
+        assert total is not None
+        return total

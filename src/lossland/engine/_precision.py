@@ -1,0 +1,41 @@
+"""Numerical precision of the forward pass: true fp32, TF32 (CUDA) or bf16 autocast."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+
+from lossland.errors import LosslandError
+
+Precision = Literal["fp32", "tf32", "bf16"]
+
+
+@contextlib.contextmanager
+def precision_mode(device: torch.device, precision: Precision) -> Iterator[None]:
+    """fp32 is true fp32 (TF32 off on CUDA); tf32 allows TF32 matmuls/convs; bf16 autocasts."""
+    if device.type == "cuda":
+        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    else:
+        if precision == "tf32":
+            raise LosslandError(
+                "precision tf32 needs a CUDA device: use fp32 or bf16 on this device"
+            )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            yield
+
+
+def use_channels_last(model: nn.Module, device: torch.device) -> bool:
+    """channels_last pays off for conv nets on CPU (oneDNN) and CUDA (cuDNN), not on MPS."""
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return has_conv and device.type in ("cpu", "cuda")

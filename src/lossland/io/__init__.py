@@ -1,0 +1,59 @@
+"""Files: surface files (HDF5), checkpoints (safetensors), exports, atomic writes.
+
+Depends only on :mod:`lossland.core` and :mod:`lossland.errors`. Every value read from a file
+is parsed as data and validated by type; nothing read from a file is ever imported or called.
+"""
+
+from lossland.io._atomic import atomic_path, atomic_write_bytes, check_writable, sha256_file
+from lossland.io._checkpoint import (
+    METADATA_KEY,
+    Checkpoint,
+    ModelSpec,
+    is_safetensors,
+    load_checkpoint,
+    load_state_into,
+    mismatch_report,
+    save_checkpoint,
+    state_of,
+)
+from lossland.io._export import FORMATS, ExportFormat, export, export_format, heights, read_npz
+from lossland.io._surface_file import (
+    FORMAT,
+    FORMAT_VERSION,
+    RESERVED_ATTRS,
+    SETTINGS_ATTR,
+    Surface,
+    SurfaceReadError,
+    log_loss,
+    replace_infinite,
+)
+
+__all__ = [
+    "FORMAT",
+    "FORMATS",
+    "FORMAT_VERSION",
+    "METADATA_KEY",
+    "RESERVED_ATTRS",
+    "SETTINGS_ATTR",
+    "Checkpoint",
+    "ExportFormat",
+    "ModelSpec",
+    "Surface",
+    "SurfaceReadError",
+    "atomic_path",
+    "atomic_write_bytes",
+    "check_writable",
+    "export",
+    "export_format",
+    "heights",
+    "is_safetensors",
+    "load_checkpoint",
+    "load_state_into",
+    "log_loss",
+    "mismatch_report",
+    "read_npz",
+    "replace_infinite",
+    "save_checkpoint",
+    "sha256_file",
+    "state_of",
+]

@@ -1,0 +1,199 @@
+"""Checkpoints: safetensors with JSON metadata; plain state dicts only with weights_only=True."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lossland._version import __version__
+from lossland.errors import CheckpointError, LosslandError, first_line
+from lossland.io._atomic import atomic_path, sha256_file
+
+METADATA_KEY = "lossland"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to rebuild a model: a registry name or ``package.module:factory``, plus options."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "options": dict(self.options)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            raw = json.loads(text)
+            return cls(name=str(raw["name"]), options=dict(raw.get("options", {})))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LosslandError(f"malformed model spec {text!r}: {exc}") from None
+
+    def __str__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in sorted(self.options.items()))
+        return f"{self.name}({opts})"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A state dict and what lossland knows about it (model spec, training settings, accuracies)."""
+
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str | None = None
+
+    @property
+    def model_spec(self) -> ModelSpec | None:
+        spec = self.metadata.get("model")
+        if not isinstance(spec, dict) or "name" not in spec:
+            return None
+        return ModelSpec(name=str(spec["name"]), options=dict(spec.get("options", {})))
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached, contiguous CPU copy of the state dict (safetensors needs contiguous tensors)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(
+    model: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    spec: ModelSpec | None = None,
+    **metadata: Any,
+) -> Path:
+    """Write ``model``'s state dict atomically as safetensors, with ``spec`` and ``metadata``."""
+    from safetensors.torch import save_file
+
+    tensors = (
+        state_of(model)
+        if isinstance(model, nn.Module)
+        else {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.items()}
+    )
+    meta = dict(metadata)
+    if spec is not None:
+        meta["model"] = {"name": spec.name, "options": dict(spec.options)}
+    meta.setdefault("lossland_version", __version__)
+    meta.setdefault("torch_version", torch.__version__)
+    text = json.dumps(meta, sort_keys=True, default=str)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: text})
+    return Path(path)
+
+
+def is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a safetensors checkpoint, or a plain state dict saved with ``torch.save``.
+
+    Pickles are opened only with ``weights_only=True``: no code in the file ever runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found: check the path")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty: re-save it")
+    if is_safetensors(path):
+        state, meta = _load_safetensors(path)
+    else:
+        state, meta = _load_pickle(path), {}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        names = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or inf in {len(bad)} tensor(s) ({names}): "
+            "the training run diverged; use an earlier checkpoint"
+        )
+    return Checkpoint(state_dict=state, metadata=meta, path=path, sha256=sha256_file(path))
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw_meta = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({first_line(exc)}): re-save it"
+        ) from None
+    meta: dict[str, Any] = {}
+    if METADATA_KEY in raw_meta:
+        try:
+            meta = json.loads(raw_meta[METADATA_KEY])
+        except ValueError:
+            raise CheckpointError(f"checkpoint {path} has malformed lossland metadata") from None
+    return state, meta
+
+
+def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with warnings.catch_warnings():
+            # torch warns about foreign pickle protocols before refusing them; the error says it.
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"checkpoint {path} holds pickled Python objects, not just tensors; lossland loads "
+            "pickles only with weights_only=True and never runs their code: save "
+            "model.state_dict() or use safetensors"
+        ) from None
+    except Exception as exc:  # truncated zip, text, garbage: whatever torch.load trips on
+        raise CheckpointError(
+            f"checkpoint {path} is neither safetensors nor a readable torch file "
+            f"({first_line(exc)[:120]}): re-save it"
+        ) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} is not a state dict of named tensors: save model.state_dict()"
+        )
+    return dict(obj)
+
+
+def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Every way ``state`` does not fit ``model``: missing keys, unexpected keys, wrong shapes."""
+    expected = model.state_dict()
+    problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in state]
+    problems += [f"unexpected {k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
+    problems += [
+        f"shape of {k}: checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    return problems
+
+
+def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Copy ``state`` into ``model`` strictly; a mismatch raises an error listing them all."""
+    problems = mismatch_report(model, state)
+    if problems:
+        shown = "; ".join(problems[:8]) + (
+            f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
+        )
+        raise CheckpointError(
+            f"{source} does not fit the model ({len(problems)} mismatches: {shown}): "
+            "pick the model it was trained with (--model/--width)"
+        )
+    model.load_state_dict(dict(state), strict=True)

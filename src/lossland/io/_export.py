@@ -1,0 +1,304 @@
+"""Export a surface: ParaView (.vtp), spreadsheets (.csv), NumPy (.npz), meshes for Blender (.obj).
+
+* ``vtp``: VTK XML PolyData in ASCII, as the reference implementation's ``h52vtp.py`` writes it:
+  one point per evaluated grid node at (x, y, z), one quad per grid cell whose four corners were
+  evaluated, point data ``zvalue`` (the height) and ``loss`` (and ``accuracy`` when every
+  exported point has one), cell data ``averaged zvalue``. A small writer instead of the ``vtk``
+  package, which weighs hundreds of megabytes; tests read the file back.
+* ``obj``: Wavefront OBJ for Blender or 3-D printing: the same vertices and two triangles per
+  cell (one where a corner is missing); faces touching a not-evaluated node are skipped.
+* ``csv``: one row per grid node, columns x, y, loss, acc, loss_sem, done (no y for 1-D).
+* ``npz``: arrays x, y (2-D only), loss, acc, loss_sem, done, ``split`` and ``attrs`` (JSON
+  text), and ``trajectories/<name>``; :func:`read_npz` turns it back into a :class:`Surface`.
+
+Heights for vtp and obj: the loss with ±inf replaced by the largest finite value, clipped at
+``zmax`` when given, then ln(loss) when ``log`` (refused for losses <= 0; the reference's
+log(z + 0.1) flattens every loss below ~0.1, so it is not copied). csv and npz always hold the
+raw grid, so ``log``/``zmax`` are refused for them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from lossland.core import json_default
+from lossland.errors import LosslandError, arg
+from lossland.io._atomic import atomic_path, atomic_write_bytes, check_writable
+from lossland.io._surface_file import Surface, log_loss
+
+ExportFormat = Literal["vtp", "csv", "npz", "obj"]
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
+NPZ_FORMAT = "lossland-surface-npz"
+
+
+def export_format(out: Path, format: str | None) -> ExportFormat:
+    """The format to write: ``format`` when given, else ``out``'s suffix."""
+    name = (format or out.suffix.lstrip(".")).lower()
+    if name not in FORMATS:
+        raise LosslandError(
+            f"cannot tell the export format of {out}: give {arg('format')} "
+            f"{'|'.join(FORMATS)} or a file name ending in one"
+        )
+    return name  # type: ignore[return-value]
+
+
+def export(
+    surface: Surface,
+    out: str | os.PathLike[str],
+    *,
+    format: ExportFormat | None = None,
+    log: bool = False,
+    zmax: float | None = None,
+) -> Path:
+    """Write ``surface`` to ``out`` in ``format`` (default: from the suffix), atomically."""
+    out = Path(out)
+    fmt = export_format(out, format)
+    mesh = fmt in MESH_FORMATS
+    if not mesh and (log or zmax is not None):
+        raise LosslandError(
+            f"{arg('log')} and {arg('zmax')} shape the height of vtp and obj meshes; {fmt} holds "
+            "the raw grid: drop them"
+        )
+    if mesh and surface.y is None:
+        raise LosslandError(
+            f"a {fmt} mesh needs a 2-D surface and this one is 1-D: export it as csv or npz"
+        )
+    check_writable(out)
+    WRITERS[fmt](surface, out, log, zmax)
+    return out
+
+
+# --- heights and meshes ------------------------------------------------------------------------
+
+
+def heights(surface: Surface, *, log: bool = False, zmax: float | None = None) -> np.ndarray:
+    """Mesh heights: finite loss, clipped at ``zmax``, then ln when ``log``; holes are NaN."""
+    z = np.where(surface.done.astype(bool), surface.finite_loss(), np.nan)
+    if zmax is not None:
+        if not math.isfinite(zmax):
+            raise LosslandError(
+                f"{arg('zmax')} must be a finite number, got {zmax}: choose another"
+            )
+        z = np.minimum(z, zmax)  # NaN holes stay NaN
+    if log:
+        z = log_loss(z)
+    return z
+
+
+class _Mesh:
+    """Evaluated nodes as vertices (row-major order) and the cells between them."""
+
+    def __init__(self, surface: Surface, z: np.ndarray):
+        X, Y = surface.grid()
+        ok = np.isfinite(z)
+        if not ok.any():
+            raise LosslandError(
+                "the surface has no evaluated points to export: finish it with lossland surface"
+            )
+        index = np.full(z.shape, -1, dtype=np.int64)
+        index[ok] = np.arange(int(ok.sum()))
+        self.xyz = np.column_stack([X[ok], Y[ok], z[ok]])
+        self.loss = surface.finite_loss()[ok]
+        acc = surface.acc[ok]
+        self.acc = acc if np.isfinite(acc).all() else None
+        # Corners of every cell, counter-clockwise seen from +z on increasing axes.
+        a = index[:-1, :-1].ravel()
+        b = index[:-1, 1:].ravel()
+        c = index[1:, 1:].ravel()
+        d = index[1:, :-1].ravel()
+        self.corners = np.column_stack([a, b, c, d])
+
+
+def _numbers(values: Iterable[Any], per_line: int = 6, indent: str = "          ") -> str:
+    items = [
+        repr(float(v)) if not isinstance(v, (int, np.integer)) else str(int(v)) for v in values
+    ]
+    lines = [" ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
+def _data_array(
+    name: str, values: np.ndarray, *, kind: str = "Float64", components: int = 1
+) -> str:
+    flat = values.ravel()
+    attrs = f'type="{kind}" Name="{name}" NumberOfComponents="{components}" format="ascii"'
+    if flat.size:
+        lo, hi = flat.min().item(), flat.max().item()
+        attrs += f' RangeMin="{lo!r}" RangeMax="{hi!r}"'
+    per_line = 3 * 2 if components == 3 else 6
+    return f"        <DataArray {attrs}>\n{_numbers(flat.tolist(), per_line)}        </DataArray>\n"
+
+
+def _vtp(mesh: _Mesh) -> str:
+    quads = mesh.corners[(mesh.corners >= 0).all(axis=1)]
+    z = mesh.xyz[:, 2]
+    averaged = z[quads].mean(axis=1) if len(quads) else np.zeros(0)
+    parts = [
+        '<?xml version="1.0"?>\n',
+        '<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64">\n',
+        "  <PolyData>\n",
+        f'    <Piece NumberOfPoints="{len(z)}" NumberOfVerts="0" NumberOfLines="0" '
+        f'NumberOfStrips="0" NumberOfPolys="{len(quads)}">\n',
+        '      <PointData Scalars="zvalue">\n',
+        _data_array("zvalue", z),
+        _data_array("loss", mesh.loss),
+    ]
+    if mesh.acc is not None:
+        parts.append(_data_array("accuracy", mesh.acc))
+    parts += [
+        "      </PointData>\n",
+        '      <CellData Scalars="averaged zvalue">\n',
+        _data_array("averaged zvalue", averaged),
+        "      </CellData>\n",
+        "      <Points>\n",
+        _data_array("Points", mesh.xyz, components=3),
+        "      </Points>\n",
+        "      <Polys>\n",
+        _data_array("connectivity", quads.astype(np.int64), kind="Int64"),
+        _data_array("offsets", 4 * np.arange(1, len(quads) + 1, dtype=np.int64), kind="Int64"),
+        "      </Polys>\n",
+        "    </Piece>\n",
+        "  </PolyData>\n",
+        "</VTKFile>\n",
+    ]
+    return "".join(parts)
+
+
+def _triangles(corners: np.ndarray) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
+    for a, b, c, d in corners.tolist():
+        if min(a, b, c, d) >= 0:
+            out += [(a, b, c), (a, c, d)]
+            continue
+        present = [v for v in (a, b, c, d) if v >= 0]
+        if len(present) == 3:  # one corner missing: the triangle of the other three
+            out.append((present[0], present[1], present[2]))
+    return out
+
+
+def _obj(mesh: _Mesh, surface: Surface, *, log: bool, zmax: float | None) -> str:
+    height = "ln(loss)" if log else "loss"
+    if zmax is not None:
+        height += f" clipped at {zmax:g}"
+    lines = [
+        "# lossland surface mesh",
+        f"# {surface.split} split, grid {'x'.join(map(str, surface.shape))}, z = {height}",
+        "o lossland_surface",
+    ]
+    lines += [f"v {x!r} {y!r} {z!r}" for x, y, z in mesh.xyz.tolist()]
+    # OBJ indices are 1-based.
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in _triangles(mesh.corners)]
+    return "\n".join(lines) + "\n"
+
+
+# --- csv and npz -------------------------------------------------------------------------------
+
+
+def _csv(surface: Surface) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = ["loss", "acc", "loss_sem", "done"]
+    if surface.y is None:
+        writer.writerow(["x", *columns])
+        coords: list[list[float]] = [[float(x)] for x in surface.x]
+    else:
+        writer.writerow(["x", "y", *columns])
+        X, Y = surface.grid()
+        coords = [[float(x), float(y)] for x, y in zip(X.ravel(), Y.ravel(), strict=True)]
+    rows = zip(
+        coords,
+        surface.loss.ravel().tolist(),
+        surface.acc.ravel().tolist(),
+        surface.loss_sem.ravel().tolist(),
+        surface.done.ravel().tolist(),
+        strict=True,
+    )
+    for coord, loss, acc, sem, done in rows:
+        writer.writerow([*map(repr, coord), repr(loss), repr(acc), repr(sem), int(bool(done))])
+    return buffer.getvalue()
+
+
+def _write_npz(surface: Surface, out: Path) -> None:
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(NPZ_FORMAT),
+        "x": np.asarray(surface.x, dtype=np.float64),
+        "loss": np.asarray(surface.loss, dtype=np.float64),
+        "acc": np.asarray(surface.acc, dtype=np.float64),
+        "loss_sem": np.asarray(surface.loss_sem, dtype=np.float64),
+        "done": np.asarray(surface.done, dtype=bool),
+        "split": np.array(surface.split),
+        "attrs": np.array(json.dumps(dict(surface.attrs), sort_keys=True, default=json_default)),
+    }
+    if surface.y is not None:
+        arrays["y"] = np.asarray(surface.y, dtype=np.float64)
+    for name, points in surface.trajectories.items():
+        arrays[f"trajectories/{name}"] = np.asarray(points, dtype=np.float64)
+    # Through a file handle: given a name, numpy would append ".npz" to the temporary file.
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+
+
+def read_npz(path: str | os.PathLike[str]) -> Surface:
+    """Read an npz written by :func:`export` back into a :class:`Surface`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LosslandError(f"npz file {path} not found: check the path")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise LosslandError(f"npz file {path} cannot be read ({exc}): export it again") from None
+    missing = [k for k in ("x", "loss", "acc", "loss_sem", "done") if k not in arrays]
+    if missing:
+        raise LosslandError(
+            f"npz file {path} lacks {', '.join(missing)}: export it again with lossland export"
+        )
+    try:
+        attrs = json.loads(str(arrays.get("attrs", np.array("{}"))))
+    except ValueError:
+        raise LosslandError(f"npz file {path} has malformed attrs: export it again") from None
+    trajectories = {
+        key.split("/", 1)[1]: value
+        for key, value in arrays.items()
+        if key.startswith("trajectories/")
+    }
+    return Surface(
+        x=arrays["x"],
+        y=arrays.get("y"),
+        loss=arrays["loss"],
+        acc=arrays["acc"],
+        loss_sem=arrays["loss_sem"],
+        done=arrays["done"].astype(bool),
+        split=str(arrays.get("split", np.array("train"))),
+        attrs=attrs,
+        trajectories=trajectories,
+    )
+
+
+def _write_text(text: str, out: Path) -> None:
+    atomic_write_bytes(out, text.encode())
+
+
+Writer = Callable[[Surface, Path, bool, "float | None"], None]
+# One row per format: (surface, out, log, zmax) → the file. A new format is one row here (and
+# its name in ExportFormat).
+WRITERS: dict[str, Writer] = {
+    "csv": lambda s, out, log, zmax: _write_text(_csv(s), out),
+    "npz": lambda s, out, log, zmax: _write_npz(s, out),
+    "vtp": lambda s, out, log, zmax: _write_text(
+        _vtp(_Mesh(s, heights(s, log=log, zmax=zmax))), out
+    ),
+    "obj": lambda s, out, log, zmax: _write_text(
+        _obj(_Mesh(s, heights(s, log=log, zmax=zmax)), s, log=log, zmax=zmax), out
+    ),
+}
+MESH_FORMATS = ("vtp", "obj")

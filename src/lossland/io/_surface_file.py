@@ -1,0 +1,392 @@
+"""The ``Surface`` result and its HDF5 file (readable by the reference implementation's readers).
+
+Layout: ``xcoordinates`` (nx,), ``ycoordinates`` (ny,) for 2-D; ``<split>_loss``,
+``<split>_acc``, ``<split>_loss_sem`` shaped (ny, nx) with Z[i, j] at (x[j], y[i]), or (nx,) for
+1-D; ``done`` (uint8 mask of evaluated points); ``trajectories/<name>`` (T, 2) projected training
+paths; attributes for everything needed to reproduce the run. The file on disk is always
+complete: every write goes to a temporary file that is fsynced and renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossland.core import json_default
+from lossland.errors import LosslandError, SurfaceFileError, arg
+from lossland.io._atomic import atomic_path
+
+FORMAT = "lossland-surface"
+FORMAT_VERSION = 1
+SETTINGS_ATTR = "settings"  # JSON of what identifies a run, compared on resume
+RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class SurfaceReadError(SurfaceFileError):
+    """A surface file that cannot be read; ``problem`` is the bare reason, for callers that
+    suggest their own fix (a resumed run suggests --overwrite rather than recomputing)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"surface file {path} {problem}: recompute it with lossland surface")
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Losses and accuracies on a 1-D line or a 2-D grid, with the metadata of the run."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    loss: np.ndarray
+    acc: np.ndarray
+    loss_sem: np.ndarray
+    done: np.ndarray
+    split: str = "train"
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    trajectories: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    # --- construction ---
+
+    @classmethod
+    def empty(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray | None,
+        *,
+        split: str,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> Surface:
+        shape = (len(x),) if y is None else (len(y), len(x))
+        nan = np.full(shape, np.nan)
+        return cls(
+            x=np.asarray(x, dtype=np.float64),
+            y=None if y is None else np.asarray(y, dtype=np.float64),
+            loss=nan.copy(),
+            acc=nan.copy(),
+            loss_sem=nan.copy(),
+            done=np.zeros(shape, dtype=bool),
+            split=split,
+            attrs=dict(attrs or {}),
+        )
+
+    # --- views ---
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.loss.shape)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        raw = self.attrs.get(SETTINGS_ATTR, {})
+        return dict(raw) if isinstance(raw, Mapping) else {}
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """2-D meshgrid (X, Y), each (ny, nx), matching ``loss``'s layout."""
+        if self.y is None:
+            raise SurfaceFileError("a 1-D surface has no 2-D grid")
+        return np.meshgrid(self.x, self.y)
+
+    def finite_loss(self) -> np.ndarray:
+        """Losses with ±inf replaced by the largest finite value (as the seed did); NaN stays."""
+        return replace_infinite(self.loss)
+
+    def argmin(self) -> tuple[float, float | None, float]:
+        """(x, y, loss) at the smallest evaluated finite loss."""
+        values = np.where(self.done & np.isfinite(self.loss), self.loss, np.inf)
+        if not np.isfinite(values).any():
+            return math.nan, None if self.y is None else math.nan, math.nan
+        idx = np.unravel_index(int(np.argmin(values)), values.shape)
+        if self.y is None:
+            return float(self.x[idx[0]]), None, float(values[idx])
+        return float(self.x[idx[1]]), float(self.y[idx[0]]), float(values[idx])
+
+    def value_at_origin(self) -> float | None:
+        """Loss at (0, 0) when the grid contains it (the trained model itself)."""
+        jx = np.flatnonzero(self.x == 0.0)
+        if len(jx) == 0:
+            return None
+        if self.y is None:
+            return float(self.loss[jx[0]])
+        iy = np.flatnonzero(self.y == 0.0)
+        return float(self.loss[iy[0], jx[0]]) if len(iy) else None
+
+    def with_values(self, index: Any, loss: np.ndarray, acc: np.ndarray, sem: np.ndarray) -> None:
+        """Store results in place (arrays are mutable even though the dataclass is frozen)."""
+        self.loss[index] = loss
+        self.acc[index] = acc
+        self.loss_sem[index] = sem
+        self.done[index] = True
+
+    def with_attrs(self, **attrs: Any) -> Surface:
+        return replace(self, attrs={**self.attrs, **attrs})
+
+    def describe(self) -> str:
+        """A human summary: settings, shape, progress, min/max/argmin."""
+        lines = [f"{self.ndim}-D surface, {self.split} split, shape {self.shape}"]
+        lines.append(f"x: {self.x[0]:g} .. {self.x[-1]:g} ({len(self.x)} points)")
+        if self.y is not None:
+            lines.append(f"y: {self.y[0]:g} .. {self.y[-1]:g} ({len(self.y)} points)")
+        lines.append(f"done: {int(self.done.sum())}/{self.done.size} points")
+        finite = self.loss[self.done & np.isfinite(self.loss)]
+        if finite.size:
+            ax, ay, _ = self.argmin()
+            where = f"x={ax:g}" + ("" if ay is None else f", y={ay:g}")
+            lines.append(f"loss: min {finite.min():.6g} at ({where}), max {finite.max():.6g}")
+            acc = self.acc[self.done & np.isfinite(self.acc)]
+            if acc.size:
+                lines.append(f"accuracy: min {acc.min():.4f}, max {acc.max():.4f}")
+        bad = int((self.done & ~np.isfinite(self.loss)).sum())
+        if bad:
+            lines.append(f"non-finite losses: {bad} points (shown as the largest finite value)")
+        for key in sorted(self.attrs):
+            if key == SETTINGS_ATTR:
+                continue
+            lines.append(f"{key}: {self.attrs[key]}")
+        for name, points in self.trajectories.items():
+            lines.append(f"trajectory {name}: {len(points)} points")
+        return "\n".join(lines)
+
+    # --- files ---
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the HDF5 file atomically (temporary file, fsync, rename).
+
+        Datasets carry Fletcher-32 checksums, so a corrupted file fails to load instead of
+        yielding wrong numbers; HDF5's file locking is off (the rename makes it unneeded, and
+        it fails on many network file systems).
+        """
+        import h5py
+
+        _check_names(self)
+
+        def dataset(f: Any, name: str, data: np.ndarray) -> None:
+            f.create_dataset(name, data=data, fletcher32=data.size > 0)
+
+        with atomic_path(path) as tmp, h5py.File(tmp, "w", locking=False) as f:
+            dataset(f, "xcoordinates", self.x)
+            if self.y is not None:
+                dataset(f, "ycoordinates", self.y)
+            dataset(f, f"{self.split}_loss", self.loss)
+            dataset(f, f"{self.split}_acc", self.acc)
+            dataset(f, f"{self.split}_loss_sem", self.loss_sem)
+            dataset(f, "done", self.done.astype(np.uint8))
+            for name, points in self.trajectories.items():
+                dataset(f, f"trajectories/{name}", np.asarray(points, dtype=np.float64))
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["split"] = self.split
+            json_keys = []
+            for key, value in self.attrs.items():
+                if isinstance(value, str) and _plain_text(value):
+                    f.attrs[key] = str(value)  # plain str: h5py rejects subclasses (TorchVersion)
+                elif _native_number(value):
+                    f.attrs[key] = value
+                else:
+                    f.attrs[key] = json.dumps(value, sort_keys=True, default=json_default)
+                    json_keys.append(key)
+            f.attrs["json_attrs"] = json.dumps(json_keys)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Surface:
+        """Read and validate a surface file; any problem is a one-line SurfaceFileError."""
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise SurfaceFileError(f"surface file {path} not found: check the path")
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                return _read(f, path)
+        except SurfaceFileError:
+            raise
+        except (
+            OSError,
+            KeyError,
+            ValueError,
+            TypeError,
+            RuntimeError,
+            IndexError,
+            AttributeError,
+        ) as exc:
+            # h5py reports damage (truncation, checksum mismatches) as any of these.
+            lines = str(exc).strip().splitlines()
+            reason = lines[0] if lines else type(exc).__name__
+            raise SurfaceReadError(path, f"is corrupt or not HDF5 ({reason})") from None
+
+
+def _native_number(value: Any) -> bool:
+    """A Python bool, float or int that HDF5 stores as it is (larger ints go to JSON)."""
+    if isinstance(value, np.generic):
+        return False
+    if isinstance(value, (bool, float)):
+        return True
+    return isinstance(value, int) and _INT64[0] <= value <= _INT64[1]
+
+
+def _plain_text(value: str) -> bool:
+    """HDF5 strings hold UTF-8 without NULs; anything else is stored as JSON (escaped)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_names(surface: Surface) -> None:
+    """Names become HDF5 paths and attributes: reject the ones that would corrupt the file."""
+
+    def plain(name: str) -> bool:
+        return bool(name) and "/" not in name and "\x00" not in name
+
+    if not isinstance(surface.split, str) or not plain(surface.split) or surface.split == ".":
+        raise SurfaceFileError(f"cannot save split name {surface.split!r}: use e.g. train or test")
+    for name in surface.trajectories:
+        if not isinstance(name, str) or not plain(name) or name in (".", ".."):
+            raise SurfaceFileError(f"cannot save trajectory name {name!r}: use a plain name")
+    for key in surface.attrs:
+        if not isinstance(key, str) or not key or "\x00" in key or not _plain_text(key):
+            raise SurfaceFileError(f"cannot save attribute name {key!r}: use a plain name")
+        if key in RESERVED_ATTRS:
+            raise SurfaceFileError(f"attribute name {key!r} is reserved by the file format")
+
+
+def _read(f: Any, path: Path) -> Surface:
+    def fail(problem: str) -> SurfaceFileError:
+        return SurfaceReadError(path, problem)
+
+    version = f.attrs.get("format_version", FORMAT_VERSION)
+    if isinstance(version, (int, np.integer)) and int(version) > FORMAT_VERSION:
+        raise SurfaceFileError(
+            f"surface file {path} has format version {int(version)}, this lossland reads "
+            f"{FORMAT_VERSION}: upgrade lossland"
+        )
+    if "xcoordinates" not in f:
+        raise fail("has no xcoordinates dataset")
+    split = f.attrs.get("split")
+    if split is None:  # a reference-implementation file: find <split>_loss
+        names = [k for k in f if k.endswith("_loss") and not k.endswith("_loss_sem")]
+        if not names:
+            raise fail("has no <split>_loss dataset")
+        split = names[0][: -len("_loss")]
+    if isinstance(split, bytes):
+        split = split.decode()
+    if not isinstance(split, str) or not split or "/" in split:
+        raise fail(f"has a malformed split attribute {split!r}")
+    x = _array(f, "xcoordinates", fail, ndim=1)
+    y = _array(f, "ycoordinates", fail, ndim=1) if "ycoordinates" in f else None
+    shape = (len(x),) if y is None else (len(y), len(x))
+    if f"{split}_loss" not in f:
+        raise fail(f"has no {split}_loss dataset")
+    loss = _array(f, f"{split}_loss", fail, shape=shape)
+    acc = (
+        _array(f, f"{split}_acc", fail, shape=shape)
+        if f"{split}_acc" in f
+        else np.full(shape, np.nan)
+    )
+    sem = (
+        _array(f, f"{split}_loss_sem", fail, shape=shape)
+        if f"{split}_loss_sem" in f
+        else np.full(shape, np.nan)
+    )
+    if "done" in f:
+        raw_done = _array(f, "done", fail, shape=shape, numeric=False)
+        if raw_done.dtype.kind == "f" or not np.isin(raw_done, (0, 1)).all():
+            raise fail("has a done mask that is not 0/1")
+        done = raw_done.astype(bool)
+    else:  # the reference marks unfinished points with -1
+        done = loss != -1
+    json_keys = json.loads(f.attrs.get("json_attrs", "[]"))
+    if not isinstance(json_keys, list) or not all(isinstance(k, str) for k in json_keys):
+        raise fail("has a malformed json_attrs attribute")
+    attrs: dict[str, Any] = {}
+    for key, value in f.attrs.items():
+        if key in ("format", "format_version", "split", "json_attrs"):
+            continue
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key in json_keys:
+            try:
+                value = json.loads(value)
+            except (TypeError, ValueError):
+                raise fail(f"has a malformed attribute {key!r}") from None
+        attrs[key] = value
+    trajectories = {}
+    if "trajectories" in f:
+        for name in f["trajectories"]:
+            points = _array(f, f"trajectories/{name}", fail, ndim=2)
+            if points.shape[1] != 2:
+                raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
+            trajectories[name] = points
+    return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
+
+
+def _array(
+    f: Any,
+    name: str,
+    fail: Any,
+    *,
+    ndim: int | None = None,
+    shape: tuple[int, ...] | None = None,
+    numeric: bool = True,
+) -> np.ndarray:
+    import h5py
+
+    node = f[name]
+    if not isinstance(node, h5py.Dataset):
+        raise fail(f"has {name} as a group, not a dataset")
+    if node.dtype.kind not in ("f", "i", "u", "b"):
+        raise fail(f"has {name} of dtype {node.dtype}, not numeric")
+    # Shapes come from the metadata: check them before reading anything large.
+    if ndim is not None and len(node.shape) != ndim:
+        raise fail(f"has {name} with {len(node.shape)} dimensions, expected {ndim}")
+    if shape is not None and tuple(node.shape) != shape:
+        raise fail(f"has {name} shaped {tuple(node.shape)}, expected {shape} from the coordinates")
+    data = np.asarray(node[()])
+    if name.endswith("coordinates"):
+        if len(data) == 0 or not np.all(np.isfinite(data)):
+            raise fail(f"has empty or non-finite {name}")
+        if np.any(np.diff(data.astype(np.float64)) <= 0):
+            raise fail(f"has {name} that are not strictly increasing")
+    return data.astype(np.float64) if numeric else data
+
+
+def replace_infinite(values: np.ndarray) -> np.ndarray:
+    """±inf → the largest finite value (the seed's rule); NaN (not evaluated) stays NaN."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    finite = np.isfinite(out)
+    if finite.any():
+        out[np.isinf(out)] = out[finite].max()
+    return out
+
+
+def log_loss(loss: np.ndarray) -> np.ndarray:
+    """ln(loss), NaN holes kept; losses <= 0 are refused: no shift would keep the picture honest."""
+    finite = loss[np.isfinite(loss)]
+    if finite.size and finite.min() <= 0:
+        raise LosslandError(
+            f"a log scale needs positive losses but the smallest is {finite.min():.6g}: "
+            f"use the linear scale (without {arg('log')})"
+        )
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.log(loss), dtype=np.float64)

@@ -1,0 +1,58 @@
+"""The settings of a surface run, with their defaults: the one place they are defined.
+
+:func:`lossland.surface` takes each as a keyword (``None``: this default) or all of them as a
+``SurfaceOptions``; the command line makes one flag per field. Adding a setting is a field
+here and a keyword of :func:`lossland.surface`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from lossland.core import Scheme, check_choices, option
+from lossland.directions import Ignore, Norm
+from lossland.engine import BNMode, Precision
+from lossland.errors import LosslandError, arg
+
+DType = Literal["float32", "float64"]
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurfaceOptions:
+    """How a surface is computed (``None`` where lossland chooses for you)."""
+
+    norm: Norm = option("filter", "direction normalization (random directions)")
+    ignore: Ignore = option("biasbn", "biasbn: biases and BatchNorm get zero directions")
+    orthogonalize: bool = option(False, "Gram-Schmidt the y direction against x")
+    seed: int = option(0, "seed for the random directions and the sample subset")
+    scheme: Scheme = option("li", "interpolation scheme")
+    bn: BNMode = option(
+        "eval", "BatchNorm: running stats (eval), batch stats (train) or recomputed per point"
+    )
+    batch_size: int = option(1024, "evaluation batch size")
+    device: str = option("auto", "cpu, cuda, cuda:1, mps or auto")
+    dtype: DType = option("float32", "evaluation dtype")
+    precision: Precision = option("fp32", "fp32, tf32 (CUDA) or bf16 autocast")
+    points_per_batch: int | None = option(
+        None, "grid points per batched forward (vmap); default: 1 on CPU, from free memory on GPU"
+    )
+    compile: bool = option(False, "torch.compile the forward (CUDA graphs on GPU)")
+    memory_format: MemoryFormat = option(
+        "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
+    )
+    checkpoint_every: float = option(5.0, "seconds between atomic progress checkpoints")
+    progress: bool = option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.batch_size < 1:
+            raise LosslandError(f"{arg('batch_size')} must be at least 1, got {self.batch_size}")
+        if self.points_per_batch is not None and self.points_per_batch < 1:
+            raise LosslandError(
+                f"{arg('points_per_batch')} must be at least 1, got {self.points_per_batch}"
+            )

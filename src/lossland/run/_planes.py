@@ -1,0 +1,55 @@
+"""Surfaces on planes that other producers define: a training trajectory's PCA plane."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from lossland.directions import trajectory_plane
+from lossland.io import Surface
+from lossland.run._surface import surface
+from lossland.zoo import load_model
+
+
+def trajectory_surface(
+    final: nn.Module | str | os.PathLike[str],
+    run_dirs: Sequence[str | os.PathLike[str]],
+    data: tuple[Tensor, Tensor],
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    pca_runs: str | Sequence[int] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    **surface_options: Any,
+) -> Surface:
+    """The loss surface on the PCA plane of ``run_dirs`` around ``final`` (the trained model, or
+    its checkpoint file), with each run's projected path in ``surface.trajectories`` and
+    "PC1 (xx.x %)" axis labels.
+
+    ``x``/``y``: ``None`` or ``"auto[:NUM]"`` fit the paths with a margin; else ``min:max:num``.
+    ``surface_options`` go to :func:`lossland.surface` (``bn``, ``device``, ...).
+    """
+    attrs = dict(surface_options.pop("attrs", None) or {})
+    if isinstance(final, nn.Module):
+        model = final
+    else:
+        model, checkpoint = load_model(final)
+        attrs = {"checkpoint": str(final), "checkpoint_sha256": checkpoint.sha256 or "", **attrs}
+    names = [n for n, _ in model.named_parameters()]
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    plane = trajectory_plane(state, list(run_dirs), names=names, pca_runs=pca_runs)
+    return surface(
+        model,
+        data,
+        x=x,
+        y=y,
+        directions=plane.directions,
+        out=Path(out) if out is not None else None,
+        attrs={**attrs, **plane.attrs},
+        trajectories=plane.trajectories,
+        **surface_options,
+    )

@@ -1,0 +1,304 @@
+"""Sharpness figures read off a computed surface, so every picture comes with numbers.
+
+* **rise**: the loss increase L(±r·e) − L(0) at a fixed radius r along the plane's axes
+  (linear interpolation between grid points), mean and max over the directions the grid
+  reaches; r defaults to a tenth of the smaller half-range (0.1 on the usual −1:1 grid);
+* **curvature** at the centre by central finite differences on the grid (three-point formulas
+  that allow uneven spacing): ∂²L/∂x², ∂²L/∂y², ∂²L/∂x∂y and the principal curvatures (the
+  eigenvalues of that 2×2 matrix). With unit Hessian directions these estimate λ₁ and λ₂;
+* the Hessian **eigenvalues** stored with the directions, when they are Hessian directions;
+* for model-to-model surfaces: the **barrier** along a line (max loss on [0, 1] minus the
+  larger endpoint loss, and above the straight line between the endpoint losses) and the
+  losses at the three checkpoints of a plane.
+
+Coordinates are the surface's own (for random planes, multiples of the filter-normalized
+directions), so the figures compare surfaces computed with the same kind of directions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from lossland.errors import arg
+from lossland.io import Surface
+
+RADIUS_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    """Figures at the centre (0, 0) of a surface; None where the grid does not allow them."""
+
+    centre_loss: float
+    radius: float | None
+    rise_mean: float | None
+    rise_max: float | None
+    rise_directions: int  # how many of ±x, ±y reach the radius
+    curvature_xx: float | None
+    curvature_yy: float | None
+    curvature_xy: float | None
+    principal: tuple[float, float] | None
+    eigenvalues: tuple[float, ...] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["principal"] = list(self.principal) if self.principal else None
+        out["eigenvalues"] = list(self.eigenvalues) if self.eigenvalues else None
+        return {k: _clean(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """A loss barrier along the line from θ₁ (x = 0) to θ₂ (x = 1)."""
+
+    height: float  # max L on [0, 1] − max(L(0), L(1))
+    height_linear: float  # max over t of L(t) − ((1 − t)·L(0) + t·L(1))
+    at: float  # x of the largest loss
+    max_loss: float
+    start_loss: float
+    end_loss: float
+    min_accuracy: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: _clean(v) for k, v in asdict(self).items()}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _index(values: np.ndarray, target: float) -> int | None:
+    """Index of the grid value equal to ``target`` up to rounding of the grid's spacing."""
+    if len(values) == 0:
+        return None
+    j = int(np.argmin(np.abs(values - target)))
+    step = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
+    return j if abs(values[j] - target) <= 1e-6 * max(step, 1e-300) else None
+
+
+def _values(surface: Surface) -> np.ndarray:
+    return np.where(surface.done & np.isfinite(surface.loss), surface.loss, np.nan)
+
+
+def _second(line: np.ndarray, coords: np.ndarray, j: int) -> float | None:
+    """∂²/∂u² at index j by the three-point formula (uneven spacing allowed)."""
+    if j <= 0 or j >= len(line) - 1:
+        return None
+    hm, hp = coords[j] - coords[j - 1], coords[j + 1] - coords[j]
+    lm, l0, lp = line[j - 1], line[j], line[j + 1]
+    value = 2.0 * ((lp - l0) / hp - (l0 - lm) / hm) / (hp + hm)
+    return float(value) if math.isfinite(value) else None
+
+
+def _rises(line: np.ndarray, coords: np.ndarray, j: int, r: float) -> list[float]:
+    """L(c ± r) − L(c) by linear interpolation, where both bracketing grid points and every
+    point between them and the centre were evaluated to a finite loss."""
+    out = []
+    eps = 1e-9 * max(float(coords[-1] - coords[0]), 1e-300)
+    for target in (coords[j] + r, coords[j] - r):
+        if not coords[0] - eps <= target <= coords[-1] + eps:
+            continue
+        lo, hi = sorted((float(coords[j]), float(target)))
+        first = max(int(np.searchsorted(coords, lo + eps, side="right")) - 1, 0)
+        last = min(int(np.searchsorted(coords, hi - eps, side="left")), len(coords) - 1)
+        segment = line[first : last + 1]
+        if not np.all(np.isfinite(segment)):
+            continue  # a hole (unevaluated or non-finite) between the centre and the radius
+        value = np.interp(target, coords[first : last + 1], segment)
+        out.append(float(value - line[j]))
+    return out
+
+
+def eigenvalues_of(attrs: Mapping[str, Any]) -> tuple[float, ...] | None:
+    info = attrs.get("directions_info")
+    values = info.get("eigenvalues") if isinstance(info, Mapping) else None
+    if isinstance(values, (list, tuple)) and values:
+        return tuple(float(v) for v in values)
+    return None
+
+
+def sharpness(surface: Surface, *, radius: float | None = None) -> Sharpness | None:
+    """Figures at (0, 0), or None when the grid does not contain an evaluated centre."""
+    z = _values(surface)
+    jx = _index(surface.x, 0.0)
+    if jx is None:
+        return None
+    if surface.y is None:
+        iy = None
+        centre = z[jx]
+    else:
+        iy = _index(surface.y, 0.0)
+        if iy is None:
+            return None
+        centre = z[iy, jx]
+    if not math.isfinite(centre):
+        return None
+    spans = [float(surface.x[-1] - surface.x[0])]
+    if surface.y is not None:
+        spans.append(float(surface.y[-1] - surface.y[0]))
+    if radius is None:
+        positive = [s for s in spans if s > 0]
+        radius = RADIUS_FRACTION * min(positive) / 2 if positive else None
+    row = z if iy is None else z[iy]
+    rises = _rises(row, surface.x, jx, radius) if radius else []
+    dxx = _second(row, surface.x, jx)
+    dyy = dxy = None
+    principal = None
+    if iy is not None and surface.y is not None:
+        column = z[:, jx]
+        if radius:
+            rises += _rises(column, surface.y, iy, radius)
+        dyy = _second(column, surface.y, iy)
+        dxy = _mixed(z, surface.x, surface.y, jx, iy)
+        if dxx is not None and dyy is not None and dxy is not None:
+            eig = np.linalg.eigvalsh(np.array([[dxx, dxy], [dxy, dyy]]))
+            principal = (float(eig[1]), float(eig[0]))
+    return Sharpness(
+        centre_loss=float(centre),
+        radius=radius,
+        rise_mean=float(np.mean(rises)) if rises else None,
+        rise_max=float(np.max(rises)) if rises else None,
+        rise_directions=len(rises),
+        curvature_xx=dxx,
+        curvature_yy=dyy,
+        curvature_xy=dxy,
+        principal=principal,
+        eigenvalues=eigenvalues_of(surface.attrs),
+    )
+
+
+def _mixed(z: np.ndarray, x: np.ndarray, y: np.ndarray, j: int, i: int) -> float | None:
+    if not (0 < j < len(x) - 1 and 0 < i < len(y) - 1):
+        return None
+    value = (z[i + 1, j + 1] - z[i - 1, j + 1] - z[i + 1, j - 1] + z[i - 1, j - 1]) / (
+        (x[j + 1] - x[j - 1]) * (y[i + 1] - y[i - 1])
+    )
+    return float(value) if math.isfinite(value) else None
+
+
+def barrier(surface: Surface) -> Barrier | None:
+    """The barrier of a 1-D surface whose grid holds x = 0 and x = 1 (model-to-model lines)."""
+    if surface.y is not None:
+        return None
+    j0, j1 = _index(surface.x, 0.0), _index(surface.x, 1.0)
+    if j0 is None or j1 is None:
+        return None
+    z = _values(surface)[j0 : j1 + 1]
+    t = surface.x[j0 : j1 + 1]
+    if not np.all(np.isfinite(z)):
+        return None
+    start, end = float(z[0]), float(z[-1])
+    k = int(np.argmax(z))
+    straight = (1 - t) * start + t * end
+    acc = surface.acc[j0 : j1 + 1]
+    acc = acc[np.isfinite(acc)]
+    return Barrier(
+        height=float(z[k] - max(start, end)),
+        height_linear=float(np.max(z - straight)),
+        at=float(t[k]),
+        max_loss=float(z[k]),
+        start_loss=start,
+        end_loss=end,
+        min_accuracy=float(acc.min()) if acc.size else None,
+    )
+
+
+def node_losses(surface: Surface) -> dict[str, float] | None:
+    """Losses at θ₁ (0, 0), θ₂ (1, 0), θ₃ (0, 1) of a model-to-model plane, where evaluated."""
+    if surface.y is None:
+        return None
+    z = _values(surface)
+    out = {}
+    for name, (px, py) in (("θ1", (0.0, 0.0)), ("θ2", (1.0, 0.0)), ("θ3", (0.0, 1.0))):
+        jx, iy = _index(surface.x, px), _index(surface.y, py)
+        if jx is not None and iy is not None and math.isfinite(z[iy, jx]):
+            out[name] = float(z[iy, jx])
+    return out or None
+
+
+def figures(surface: Surface, *, radius: float | None = None) -> dict[str, Any]:
+    """Everything above as one JSON-ready dict (stored as the surface attribute ``sharpness``)."""
+    out: dict[str, Any] = {}
+    s = sharpness(surface, radius=radius)
+    if s is not None:
+        out.update(s.as_dict())
+    if surface.attrs.get("directions_kind") == "models":
+        b = barrier(surface)
+        if b is not None:
+            out["barrier"] = b.as_dict()
+        nodes = node_losses(surface)
+        if nodes is not None:
+            out["node_losses"] = nodes
+    return out
+
+
+def _g(value: float | None, fmt: str = ".4g") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def format_figures(surface: Surface, *, radius: float | None = None) -> list[str]:
+    """Summary lines: sharpness at the centre, eigenvalues, barrier, node losses."""
+    lines = []
+    s = sharpness(surface, radius=radius)
+    if s is not None:
+        if s.radius is not None and s.rise_directions:
+            which = "±x" if surface.y is None else "±x, ±y"
+            lines.append(
+                f"sharpness: loss rise at r = {s.radius:.3g} mean {_g(s.rise_mean, '+.4g')}, "
+                f"max {_g(s.rise_max, '+.4g')} ({s.rise_directions} of {which})"
+            )
+        if surface.y is None:
+            if s.curvature_xx is not None:
+                lines.append(f"curvature at the centre: d²L/dx² = {s.curvature_xx:.4g}")
+        elif s.curvature_xx is not None or s.curvature_yy is not None:
+            text = (
+                f"curvature at the centre: d²L/dx² = {_g(s.curvature_xx)}, "
+                f"d²L/dy² = {_g(s.curvature_yy)}, d²L/dxdy = {_g(s.curvature_xy)}"
+            )
+            if s.principal is not None:
+                text += f" (principal {s.principal[0]:.4g}, {s.principal[1]:.4g})"
+            lines.append(text)
+    eig = eigenvalues_of(surface.attrs)
+    if eig is not None:
+        lines.append("Hessian eigenvalues: " + ", ".join(f"{v:.4g}" for v in eig))
+    if surface.attrs.get("directions_kind") == "models":
+        bad = int((surface.done & ~np.isfinite(surface.loss)).sum())
+        if bad and surface.attrs.get("bn") == "eval":
+            lines.append(
+                f"note: {bad} points have a non-finite loss: extrapolated BatchNorm variances "
+                f"can turn negative outside the checkpoints; try {arg('bn')} recompute"
+            )
+        b = barrier(surface)
+        if b is not None:
+            acc = "" if b.min_accuracy is None else f"; min accuracy {b.min_accuracy:.4f}"
+            lines.append(
+                f"barrier {b.height:+.4g} (max loss {b.max_loss:.4g} at x={b.at:g} vs ends "
+                f"{b.start_loss:.4g}, {b.end_loss:.4g}); {b.height_linear:+.4g} above the "
+                f"straight line{acc}"
+            )
+        nodes = node_losses(surface)
+        if nodes is not None:
+            lines.append(
+                "loss at the checkpoints: " + ", ".join(f"{k} {v:.4g}" for k, v in nodes.items())
+            )
+    return lines
+
+
+def with_figures(surface: Surface, out: str | os.PathLike[str] | None = None) -> Surface:
+    """``surface`` with the attribute ``sharpness`` (complete surfaces), re-saved to ``out``."""
+    if not surface.complete:
+        return surface
+    result = surface.with_attrs(sharpness=figures(surface))
+    if out is not None:
+        result.save(out)
+    return result

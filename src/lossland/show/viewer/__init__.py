@@ -1,0 +1,239 @@
+"""The interactive viewer: one self-contained HTML page that works offline from disk.
+
+The page inlines plotly.min.js from the installed ``plotly`` package (no CDN), the surface as
+JSON, ``optimizers.js`` (the interpolant and PyTorch's optimizers, mirrored from
+:mod:`lossland.paths`) and ``viewer.js`` (the plots and controls). :func:`serve` shows it on a
+loopback port for convenience.
+"""
+
+from __future__ import annotations
+
+import html
+import http.server
+import json
+import math
+import os
+import re
+import webbrowser
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossland._version import __version__
+from lossland.errors import LosslandError, arg
+from lossland.io import Surface, atomic_write_bytes, log_loss
+from lossland.show._descent import (
+    DEFAULT_LR,
+    HYPER_DEFAULTS,
+    HYPER_RANGES,
+    Interpolation,
+    OptimizerPath,
+    surface_grid,
+)
+
+_PLACEHOLDER = re.compile(r"@@(TITLE|VERSION|DATA|PLOTLY|OPTIMIZERS|VIEWER)@@")
+
+
+def asset(name: str) -> str:
+    """The text of a file shipped beside this module (template.html, viewer.js, optimizers.js)."""
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def plotly_js() -> str:
+    """plotly.min.js from the installed plotly package (imported lazily: it is slow)."""
+    try:
+        import plotly
+    except ImportError:
+        raise LosslandError("the viewer needs the plotly package: pip install plotly") from None
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise LosslandError(
+            f"plotly.min.js is missing from the plotly package ({path}): reinstall plotly"
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def _script(text: str) -> str:
+    # A literal "</script" would end the inline <script> early; "<\/" means the same in JS strings.
+    return re.sub(r"</(script)", r"<\\/\1", text, flags=re.IGNORECASE)
+
+
+def _grid_json(values: np.ndarray) -> list[list[float | None]]:
+    return [[float(v) if math.isfinite(v) else None for v in row] for row in values.tolist()]
+
+
+def _metadata(surface: Surface) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    lines = surface.describe().splitlines()
+    rows.append(("surface", lines[0]))
+    for line in lines[1:]:
+        key, sep, value = line.partition(": ")
+        rows.append((key, value) if sep else ("", line))
+    for key, value in sorted(surface.settings.items()):
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        rows.append((f"setting {key}", text))
+    return rows
+
+
+def page_data(
+    surface: Surface,
+    *,
+    paths: Sequence[OptimizerPath] = (),
+    title: str,
+    log: bool = False,
+    interpolation: Interpolation = "cubic",
+    start: tuple[float, float] | None = None,
+    optimizer: str = "nadam",
+    lr: float = DEFAULT_LR,
+    steps: int = 30,
+) -> dict[str, Any]:
+    """The JSON the page embeds: the grid exactly as :func:`lossland.paths.descend` sees it."""
+    if surface.y is None:
+        raise LosslandError(
+            "the viewer needs a 2-D surface and this one is 1-D: plot it with lossland plot"
+        )
+    grid = surface_grid(surface)
+    # surface_grid may flip decreasing axes; apply the same order to the accuracies.
+    order_x = np.argsort(surface.x)
+    order_y = np.argsort(surface.y)
+    acc = np.where(surface.done.astype(bool), surface.acc, np.nan)[np.ix_(order_y, order_x)]
+    finite = grid.loss[np.isfinite(grid.loss)]
+    if finite.size == 0:
+        raise LosslandError(
+            "the surface has no evaluated points yet: finish it with lossland surface first"
+        )
+    log_allowed = bool(finite.min() > 0)
+    if log:
+        log_loss(finite)  # refuses losses <= 0 with the one message every view uses
+    return {
+        "title": title,
+        "version": __version__,
+        "summary": surface.describe().splitlines()[0],
+        "grid": {"x": grid.x.tolist(), "y": grid.y.tolist(), "z": _grid_json(grid.loss)},
+        "acc": _grid_json(acc) if np.isfinite(acc).any() else None,
+        "log_allowed": log_allowed,
+        "log_reason": "" if log_allowed else "the log scale needs positive losses",
+        "optimizers": {name: dict(h) for name, h in HYPER_DEFAULTS.items()},
+        # [low, high or null for no bound, high inclusive], as lossland.paths checks them.
+        "ranges": {
+            name: [low, high if math.isfinite(high) else None, closed]
+            for name, (low, high, closed) in HYPER_RANGES.items()
+        },
+        "defaults": {
+            "optimizer": optimizer,
+            "lr": lr,
+            "steps": steps,
+            "start": None if start is None else [float(start[0]), float(start[1])],
+            "log": log,
+            "interpolation": interpolation,
+        },
+        "trajectories": [
+            {"name": name, "points": _points(points)}
+            for name, points in surface.trajectories.items()
+        ],
+        "paths": [{"label": p.label, "points": _points(p.points)} for p in paths],
+        "metadata": _metadata(surface),
+    }
+
+
+def _points(points: np.ndarray) -> list[list[float]]:
+    arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return [[float(x), float(y)] for x, y in arr if math.isfinite(x) and math.isfinite(y)]
+
+
+def render_page(data: Mapping[str, Any]) -> str:
+    """The page's HTML text for :func:`page_data`'s output."""
+    # "<" escaped so that no string in the data can close the <script> block.
+    blob = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
+    parts = {
+        "TITLE": html.escape(str(data["title"])),
+        "VERSION": html.escape(str(data["version"])),
+        "DATA": blob,
+        "PLOTLY": _script(plotly_js()),
+        "OPTIMIZERS": _script(asset("optimizers.js")),
+        "VIEWER": _script(asset("viewer.js")),
+    }
+    # One pass: text inserted for one placeholder is never searched for another.
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], asset("template.html"))
+
+
+def write_viewer(
+    surface: Surface,
+    out: str | os.PathLike[str],
+    *,
+    paths: Sequence[OptimizerPath] = (),
+    title: str | None = None,
+    log: bool = False,
+    interpolation: Interpolation = "cubic",
+) -> Path:
+    """Write the self-contained viewer page for ``surface`` to ``out`` (atomically)."""
+    out = Path(out)
+    if title is None:
+        title = f"lossland: {surface.split} loss surface {'x'.join(map(str, surface.shape))}"
+    data = page_data(surface, paths=paths, title=title, log=log, interpolation=interpolation)
+    atomic_write_bytes(out, render_page(data).encode("utf-8"))
+    return out
+
+
+def make_server(file: str | os.PathLike[str], port: int = 0) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 that serves ``file`` at ``/`` (re-read on each request)."""
+    page = Path(file)
+    if not page.is_file():
+        raise LosslandError(f"page {page} not found: write it with lossland view first")
+    name = "/" + page.name
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/", name, "/index.html"):
+                self.send_error(404, "only the viewer page is served here")
+                return
+            try:
+                body = page.read_bytes()
+            except OSError:
+                self.send_error(500, "the page could not be read")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # no log line per request on the terminal
+
+    try:
+        # Loopback only: the page is for this machine's browser, not the network.
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        raise LosslandError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): "
+            f"choose another {arg('port')}, "
+            "or 0 for any free one"
+        ) from None
+
+
+def serve(
+    file: str | os.PathLike[str],
+    *,
+    port: int = 0,
+    open_browser: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the page on http://127.0.0.1:PORT/ until Ctrl-C (port 0: any free port);
+    ``announce`` receives the page's URL once the server listens."""
+    server = make_server(file, port)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    if announce is not None:
+        announce(url)
+    try:
+        if open_browser:
+            webbrowser.open(url)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

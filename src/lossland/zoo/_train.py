@@ -1,0 +1,332 @@
+"""Training: Adam (or SGD) on Fashion-MNIST, seeded, with optional trajectory checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lossland.core import resolve_device
+from lossland.engine import use_channels_last
+from lossland.errors import LosslandError, arg
+from lossland.io import ModelSpec, check_writable, load_checkpoint, load_state_into, save_checkpoint
+from lossland.zoo._fashion_mnist import fingerprint, load_fashion_mnist
+from lossland.zoo._models import build_model, count_parameters
+
+Optimizer = Literal["adam", "sgd"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """How to train (the defaults are the seed's: Adam 1e-3, batch 64, one epoch)."""
+
+    epochs: int = 1
+    limit: int | None = None  # train on the first N training samples only
+    batch_size: int = 64
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9  # Adam β1
+    beta2: float = 0.999  # Adam β2
+    momentum: float = 0.0  # SGD momentum
+    seed: int = 0  # initialisation, shuffling and dropout
+    save_every: int | None = None  # also save a checkpoint every N steps (a trajectory)
+    device: str = "auto"
+
+    def check(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"{arg('epochs')} must be at least 1, got {self.epochs}"),
+            (
+                self.batch_size >= 1,
+                f"{arg('batch_size')} must be at least 1, got {self.batch_size}",
+            ),
+            (
+                self.limit is None or self.limit >= 1,
+                f"{arg('limit')} must be at least 1, got {self.limit}",
+            ),
+            (self.lr > 0, f"{arg('lr')} must be positive, got {self.lr}"),
+            (
+                self.save_every is None or self.save_every >= 1,
+                f"{arg('save_every')} must be at least 1",
+            ),
+            (
+                self.optimizer in ("adam", "sgd"),
+                f"unknown {arg('optimizer')} {self.optimizer!r}: choose adam or sgd",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LosslandError(message)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    spec: ModelSpec
+    parameters: int
+    steps: int
+    samples: int
+    seconds: float
+    train_accuracy: float  # running accuracy over the last epoch (training mode)
+    test_accuracy: float
+    test_loss: float
+    trajectory: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"model {self.spec} ({self.parameters:,} parameters)",
+            f"trained {self.steps} steps on {self.samples:,} samples in {self.seconds:.1f} s "
+            f"({self.samples / max(self.seconds, 1e-9):,.0f} samples/s)",
+            f"train accuracy (running, last epoch) {self.train_accuracy:.4f}",
+            f"test accuracy {self.test_accuracy:.4f}, test loss {self.test_loss:.4f}",
+            f"checkpoint: {self.checkpoint}",
+        ]
+        if self.trajectory:
+            lines.append(
+                f"trajectory: {len(self.trajectory)} checkpoints in {self.trajectory[0].parent}"
+            )
+        return "\n".join(lines)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    batch_size: int = 1000,
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss, correct = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[i : i + batch_size].to(device)
+        logits = model(x)
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return loss / len(images), correct / len(images)
+
+
+def make_optimizer(options: TrainOptions, params: Any) -> torch.optim.Optimizer:
+    if options.optimizer == "adam":
+        return torch.optim.Adam(params, lr=options.lr, betas=(options.beta1, options.beta2))
+    return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
+
+
+def train(
+    spec: ModelSpec,
+    *,
+    options: TrainOptions | None = None,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    init: str | Path | None = None,
+    trajectory_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the model ``spec`` names on Fashion-MNIST; save the checkpoint (and trajectory).
+
+    ``out`` defaults to ``<model>.safetensors``, ``trajectory_dir`` to ``<out>_trajectory/``
+    (used with ``options.save_every``); ``init`` starts from saved weights.
+    """
+    options = options or TrainOptions()
+    options.check()
+    path = check_writable(
+        out or Path(f"{spec.name.replace(':', '_').replace('.', '_')}.safetensors")
+    )
+    device = resolve_device(options.device)
+    images, labels = load_fashion_mnist("train", data_dir=data_dir)
+    test_images, test_labels = load_fashion_mnist("test", data_dir=data_dir)
+    if options.limit is not None:
+        images, labels = images[: options.limit], labels[: options.limit]
+    meta = {
+        "training": {
+            "optimizer": options.optimizer,
+            "lr": options.lr,
+            "betas": [options.beta1, options.beta2],
+            "momentum": options.momentum,
+            "batch_size": options.batch_size,
+            "epochs": options.epochs,
+            "limit": options.limit,
+            "seed": options.seed,
+            "init": str(init) if init else None,
+        },
+        "data": {
+            "dataset": "fashion-mnist",
+            "split": "train",
+            "samples": len(images),
+            "sha256": fingerprint(images, labels),
+        },
+    }
+    # Seed a private RNG state so training is reproducible without touching the caller's.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(options.seed)
+        model = _initial_model(spec, init, device)
+        loop = _Loop(model, options, spec, meta, Path(trajectory_dir or _beside(path)), device)
+        loop.run(images, labels, progress=progress)
+        channels_last = use_channels_last(model, device)
+        test_loss, test_acc = evaluate(model, test_images, test_labels, channels_last=channels_last)
+        results = {
+            "train_accuracy_running": loop.running_accuracy,
+            "test_accuracy": test_acc,
+            "test_loss": test_loss,
+            "steps": loop.steps,
+            "seconds": loop.seconds,
+            "device": str(device),
+        }
+        save_checkpoint(model, path, spec=spec, **meta, results=results)
+    return TrainResult(
+        checkpoint=path,
+        spec=spec,
+        parameters=count_parameters(model),
+        steps=loop.steps,
+        samples=loop.seen,
+        seconds=loop.seconds,
+        train_accuracy=loop.running_accuracy,
+        test_accuracy=test_acc,
+        test_loss=test_loss,
+        trajectory=loop.trajectory,
+    )
+
+
+def _beside(out: Path) -> Path:
+    return out.with_name(out.stem + "_trajectory")
+
+
+def _initial_model(spec: ModelSpec, init: str | Path | None, device: torch.device) -> nn.Module:
+    model = build_model(spec)
+    if init is not None:
+        state = load_checkpoint(init).state_dict
+        load_state_into(model, state, source=f"{arg('init')} checkpoint {init}")
+    model.to(device)
+    if use_channels_last(model, device):
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
+class _Loop:
+    """One training run's steps, running accuracy and trajectory checkpoints."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        options: TrainOptions,
+        spec: ModelSpec,
+        meta: dict[str, Any],
+        trajectory_dir: Path,
+        device: torch.device,
+    ) -> None:
+        self.model, self.options, self.spec, self.meta = model, options, spec, meta
+        self.trajectory_dir, self.device = trajectory_dir, device
+        self.optimizer = make_optimizer(options, model.parameters())
+        self.channels_last = use_channels_last(model, device)
+        self.steps = self.seen = 0
+        self.seconds = 0.0
+        self.trajectory: list[Path] = []
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.counted = 0
+
+    @property
+    def running_accuracy(self) -> float:
+        return int(self.correct) / max(self.counted, 1)
+
+    def snapshot(self, steps_per_epoch: int) -> None:
+        if self.options.save_every is None:
+            return
+        self.trajectory_dir.mkdir(parents=True, exist_ok=True)
+        path = self.trajectory_dir / f"step_{self.steps:07d}.safetensors"
+        epoch = self.steps / steps_per_epoch if self.steps else 0
+        save_checkpoint(self.model, path, spec=self.spec, step=self.steps, epoch=epoch, **self.meta)
+        self.trajectory.append(path)
+
+    def run(self, images: Tensor, labels: Tensor, *, progress: bool) -> None:
+        options, every = self.options, self.options.save_every
+        steps_per_epoch = math.ceil(len(images) / options.batch_size)  # epochs = steps / this
+        started = time.perf_counter()
+        self.snapshot(steps_per_epoch)
+        bar = _progress(options.epochs * len(images), progress, f"train {self.spec.name}")
+        self.model.train()
+        order = batches(len(images), options.batch_size, seed=options.seed, epochs=options.epochs)
+        for _, idx in order:
+            if idx is None:  # a new epoch
+                self.correct.zero_()
+                self.counted = 0
+                continue
+            loss = self.step(images[idx], labels[idx])
+            if bar is not None:
+                bar.update(len(idx))
+            if self.steps % 10 == 1:  # a host sync, so not every step
+                self.check(float(loss), bar)
+            if every and self.steps % every == 0:
+                self.snapshot(steps_per_epoch)
+        if bar is not None:
+            bar.close()
+        self.seconds = time.perf_counter() - started
+        if every and self.steps % every != 0:
+            self.snapshot(steps_per_epoch)
+
+    def step(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        x, y = inputs.to(self.device), targets.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        self.steps += 1
+        self.seen += len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.counted += len(y)
+        return loss.detach()
+
+    def check(self, value: float, bar: Any) -> None:
+        if not math.isfinite(value):
+            raise LosslandError(
+                f"training diverged at step {self.steps} (loss {value}): lower {arg('lr')}"
+            )
+        if bar is not None:
+            bar.set_postfix(loss=f"{value:.3f}", acc=f"{self.running_accuracy:.3f}")
+
+
+def batches(
+    count: int, batch_size: int, *, seed: int, epochs: int
+) -> Iterator[tuple[int, Tensor | None]]:
+    """(epoch, sample indices) for every step; ``None`` marks the start of each epoch.
+
+    One seeded permutation per epoch: the demo uses this to find the seed's "last batch".
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        yield epoch, None
+        order = torch.randperm(count, generator=generator)
+        for start in range(0, count, batch_size):
+            yield epoch, order[start : start + batch_size]
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="sample",
+        unit_scale=True,
+        desc=desc,
+        dynamic_ncols=True,
+        leave=False,
+        disable=None,
+    )
