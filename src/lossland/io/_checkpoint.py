@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lossland._version import __version__
-from lossland.errors import CheckpointError, LosslandError, first_line
+from lossland.errors import CheckpointError, LosslandError, arg, first_line
 from lossland.io._atomic import atomic_path, sha256_file
 
 METADATA_KEY = "lossland"
@@ -194,6 +194,6 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
         )
         raise CheckpointError(
             f"{source} does not fit the model ({len(problems)} mismatches: {shown}): "
-            "pick the model it was trained with (--model/--width)"
+            f"pick the model it was trained with ({arg('model')})"
         )
     model.load_state_dict(dict(state), strict=True)

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from lossland.core import value_digest
-from lossland.errors import LosslandError, first_line
+from lossland.errors import LosslandError, arg, first_line
 from lossland.io import Surface
 
 TIMEOUT_ENV = "LOSSLAND_DIST_TIMEOUT"
@@ -106,8 +106,8 @@ def rank_device(device: torch.device, local_rank: int, local_world: int) -> torc
         return torch.device("cuda", local_rank)
     if local_world > 1:
         raise LosslandError(
-            f"under torchrun each process uses the GPU of its local rank: pass --device cuda "
-            f"(or auto), not {device}"
+            "under torchrun each process uses the GPU of its local rank: "
+            f"set {arg('device')} to cuda (or auto), not {device}"
         )
     return device
 

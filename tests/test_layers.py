@@ -1,0 +1,137 @@
+"""The architecture, checked: which layer may import which, no import cycles, and only the
+command line prints or names flags. Reads the sources (module-level and in-function imports)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "lossland"
+
+# What each layer may import (itself included). ``base`` is errors.py and _version.py.
+ALLOWED = {
+    "base": {"base"},
+    "core": {"base", "core"},
+    "io": {"base", "core", "io"},
+    "engine": {"base", "core", "engine"},
+    "directions": {"base", "core", "io", "engine", "directions"},
+    "zoo": {"base", "core", "io", "engine", "zoo"},
+    "show": {"base", "core", "io", "show"},
+    "run": {"base", "core", "io", "engine", "directions", "zoo", "show", "run"},
+    "cli": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "cli"},
+    "api": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "api"},
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+(?![a-z_-])")
+FOREIGN_FLAGS = ("--nproc_per_node",)  # torchrun's, which errors may name
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] == "__main__":
+        return "api" if len(parts) == 1 else "cli"
+    return "base" if parts[1] in ("errors", "_version") else parts[1]
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every lossland import anywhere in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "lossland":  # from lossland import run: a submodule, maybe
+                names = [
+                    f"lossland.{a.name}" for a in node.names if f"lossland.{a.name}" in MODULES
+                ]
+                names = names or ["lossland"]
+            found += [(node.lineno, n) for n in names if n.split(".")[0] == "lossland"]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("lossland")]
+    return found
+
+
+def test_every_import_respects_the_layers() -> None:
+    broken = [
+        f"{module} ({layer(module)}) line {line} imports {target} ({layer(target)})"
+        for module, path in MODULES.items()
+        for line, target in imports(path)
+        if layer(target) not in ALLOWED[layer(module)]
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_nothing_imports_the_command_line_but_main() -> None:
+    users = {
+        module
+        for module, path in MODULES.items()
+        if layer(module) != "cli" and any(layer(t) == "cli" for _, t in imports(path))
+    }
+    assert users == set()
+
+
+def test_no_import_cycles() -> None:
+    """Edges include in-function imports: a cycle hidden inside functions is still a cycle."""
+    graph = {
+        module: {t if t in MODULES else t.rsplit(".", 1)[0] for _, t in imports(path)} - {module}
+        for module, path in MODULES.items()
+    }
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = " → ".join([*stack[stack.index(nxt) :], nxt])
+                pytest.fail(f"import cycle: {cycle}")
+            if nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def _library_files() -> list[tuple[str, Path]]:
+    return [(m, p) for m, p in MODULES.items() if layer(m) not in ("cli",)]
+
+
+def test_only_the_command_line_prints() -> None:
+    printing = [
+        f"{module} line {node.lineno}"
+        for module, path in _library_files()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Name) and node.func.id == "print")
+            or (
+                isinstance(node.func, ast.Attribute)
+                and ast.unparse(node.func).startswith("sys.std")
+            )
+        )
+    ]
+    assert not printing, printing
+
+
+def test_library_errors_name_arguments_not_flags() -> None:
+    """Messages raised or warned by the library use errors.arg(name), never a --flag."""
+    found = []
+    for module, path in _library_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) or (
+                isinstance(node, ast.Call) and ast.unparse(node.func).endswith("warn")
+            ):
+                for text in (n.value for n in ast.walk(node) if isinstance(n, ast.Constant)):
+                    if isinstance(text, str) and FLAG.search(text.replace(*FOREIGN_FLAGS, "")):
+                        found.append(f"{module} line {node.lineno}: {text!r}")
+    assert not found, "\n".join(found)
