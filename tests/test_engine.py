@@ -62,7 +62,7 @@ def direct(
                     m.track_running_stats = False
         logits = net(data[0].to(dtype))
         loss = F.cross_entropy(logits, data[1]).item()
-        acc = (logits.argmax(1) == data[1]).double().mean().item()
+        acc = 100 * (logits.argmax(1) == data[1]).double().mean().item()  # percent
     return loss, acc
 
 
@@ -180,8 +180,9 @@ def test_standard_error_of_the_mean_loss(tiny_model, tiny_data):
 
 
 def test_finish_stats_single_sample_has_no_standard_error():
-    mean, sem, acc = finish_stats(np.array([[2.0, 4.0, 1.0]]), 1)
-    assert mean[0] == 2.0 and acc[0] == 1.0 and np.isnan(sem[0])
+    # Σs, Σs², Σn, Σs·n, Σn², units, correct, counted: one sample of loss 2, classified right
+    mean, sem, acc = finish_stats(np.array([[2.0, 4.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]]))
+    assert mean[0] == 2.0 and acc[0] == 100.0 and np.isnan(sem[0])
 
 
 def test_user_loss_per_sample_and_scalar(tiny_model, tiny_data):

@@ -10,8 +10,8 @@ from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
 from lossland.core import resolve_device
 from lossland.directions import DTYPES, Which, hessian_report, save_eigen_directions
+from lossland.engine import resolve_loss
 from lossland.io import check_writable
-from lossland.run import resolve_loss
 
 
 def _default(name: str) -> object:

@@ -27,9 +27,10 @@ from lossland.directions import (
     random_directions,
     trajectory_plane,
 )
+from lossland.engine import resolve_loss
 from lossland.errors import LosslandError
 from lossland.io import Checkpoint, Surface, check_writable, load_checkpoint, sha256_file
-from lossland.run import SurfaceOptions, is_main_process, resolve_loss, surface
+from lossland.run import SurfaceOptions, is_main_process, surface
 
 HESSIAN = "hessian"
 

@@ -4,7 +4,7 @@ Depends on torch and numpy only (and :mod:`lossland.errors`).
 """
 
 from lossland.core._devices import resolve_device, synchronize
-from lossland.core._fingerprint import fingerprint, tensor_fingerprint, value_digest
+from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
 from lossland.core._flat import FlatLayout, LayoutEntry
 from lossland.core._grid import (
     AUTO_MARGIN,
@@ -38,6 +38,7 @@ __all__ = [
     "AUTO_POINTS",
     "SCHEMES",
     "Axis",
+    "Digest",
     "FlatLayout",
     "LayoutEntry",
     "PlaneVectors",

@@ -15,14 +15,27 @@ import torch
 from torch import Tensor
 
 
-def fingerprint(items: Iterable[tuple[str, Tensor]]) -> str:
-    """Hex sha256 of ``(name, tensor)`` pairs in the order given (channels_last views are
-    hashed in their logical NCHW order, so the layout does not change the result)."""
-    digest = hashlib.sha256()
-    for name, tensor in items:
+class Digest:
+    """A running sha256 of named tensors (for data seen one batch at a time)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def add(self, name: str, tensor: Tensor) -> None:
+        # channels_last views are hashed in their logical NCHW order: layout does not count.
         t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)  # no copy
+        self._sha.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        self._sha.update(t.reshape(-1).view(torch.uint8).numpy().data)  # no copy
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def fingerprint(items: Iterable[tuple[str, Tensor]]) -> str:
+    """Hex sha256 of ``(name, tensor)`` pairs in the order given."""
+    digest = Digest()
+    for name, tensor in items:
+        digest.add(name, tensor)
     return digest.hexdigest()
 
 

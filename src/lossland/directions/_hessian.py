@@ -26,7 +26,15 @@ from torch import Tensor, nn
 
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
-from lossland.engine import EvalData, LossFn, per_sample_losses, precision_mode, working_copy
+from lossland.engine import (
+    Batch,
+    Evaluator,
+    LossFn,
+    eval_data,
+    precision_mode,
+    resolve_evaluator,
+    working_copy,
+)
 from lossland.errors import LosslandError, arg
 
 Which = Literal["largest", "magnitude"]
@@ -40,27 +48,28 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class HessianOperator:
     """v ↦ H·v for the mean loss of ``model`` over ``data`` at the model's weights.
 
-    Vectors are flat (P,) tensors over ``names`` (the model's parameters, in order) on
-    ``device`` in ``dtype``. ``model`` is never modified.
+    The loss is the surfaces' own: ``data`` of any kind through ``evaluator`` (or the classic
+    ``loss``), so the Hessian is that of the function a surface evaluates, token-weighted for
+    language models. Vectors are flat (P,) tensors over ``names`` (the model's parameters, in
+    order) on ``device`` in ``dtype``. ``model`` is never modified.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        data: tuple[Tensor, Tensor],
+        data: Any,
         *,
-        loss: LossFn | None = None,
+        evaluator: Evaluator | None = None,
+        loss: LossFn | str | None = None,
         batch_size: int = 256,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
-        self.loss_fn = loss
-        samples = EvalData.of(
-            *data, batch_size=batch_size, device=self.device, dtype=dtype, channels_last=False
-        )
-        self.count, self.batches = samples.count, samples.batches
+        self.evaluator = resolve_evaluator(evaluator, loss)
+        self.data = eval_data(data, batch_size=batch_size, device=self.device, dtype=dtype)
+        self.count = self.data.samples
         self.net = working_copy(model, []).to(device=self.device, dtype=dtype).eval()
         named = list(self.net.named_parameters())
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
@@ -73,12 +82,16 @@ class HessianOperator:
         self.numels = [p.numel() for p in self.params]
         self.size = int(sum(self.numels))
         self.products = 0
+        with torch.no_grad():  # Σ n: the weight of the whole set (samples, or counted tokens)
+            self.weight = sum(float(self._stats(batch)[2]) for batch in self._batches())
 
-    def _batch_loss(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Sum of per-sample losses over the batch divided by the whole set's size."""
-        losses = per_sample_losses(self.loss_fn, self.net(inputs), targets)
-        total = losses * len(targets) if losses.dim() == 0 else losses.sum()
-        return total / self.count
+    def _stats(self, batch: Batch) -> Tensor:
+        return self.evaluator.stats(self.evaluator.run(self.net, batch), batch)
+
+    def _batch_loss(self, batch: Batch) -> Tensor:
+        """The batch's summed loss divided by the whole set's weight: these add up to the
+        set's mean loss."""
+        return self._stats(batch)[0].to(self.dtype) / self.weight
 
     def _split(self, v: Tensor) -> list[Tensor]:
         return [t.view(s) for t, s in zip(torch.split(v, self.numels), self.shapes, strict=True)]
@@ -93,10 +106,10 @@ class HessianOperator:
             ]
         )
 
-    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _batches(self) -> Iterator[Batch]:
         """The batches, with true fp32 on CUDA around each one's forward and backward passes
         (cuDNN would use TF32 for convolutions by default, rounding at about 1e-3)."""
-        for batch in self.batches:
+        for batch in self.data.batches():
             with precision_mode(self.device, "fp32"):
                 yield batch
 
@@ -104,8 +117,8 @@ class HessianOperator:
         """Mean loss and the flat gradient at θ*."""
         total = 0.0
         grad = torch.zeros(self.size, device=self.device, dtype=self.dtype)
-        for inputs, targets in self._batches():
-            loss = self._batch_loss(inputs, targets)
+        for batch in self._batches():
+            loss = self._batch_loss(batch)
             parts = torch.autograd.grad(loss, self.params, allow_unused=True)
             grad += self._flat(parts)
             total += float(loss.detach())
@@ -117,8 +130,8 @@ class HessianOperator:
             raise ValueError(f"expected a vector of {self.size} elements, got {tuple(v.shape)}")
         vs = self._split(v.to(self.device, self.dtype))
         out = torch.zeros(self.size, device=self.device, dtype=self.dtype)
-        for inputs, targets in self._batches():
-            loss = self._batch_loss(inputs, targets)
+        for batch in self._batches():
+            loss = self._batch_loss(batch)
             grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
             dot = sum(
                 (torch.sum(g * u) for g, u in zip(grads, vs, strict=True) if g is not None),
@@ -311,10 +324,11 @@ def hutchinson(
 
 def hessian_eigen(
     model: nn.Module,
-    data: tuple[Tensor, Tensor],
+    data: Any,
     *,
     k: int = 2,
-    loss: LossFn | None = None,
+    evaluator: Evaluator | None = None,
+    loss: LossFn | str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -324,7 +338,15 @@ def hessian_eigen(
     seed: int = 0,
 ) -> tuple[HessianOperator, Eigenpairs]:
     """The operator and its top-k eigenpairs (see :func:`lanczos`)."""
-    op = HessianOperator(model, data, loss=loss, batch_size=batch_size, device=device, dtype=dtype)
+    op = HessianOperator(
+        model,
+        data,
+        evaluator=evaluator,
+        loss=loss,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+    )
     pairs = lanczos(
         op,
         op.size,
@@ -341,10 +363,11 @@ def hessian_eigen(
 
 def hessian_directions(
     model: nn.Module,
-    data: tuple[Tensor, Tensor],
+    data: Any,
     *,
     k: int = 2,
-    loss: LossFn | None = None,
+    evaluator: Evaluator | None = None,
+    loss: LossFn | str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -363,6 +386,7 @@ def hessian_directions(
         model,
         data,
         k=k,
+        evaluator=evaluator,
         loss=loss,
         batch_size=batch_size,
         device=device,
@@ -440,11 +464,12 @@ class HessianReport:
 
 def hessian_report(
     model: nn.Module,
-    data: tuple[Tensor, Tensor],
+    data: Any,
     *,
     k: int = 5,
     probes: int = 64,
-    loss: LossFn | None = None,
+    evaluator: Evaluator | None = None,
+    loss: LossFn | str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -462,6 +487,7 @@ def hessian_report(
         model,
         data,
         k=k,
+        evaluator=evaluator,
         loss=loss,
         batch_size=batch_size,
         device=device,
@@ -539,9 +565,10 @@ def save_eigen_directions(
 
 def hessian_plane(
     model: nn.Module,
-    data: tuple[Tensor, Tensor],
+    data: Any,
     *,
-    loss: LossFn | None = None,
+    evaluator: Evaluator | None = None,
+    loss: LossFn | str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -552,7 +579,15 @@ def hessian_plane(
     if size < 2:
         raise LosslandError(f"the model has {size} parameter: too few for a Hessian plane")
     directions = hessian_directions(
-        model, data, k=2, loss=loss, batch_size=batch_size, device=device, dtype=dtype, seed=seed
+        model,
+        data,
+        k=2,
+        evaluator=evaluator,
+        loss=loss,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        seed=seed,
     )
     values = directions.info["eigenvalues"]
     labels = [f"v1 (λ1 = {values[0]:.4g})", f"v2 (λ2 = {values[1]:.4g})"]

@@ -8,13 +8,16 @@ Losses stay on the device and reach the host once per block of points.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 from lossland.core import (
     FlatLayout,
@@ -24,6 +27,7 @@ from lossland.core import (
     li_point_,
     linear2x_point_,
 )
+from lossland.engine._contract import STATS, Evaluator
 from lossland.engine._copy import (
     BNMode,
     batchnorms,
@@ -32,9 +36,9 @@ from lossland.engine._copy import (
     set_bn_mode,
     working_copy,
 )
+from lossland.engine._data import Batch, EvalData
 from lossland.engine._precision import Precision, precision_mode
-from lossland.engine._stats import STATS, EvalData, LossFn, point_stats
-from lossland.errors import LosslandError
+from lossland.errors import LosslandError, arg
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,15 @@ class Engine:
         self,
         model: nn.Module,
         directions: Sequence[Mapping[str, Tensor]],
-        data: tuple[Tensor, Tensor],
+        data: EvalData,
         *,
+        evaluator: Evaluator | None = None,
         scheme: Scheme = "li",
         origin: Mapping[str, Tensor] | None = None,
-        loss_fn: LossFn | None = None,
-        batch_size: int = 1024,
         options: EngineOptions,
     ) -> None:
-        self.options, self.scheme, self.loss_fn = options, scheme, loss_fn
+        self.options, self.scheme, self.data = options, scheme, data
+        self.evaluator = evaluator or Evaluator()
         names = list(directions[0])
         if options.bn == "recompute":
             if options.points_per_batch > 1:
@@ -103,33 +107,30 @@ class Engine:
             p.requires_grad_(False)
         self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)
         bind_flat(self.net, self.layout, self.flat)
-        self.data = EvalData.of(
-            *data,
-            batch_size=batch_size,
-            device=device,
-            dtype=dtype,
-            channels_last=options.channels_last and not vmapped,
-        )
         self.plane = None if scheme == "li" else self._plane()
+        self.checked = False  # the first batch is checked against the contract
         self._scratch: Tensor | None = None
-        self.forward: Callable[[Tensor], Tensor] = self.net
+        self.module: nn.Module = self.net
         if options.compile:
-            self.forward = torch.compile(
+            self.module = torch.compile(  # type: ignore[assignment]
                 self.net, mode="reduce-overhead" if device.type == "cuda" else None
             )
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
-    def _stats(self, forward: Callable[[Tensor], Tensor]) -> Tensor:
+    def _stats(self) -> Tensor:
         if self.options.bn == "recompute":
-            self._recompute_bn(forward)
+            self._recompute_bn()
         total = None
-        for inputs, targets in self.data.batches:
-            s = point_stats(forward(inputs), targets, self.loss_fn)
+        for batch in self.data.batches():
+            output = self.evaluator.run(self.module, batch)
+            s = self.evaluator.stats(output, batch)
+            if not self.checked:  # the first batch of the run: is the contract what we think?
+                self._check(output, s)
             total = s if total is None else total + s
         assert total is not None
         return total
 
-    def _recompute_bn(self, forward: Callable[[Tensor], Tensor]) -> None:
+    def _recompute_bn(self) -> None:
         """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: reset, then a
         cumulative average (momentum None) over the evaluation batches in train mode."""
         norms = batchnorms(self.net)
@@ -137,8 +138,8 @@ class Engine:
             m.reset_running_stats()
             m.momentum = None
             m.train()
-        for inputs, _ in self.data.batches:
-            forward(inputs)
+        for batch in self.data.batches():
+            self.evaluator.run(self.module, batch)
         for m in norms:
             m.eval()
 
@@ -245,18 +246,30 @@ class Engine:
         else:
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
 
-    def _evaluate(
-        self, alpha: float, beta: float, forward: Callable[[Tensor], Tensor] | None = None
-    ) -> Tensor:
+    def _evaluate(self, alpha: float, beta: float) -> Tensor:
         try:
-            return self._stats(forward or self.forward)
+            return self._stats()
         except LosslandError:
             raise
         except Exception as exc:
-            where = f"(x, y) = ({alpha:g}, {beta:g})"
-            raise LosslandError(
-                f"the model or loss raised {type(exc).__name__} at {where}: {exc}"
-            ) from exc
+            raise LosslandError(self._failure(exc, f"(x, y) = ({alpha:g}, {beta:g})")) from exc
+
+    def _check(self, output: Any, stats: Tensor) -> None:
+        """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
+        models return one when the batch holds labels) must agree with the default one."""
+        self.checked = True
+        if self.evaluator.loss is None:
+            _compare_own_loss(output, float(stats[0] / stats[2]))
+
+    def _failure(self, exc: Exception, where: str) -> str:
+        message = f"the model or loss raised {type(exc).__name__} at {where}: {exc}"
+        if self.checked:
+            return message
+        # Nothing has been evaluated yet: most likely the batches do not fit the model.
+        return (
+            f"{message}; check that the batches fit the model, or pass {arg('evaluator')} "
+            "with a forward(model, batch) and a loss(output, batch)"
+        )
 
     # --- K points per forward: torch.func.functional_call under vmap ---
 
@@ -271,11 +284,10 @@ class Engine:
         k = self.options.points_per_batch
         work = torch.empty(k, self.layout.size, device=self.flat.device, dtype=self.flat.dtype)
         row_anchor = torch.empty_like(self.flat)
-        net = self.net
+        call = _Call(self.net, self.evaluator)
 
-        def forward_one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
-            logits: Tensor = torch.func.functional_call(net, params, (inputs,))
-            return logits
+        def forward_one(params: dict[str, Tensor], batch: Batch) -> Any:
+            return torch.func.functional_call(call, params, (batch,))
 
         batched = torch.vmap(forward_one, in_dims=(0, None))
         if self.options.compile:
@@ -298,7 +310,7 @@ class Engine:
                             self._point_(xs[j], ys[i])
                             work[r].copy_(self.flat)
                     params = {
-                        e.name: work[:m, e.offset : e.offset + e.numel].view(m, *e.shape)
+                        "net." + e.name: work[:m, e.offset : e.offset + e.numel].view(m, *e.shape)
                         for e in self.layout.entries
                     }
                     try:
@@ -306,21 +318,50 @@ class Engine:
                     except LosslandError:
                         raise
                     except Exception as exc:
-                        raise LosslandError(
-                            f"the model or loss raised {type(exc).__name__} near (x, y) = "
-                            f"({xs[chunk[0]]:g}, {ys[i]:g}): {exc}"
-                        ) from exc
+                        where = f"near (x, y) = ({xs[chunk[0]]:g}, {ys[i]:g})"
+                        raise LosslandError(self._failure(exc, where)) from exc
                     if tick is not None:
                         tick(m)
                 yield Block(i, cols, out.cpu().numpy())
 
-    def _stats_batched(self, batched: Callable[..., Tensor], params: dict[str, Tensor]) -> Tensor:
+    def _stats_batched(self, batched: Callable[..., Any], params: dict[str, Tensor]) -> Tensor:
         total = None
-        for inputs, targets in self.data.batches:
-            logits = batched(params, inputs)  # (K, B, C)
-            s = torch.stack(
-                [point_stats(logits[m], targets, self.loss_fn) for m in range(logits.shape[0])]
-            )
+        k = next(iter(params.values())).shape[0]
+        for batch in self.data.batches():
+            outputs = batched(params, batch)  # every tensor of the output gains a leading K
+            per_point = [tree_map(lambda t, m=m: t[m], outputs) for m in range(k)]
+            s = torch.stack([self.evaluator.stats(out, batch) for out in per_point])
+            if not self.checked:
+                self._check(per_point[0], s[0])
             total = s if total is None else total + s
         assert total is not None
         return total
+
+
+class _Call(nn.Module):
+    """``evaluator.run(net, batch)`` as a module, so functional_call can swap net's tensors."""
+
+    def __init__(self, net: nn.Module, evaluator: Evaluator) -> None:
+        super().__init__()
+        self.net = net
+        self.evaluator = evaluator
+
+    def forward(self, batch: Batch) -> Any:
+        return self.evaluator.run(self.net, batch)
+
+
+def _compare_own_loss(output: Any, ours: float) -> None:
+    """Hugging Face models return their own loss when the batch holds labels: where it is not
+    the default cross-entropy (a causal LM shifts its labels), say which evaluator fits."""
+    own = getattr(output, "loss", None)
+    if own is None and isinstance(output, Mapping):
+        own = output.get("loss")
+    if not isinstance(own, Tensor) or own.numel() != 1:
+        return
+    theirs = float(own)
+    if math.isfinite(theirs) and abs(theirs - ours) > 1e-3 * max(1.0, abs(theirs)):
+        raise LosslandError(
+            f"the model's own loss on the first batch is {theirs:.6g} but lossland's default "
+            f"cross-entropy gives {ours:.6g}: pass the {arg('evaluator')} that matches the "
+            "model (lossland.presets.causal_lm() for causal language models) or a loss"
+        )

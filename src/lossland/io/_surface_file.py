@@ -24,7 +24,8 @@ from lossland.errors import LosslandError, SurfaceFileError, arg
 from lossland.io._atomic import atomic_path
 
 FORMAT = "lossland-surface"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: accuracy in percent, as the reference stores it (1: fractions)
+ACC_UNIT = "percent"
 SETTINGS_ATTR = "settings"  # JSON of what identifies a run, compared on resume
 RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -150,7 +151,7 @@ class Surface:
             lines.append(f"loss: min {finite.min():.6g} at ({where}), max {finite.max():.6g}")
             acc = self.acc[self.done & np.isfinite(self.acc)]
             if acc.size:
-                lines.append(f"accuracy: min {acc.min():.4f}, max {acc.max():.4f}")
+                lines.append(f"accuracy: min {acc.min():.2f} %, max {acc.max():.2f} %")
         bad = int((self.done & ~np.isfinite(self.loss)).sum())
         if bad:
             lines.append(f"non-finite losses: {bad} points (shown as the largest finite value)")
@@ -338,7 +339,19 @@ def _read(f: Any, path: Path) -> Surface:
             if points.shape[1] != 2:
                 raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
             trajectories[name] = points
+    acc, attrs = _percent(acc, attrs, f.attrs.get("format"), version)
     return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
+
+
+def _percent(
+    acc: np.ndarray, attrs: dict[str, Any], fmt: Any, version: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Accuracy in percent whatever wrote the file: lossland's format 1 stored fractions, the
+    reference and format 2 store percent (``Surface.acc`` is always percent)."""
+    old = fmt in (FORMAT, FORMAT.encode()) and isinstance(version, (int, np.integer))
+    if old and int(version) < 2 and attrs.get("acc_unit") != ACC_UNIT:
+        return acc * 100.0, {**attrs, "acc_unit": ACC_UNIT}
+    return acc, attrs
 
 
 def _array(

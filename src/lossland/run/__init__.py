@@ -20,7 +20,7 @@ from lossland.run._options import DTYPES, DType, MemoryFormat, SurfaceOptions
 from lossland.run._planes import trajectory_surface
 from lossland.run._settings import RESUME_KEYS, setting_differences, start_or_resume
 from lossland.run._signals import Interrupted, held_signals, signal_number, stop_on_signals
-from lossland.run._surface import resolve_loss, surface
+from lossland.run._surface import surface
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -42,7 +42,6 @@ __all__ = [
     "lock_path",
     "rank",
     "rank_device",
-    "resolve_loss",
     "run_lock",
     "setting_differences",
     "signal_number",

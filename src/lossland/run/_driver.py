@@ -46,7 +46,6 @@ def drive(
     out: str | Path | None,
     progress: bool,
     checkpoint_every: float,
-    count: int,
 ) -> Surface:
     """Evaluate this process's share; every process returns the whole surface, rank 0 saves it.
 
@@ -60,7 +59,6 @@ def drive(
         group,
         result,
         ndim=1 if ys is None else 2,
-        count=count,
         out=Path(out) if out is not None and group.main else None,
         checkpoint_every=checkpoint_every,
         total=int(pending.sum()),
@@ -128,13 +126,12 @@ class _Exchange:
         result: Surface,
         *,
         ndim: int,
-        count: int,
         out: Path | None,
         checkpoint_every: float,
         total: int,
         progress: bool,
     ) -> None:
-        self.group, self.result, self.ndim, self.count = group, result, ndim, count
+        self.group, self.result, self.ndim = group, result, ndim
         self.out, self.checkpoint_every = out, checkpoint_every
         self.lock = threading.Lock()  # outbox and local status
         self.store_lock = threading.Lock()  # result arrays and the file
@@ -363,7 +360,7 @@ class _Exchange:
             row, n = int(payload[i]), int(payload[i + 1])
             cols = payload[i + 2 : i + 2 + n].astype(np.int64)
             stats = payload[i + 2 + n : i + 2 + (1 + STATS) * n].reshape(n, STATS)
-            mean, sem, acc = finish_stats(stats, self.count)
+            mean, sem, acc = finish_stats(stats)
             index = cols if self.ndim == 1 else (row, cols)
             self.result.with_values(index, mean, acc, sem)
             points += n

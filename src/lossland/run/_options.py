@@ -14,7 +14,7 @@ import torch
 
 from lossland.core import Scheme, check_choices, option
 from lossland.directions import Ignore, Norm
-from lossland.engine import BNMode, Precision
+from lossland.engine import BNMode, DataMode, Precision
 from lossland.errors import LosslandError, arg
 
 DType = Literal["float32", "float64"]
@@ -44,6 +44,10 @@ class SurfaceOptions:
     compile: bool = option(False, "torch.compile the forward (CUDA graphs on GPU)")
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
+    )
+    samples: int | None = option(None, "evaluate a seeded subset of this many samples (None: all)")
+    data_mode: DataMode = option(
+        "auto", "keep the data on the device (cached), move it per point (streamed), or choose"
     )
     checkpoint_every: float = option(5.0, "seconds between atomic progress checkpoints")
     progress: bool = option(True, "show a progress bar")

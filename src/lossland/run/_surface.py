@@ -11,17 +11,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.core import (
-    Axis,
-    axis_text,
-    coordinates,
-    import_object,
-    resolve_device,
-    tensor_fingerprint,
-    updated,
-)
+from lossland.core import Axis, axis_text, coordinates, resolve_device, tensor_fingerprint, updated
 from lossland.directions import Directions, check_finite, grid_specs, random_directions
-from lossland.engine import Engine, EngineOptions, LossFn, use_channels_last
+from lossland.engine import (
+    Engine,
+    EngineOptions,
+    EvalData,
+    Evaluator,
+    LossFn,
+    eval_data,
+    resolve_evaluator,
+    use_channels_last,
+)
 from lossland.errors import LosslandError, arg
 from lossland.io import SETTINGS_ATTR, Surface
 from lossland.run._driver import drive
@@ -35,11 +36,12 @@ Coordinates = str | Axis | Sequence[float] | np.ndarray
 
 def surface(
     model: nn.Module,
-    data: tuple[Tensor, Tensor],
+    data: Any,
     *,
     x: Coordinates | None = None,
     y: Coordinates | None = None,
     directions: Directions | None = None,
+    evaluator: Evaluator | None = None,
     loss: LossFn | str | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -60,6 +62,8 @@ def surface(
     points_per_batch: int | None = None,
     compile: bool | None = None,
     memory_format: Any = None,
+    samples: int | None = None,
+    data_mode: Any = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
 ) -> Surface:
@@ -67,11 +71,14 @@ def surface(
 
     θ(α, β) = θ* + α·δ + β·η for ``scheme="li"`` (Li et al.), with δ, η random Gaussian
     directions normalized filter by filter (``norm="filter"``) unless ``directions`` is given.
-    ``data`` is ``(inputs, targets)``: the fixed evaluation set. ``x``/``y`` are ``min:max:num``
-    specs or coordinates; ``None`` (or ``auto[:NUM]``) lets the kind of directions choose (no
-    ``y``: a 1-D line for random directions). With ``out``, progress is checkpointed atomically
-    into that HDF5 file and a rerun resumes it. ``model`` is never modified: the engine
-    evaluates a private copy. The remaining keywords are the fields of
+    ``data`` is the fixed evaluation set: an ``(inputs, targets)`` pair, a ``Dataset``, a
+    ``DataLoader`` or any re-iterable of batches, evaluated through ``evaluator`` (default:
+    cross-entropy, token-weighted for per-token logits; see :class:`lossland.engine.Evaluator`
+    and :mod:`lossland.presets`) or the classic ``loss(logits, targets)``. ``x``/``y`` are
+    ``min:max:num`` specs or coordinates; ``None`` (or ``auto[:NUM]``) lets the kind of
+    directions choose (no ``y``: a 1-D line for random directions). With ``out``, progress is
+    checkpointed atomically into that HDF5 file and a rerun resumes it. ``model`` is never
+    modified: the engine evaluates a private copy. The remaining keywords are the fields of
     :class:`SurfaceOptions` (``None``: its default, or ``options``' value).
     """
     opts = updated(
@@ -79,11 +86,14 @@ def surface(
         **dict(norm=norm, ignore=ignore, orthogonalize=orthogonalize, seed=seed, scheme=scheme),
         **dict(bn=bn, batch_size=batch_size, device=device, dtype=dtype, precision=precision),
         **dict(points_per_batch=points_per_batch, compile=compile, memory_format=memory_format),
+        **dict(samples=samples, data_mode=data_mode),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
     )
-    run = _validate(model, data, x, y, directions, loss, opts, trajectories)
+    run = _validate(model, x, y, directions, evaluator, loss, opts, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
-    settings = run.settings(model, data, split, attrs)
+    engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
+    evaluation = run.data(data, engine_options)
+    settings = run.settings(model, evaluation, split, attrs)
     result = group.agree(  # rank 0 opens or resumes the file, the others learn its done points
         settings,
         RESUME_KEYS,
@@ -92,12 +102,11 @@ def surface(
     )
     if trajectories:  # (T, 2) projected training paths, stored with the surface
         result = replace(result, trajectories=dict(trajectories))
-    engine_options = run.engine_options(model, group.device)
-    result = result.with_attrs(**run.attributes(attrs, settings, engine_options, len(data[0])))
+    result = result.with_attrs(**run.attributes(attrs, settings, engine_options, evaluation))
     pending = ~result.done.reshape(len(run.ys) if run.ys is not None else 1, len(run.xs))
     if not pending.any():
         return result
-    engine = run.engine(model, data, engine_options)
+    engine = run.engine(model, evaluation, engine_options)
     result = drive(
         group,
         engine,
@@ -108,31 +117,41 @@ def surface(
         out=out,
         progress=opts.progress,
         checkpoint_every=opts.checkpoint_every,
-        count=len(data[0]),
     )
     return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
 
 
 @dataclass(frozen=True)
 class _Run:
-    """A validated surface request: the grid, the directions, the loss and the options."""
+    """A validated surface request: the grid, the directions, the evaluator and the options."""
 
     xs: np.ndarray
     ys: np.ndarray | None
     directions: Directions
-    loss_fn: LossFn | None
-    loss_name: str
+    evaluator: Evaluator
     options: SurfaceOptions
+
+    def data(self, data: Any, engine: EngineOptions) -> EvalData:
+        o = self.options
+        return eval_data(
+            data,
+            batch_size=o.batch_size,
+            device=engine.device,
+            dtype=engine.dtype,
+            channels_last=engine.channels_last and engine.points_per_batch == 1,
+            samples=o.samples,
+            seed=o.seed,
+            mode=o.data_mode,
+        )
 
     def settings(
         self,
         model: nn.Module,
-        data: tuple[Tensor, Tensor],
+        data: EvalData,
         split: str,
         attrs: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         """What a rerun must match to resume the file (see lossland.run._settings)."""
-        inputs, targets = data
         d, o = self.directions, self.options
         return {
             "x": axis_text(self.xs),
@@ -142,13 +161,13 @@ class _Run:
             "dtype": o.dtype,
             "directions": d.fingerprint(),
             "model": tensor_fingerprint(model.state_dict()),
-            "data": tensor_fingerprint({"inputs": inputs, "targets": targets}),
-            "loss": self.loss_name,
+            "data": data.fingerprint,
+            "loss": self.evaluator.name,
             "split": split,
             "precision": o.precision,
             "architecture": architecture(model, attrs),
             # Not compared: they only name the cause when a fingerprint above differs.
-            "samples": len(inputs),
+            "samples": data.samples,
             "seed": o.seed,
             "norm": d.norm,
             "ignore": d.ignore,
@@ -156,15 +175,21 @@ class _Run:
             "directions_kind": d.kind,
         }
 
-    def engine_options(self, model: nn.Module, device: torch.device) -> EngineOptions:
+    def engine_options(
+        self, model: nn.Module, device: torch.device, *, simple: bool
+    ) -> EngineOptions:
+        """``simple``: a tensor pair through the default loss (vmap over points is safe)."""
         o = self.options
+        simple = simple and self.evaluator.loss is None and self.evaluator.forward is None
         return EngineOptions(
             device=device,
             dtype=DTYPES[o.dtype],
             bn=o.bn,
-            channels_last=_channels_last(model, device, o.memory_format),
+            channels_last=_channels_last(model, device, o),
             points_per_batch=(
-                1 if o.bn == "recompute" else _points_per_batch(o, device, model, len(self.xs))
+                1
+                if o.bn == "recompute"
+                else _points_per_batch(o, device, model, len(self.xs), simple)
             ),
             compile=o.compile,
             precision=o.precision,
@@ -176,7 +201,7 @@ class _Run:
         attrs: Mapping[str, Any] | None,
         settings: Mapping[str, Any],
         engine: EngineOptions,
-        samples: int,
+        data: EvalData,
     ) -> dict[str, Any]:
         """The run's attributes in the surface file (versions, settings, how it ran)."""
         o = self.options
@@ -187,44 +212,44 @@ class _Run:
                 scheme=o.scheme,
                 bn=o.bn,
                 dtype=o.dtype,
-                samples=samples,
+                samples=data.samples,
                 seed=o.seed,
             ),
             "device": str(engine.device),
             "precision": o.precision,
             "points_per_batch": engine.points_per_batch,
             "memory_format": "channels_last" if engine.channels_last else "contiguous",
-            "loss": self.loss_name,
+            "loss": self.evaluator.name,
+            "data_mode": data.mode,
+            "acc_unit": "percent",
             SETTINGS_ATTR: dict(settings),
         }
 
-    def engine(
-        self, model: nn.Module, data: tuple[Tensor, Tensor], options: EngineOptions
-    ) -> Engine:
+    def engine(self, model: nn.Module, data: EvalData, options: EngineOptions) -> Engine:
         d = self.directions
         return Engine(
             model,
             [d.x] if self.ys is None else [d.x, d.y],  # type: ignore[list-item]
             data,
+            evaluator=self.evaluator,
             scheme=self.options.scheme,
             origin=d.origin,
-            loss_fn=self.loss_fn,
-            batch_size=self.options.batch_size,
             options=options,
         )
 
 
 def _validate(
     model: nn.Module,
-    data: tuple[Tensor, Tensor],
     x: Coordinates | None,
     y: Coordinates | None,
     directions: Directions | None,
+    evaluator: Evaluator | None,
     loss: LossFn | str | None,
     options: SurfaceOptions,
     trajectories: Mapping[str, np.ndarray] | None,
 ) -> _Run:
     """Check the request before any work; draw random directions when none are given."""
+    resolved = resolve_evaluator(evaluator, loss)
     if directions is None:
         ndim: Literal[1, 2] = 1 if y is None else 2
         directions = random_directions(
@@ -246,8 +271,15 @@ def _validate(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"
         )
     check_finite(directions)
-    loss_fn, loss_name = resolve_loss(loss)
-    return _Run(xs, ys, directions, loss_fn, loss_name, options)
+    return _Run(xs, ys, directions, resolved, options)
+
+
+def _is_pair(data: Any) -> bool:
+    return (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(d, (Tensor, np.ndarray)) for d in data)
+    )
 
 
 def _grid(
@@ -267,33 +299,24 @@ def _grid(
     return xs, None if given_y is None else coordinates(given_y, name="y")
 
 
-def resolve_loss(loss: LossFn | str | None) -> tuple[LossFn | None, str]:
-    """The loss callable and a name for the file: cross-entropy by default, or an import path."""
-    if loss is None:
-        return None, "cross_entropy"
-    if isinstance(loss, str):
-        fn = import_object(loss, what="loss")
-        if not callable(fn):
-            raise LosslandError(
-                f"{arg('loss')} {loss!r} is not callable: point to a function(logits, targets)"
-            )
-        return fn, loss
-    return loss, getattr(loss, "__qualname__", type(loss).__name__)
-
-
-def _channels_last(model: nn.Module, device: torch.device, memory_format: str) -> bool:
-    if memory_format == "auto":
-        return use_channels_last(model, device)
-    return memory_format == "channels_last"
+def _channels_last(model: nn.Module, device: torch.device, options: SurfaceOptions) -> bool:
+    """channels_last where it is faster (conv nets on CPU and CUDA), except BatchNorm with
+    batch statistics on the CPU: its channels_last kernel loses float32 precision (measured:
+    1.9e-3 relative against float64 where contiguous gives 5e-6)."""
+    if options.memory_format != "auto":
+        return options.memory_format == "channels_last"
+    precise = device.type == "cpu" and options.bn in ("train", "recompute")
+    return use_channels_last(model, device) and not precise
 
 
 def _points_per_batch(
-    options: SurfaceOptions, device: torch.device, model: nn.Module, nx: int
+    options: SurfaceOptions, device: torch.device, model: nn.Module, nx: int, simple: bool
 ) -> int:
-    """K = 1 on CPU (measured: batching points gains nothing there); on CUDA from free memory."""
+    """K = 1 on CPU (measured: batching points gains nothing there); on CUDA from free memory
+    for tensor pairs through the default loss (other models may not vmap)."""
     if options.points_per_batch is not None:
         return options.points_per_batch
-    if device.type != "cuda":
+    if device.type != "cuda" or not simple:
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     params = sum(p.numel() for p in model.parameters())

@@ -1,0 +1,265 @@
+"""The evaluation contract: how a batch becomes a loss, for any model.
+
+An :class:`Evaluator` is ``forward(model, batch) -> output``, ``loss(output, batch)`` and
+``accuracy(output, batch)``; each ``None`` means the default, which needs no code:
+
+* forward: a mapping batch is ``model(**batch)``; ``(inputs, targets)`` is ``model(inputs)``;
+  a longer tuple ``(*inputs, targets)`` is ``model(*inputs)``;
+* outputs with ``.logits``, ``["logits"]`` or a tuple's first element are unwrapped;
+* loss: cross-entropy per sample for (B, C) logits and (B,) class targets; for per-token
+  logits (B, T, V) and (B, T) targets the **token-weighted** mean (Σ token losses / Σ counted
+  tokens), honouring ``ignore_index`` −100 and an ``attention_mask``; the standard error is
+  then the ratio estimator's over sequences;
+* accuracy: defined for those two shapes (per sample, or per counted token); else not measured.
+
+A loss returns per-sample losses (B,), or ``(sums, counts)`` per sample for weighted means, or
+a scalar batch mean (no standard error). Anything else is an error, never silently summed.
+
+Per point the engine sums, over the batches, ``STATS`` numbers in float64 (see :func:`stats`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lossland.core import import_object
+from lossland.engine._data import Batch, batch_size_of, targets_of
+from lossland.errors import LosslandError, arg
+
+Forward = Callable[[nn.Module, Batch], Any]
+Loss = Callable[[Any, Batch], "Tensor | tuple[Tensor, Tensor]"]
+Accuracy = Callable[[Any, Batch], tuple[Tensor, Tensor]]  # (correct, counted) sums
+LossFn = Callable[[Tensor, Tensor], Tensor]  # the classic loss(logits, targets)
+IGNORE_INDEX = -100
+# Per point: Σ s, Σ s², Σ n, Σ s·n, Σ n², units m, Σ correct, Σ counted — s a unit's summed
+# loss, n its weight (1 per sample, or its counted tokens).
+STATS = 8
+FIX = "pass loss=... (a function of the output and the batch) or a preset evaluator"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluator:
+    """forward, loss and accuracy of one batch (``None``: the default for the batch)."""
+
+    forward: Forward | None = None
+    loss: Loss | None = None
+    accuracy: Accuracy | None = None
+    name: str = "cross_entropy"
+
+    def run(self, model: nn.Module, batch: Batch) -> Any:
+        return (self.forward or default_forward)(model, batch)
+
+    def stats(self, output: Any, batch: Batch) -> Tensor:
+        """(STATS,) float64 sums of one batch, on the output's device."""
+        sums, counts, mean_only = _per_unit((self.loss or default_loss)(output, batch), batch)
+        correct, counted = (self.accuracy or default_accuracy)(output, batch)
+        m = torch.tensor(float(len(sums)), dtype=torch.float64, device=sums.device)
+        squares = (sums * sums).sum()
+        if mean_only:  # a batch mean: no spread across units, so no standard error
+            squares = torch.full_like(squares, math.nan)
+        parts = [
+            sums.sum(),
+            squares,
+            counts.sum(),
+            (sums * counts).sum(),
+            (counts * counts).sum(),
+            m,
+            correct.double().reshape(()),
+            counted.double().reshape(()),
+        ]
+        return torch.stack([p.to(sums.device) for p in parts])
+
+
+def with_loss(loss_fn: LossFn, name: str) -> Evaluator:
+    """The classic ``loss(logits, targets)`` (per sample (B,), or a batch mean) as an
+    evaluator with the default forward and accuracy."""
+
+    def loss(output: Any, batch: Batch) -> Tensor:
+        result = loss_fn(unwrap(output), targets_of(batch))
+        if not isinstance(result, Tensor):
+            raise LosslandError(
+                f"the {arg('loss')} returned {type(result).__name__}, not a tensor: return "
+                "per-sample losses (B,) or a batch mean"
+            )
+        return result
+
+    return Evaluator(loss=loss, name=name)
+
+
+# --- the defaults ---------------------------------------------------------------------------
+
+
+def default_forward(model: nn.Module, batch: Batch) -> Any:
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch[:-1]) if len(batch) > 2 else model(batch[0])
+    return model(batch)
+
+
+def unwrap(output: Any) -> Tensor:
+    """The logits of a model's output: a tensor, ``.logits``, ``["logits"]``, or a tuple's
+    first element."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, Mapping):
+        logits = output.get("logits")
+    if logits is None and isinstance(output, (tuple, list)) and output:
+        logits = output[0]
+    if isinstance(logits, Tensor):
+        return logits
+    raise LosslandError(
+        f"the model returned {type(output).__name__} with no logits to compute a loss from: {FIX}"
+    )
+
+
+def _classes(output: Any, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(logits, integer targets, token mask or None) where the default loss is defined."""
+    logits, targets = unwrap(output), targets_of(batch)
+    if not isinstance(targets, Tensor) or targets.is_floating_point():
+        raise LosslandError(
+            "the default cross-entropy needs integer class targets (the batch's last element "
+            f"or its 'labels'), and this batch has {_describe(targets)}: {FIX}"
+        )
+    if logits.dim() == 2 and targets.dim() == 1 and len(logits) == len(targets):
+        return logits, targets, None
+    if logits.dim() == 3 and targets.dim() == 2 and logits.shape[:2] == targets.shape:
+        mask = targets != IGNORE_INDEX
+        attention = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+        if isinstance(attention, Tensor) and attention.shape == targets.shape:
+            mask = mask & attention.bool()
+        return logits, targets, mask
+    raise LosslandError(
+        f"cannot reduce output {tuple(logits.shape)} with targets {tuple(targets.shape)} to a "
+        f"loss: the default is (B, C) logits with (B,) classes or (B, T, V) with (B, T); {FIX}"
+    )
+
+
+def default_loss(output: Any, batch: Batch) -> Tensor | tuple[Tensor, Tensor]:
+    logits, targets, mask = _classes(output, batch)
+    logits = logits.float() if logits.dtype not in (torch.float32, torch.float64) else logits
+    if mask is None:
+        return F.cross_entropy(logits, targets, reduction="none")
+    return token_losses(logits, targets, mask)
+
+
+def token_losses(logits: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Per sequence: (Σ token losses, counted tokens) over the tokens ``mask`` keeps."""
+    losses = F.cross_entropy(
+        logits.flatten(0, 1), targets.masked_fill(~mask, 0).flatten(), reduction="none"
+    ).view(targets.shape)
+    weights = mask.to(losses.dtype)
+    return (losses * weights).sum(dim=1), weights.sum(dim=1)
+
+
+def default_accuracy(output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
+    """(correct, counted) where accuracy is defined; (nan, nan) where it is not."""
+    try:
+        logits, targets, mask = _classes(output, batch)
+    except LosslandError:
+        nan = torch.tensor(math.nan, dtype=torch.float64)
+        return nan, nan
+    hits = logits.argmax(dim=-1) == targets
+    if mask is None:
+        return hits.sum(), torch.tensor(float(len(targets)), device=hits.device)
+    return (hits & mask).sum(), mask.sum()
+
+
+# --- checks and sums ------------------------------------------------------------------------
+
+
+def _per_unit(result: Any, batch: Batch) -> tuple[Tensor, Tensor, bool]:
+    """(sums (m,), counts (m,), a batch mean only?) of a loss result, validated."""
+    if isinstance(result, tuple) and len(result) == 2:
+        sums, counts = (_as_tensor(r, "sums and counts") for r in result)
+        if sums.dim() == 0 and counts.dim() == 0:
+            return sums.reshape(1), counts.reshape(1), True
+        if sums.dim() != 1 or sums.shape != counts.shape:
+            raise LosslandError(
+                f"the {arg('loss')} returned sums {tuple(sums.shape)} and counts "
+                f"{tuple(counts.shape)}: return two (B,) tensors, one value per sample"
+            )
+        return sums, counts, False
+    losses = _as_tensor(result, "losses")
+    units = batch_size_of(batch)
+    if losses.dim() == 0:
+        return (losses * units).reshape(1), losses.new_full((1,), float(units)), True
+    if losses.dim() != 1 or len(losses) != units:
+        raise LosslandError(
+            f"the {arg('loss')} returned shape {tuple(losses.shape)} for a batch of {units}: "
+            "return per-sample losses (B,), (sums, counts) per sample for weighted means "
+            "(e.g. per-token losses), or a scalar batch mean"
+        )
+    return losses, torch.ones_like(losses), False
+
+
+def _as_tensor(value: Any, what: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise LosslandError(
+            f"the {arg('loss')} returned {type(value).__name__} as its {what}, not a tensor"
+        )
+    double: Tensor = value.double()
+    return double
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"{value.dtype} targets of shape {tuple(value.shape)}"
+    return "none" if value is None else f"targets of type {type(value).__name__}"
+
+
+def finish_stats(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums (..., STATS) → mean loss, its standard error, accuracy in percent.
+
+    The mean is R = Σs / Σn; its standard error the ratio estimator's over the m units,
+    √(Σ (s − R·n)² / (m (m − 1))) / n̄ with n̄ = Σn / m (for n = 1 the usual s/√m).
+    """
+    s, q, n, sn, nn_, m, correct, counted = np.moveaxis(np.asarray(stats, dtype=np.float64), -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s / n
+        spread = np.maximum(q - 2 * mean * sn + mean**2 * nn_, 0.0)
+        sem = np.where(m > 1, np.sqrt(spread / (m * (m - 1))) / (n / m), np.nan)
+        acc = 100.0 * correct / counted
+    return mean, sem, acc
+
+
+def resolve_evaluator(evaluator: Evaluator | None, loss: LossFn | str | None) -> Evaluator:
+    """The evaluator: given, or the default with the classic ``loss(logits, targets)``."""
+    if evaluator is not None and loss is not None:
+        raise LosslandError(
+            f"{arg('evaluator')} and {arg('loss')} both given: put the loss in the evaluator"
+        )
+    if evaluator is not None:
+        if not isinstance(evaluator, Evaluator):
+            raise LosslandError(
+                f"{arg('evaluator')} must be a lossland Evaluator (see lossland.presets), "
+                f"not {type(evaluator).__name__}"
+            )
+        return evaluator
+    loss_fn, name = resolve_loss(loss)
+    return Evaluator() if loss_fn is None else with_loss(loss_fn, name)
+
+
+def resolve_loss(loss: LossFn | str | None) -> tuple[LossFn | None, str]:
+    """The loss callable and a name for the file: cross-entropy by default, or an import path."""
+    if loss is None:
+        return None, "cross_entropy"
+    if isinstance(loss, str):
+        fn = import_object(loss, what="loss")
+        if not callable(fn):
+            raise LosslandError(
+                f"{arg('loss')} {loss!r} is not callable: point to a function(logits, targets)"
+            )
+        return fn, loss
+    if not callable(loss):
+        raise LosslandError(f"{arg('loss')} must be callable, not {type(loss).__name__}")
+    return loss, getattr(loss, "__qualname__", type(loss).__name__)

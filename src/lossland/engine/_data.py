@@ -1,0 +1,362 @@
+"""The evaluation set: any data a PyTorch user has, as fixed batches identical at every point.
+
+Accepted: an ``(inputs, targets)`` pair of tensors or NumPy arrays, a map-style ``Dataset``, a
+``DataLoader``, or any re-iterable of batches (tuples, lists or dicts of tensors or arrays).
+Two modes: **cached** (every batch moved to the device once; the default when the set fits a
+memory budget) and **streamed** (batches moved per point, pinned and one batch ahead, for sets
+that do not fit). A loader with ``shuffle=True`` is evaluated in the dataset's order instead,
+with a warning, so every grid point sees the same samples.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
+
+from lossland.core import Digest, tensor_fingerprint
+from lossland.errors import LosslandError, LosslandWarning, arg
+
+Batch = Any  # a tensor, a tuple/list of batches' parts, or a mapping of them
+DataMode = Literal["auto", "cached", "streamed"]
+# Cached sets may use this fraction of the device's free memory (host RAM for the CPU).
+CACHE_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Fixed batches on the device (``cached``), or a source streamed at every point."""
+
+    cached: tuple[Batch, ...] | None
+    source: Iterable[Batch] | None
+    samples: int  # units the loss averages over: samples, or sequences for language models
+    fingerprint: str  # identifies the data for resume checks
+    device: torch.device
+    dtype: torch.dtype
+    channels_last: bool
+
+    @property
+    def mode(self) -> str:
+        return "cached" if self.cached is not None else "streamed"
+
+    def batches(self) -> Iterator[Batch]:
+        """The batches, on the device, in the same order every time."""
+        if self.cached is not None:
+            yield from self.cached
+            return
+        assert self.source is not None
+        # One batch ahead: its host-to-device copy overlaps the current batch's forward.
+        ahead: Batch | None = None
+        for raw in self.source:
+            moved = self._move(raw)
+            if ahead is not None:
+                yield ahead
+            ahead = moved
+        if ahead is not None:
+            yield ahead
+
+    def first(self) -> Batch:
+        return next(iter(self.batches()))
+
+    def _move(self, batch: Batch) -> Batch:
+        return to_device(batch, self.device, self.dtype, self.channels_last)
+
+
+def eval_data(
+    data: Any,
+    *,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+    samples: int | None = None,
+    seed: int = 0,
+    mode: DataMode = "auto",
+) -> EvalData:
+    """The evaluation set of ``data`` (see the module docstring); ``samples`` takes a seeded
+    subset (the first ``samples`` of a stream that cannot be indexed)."""
+    if batch_size < 1:
+        raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
+    if samples is not None and samples < 1:
+        raise LosslandError(f"{arg('samples')} must be at least 1, got {samples}")
+    pair = _as_pair(data)
+    if pair is not None:
+        return _from_pair(*pair, batch_size, device, dtype, channels_last, samples, seed)
+    source = _as_source(data, batch_size, samples, seed)
+    return _cache_or_stream(source, samples, device, dtype, channels_last, mode)
+
+
+# --- tensor pairs ---------------------------------------------------------------------------
+
+
+def _as_pair(data: Any) -> tuple[Tensor, Tensor] | None:
+    """``(inputs, targets)`` of equal length, as tensors; None for any other kind of data."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        return None
+    if not all(isinstance(d, (Tensor, np.ndarray)) for d in data):
+        return None
+    inputs, targets = (_tensor(d) for d in data)
+    if inputs.dim() == 0 or targets.dim() == 0:
+        return None
+    if len(inputs) != len(targets):
+        raise LosslandError(f"{len(inputs)} inputs but {len(targets)} targets: pass equal counts")
+    if len(inputs) == 0:
+        raise LosslandError("the evaluation set is empty: pass at least one sample")
+    return inputs, targets
+
+
+def _from_pair(
+    inputs: Tensor,
+    targets: Tensor,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    channels_last: bool,
+    samples: int | None,
+    seed: int,
+) -> EvalData:
+    if samples is not None:
+        index = subset_index(len(inputs), samples, seed)
+        inputs, targets = inputs[index], targets[index]
+    x = to_device(inputs, device, dtype, channels_last)
+    y = targets.to(device)
+    batches = tuple(
+        (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)
+    )
+    digest = tensor_fingerprint({"inputs": inputs, "targets": targets})
+    return EvalData(batches, None, len(x), digest, device, dtype, channels_last)
+
+
+def subset_index(count: int, samples: int, seed: int) -> Tensor:
+    """A fixed, seeded subset of ``samples`` indices out of ``count``, in increasing order."""
+    if samples > count:
+        raise LosslandError(
+            f"{arg('samples')} {samples} is larger than the data ({count} samples): "
+            "use a smaller number or all of it"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(count, generator=generator)[:samples].sort().values
+
+
+# --- datasets, loaders and iterables ---------------------------------------------------------
+
+
+def _as_source(data: Any, batch_size: int, samples: int | None, seed: int) -> Iterable[Batch]:
+    """A re-iterable (or one-shot) source of batches in a fixed order."""
+    if isinstance(data, DataLoader):
+        return _fixed_order(data, samples, seed)
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        if not hasattr(data, "__len__"):
+            raise LosslandError("the dataset has no len(): wrap it in a DataLoader")
+        dataset = Subset(data, subset_index(len(data), samples, seed).tolist()) if samples else data
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    if isinstance(data, IterableDataset):
+        return _first(DataLoader(data, batch_size=batch_size), samples)
+    if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
+        raise LosslandError(
+            f"cannot evaluate on {type(data).__name__}: pass an (inputs, targets) pair, a "
+            "Dataset, a DataLoader or a list of batches"
+        )
+    return _first(data, samples)
+
+
+def _fixed_order(loader: DataLoader[Any], samples: int | None, seed: int) -> Iterable[Batch]:
+    dataset = loader.dataset
+    if isinstance(dataset, IterableDataset):
+        return _first(loader, samples)
+    shuffled = isinstance(loader.sampler, RandomSampler)
+    if not shuffled and samples is None:
+        return loader
+    if shuffled:
+        warnings.warn(
+            "the DataLoader shuffles (shuffle=True); lossland evaluates its dataset in order "
+            "instead, so that every grid point sees the same samples",
+            LosslandWarning,
+            stacklevel=4,
+        )
+    if samples is not None:
+        dataset = Subset(dataset, subset_index(len(dataset), samples, seed).tolist())  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
+        batch_size=loader.batch_size,
+        shuffle=False,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+    )
+
+
+class _First:
+    """The first ``samples`` samples of a source, as whole batches (the last one cut)."""
+
+    def __init__(self, source: Iterable[Batch], samples: int) -> None:
+        self.source, self.samples = source, samples
+
+    def __iter__(self) -> Iterator[Batch]:
+        left = self.samples
+        for batch in self.source:
+            size = batch_size_of(batch)
+            yield batch if size <= left else _head(batch, left)
+            left -= min(size, left)
+            if left == 0:
+                return
+
+
+def _first(source: Iterable[Batch], samples: int | None) -> Iterable[Batch]:
+    return source if samples is None else _First(source, samples)
+
+
+def _cache_or_stream(
+    source: Iterable[Batch],
+    samples: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    channels_last: bool,
+    mode: DataMode,
+) -> EvalData:
+    """One pass over the source: count and fingerprint the samples, and keep the batches on
+    the device when they fit the budget (or streaming is impossible)."""
+    one_shot = iter(source) is source  # a generator or iterator: cannot be read twice
+    if mode == "streamed" and one_shot:
+        raise LosslandError(
+            "the data is a one-shot iterator and cannot be streamed at every point: pass a "
+            f"list, a Dataset or a DataLoader, or set {arg('data_mode')} to cached"
+        )
+    budget = _cache_budget(device) if mode == "auto" and not one_shot else None
+    kept: list[Batch] | None = [] if mode != "streamed" else None
+    digest = Digest()
+    count = used = 0
+    for index, raw in enumerate(source):
+        moved = to_device(raw, device, dtype, channels_last)
+        for name, tensor in _tensors(raw, f"{index}"):
+            digest.add(name, tensor)
+            used += tensor.numel() * tensor.element_size()
+        count += batch_size_of(raw)
+        if kept is not None:
+            kept.append(moved)
+            if budget is not None and used > budget:
+                kept = None  # too big to keep: stream it instead
+    if count == 0:
+        raise LosslandError("the evaluation set is empty: pass at least one sample")
+    text = digest.hexdigest()[:16]
+    if kept is not None:
+        return EvalData(tuple(kept), None, count, text, device, dtype, channels_last)
+    return EvalData(None, source, count, text, device, dtype, channels_last)
+
+
+def _cache_budget(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return CACHE_FRACTION * free
+    try:
+        return CACHE_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2.0**32
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+def _tensor(value: Any) -> Tensor:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    assert isinstance(value, Tensor)
+    return value
+
+
+def to_device(batch: Batch, device: torch.device, dtype: torch.dtype, channels_last: bool) -> Batch:
+    """``batch`` with every tensor (or NumPy array) on ``device``; floating tensors in ``dtype``,
+    4-D floating tensors channels_last when asked."""
+    if isinstance(batch, (Tensor, np.ndarray)):
+        t = _tensor(batch)
+        if t.is_floating_point():
+            t = t.to(device=device, dtype=dtype, non_blocking=True)
+            if channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+            return t
+        return t.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, dtype, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device, dtype, channels_last) for v in batch)
+    return batch  # strings, None, …: passed to the model as they are
+
+
+def _tensors(batch: Batch, prefix: str) -> Iterator[tuple[str, Tensor]]:
+    """Every tensor of a batch with a name that says where it sits (for the fingerprint)."""
+    if isinstance(batch, (Tensor, np.ndarray)):
+        yield prefix, _tensor(batch)
+    elif isinstance(batch, Mapping):
+        for key in sorted(batch, key=str):
+            yield from _tensors(batch[key], f"{prefix}.{key}")
+    elif isinstance(batch, (tuple, list)):
+        for i, value in enumerate(batch):
+            yield from _tensors(value, f"{prefix}.{i}")
+
+
+def targets_of(batch: Batch) -> Any:
+    """The targets of a batch: the last element of a tuple, a mapping's ``labels`` (or
+    ``label``/``targets``); None when the batch has none."""
+    if isinstance(batch, Mapping):
+        for key in ("labels", "label", "targets", "target"):
+            if key in batch:
+                return batch[key]
+        return None
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[-1]
+    return None
+
+
+def batch_size_of(batch: Batch) -> int:
+    """Samples in a batch: the targets' length, else the first tensor's."""
+    targets = targets_of(batch)
+    if isinstance(targets, (Tensor, np.ndarray)) and len(targets.shape):
+        return int(targets.shape[0])
+    for _, tensor in _tensors(batch, ""):
+        if tensor.dim():
+            return int(tensor.shape[0])
+    raise LosslandError(
+        f"cannot tell how many samples a batch of {type(batch).__name__} holds: "
+        "give batches of tensors"
+    )
+
+
+def _head(batch: Batch, n: int) -> Batch:
+    if isinstance(batch, (Tensor, np.ndarray)):
+        return batch[:n]
+    if isinstance(batch, Mapping):
+        return {k: _head(v, n) for k, v in batch.items()}
+    if isinstance(batch, Sequence) and not isinstance(batch, str):
+        return type(batch)(_head(v, n) for v in batch)  # type: ignore[call-arg]
+    return batch
+
+
+def select_samples(
+    inputs: Tensor, targets: Tensor, samples: str | int, seed: int, *, split: str = "split"
+) -> tuple[Tensor, Tensor]:
+    """A fixed, seeded subset (sorted indices) of a tensor pair, or everything for ``"all"``."""
+    if str(samples) == "all":
+        return inputs, targets
+    try:
+        n = int(samples)
+    except ValueError:
+        raise LosslandError(
+            f"{arg('samples')} must be a number or 'all', got {samples!r}"
+        ) from None
+    if n < 1:
+        raise LosslandError(f"{arg('samples')} must be at least 1, got {n}")
+    if n > len(inputs):
+        raise LosslandError(
+            f"{arg('samples')} {n} is larger than the {split} split ({len(inputs)} samples): "
+            "use a smaller number or 'all'"
+        )
+    index = subset_index(len(inputs), n, seed)
+    return inputs[index], targets[index]
