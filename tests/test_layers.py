@@ -38,8 +38,8 @@ MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] == "__main__":
-        return "api" if len(parts) == 1 else "cli"
+    if len(parts) == 1 or parts[1] in ("__main__", "presets"):
+        return "cli" if parts[-1] == "__main__" else "api"
     return "base" if parts[1] in ("errors", "_version") else parts[1]
 
 

@@ -15,9 +15,11 @@ when a figure or page is made.
 
 from __future__ import annotations
 
+from lossland import presets
 from lossland._version import __version__
 from lossland.directions import (
     Directions,
+    HessianOperator,
     Plane,
     hessian_directions,
     hessian_plane,
@@ -28,6 +30,7 @@ from lossland.directions import (
     random_directions,
     trajectory_plane,
 )
+from lossland.engine import Evaluator
 from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import Surface, export, load_checkpoint, read_npz, save_checkpoint
 from lossland.run import SurfaceOptions, surface, trajectory_surface
@@ -43,6 +46,8 @@ def load(path: str) -> Surface:
 
 __all__ = [
     "Directions",
+    "Evaluator",
+    "HessianOperator",
     "LosslandError",
     "LosslandWarning",
     "Plane",
@@ -64,6 +69,7 @@ __all__ = [
     "model_directions",
     "pca_directions",
     "plot",
+    "presets",
     "projection",
     "random_directions",
     "read_npz",
