@@ -156,7 +156,8 @@ def test_bert_sequence_classifier():
     mask[::3, 9:] = 0
     labels = torch.randint(0, 3, (20,), generator=g)
     rows = [
-        {"input_ids": i, "attention_mask": m, "labels": y} for i, m, y in zip(ids, mask, labels)
+        {"input_ids": i, "attention_mask": m, "labels": y}
+        for i, m, y in zip(ids, mask, labels, strict=True)
     ]
     loader = DataLoader(rows, batch_size=8)  # dict batches collated by the default collate
     d = lossland.random_directions(model, seed=3, ndim=2)
