@@ -32,7 +32,7 @@ from lossland.directions import (
 )
 from lossland.engine import Evaluator
 from lossland.errors import LosslandError, LosslandWarning
-from lossland.io import Surface, export, load_checkpoint, read_npz, save_checkpoint
+from lossland.io import ModelSpec, Surface, export, load_checkpoint, read_npz, save_checkpoint
 from lossland.run import SurfaceOptions, surface, trajectory_surface
 from lossland.show import PlotStyle, descend, plot, read_paths, sharpness, write_paths
 from lossland.show import write_viewer as view
@@ -50,6 +50,7 @@ __all__ = [
     "HessianOperator",
     "LosslandError",
     "LosslandWarning",
+    "ModelSpec",
     "Plane",
     "PlotStyle",
     "Surface",

@@ -9,6 +9,7 @@ API argument the library names shown as this command's flag; warnings as ``lossl
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -58,6 +59,10 @@ def _notes() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # User code named by --model/--data/--forward/--loss is importable from the current
+    # folder, as `python -m` would have it.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     table = commands()
     parser = build_parser(table)
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor, nn
+from torch import nn
 
 from lossland.cli._args import flag
-from lossland.engine import select_samples
+from lossland.core import import_object, is_import_path
+from lossland.engine import PRESETS, Evaluator, resolve_evaluator, select_samples, subset
 from lossland.errors import LosslandError, render
 from lossland.io import Checkpoint, ModelSpec, Surface
 from lossland.show import format_figures
@@ -62,22 +64,104 @@ class CheckpointModelArgs(ModelArgs):
 
 @dataclass(kw_only=True)
 class SampleArgs(DataArgs):
-    split: Split = flag("train", doc="data split to evaluate on")
-    samples: str = flag("1024", doc="number of samples (seeded subset) or 'all'")
+    data: str = flag(
+        "fashion-mnist",
+        doc="evaluation data: fashion-mnist, or a user factory package.module:factory returning "
+        "an (inputs, targets) pair, a Dataset or a DataLoader (the current folder is importable)",
+    )
+    data_arg: list[str] = flag(
+        [], doc="KEY=VALUE keyword for a user data factory (JSON values)", repeat=True
+    )
+    split: Split = flag("train", doc="data split to evaluate on (built-in data sets)")
+    samples: str | None = flag(
+        None,
+        doc="a seeded subset of N samples, or 'all' (default: 1024 of a built-in data set, "
+        "all of a user's)",
+    )
+    preset: str | None = flag(
+        None,
+        doc="evaluator for a model family: causal_lm, sequence_classification, "
+        "image_classification",
+    )
+    forward: str | None = flag(
+        None, doc="forward as package.module:function(model, batch) returning the output"
+    )
     loss: str | None = flag(None, doc="loss as package.module:function(logits, targets)")
 
-    def data(self, seed: int) -> tuple[Tensor, Tensor]:
-        images, labels = load_fashion_mnist(self.split, data_dir=self.data_dir)
-        return select_samples(images, labels, self.samples, seed, split=self.split)
+    def load_data(self, seed: int) -> Any:
+        """The evaluation data: a built-in split's seeded subset, or the user factory's data."""
+        if is_import_path(self.data):
+            data = _call_factory(self.data, self.data_arg, split=self.split)
+            return (
+                data if self.samples in (None, "all") else subset(data, _count(self.samples), seed)
+            )
+        if self.data_arg:
+            raise LosslandError("--data-arg is for a user data factory: give --data pkg.mod:fn")
+        if self.data not in DATASETS:
+            raise LosslandError(
+                f"unknown --data {self.data!r}: choose one of {', '.join(DATASETS)} "
+                "or give package.module:factory"
+            )
+        images, labels = DATASETS[self.data](self.split, data_dir=self.data_dir)
+        samples = "1024" if self.samples is None else self.samples
+        return select_samples(images, labels, samples, seed, split=self.split)
+
+    def evaluator(self) -> Evaluator | None:
+        """The evaluator the flags ask for (None: the default cross-entropy)."""
+        if self.preset is not None:
+            if self.forward is not None or self.loss is not None:
+                raise LosslandError("--preset sets forward and loss: drop --forward/--loss")
+            if self.preset not in PRESETS:
+                raise LosslandError(
+                    f"unknown --preset {self.preset!r}: choose one of {', '.join(PRESETS)}"
+                )
+            return PRESETS[self.preset]()
+        base = resolve_evaluator(None, self.loss)
+        if self.forward is None:
+            return base
+        forward = import_object(self.forward, what="forward")
+        if not callable(forward):
+            raise LosslandError(f"--forward {self.forward!r} is not callable")
+        return replace(base, forward=forward, name=f"{base.name}+{self.forward}")
 
 
-def parse_model_args(items: list[str]) -> dict[str, Any]:
+DATASETS = {"fashion-mnist": load_fashion_mnist}
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise LosslandError(f"--samples must be a number or 'all', got {text!r}") from None
+    if value < 1:
+        raise LosslandError(f"--samples must be at least 1, got {value}")
+    return value
+
+
+def _call_factory(path: str, items: list[str], *, split: str) -> Any:
+    """``factory(**data_args)``, with ``split=`` too when the factory takes one."""
+    factory = import_object(path, what="data factory")
+    if not callable(factory):
+        raise LosslandError(f"--data {path!r} is not callable: point to a function")
+    options = parse_model_args(items, flag="--data-arg")
+    try:
+        if "split" in inspect.signature(factory).parameters and "split" not in options:
+            options["split"] = split
+    except (TypeError, ValueError):
+        pass  # no signature (a builtin): call it with the given keywords only
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise LosslandError(f"cannot call the data factory {path}: {exc}") from None
+
+
+def parse_model_args(items: list[str], *, flag: str = "--model-arg") -> dict[str, Any]:
     """``KEY=VALUE`` pairs with JSON values (bare words stay strings)."""
     options: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.isidentifier():
-            raise LosslandError(f"malformed --model-arg {item!r}: write KEY=VALUE, e.g. hidden=128")
+            raise LosslandError(f"malformed {flag} {item!r}: write KEY=VALUE, e.g. hidden=128")
         try:
             options[key] = json.loads(raw)
         except ValueError:

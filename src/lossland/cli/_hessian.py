@@ -10,7 +10,6 @@ from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
 from lossland.core import resolve_device
 from lossland.directions import DTYPES, Which, hessian_report, save_eigen_directions
-from lossland.engine import resolve_loss
 from lossland.io import check_writable
 
 
@@ -47,12 +46,14 @@ def run(args: HessianArgs) -> int:
     if args.save_directions is not None:
         check_writable(args.save_directions)  # before any work
     model, _ = args.load(args.checkpoint)
+    evaluator = args.evaluator()
+    data = args.load_data(args.seed)
     report, op = hessian_report(
         model,
-        args.data(args.seed),
+        data,
         k=args.k,
         probes=args.probes,
-        loss=resolve_loss(args.loss)[0],
+        evaluator=evaluator,
         batch_size=args.batch_size,
         device=resolve_device(args.device),
         dtype=DTYPES[args.dtype],

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor, nn
+from torch import nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note, surface_summary
@@ -27,7 +27,7 @@ from lossland.directions import (
     random_directions,
     trajectory_plane,
 )
-from lossland.engine import resolve_loss
+from lossland.engine import Evaluator
 from lossland.errors import LosslandError
 from lossland.io import Checkpoint, Surface, check_writable, load_checkpoint, sha256_file
 from lossland.run import SurfaceOptions, is_main_process, surface
@@ -90,8 +90,9 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     check_spec(args.x, name="x")
     check_spec(args.y, name="y")
     model, checkpoint = args.load(args.checkpoint)
-    data = args.data(options.seed)
-    plane, directions_file = choose_plane(args, options, model, checkpoint, data, out)
+    evaluator = args.evaluator()
+    data = args.load_data(options.seed)
+    plane, directions_file = choose_plane(args, options, model, checkpoint, data, out, evaluator)
     if main and plane.directions.cosine is not None:
         note(f"cosine(x, y) = {plane.directions.cosine:+.2e}")
     used_spec = (args.spec() if args.model is not None else None) or checkpoint.model_spec
@@ -116,7 +117,7 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         x=plane.x,
         y=plane.y,
         directions=plane.directions,
-        loss=args.loss,
+        evaluator=evaluator,
         out=out,
         overwrite=args.overwrite,
         split=args.split,
@@ -131,8 +132,9 @@ def choose_plane(
     options: SurfaceOptions,
     model: nn.Module,
     checkpoint: Checkpoint,
-    data: tuple[Tensor, Tensor],
+    data: Any,
     out: Path,
+    evaluator: Evaluator | None,
 ) -> tuple[Plane, Path | None]:
     """The plane the flags ask for, and the file holding its directions (None: not stored)."""
     hessian = args.directions == HESSIAN
@@ -158,7 +160,7 @@ def choose_plane(
         info = {**dict(plane.directions.info), "axis_labels": list(plane.attrs["axis_labels"])}
         return replace(plane, directions=replace(plane.directions, info=info)), stored
     if hessian:
-        plane = _hessian(args, options, model, data)
+        plane = replace(_hessian(options, model, data, evaluator), x=args.x, y=args.y)
         return plane, save_directions(plane.directions, args, out)
     if args.to:
         if len(args.to) > 2:
@@ -210,13 +212,13 @@ def _with_paths(plane: Plane) -> Directions:
 
 
 def _hessian(
-    args: SurfaceArgs, options: SurfaceOptions, model: nn.Module, data: tuple[Tensor, Tensor]
+    options: SurfaceOptions, model: nn.Module, data: Any, evaluator: Evaluator | None
 ) -> Plane:
     started = time.perf_counter()
     plane = hessian_plane(
         model,
         data,
-        loss=resolve_loss(args.loss)[0],
+        evaluator=evaluator,
         batch_size=min(options.batch_size, 256),
         device=resolve_device(options.device),
         dtype=HESSIAN_DTYPES[options.dtype],
@@ -229,7 +231,7 @@ def _hessian(
         + f" (Lanczos, {info['lanczos_iterations']} iterations, "
         f"{time.perf_counter() - started:.1f} s)"
     )
-    return replace(plane, x=args.x, y=args.y)
+    return plane
 
 
 def _from_file(args: SurfaceArgs, model: nn.Module) -> Plane:

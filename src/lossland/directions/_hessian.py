@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
@@ -110,7 +111,8 @@ class HessianOperator:
         """The batches, with true fp32 on CUDA around each one's forward and backward passes
         (cuDNN would use TF32 for convolutions by default, rounding at about 1e-3)."""
         for batch in self.data.batches():
-            with precision_mode(self.device, "fp32"):
+            # The math attention kernel: the fused ones have no second derivative.
+            with precision_mode(self.device, "fp32"), sdpa_kernel([SDPBackend.MATH]):
                 yield batch
 
     def loss_and_grad(self) -> tuple[float, Tensor]:

@@ -84,13 +84,29 @@ def eval_data(
     subset (the first ``samples`` of a stream that cannot be indexed)."""
     if batch_size < 1:
         raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
-    if samples is not None and samples < 1:
+    if samples is not None:
+        data = subset(data, samples, seed)
+    pair = _as_pair(data)
+    if pair is not None:
+        return _from_pair(*pair, batch_size, device, dtype, channels_last)
+    source = _as_source(data, batch_size)
+    return _cache_or_stream(source, device, dtype, channels_last, mode)
+
+
+def subset(data: Any, samples: int, seed: int) -> Any:
+    """The same kind of data holding a seeded subset of ``samples`` samples (the first
+    ``samples`` of a stream that cannot be indexed)."""
+    if samples < 1:
         raise LosslandError(f"{arg('samples')} must be at least 1, got {samples}")
     pair = _as_pair(data)
     if pair is not None:
-        return _from_pair(*pair, batch_size, device, dtype, channels_last, samples, seed)
-    source = _as_source(data, batch_size, samples, seed)
-    return _cache_or_stream(source, samples, device, dtype, channels_last, mode)
+        index = subset_index(len(pair[0]), samples, seed)
+        return pair[0][index], pair[1][index]
+    if isinstance(data, DataLoader):
+        return _fixed_order(data, samples, seed)
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        return Subset(data, subset_index(len(data), samples, seed).tolist())  # type: ignore[arg-type]
+    return _First(data, samples)
 
 
 # --- tensor pairs ---------------------------------------------------------------------------
@@ -119,12 +135,7 @@ def _from_pair(
     device: torch.device,
     dtype: torch.dtype,
     channels_last: bool,
-    samples: int | None,
-    seed: int,
 ) -> EvalData:
-    if samples is not None:
-        index = subset_index(len(inputs), samples, seed)
-        inputs, targets = inputs[index], targets[index]
     x = to_device(inputs, device, dtype, channels_last)
     y = targets.to(device)
     batches = tuple(
@@ -148,29 +159,28 @@ def subset_index(count: int, samples: int, seed: int) -> Tensor:
 # --- datasets, loaders and iterables ---------------------------------------------------------
 
 
-def _as_source(data: Any, batch_size: int, samples: int | None, seed: int) -> Iterable[Batch]:
+def _as_source(data: Any, batch_size: int) -> Iterable[Batch]:
     """A re-iterable (or one-shot) source of batches in a fixed order."""
     if isinstance(data, DataLoader):
-        return _fixed_order(data, samples, seed)
+        return _fixed_order(data, None, 0)
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
         if not hasattr(data, "__len__"):
             raise LosslandError("the dataset has no len(): wrap it in a DataLoader")
-        dataset = Subset(data, subset_index(len(data), samples, seed).tolist()) if samples else data
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        return DataLoader(data, batch_size=batch_size, shuffle=False)
     if isinstance(data, IterableDataset):
-        return _first(DataLoader(data, batch_size=batch_size), samples)
+        return DataLoader(data, batch_size=batch_size)
     if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
         raise LosslandError(
             f"cannot evaluate on {type(data).__name__}: pass an (inputs, targets) pair, a "
             "Dataset, a DataLoader or a list of batches"
         )
-    return _first(data, samples)
+    return data
 
 
 def _fixed_order(loader: DataLoader[Any], samples: int | None, seed: int) -> Iterable[Batch]:
     dataset = loader.dataset
     if isinstance(dataset, IterableDataset):
-        return _first(loader, samples)
+        return loader if samples is None else _First(loader, samples)
     shuffled = isinstance(loader.sampler, RandomSampler)
     if not shuffled and samples is None:
         return loader
@@ -210,13 +220,8 @@ class _First:
                 return
 
 
-def _first(source: Iterable[Batch], samples: int | None) -> Iterable[Batch]:
-    return source if samples is None else _First(source, samples)
-
-
 def _cache_or_stream(
     source: Iterable[Batch],
-    samples: int | None,
     device: torch.device,
     dtype: torch.dtype,
     channels_last: bool,
