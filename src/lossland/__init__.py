@@ -33,7 +33,14 @@ from lossland.io import Surface, export, load_checkpoint, read_npz, save_checkpo
 from lossland.run import SurfaceOptions, surface, trajectory_surface
 from lossland.show import PlotStyle, descend, plot, read_paths, sharpness, write_paths
 from lossland.show import write_viewer as view
-from lossland.zoo import TrainOptions, build_model, load_fashion_mnist, load_model, train
+from lossland.zoo import (
+    TrainOptions,
+    build_model,
+    load_cifar10,
+    load_fashion_mnist,
+    load_model,
+    train,
+)
 
 
 def load(path: str) -> Surface:
@@ -59,6 +66,7 @@ __all__ = [
     "hessian_report",
     "load",
     "load_checkpoint",
+    "load_cifar10",
     "load_fashion_mnist",
     "load_model",
     "model_directions",
