@@ -11,9 +11,12 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from helpers import assert_one_line, torch_threads
+from lossland.core import rescale_
 from lossland.directions import (
     Directions,
+    Norm,
     cosine,
+    empty_direction,
     model_directions,
     normalize_,
     orthogonalized,
@@ -128,30 +131,94 @@ def test_layer_normalization_matches_whole_tensors(model: nn.Module, kind: str) 
 
 def test_norm_none_keeps_raw_gaussians(model: nn.Module) -> None:
     raw_x, raw_y = _raw_gaussians(model, seed=7)
-    plain = random_directions(model, seed=7, norm="none", ignore="none")
-    assert plain.y is not None
-    assert _same(plain.x, raw_x) and _same(plain.y, raw_y)
-    ignored = random_directions(model, seed=7, norm="none", ignore="biasbn")
-    for name, t in ignored.x.items():
-        expected = raw_x[name] if t.dim() > 1 else torch.zeros_like(raw_x[name])
-        assert torch.equal(t, expected), name
+    params = _params(model)
+    for ignore in ("biasbn", "none"):
+        plain = random_directions(model, seed=7, norm="none", ignore=ignore)  # type: ignore[arg-type]
+        assert plain.y is not None
+        for d, raw in ((plain.x, raw_x), (plain.y, raw_y)):
+            for name, t in d.items():
+                if t.dim() > 1:
+                    expected = raw[name]
+                else:  # Li et al.: d = w even without a norm
+                    expected = torch.zeros_like(t) if ignore == "biasbn" else params[name]
+                assert torch.equal(t, expected), (ignore, name)
 
 
-def test_ignore_none_gives_1d_tensors_the_weight_vector_norm(model: nn.Module) -> None:
-    directions = random_directions(model, seed=0, norm="filter", ignore="none")
-    raw_x, _ = _raw_gaussians(model, seed=0)
-    one_d = [k for k, p in _params(model).items() if p.dim() == 1]
-    assert len(one_d) == 11  # 3 conv biases, 3 BN γ, 3 BN β, 2 linear biases
-    for name in one_d:
-        p = dict(model.named_parameters())[name].detach()
-        torch.testing.assert_close(
-            torch.linalg.vector_norm(directions.x[name]),
-            torch.linalg.vector_norm(p),
-            rtol=REL,
-            atol=0,
-        )
-        # ... and it is the rescaled Gaussian, not a copy of the weights.
-        assert cosine({name: directions.x[name]}, {name: raw_x[name]}) == pytest.approx(1.0)
+def _li_et_al(
+    raw: dict[str, Tensor], weights: dict[str, Tensor], norm: str, ignore: str
+) -> dict[str, Tensor]:
+    """net_plotter.py's normalize_directions_for_weights(direction, weights, norm, ignore),
+    transcribed: 1-D tensors d.fill_(0) under 'biasbn', else d.copy_(w); the others through
+    normalize_direction ('filter': each filter d *= ‖w‖/(‖d‖ + 1e-10); 'layer': the whole
+    tensor d *= ‖w‖/‖d‖; anything else: left alone)."""
+    out = {}
+    for name, d0 in raw.items():
+        d, w = d0.clone(), weights[name]
+        if d.dim() <= 1:
+            if ignore == "biasbn":
+                d.fill_(0)
+            else:
+                d.copy_(w)
+        elif norm == "filter":
+            for df, wf in zip(d, w, strict=True):
+                df.mul_(wf.norm() / (df.norm() + 1e-10))
+        elif norm == "layer":
+            d.mul_(w.norm() / d.norm())
+        out[name] = d
+    return out
+
+
+@pytest.mark.parametrize("ignore", ["biasbn", "none"])
+@pytest.mark.parametrize("norm", ["filter", "layer", "none"])
+def test_random_directions_follow_the_reference_formula(
+    model: nn.Module, norm: str, ignore: str
+) -> None:
+    raw_x, raw_y = _raw_gaussians(model, seed=4)
+    params = _params(model)
+    got = random_directions(model, seed=4, norm=norm, ignore=ignore)  # type: ignore[arg-type]
+    assert got.y is not None
+    for mine, raw in ((got.x, raw_x), (got.y, raw_y)):
+        want = _li_et_al(raw, params, norm, ignore)
+        assert list(mine) == list(want)
+        for name, t in mine.items():
+            if t.dim() <= 1:  # zeros or the weights: exactly
+                assert torch.equal(t, want[name]), name
+            else:  # the same draws; norms summed in another order (float32 rounding)
+                torch.testing.assert_close(t, want[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("norm", ["filter", "layer", "none"])
+def test_ignore_changes_only_the_1d_tensors(model: nn.Module, norm: str) -> None:
+    """The draw order does not depend on ``ignore``: the ≥2-D directions are bit-identical,
+    and under "biasbn" they are the raw draws rescaled by the core's rescale_, as before the
+    reference's d = w rule for ``ignore="none"`` was adopted."""
+    raw_x, raw_y = _raw_gaussians(model, seed=9)
+    params = _params(model)
+    kept = random_directions(model, seed=9, norm=norm, ignore="biasbn")  # type: ignore[arg-type]
+    weights = random_directions(model, seed=9, norm=norm, ignore="none")  # type: ignore[arg-type]
+    assert kept.y is not None and weights.y is not None
+    for a, b, raw in ((kept.x, weights.x, raw_x), (kept.y, weights.y, raw_y)):
+        layout = empty_direction(params)
+        for name, t in a.items():
+            if t.dim() <= 1:
+                assert torch.count_nonzero(t) == 0 and torch.equal(b[name], params[name])
+                continue
+            assert torch.equal(t, b[name]), name
+            expected = layout[name].copy_(raw[name])  # the engine's layout: same sums
+            if norm != "none":
+                rescale_(expected, params[name], norm)  # type: ignore[arg-type]
+            assert torch.equal(t, expected), name
+
+
+def test_orthogonalize_keeps_the_1d_weights_under_ignore_none(model: nn.Module) -> None:
+    params = _params(model)
+    norms: tuple[Norm, ...] = ("filter", "none")
+    for norm in norms:
+        ortho = random_directions(model, seed=2, norm=norm, ignore="none", orthogonalize=True)
+        assert ortho.y is not None
+        for name, p in params.items():
+            if p.dim() <= 1:
+                assert torch.equal(ortho.x[name], p) and torch.equal(ortho.y[name], p), name
 
 
 def test_normalize_leaves_zero_reference_filters_at_zero() -> None:

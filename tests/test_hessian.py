@@ -14,6 +14,7 @@ from torch import nn
 from helpers import assert_one_line, run_cli
 from lossland import run as landscape
 from lossland.directions import (
+    Directions,
     HessianOperator,
     hessian_directions,
     hessian_eigen,
@@ -233,7 +234,6 @@ def test_cli_hessian_prints_eigenvalues_and_trace(
     )
     assert code == 0, err
     assert "λ1 = " in out and "λ3 = " in out and "trace ≈ " in out and "converged" in out
-    from lossland.directions import Directions
 
     d = Directions.load(saved)
     assert d.kind == "hessian" and len(d.info["eigenvalues"]) == 3
@@ -302,6 +302,8 @@ def test_cli_hessian_errors(
     small_checkpoint: Path, fashion_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = ["hessian", small_checkpoint, "--data-dir", fashion_dir, "--samples", "8"]
+    existing = tmp_path / "old.safetensors"
+    existing.write_bytes(b"not overwritten")
     cases = [
         (["--k", "100000000"], "larger than the model's"),
         (["--k", "0"], "at least 1"),
@@ -309,11 +311,18 @@ def test_cli_hessian_errors(
         (["--k", "5", "--iterations", "3"], "--iterations"),
         (["--samples", "100000"], "larger than the train split"),
         (["--save-directions", tmp_path / "no" / "d.safetensors"], "does not exist"),
+        (["--save-directions", existing], f"{existing} exists: pass --overwrite"),
     ]
     for extra, words in cases:
         code, _, err = run_cli([*base, *extra], capsys)
         assert code == 2, (extra, err)
         assert words in err, (extra, err)
         assert_one_line(err)
+    assert existing.read_bytes() == b"not overwritten"
+    code, _, err = run_cli(
+        [*base, "--k", "1", "--save-directions", existing, "--overwrite"], capsys
+    )
+    assert code == 0, err
+    assert Directions.load(existing).kind == "hessian"
     code, _, err = run_cli(["hessian", tmp_path / "missing.safetensors"], capsys)
     assert code == 2 and "not found" in err

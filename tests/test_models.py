@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -16,7 +17,16 @@ from lossland.cli._common import ModelArgs
 from lossland.core import import_object
 from lossland.errors import LosslandError
 from lossland.io import ModelSpec
-from lossland.zoo import REGISTRY, build_model, count_parameters, small, vgg
+from lossland.zoo import (
+    REGISTRY,
+    build_model,
+    count_parameters,
+    model_spec,
+    resnet56,
+    resnet56_noshort,
+    small,
+    vgg,
+)
 
 SEED_PARAMETERS = 26_563_018
 
@@ -166,7 +176,7 @@ def test_small_works_and_is_small() -> None:
 
 
 def test_registry_names() -> None:
-    assert set(REGISTRY) == {"vgg", "small"}
+    assert set(REGISTRY) == {"vgg", "small", "resnet56", "resnet56_noshort"}
     spec = ModelSpec("vgg", {"width": 0.25, "activation": "leaky_relu"})
     assert count_parameters(build_model(spec)) == count_parameters(vgg(width=0.25))
 
@@ -245,7 +255,7 @@ def test_unknown_model_name_lists_choices() -> None:
     with pytest.raises(LosslandError, match="unknown model 'resnet'") as info:
         build_model(ModelSpec("resnet"))
     message = str(info.value)
-    assert "small, vgg" in message
+    assert "resnet56, resnet56_noshort, small, vgg" in message
     assert "package.module:factory" in message
     assert_one_line(message)
 
@@ -288,3 +298,69 @@ def test_spec_from_config_user_factory_gets_only_its_model_args(user_module: str
 def test_spec_from_config_explicit_model_arg_wins_over_width() -> None:
     spec = ModelArgs(model="small", model_arg=["width=0.5"]).spec()
     assert spec.options["width"] == 0.5 and spec.options["activation"] == "relu"
+
+
+# --- model_spec: the factory's signature decides which options a registry model takes ----------
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "recorded"),
+    [
+        # None: the factory's default, recorded where the factory has the keyword ...
+        ("small", {"width": None, "activation": None}, {"width": 1.0, "activation": "relu"}),
+        ("vgg", {"width": 0.25, "activation": None}, {"width": 0.25, "activation": "relu"}),
+        # ... and left out where it does not (Li et al.'s ResNets have no width or activation).
+        ("resnet56", {"width": None, "activation": None}, {}),
+        ("resnet56_noshort", {"num_classes": 100, "width": None}, {"num_classes": 100}),
+        # Keywords beyond width/activation reach the factory too.
+        ("small", {"num_classes": 3}, {"num_classes": 3}),
+        ("resnet56", {}, {}),
+    ],
+)
+def test_model_spec_keeps_the_options_the_factory_takes(
+    name: str, given: dict[str, object], recorded: dict[str, object]
+) -> None:
+    spec = model_spec(name, **given)
+    assert spec == ModelSpec(name, recorded)
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "named"),
+    [
+        ("resnet56", {"width": 0.5}, "width"),
+        ("resnet56_noshort", {"activation": "relu"}, "activation"),
+        ("small", {"depth": 3}, "depth"),
+    ],
+)
+def test_model_spec_rejects_an_option_the_factory_lacks(
+    name: str, given: dict[str, object], named: str
+) -> None:
+    with pytest.raises(LosslandError) as info:
+        model_spec(name, **given)
+    message = str(info.value)
+    assert f"model {name} has no option {named}: it takes " in message
+    assert_one_line(message)
+    takes = message.rsplit("it takes ", 1)[1].split(", ")
+    assert takes == [p for p in inspect.signature(REGISTRY[name]).parameters]
+
+
+def test_the_command_line_names_the_flag_for_a_registry_model_without_width() -> None:
+    from lossland.cli import commands
+
+    with pytest.raises(LosslandError) as info:
+        ModelArgs(model="resnet56", width=0.5).spec()
+    rendered = info.value.render(commands()["train"].flag_for)
+    assert rendered == "model resnet56 has no option --width: it takes num_classes"
+    # Unset --width and --activation: the ResNet builds with its own defaults.
+    spec = ModelArgs(model="resnet56").spec()
+    assert spec == ModelSpec("resnet56") and count_parameters(build_model(spec)) == 855_770
+
+
+def test_resnet56_models_in_the_registry() -> None:
+    for name, factory in (("resnet56", resnet56), ("resnet56_noshort", resnet56_noshort)):
+        built = build_model(model_spec(name))
+        assert (
+            type(built) is type(factory())
+            and built.state_dict().keys() == factory().state_dict().keys()
+        )
+    assert count_parameters(build_model(model_spec("resnet56_noshort"))) == 853_018

@@ -274,7 +274,10 @@ def test_user_model_trains_from_the_cli(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--model", "resnet"], "unknown model 'resnet': choose one of small, vgg"),
+        (
+            ["--model", "resnet"],
+            "unknown model 'resnet': choose one of resnet56, resnet56_noshort, small, vgg",
+        ),
         (["--model", "a:b:c"], "malformed import path 'a:b:c'"),
         (["--model", "no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
         (["--epochs", "0"], "--epochs must be at least 1, got 0"),

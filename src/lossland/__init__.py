@@ -24,6 +24,7 @@ from lossland.directions import (
     hessian_directions,
     hessian_plane,
     hessian_report,
+    hessian_spectrum,
     model_directions,
     pca_directions,
     projection,
@@ -36,7 +37,14 @@ from lossland.io import ModelSpec, Surface, export, load_checkpoint, read_npz, s
 from lossland.run import SurfaceOptions, surface, trajectory_surface
 from lossland.show import PlotStyle, descend, plot, read_paths, sharpness, write_paths
 from lossland.show import write_viewer as view
-from lossland.zoo import TrainOptions, build_model, load_fashion_mnist, load_model, train
+from lossland.zoo import (
+    TrainOptions,
+    build_model,
+    load_cifar10,
+    load_fashion_mnist,
+    load_model,
+    train,
+)
 
 
 def load(path: str) -> Surface:
@@ -63,8 +71,10 @@ __all__ = [
     "hessian_directions",
     "hessian_plane",
     "hessian_report",
+    "hessian_spectrum",
     "load",
     "load_checkpoint",
+    "load_cifar10",
     "load_fashion_mnist",
     "load_model",
     "model_directions",

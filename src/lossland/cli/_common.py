@@ -32,17 +32,26 @@ class DataArgs:
 @dataclass(kw_only=True)
 class ModelArgs:
     model: str = flag(
-        "small", doc="model name (small, vgg) or a user factory as package.module:factory"
+        "small",
+        doc="model name (small, vgg, resnet56, resnet56_noshort) or a user factory as "
+        "package.module:factory",
     )
-    width: float = flag(1.0, doc="width multiplier for registry models (vgg --width 0.25)")
-    activation: Activation = flag("relu", doc="activation for registry models")
+    width: float | None = flag(
+        None,
+        doc="width multiplier of registry models that have one (vgg --width 0.25); "
+        "default: the model's",
+    )
+    activation: Activation | None = flag(
+        None, doc="activation of registry models that have one (default: the model's)"
+    )
     model_arg: list[str] = flag(
         [], doc="KEY=VALUE keyword for a user model factory (JSON values)", repeat=True
     )
 
     def spec(self) -> ModelSpec:
-        """Registry models take --width/--activation; a user factory gets only its --model-arg
-        keywords. A --model-arg given explicitly wins over the registry options."""
+        """Registry models take --width/--activation where their factory has them (unset: the
+        model's default, recorded in the spec; set for a model without one: an error); a user
+        factory gets only its --model-arg keywords. An explicit --model-arg wins."""
         options = parse_model_args(self.model_arg)
         if self.model in REGISTRY:
             options = {"width": self.width, "activation": self.activation, **options}
@@ -55,7 +64,7 @@ class CheckpointModelArgs(ModelArgs):
 
     model: str | None = flag(  # type: ignore[assignment]
         None,
-        doc="model when the checkpoint does not name it: small, vgg or package.module:factory",
+        doc="model when the checkpoint does not name it: a registry name or package.module:factory",
     )
 
     def load(self, checkpoint: Path) -> tuple[nn.Module, Checkpoint]:

@@ -1,28 +1,54 @@
-"""``lossland hessian CHECKPOINT``: top Hessian eigenvalues (Lanczos) and the trace (Hutchinson)."""
+"""``lossland hessian CHECKPOINT``: top Hessian eigenvalues (Lanczos) and the trace (Hutchinson);
+with ``--density`` also the spectral density (stochastic Lanczos quadrature) and each parameter
+group's top eigenvalues, written to a small JSON file and a density figure beside it."""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
 from lossland.core import resolve_device
-from lossland.directions import DTYPES, Which, hessian_report, save_eigen_directions
-from lossland.io import check_writable
+from lossland.directions import (
+    DTYPES,
+    SUMMARY_GRID_POINTS,
+    GroupBy,
+    HessianReport,
+    HessianSpectrum,
+    Which,
+    check_spectrum_arguments,
+    hessian_report,
+    hessian_spectrum,
+    save_eigen_directions,
+)
+from lossland.errors import LosslandError, arg
+from lossland.io import atomic_write_bytes, check_writable
+from lossland.show import save_density_figure
 
 
 def _default(name: str) -> object:
     return default_of(hessian_report, name)
 
 
+def _spectrum_default(name: str) -> object:
+    return default_of(hessian_spectrum, name)
+
+
 @dataclass(kw_only=True)
 class HessianArgs(CheckpointModelArgs, SampleArgs):
-    """Top Hessian eigenvalues (Lanczos) and the trace (Hutchinson) of the loss at a checkpoint."""
+    """Top Hessian eigenvalues (Lanczos), trace (Hutchinson) and, with --density, the spectrum.
+
+    The loss at a checkpoint, over a seeded subset of a split. --density adds the spectral
+    density (stochastic Lanczos quadrature, with standard errors across probes) and the top
+    eigenvalues of each parameter group's diagonal block, written to -o with a figure.
+    """
 
     checkpoint: Path = flag(doc="trained checkpoint", positional=True)
-    k: int = flag(_default("k"), doc="number of top eigenvalues")
+    k: int = flag(_default("k"), doc="number of top eigenvalues (with --density: per group too)")
     which: Which = flag(
         _default("which"), doc="largest: most positive eigenvalues; magnitude: largest |λ|"
     )
@@ -40,33 +66,146 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
     save_directions: Path | None = flag(
         None, doc="save the top one or two eigenvectors as directions (for surface --directions)"
     )
+    density: bool = flag(
+        False,
+        doc="also the spectral density (stochastic Lanczos quadrature) and the top --k "
+        "eigenvalues of each parameter group; writes -o and a figure beside it",
+    )
+    probes_density: int = flag(
+        _spectrum_default("probes"), doc="probe vectors of the density (its standard errors)"
+    )
+    steps: int = flag(
+        _spectrum_default("steps"),
+        doc="Lanczos steps per density probe (memory: one parameter-sized vector each)",
+    )
+    groups: GroupBy = flag(
+        _spectrum_default("groups"),
+        doc="parameter: one group per tensor; module: one per layer (weight and bias together)",
+    )
+    out: Path | None = flag(
+        None,
+        short="-o",
+        doc="--density JSON file (default: <checkpoint>.hessian.json beside it; the figure: "
+        "the same name with .png)",
+    )
+    overwrite: bool = flag(False, doc="replace existing output files")
+
+
+def may_write(path: Path, *, overwrite: bool) -> Path:
+    """Fail before any work when ``path`` cannot or must not be written: an unwritable place
+    (``check_writable``), or an existing file without ``overwrite``. The one place for this
+    rule here, to be replaced by the shared mechanism in ``io._atomic``."""
+    check_writable(path)
+    if path.exists() and not overwrite:
+        raise LosslandError(
+            f"{path} exists: pass {arg('overwrite')} to replace it, or choose another path"
+        )
+    return path
+
+
+def _outputs(args: HessianArgs) -> tuple[Path | None, Path | None]:
+    """The density's JSON file and figure, or (None, None) without ``--density``."""
+    if not args.density:
+        return None, None
+    json_path = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".hessian.json")
+    return json_path, json_path.with_suffix(".png")
+
+
+def _density_flag(name: str) -> str:
+    """How this command spells hessian_spectrum's arguments (its probes are --probes-density)."""
+    return "--probes-density" if name == "probes" else COMMAND.flag_for(name)
+
+
+def _check_density(args: HessianArgs) -> None:
+    try:
+        check_spectrum_arguments(
+            probes=args.probes_density,
+            steps=args.steps,
+            groups=args.groups,
+            k=args.k,
+            iterations=args.iterations,
+            tol=args.tol,
+            batch_size=args.batch_size,
+        )
+    except LosslandError as exc:
+        raise LosslandError(exc.render(_density_flag)) from None
 
 
 def run(args: HessianArgs) -> int:
-    if args.save_directions is not None:
-        check_writable(args.save_directions)  # before any work
+    json_path, figure_path = _outputs(args)
+    for path in (args.save_directions, json_path, figure_path):
+        if path is not None:
+            may_write(path, overwrite=args.overwrite)  # before any work
+    if args.density:
+        _check_density(args)
     model, _ = args.load(args.checkpoint)
-    evaluator = args.evaluator()
     data = args.load_data(args.seed)
+    common: dict[str, Any] = {
+        "evaluator": args.evaluator(),
+        "batch_size": args.batch_size,
+        "device": resolve_device(args.device),
+        "dtype": DTYPES[args.dtype],
+        "seed": args.seed,
+    }
     report, op = hessian_report(
         model,
         data,
         k=args.k,
         probes=args.probes,
-        evaluator=evaluator,
-        batch_size=args.batch_size,
-        device=resolve_device(args.device),
-        dtype=DTYPES[args.dtype],
         iterations=args.iterations,
         tol=args.tol,
         which=args.which,
-        seed=args.seed,
+        **common,
     )
     if args.save_directions is not None:
         save_eigen_directions(op, report, args.save_directions, model, source=str(args.checkpoint))
         note(f"directions (top {min(args.k, 2)} eigenvectors) → {args.save_directions}")
     print(report.summary(header=f"checkpoint {args.checkpoint}"))
+    if json_path is None or figure_path is None:
+        return 0
+    spectrum = hessian_spectrum(
+        model,
+        data,
+        probes=args.probes_density,
+        steps=args.steps,
+        groups=args.groups,
+        k=args.k,
+        iterations=args.iterations,
+        tol=args.tol,
+        **common,
+    )
+    atomic_write_bytes(json_path, _summary_json(args, report, spectrum).encode("utf-8"))
+    save_density_figure(spectrum.density.as_dict(), figure_path)
+    note(f"spectrum → {json_path}, figure → {figure_path}")
+    print(spectrum.describe())
     return 0
+
+
+def _summary_json(args: HessianArgs, report: HessianReport, spectrum: HessianSpectrum) -> str:
+    """What the density's JSON file holds: the run, the report's eigenvalues and trace, and
+    under "spectrum" the density's summary (its curve at a reduced resolution) and the
+    per-group eigenvalues."""
+    summary = {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        "seed": args.seed,
+        "dtype": report.dtype,
+        "device": report.device,
+        **report.to_json(),
+        "spectrum": spectrum.as_dict(arrays=False, grid_points=SUMMARY_GRID_POINTS),
+    }
+    return json.dumps(_finite(summary), indent=1, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 COMMAND = Command("hessian", (HessianArgs,), run)

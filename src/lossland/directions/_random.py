@@ -1,8 +1,17 @@
 """Random directions: seeded Gaussians rescaled to θ*'s filter or layer norms (Li et al.).
 
-Li et al.'s filter normalization rescales every output filter (conv) or output row (linear) of a
-Gaussian direction to the norm of the same filter of θ*; one-dimensional tensors (biases,
-BatchNorm γ/β) get a zero direction under ``ignore="biasbn"``.
+The rule is the reference implementation's (``normalize_directions_for_weights`` in
+tomgoldstein/loss-landscape's ``net_plotter.py``), tensor by tensor, for a Gaussian draw d of
+the tensor w of θ*:
+
+* ``d.dim() <= 1`` (biases, BatchNorm γ/β): ``ignore="biasbn"`` sets d = 0 (``d.fill_(0)``);
+  ``ignore="none"`` sets d = w, the weights themselves (``d.copy_(w)``), whatever the norm;
+* otherwise ``norm="filter"`` rescales every output filter (conv) or output row (linear) of d
+  to the norm of the same filter of w, ``norm="layer"`` the whole tensor to ‖w‖, and
+  ``norm="none"`` keeps the raw Gaussian.
+
+Every tensor is drawn, 1-D ones included, in ``named_parameters`` order (x first, then y), so
+a seed gives the same ≥2-D directions under either ``ignore``.
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ from lossland.errors import LosslandError, arg
 def normalize_(
     direction: Direction, reference: Mapping[str, Tensor], *, norm: Norm, ignore: Ignore
 ) -> Direction:
-    """Rescale ``direction`` in place, tensor by tensor, to ``reference``'s filter/layer norms.
+    """Normalize ``direction`` in place, tensor by tensor, by Li et al.'s rule (module doc):
+    1-D tensors become 0 (``ignore="biasbn"``) or ``reference``'s own values (``"none"``);
+    the others are rescaled to ``reference``'s filter or layer norms (``norm``).
 
     Filters are slices along dim 0 (output channels of a conv, output rows of a linear layer).
     """
@@ -41,8 +52,8 @@ def normalize_(
         if d.dim() <= 1:
             if ignore == "biasbn":
                 d.zero_()
-            elif norm != "none":
-                rescale_(d, ref, "layer")
+            else:
+                d.copy_(ref)
         elif norm != "none":
             rescale_(d, ref, norm)
     return direction
@@ -90,7 +101,13 @@ def random_directions(
 
 
 def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> Directions:
-    """Gram–Schmidt y against x over all tensors, then normalize y again as before."""
+    """Gram–Schmidt y against x over all tensors, then normalize y again as it was drawn (random
+    directions; other kinds were never normalized and are not).
+
+    Under ``ignore="none"`` the 1-D tensors of x and y are both θ*'s own (normalizing y again
+    restores them), so those tensors keep contributing to x·y: the cosine after is small only
+    where they hold a small part of the norm.
+    """
     if directions.y is None:
         return directions
     x, y = directions.x, directions.y
@@ -100,7 +117,7 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
     for k, t in y_new.items():
         for out, ys, xs in zip(chunks(t), chunks(y[k]), chunks(x[k]), strict=True):
             out.copy_(ys.double() - coef * xs.double())
-    if directions.norm != "none":
+    if directions.kind == "random":  # drawn by Li et al.'s rule: apply it again (any norm)
         normalize_(y_new, reference, norm=directions.norm, ignore=directions.ignore)
     info = dict(directions.info)
     info["cosine_before_orthogonalization"] = directions.cosine

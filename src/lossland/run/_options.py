@@ -27,7 +27,10 @@ class SurfaceOptions:
     """How a surface is computed (``None`` where lossland chooses for you)."""
 
     norm: Norm = option("filter", "direction normalization (random directions)")
-    ignore: Ignore = option("biasbn", "biasbn: biases and BatchNorm get zero directions")
+    ignore: Ignore = option(
+        "biasbn",
+        "biasbn: biases and BatchNorm γ/β get zero directions; none: the weights themselves",
+    )
     orthogonalize: bool = option(False, "Gram-Schmidt the y direction against x")
     seed: int = option(0, "seed for the random directions and the sample subset")
     scheme: Scheme = option("li", "interpolation scheme")

@@ -1,4 +1,5 @@
-"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness figures.
+"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness figures; and
+the figure of a Hessian spectral density.
 
 Reads surfaces (:mod:`lossland.io`); never evaluates a model.
 """
@@ -38,6 +39,7 @@ from lossland.show._sharpness import (
     sharpness,
     with_figures,
 )
+from lossland.show._spectrum_figure import density_figure, save_density_figure
 from lossland.show.viewer import make_server, page_data, render_page, serve, write_viewer
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "barrier",
     "caption",
     "default_label",
+    "density_figure",
     "descend",
     "descend_all",
     "descend_grid",
@@ -76,6 +79,7 @@ __all__ = [
     "read_paths",
     "render_page",
     "resolve_hyper",
+    "save_density_figure",
     "serve",
     "sharpness",
     "surface_grid",

@@ -1,5 +1,6 @@
 """Datasets, the model registry and training: what lossland brings besides your own model."""
 
+from lossland.zoo._cifar10 import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from lossland.zoo._fashion_mnist import Split, fingerprint, load_fashion_mnist, read_idx, write_idx
 from lossland.zoo._models import (
     ACTIVATIONS,
@@ -12,12 +13,17 @@ from lossland.zoo._models import (
     small,
     vgg,
 )
+from lossland.zoo._resnet_cifar import BasicBlock, CifarResNet, resnet56, resnet56_noshort
 from lossland.zoo._train import TrainOptions, TrainResult, batches, evaluate, train
 
 __all__ = [
     "ACTIVATIONS",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "REGISTRY",
     "Activation",
+    "BasicBlock",
+    "CifarResNet",
     "Split",
     "TrainOptions",
     "TrainResult",
@@ -26,10 +32,13 @@ __all__ = [
     "count_parameters",
     "evaluate",
     "fingerprint",
+    "load_cifar10",
     "load_fashion_mnist",
     "load_model",
     "model_spec",
     "read_idx",
+    "resnet56",
+    "resnet56_noshort",
     "small",
     "train",
     "vgg",

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import hashlib
-import http.client
 import os
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
 from lossland.core import tensor_fingerprint
 from lossland.errors import DataError, arg
+from lossland.zoo._download import cache_root, fsync_dir, one_line, verified_download
+from lossland.zoo._download import fetch as _fetch  # the network access point tests replace
 
 __all__ = [
     "Split",
@@ -35,7 +30,6 @@ Split = Literal["train", "test"]
 
 ENV_VAR = "LOSSLAND_DATA"
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-DOWNLOAD_TIMEOUT_S = 30.0
 
 _SPLIT_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -79,10 +73,7 @@ _PLACEMENT_HINT = (
 
 def cache_dir() -> Path:
     """Download location: ``$XDG_CACHE_HOME/lossland/fashion-mnist`` or ``~/.cache/...``."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says relative values are invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "lossland" / "fashion-mnist"
+    return cache_root() / "fashion-mnist"
 
 
 def _split_names(split: str) -> tuple[str, str]:
@@ -145,94 +136,19 @@ def find_data_dir(
 # --------------------------------------------------------------------------- download
 
 
-def _stderr_is_tty() -> bool:
-    stream = sys.stderr
-    return stream is not None and hasattr(stream, "isatty") and stream.isatty()
-
-
-def _fetch(url: str, out: BinaryIO, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Stream ``url`` into ``out``; the single network access point, patched in tests."""
-    from tqdm import tqdm  # deferred: only downloads need it
-
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        received = 0
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=url.rsplit("/", 1)[-1],
-            disable=not _stderr_is_tty(),
-            leave=False,
-        ) as bar:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-        if total is not None and received != total:
-            raise OSError(f"connection closed after {received} of {total} bytes")
-
-
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
-
-
 def _download(name: str, directory: Path) -> Path:
     """Download ``name``.gz into ``directory`` atomically and verify its official md5."""
     url = f"{BASE_URL}{name}.gz"
     final = directory / f"{name}.gz"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.gz.", suffix=".part")
-    except OSError as exc:
-        raise DataError(
-            f"cannot create the cache directory {directory} ({_one_line(exc)}); {_PLACEMENT_HINT}"
-        ) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _fetch(url, out)
-            out.flush()
-            os.fsync(out.fileno())
-        actual = _md5_of(tmp)
-        if actual != _MD5[name]:
-            raise DataError(
-                f"download of {url} has md5 {actual}, expected {_MD5[name]} (corrupted or "
-                f"changed file); try again, or {_PLACEMENT_HINT}"
-            )
+    missing = (
+        f"Fashion-MNIST not found (no {arg('data_dir')} given, {ENV_VAR} not set, "
+        f"cache {directory} lacks {name}.gz)"
+    )
+    with verified_download(
+        url, directory, md5=_MD5[name], fetch=_fetch, missing=missing, hint=_PLACEMENT_HINT
+    ) as tmp:
         os.replace(tmp, final)
-    except DataError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"Fashion-MNIST not found (no {arg('data_dir')} given, {ENV_VAR} not set, "
-            f"cache {directory} "
-            f"lacks {name}.gz) and downloading {url} failed ({_one_line(exc)}); {_PLACEMENT_HINT}"
-        ) from exc
-    except BaseException:
-        # KeyboardInterrupt and friends: still never leave the partial file behind.
-        tmp.unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable; not all platforms allow opening a directory.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    fsync_dir(directory)
     return final
 
 
@@ -243,7 +159,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {_one_line(exc)}") from exc
+        raise DataError(f"cannot read {path}: {one_line(exc)}") from exc
     # Detect gzip by content, not by name, so a misnamed file still loads.
     if raw[:2] != _GZIP_MAGIC:
         return raw
@@ -258,7 +174,7 @@ def _read_bytes(path: Path) -> bytes:
             data = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
-            f"{path} is a corrupt or truncated gzip file ({_one_line(exc)}); "
+            f"{path} is a corrupt or truncated gzip file ({one_line(exc)}); "
             "replace it with an intact copy"
         ) from exc
     return data

@@ -1,7 +1,9 @@
-"""Model registry: the seed VGG, a small demo network, and user models by import path."""
+"""Model registry: the seed VGG, a small demo network, Li et al.'s CIFAR-10 ResNet-56 (with and
+without shortcuts), and user models by import path."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any, Literal
@@ -11,6 +13,7 @@ from torch import nn
 from lossland.core import import_object, is_import_path
 from lossland.errors import LosslandError, arg
 from lossland.io import Checkpoint, ModelSpec, load_checkpoint, load_state_into
+from lossland.zoo._resnet_cifar import resnet56, resnet56_noshort
 
 Activation = Literal["relu", "leaky_relu"]
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -112,7 +115,12 @@ def small(
     )
 
 
-REGISTRY: dict[str, Callable[..., nn.Module]] = {"vgg": vgg, "small": small}
+REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "vgg": vgg,
+    "small": small,
+    "resnet56": resnet56,
+    "resnet56_noshort": resnet56_noshort,
+}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -140,12 +148,39 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def model_spec(name: str, **options: Any) -> ModelSpec:
-    """A spec with only the options that the registry model understands (width, activation)."""
-    if name in REGISTRY:
-        options = {
-            k: v for k, v in options.items() if k in ("width", "activation") and v is not None
-        }
-    return ModelSpec(name=name, options=options)
+    """The spec of model ``name`` with ``options`` for its factory.
+
+    For a registry model the factory's signature decides: an option of None means "the
+    model's default" and is recorded as that default where the factory takes the keyword (so
+    a checkpoint names its model completely), and left out where it does not (``resnet56``
+    has no width); a value for a keyword the factory does not take is an error naming the
+    keywords it does take. A user factory gets every option as given.
+    """
+    if name not in REGISTRY:
+        return ModelSpec(name=name, options=options)
+    keywords = _keywords(REGISTRY[name])
+    unknown = [k for k, v in options.items() if v is not None and k not in keywords]
+    if unknown:
+        raise LosslandError(
+            f"model {name} has no option {arg(unknown[0])}: it takes "
+            + (", ".join(keywords) or "no options")
+        )
+    defaults = {k: d for k, d in keywords.items() if d is not inspect.Parameter.empty}
+    chosen = {
+        k: defaults[k] if v is None else v
+        for k, v in options.items()
+        if v is not None or k in defaults
+    }
+    return ModelSpec(name=name, options=chosen)
+
+
+def _keywords(factory: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The keywords ``factory`` takes and their defaults (``inspect.Parameter.empty`` where
+    required). Registry factories take keywords only, never ``**kwargs``."""
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {
+        p.name: p.default for p in inspect.signature(factory).parameters.values() if p.kind in kinds
+    }
 
 
 def count_parameters(model: nn.Module) -> int:
