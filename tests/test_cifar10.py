@@ -20,6 +20,7 @@ from torch import nn
 
 from helpers import torch_threads
 from lossland.errors import DataError, LosslandError
+from lossland.io import Surface
 from lossland.zoo import _cifar10 as cifar10
 from lossland.zoo._cifar10 import CIFAR10_MEAN, CIFAR10_STD, cache_dir, find_data_dir, load_cifar10
 from lossland.zoo._resnet_cifar import BasicBlock, CifarResNet, resnet56, resnet56_noshort
@@ -754,3 +755,25 @@ def test_factory_arguments() -> None:
         CifarResNet(55)
     with pytest.raises(LosslandError, match="num_classes"):
         resnet56(num_classes=0)
+
+
+def test_li_et_al_comparison_is_one_command_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train and surface ResNet-56 with and without shortcuts on CIFAR-10 from the CLI."""
+    from helpers import run_cli
+
+    data = make_dir(tmp_path / "cifar", n=8)
+    for model in ("resnet56", "resnet56_noshort"):
+        ckpt = tmp_path / f"{model}.safetensors"
+        common = ["--data", "cifar10", "--data-dir", data, "--no-progress"]
+        code, _, err = run_cli(
+            ["train", "--model", model, "--limit", "8", "-o", ckpt, *common], capsys
+        )
+        assert code == 0, err
+        out = tmp_path / f"{model}.h5"
+        args = ["surface", ckpt, *common, "--samples", "8", "--x", "-1:1:3", "-o", out]
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
+        s = Surface.load(out)
+        assert s.complete and s.attrs["samples"] == 8 and "resnet56" in s.attrs["model"]

@@ -19,7 +19,7 @@ from lossland.engine import PRESETS, Evaluator, resolve_evaluator, select_sample
 from lossland.errors import LosslandError, render
 from lossland.io import Checkpoint, ModelSpec, Surface
 from lossland.show import format_figures
-from lossland.zoo import REGISTRY, Activation, Split, load_fashion_mnist, load_model, model_spec
+from lossland.zoo import DATASETS, REGISTRY, Activation, Split, load_dataset, load_model, model_spec
 
 
 @dataclass(kw_only=True)
@@ -75,8 +75,9 @@ class CheckpointModelArgs(ModelArgs):
 class SampleArgs(DataArgs):
     data: str = flag(
         "fashion-mnist",
-        doc="evaluation data: fashion-mnist, or a user factory package.module:factory returning "
-        "an (inputs, targets) pair, a Dataset or a DataLoader (the current folder is importable)",
+        doc="evaluation data: fashion-mnist, cifar10, or a user factory package.module:factory "
+        "returning an (inputs, targets) pair, a Dataset or a DataLoader (the current folder is "
+        "importable)",
     )
     data_arg: list[str] = flag(
         [], doc="KEY=VALUE keyword for a user data factory (JSON values)", repeat=True
@@ -111,7 +112,7 @@ class SampleArgs(DataArgs):
                 f"unknown --data {self.data!r}: choose one of {', '.join(DATASETS)} "
                 "or give package.module:factory"
             )
-        images, labels = DATASETS[self.data](self.split, data_dir=self.data_dir)
+        images, labels = load_dataset(self.data, self.split, data_dir=self.data_dir)
         samples = "1024" if self.samples is None else self.samples
         return select_samples(images, labels, samples, seed, split=self.split)
 
@@ -132,9 +133,6 @@ class SampleArgs(DataArgs):
         if not callable(forward):
             raise LosslandError(f"--forward {self.forward!r} is not callable")
         return replace(base, forward=forward, name=f"{base.name}+{self.forward}")
-
-
-DATASETS = {"fashion-mnist": load_fashion_mnist}
 
 
 def _count(text: str) -> int:

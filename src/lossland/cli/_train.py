@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import DataArgs, ModelArgs
-from lossland.zoo import TrainOptions, train
+from lossland.zoo import Dataset, TrainOptions, train
 
 
 @dataclass(kw_only=True)
@@ -15,6 +15,7 @@ class TrainArgs(ModelArgs, DataArgs):
     """Train a model on Fashion-MNIST and save a safetensors checkpoint."""
 
     out: Path | None = flag(None, short="-o", doc="checkpoint file (default: <model>.safetensors)")
+    data: Dataset = flag("fashion-mnist", doc="training data set")
     init: Path | None = flag(None, doc="start from these weights (e.g. to compare optimizers)")
     trajectory_dir: Path | None = flag(
         None, doc="folder for --save-every checkpoints (default: <out>_trajectory/)"
@@ -26,6 +27,7 @@ def run(args: TrainArgs, options: TrainOptions) -> int:
     result = train(
         args.spec(),
         options=options,
+        dataset=args.data,
         out=args.out,
         data_dir=args.data_dir,
         init=args.init,

@@ -1,6 +1,7 @@
 """Datasets, the model registry and training: what lossland brings besides your own model."""
 
 from lossland.zoo._cifar10 import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from lossland.zoo._datasets import DATASETS, Dataset, load_dataset
 from lossland.zoo._fashion_mnist import Split, fingerprint, load_fashion_mnist, read_idx, write_idx
 from lossland.zoo._models import (
     ACTIVATIONS,
@@ -20,10 +21,12 @@ __all__ = [
     "ACTIVATIONS",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "DATASETS",
     "REGISTRY",
     "Activation",
     "BasicBlock",
     "CifarResNet",
+    "Dataset",
     "Split",
     "TrainOptions",
     "TrainResult",
@@ -33,6 +36,7 @@ __all__ = [
     "evaluate",
     "fingerprint",
     "load_cifar10",
+    "load_dataset",
     "load_fashion_mnist",
     "load_model",
     "model_spec",

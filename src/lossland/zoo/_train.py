@@ -17,7 +17,8 @@ from lossland.core import resolve_device
 from lossland.engine import use_channels_last
 from lossland.errors import LosslandError, arg
 from lossland.io import ModelSpec, check_writable, load_checkpoint, load_state_into, save_checkpoint
-from lossland.zoo._fashion_mnist import fingerprint, load_fashion_mnist
+from lossland.zoo._datasets import load_dataset
+from lossland.zoo._fashion_mnist import fingerprint
 from lossland.zoo._models import build_model, count_parameters
 
 Optimizer = Literal["adam", "sgd"]
@@ -130,6 +131,7 @@ def train(
     spec: ModelSpec,
     *,
     options: TrainOptions | None = None,
+    dataset: str = "fashion-mnist",
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     init: str | Path | None = None,
@@ -147,8 +149,8 @@ def train(
         out or Path(f"{spec.name.replace(':', '_').replace('.', '_')}.safetensors")
     )
     device = resolve_device(options.device)
-    images, labels = load_fashion_mnist("train", data_dir=data_dir)
-    test_images, test_labels = load_fashion_mnist("test", data_dir=data_dir)
+    images, labels = load_dataset(dataset, "train", data_dir=data_dir)
+    test_images, test_labels = load_dataset(dataset, "test", data_dir=data_dir)
     if options.limit is not None:
         images, labels = images[: options.limit], labels[: options.limit]
     meta = {
@@ -164,7 +166,7 @@ def train(
             "init": str(init) if init else None,
         },
         "data": {
-            "dataset": "fashion-mnist",
+            "dataset": dataset,
             "split": "train",
             "samples": len(images),
             "sha256": fingerprint(images, labels),
