@@ -282,6 +282,8 @@ def to_device(batch: Batch, device: torch.device, dtype: torch.dtype, channels_l
     4-D floating tensors channels_last when asked."""
     if isinstance(batch, (Tensor, np.ndarray)):
         t = _tensor(batch)
+        if device.type == "cuda" and t.device.type == "cpu":
+            t = t.pin_memory()  # so the non-blocking copy really overlaps the compute
         if t.is_floating_point():
             t = t.to(device=device, dtype=dtype, non_blocking=True)
             if channels_last and t.dim() == 4:
