@@ -15,7 +15,17 @@ export LOSSLAND_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: demo test lint typecheck unit bench clean venv
+# timm imports torchvision, whose registry build only imports beside its own torch build (not
+# the CPU torch of .venv), so the timm tests run in an environment of their own.
+TIMM_VENV := .venv-timm
+TIMM_STAMP := $(TIMM_VENV)/.installed-stamp
+ifeq ($(shell uname -m),aarch64)
+TIMM_TORCH := torch==2.9.1 torchvision==0.24.1
+else
+TIMM_TORCH := torch==2.14.1 torchvision==0.29.1
+endif
+
+.PHONY: demo test lint typecheck unit timm bench clean venv
 
 venv: $(STAMP)
 
@@ -40,10 +50,19 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q
 
-test: lint typecheck unit
+$(TIMM_STAMP): pyproject.toml
+	test -x $(TIMM_VENV)/bin/python || $(PYTHON) -m venv $(TIMM_VENV)
+	$(TIMM_VENV)/bin/python -m pip install -q $(TIMM_TORCH)
+	$(TIMM_VENV)/bin/python -m pip install -q -e '.[dev,models,timm]'
+	touch $(TIMM_STAMP)
+
+timm: $(TIMM_STAMP)
+	LOSSLAND_REQUIRE_TIMM=1 $(TIMM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_timm.py
+
+test: lint typecheck unit timm
 
 bench: $(STAMP)
 	$(PY) benchmarks/surface_speed.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TIMM_VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
