@@ -22,7 +22,7 @@ def bowl(nx: int = 31, ny: int = 25, *, inf_corner: bool = False, hole: bool = F
     z = 0.1 + xx**2 + yy**2
     if inf_corner:
         z[0, 0] = np.inf
-    s.with_values((slice(None), slice(None)), z, np.ones_like(z) * 0.5, np.zeros_like(z))
+    s.store((slice(None), slice(None)), z, np.ones_like(z) * 0.5, np.zeros_like(z))
     if hole:
         s.done[ny // 2, : nx // 3] = False
         s.loss[ny // 2, : nx // 3] = np.nan
@@ -48,7 +48,7 @@ def test_all_figures_written_with_expected_size_and_content(tmp_path: Path):
 def test_one_dimensional_plot_has_loss_and_accuracy(tmp_path: Path):
     x = np.linspace(-1, 1, 21)
     s = Surface.empty(x, None, split="test")
-    s.with_values(slice(None), x**2 + 0.1, 1 - x**2 / 2, np.full_like(x, 0.01))
+    s.store(slice(None), x**2 + 0.1, 1 - x**2 / 2, np.full_like(x, 0.01))
     (path,) = plot(s, tmp_path, format="png", dpi=80)
     assert path.name == "surface_1d.png"
     assert mpimg.imread(path)[..., :3].std() > 0.05

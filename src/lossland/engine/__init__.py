@@ -4,6 +4,7 @@ per-point statistics, precision and memory formats, BatchNorm modes."""
 from lossland.engine._contract import (
     IGNORE_INDEX,
     STATS,
+    UNITS,
     Accuracy,
     Evaluator,
     Forward,
@@ -52,6 +53,7 @@ __all__ = [
     "IGNORE_INDEX",
     "PRESETS",
     "STATS",
+    "UNITS",
     "Accuracy",
     "BNMode",
     "Batch",

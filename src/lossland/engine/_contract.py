@@ -42,6 +42,7 @@ IGNORE_INDEX = -100
 # Per point: Σ s, Σ s², Σ n, Σ s·n, Σ n², units m, Σ correct, Σ counted — s a unit's summed
 # loss, n its weight (1 per sample, or its counted tokens).
 STATS = 8
+UNITS = 5  # the index of the unit count m: the samples (or sequences) a point averaged over
 FIX = "pass loss=... (a function of the output and the batch) or a preset evaluator"
 
 

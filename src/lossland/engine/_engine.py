@@ -99,14 +99,19 @@ class Engine:
         ]
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
-        self.net = working_copy(model, names).to(device=device, dtype=dtype)
+        # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a
+        # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
+        self.low = options.precision == "bf16"
+        net_dtype = torch.bfloat16 if self.low else dtype
+        self.net = working_copy(model, names).to(device=device, dtype=net_dtype)
         if options.channels_last and not vmapped:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)
-        bind_flat(self.net, self.layout, self.flat)
+        self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
+        bind_flat(self.net, self.layout, self.weights)
         self.plane = None if scheme == "li" else self._plane()
         self.checked = False  # the first batch is checked against the contract
         self._scratch: Tensor | None = None
@@ -245,6 +250,8 @@ class Engine:
             self._anchor_(xs[j], ys[i])  # exact from θ*: rounding cannot drift across rows
         else:
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
+        if self.low:
+            self.weights.copy_(self.flat)  # the bf16 network's weights, rounded once
 
     def _evaluate(self, alpha: float, beta: float) -> Tensor:
         try:
@@ -309,8 +316,11 @@ class Engine:
                         for r, j in enumerate(chunk):
                             self._point_(xs[j], ys[i])
                             work[r].copy_(self.flat)
+                    chunk_weights = work[:m].to(self.weights.dtype)
                     params = {
-                        "net." + e.name: work[:m, e.offset : e.offset + e.numel].view(m, *e.shape)
+                        "net." + e.name: chunk_weights[:, e.offset : e.offset + e.numel].view(
+                            m, *e.shape
+                        )
                         for e in self.layout.entries
                     }
                     try:

@@ -53,6 +53,11 @@ class Surface:
     split: str = "train"
     attrs: Mapping[str, Any] = field(default_factory=dict)
     trajectories: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # Samples (units: sequences for language models) each point was averaged over; fewer than
+    # the set where a standard-error target stopped early. None in files that do not say.
+    samples: np.ndarray | None = None
+    # True where the value was interpolated by adaptive refinement, not evaluated.
+    interpolated: np.ndarray | None = None
 
     # --- construction ---
 
@@ -76,6 +81,7 @@ class Surface:
             done=np.zeros(shape, dtype=bool),
             split=split,
             attrs=dict(attrs or {}),
+            samples=nan.copy(),
         )
 
     # --- views ---
@@ -127,12 +133,29 @@ class Surface:
         iy = np.flatnonzero(self.y == 0.0)
         return float(self.loss[iy[0], jx[0]]) if len(iy) else None
 
-    def with_values(self, index: Any, loss: np.ndarray, acc: np.ndarray, sem: np.ndarray) -> None:
-        """Store results in place (arrays are mutable even though the dataclass is frozen)."""
+    def store(
+        self,
+        index: Any,
+        loss: np.ndarray,
+        acc: np.ndarray,
+        sem: np.ndarray,
+        samples: np.ndarray | None = None,
+    ) -> None:
+        """Write evaluated points into the arrays, in place (the arrays are mutable even though
+        the dataclass is frozen: a run fills one surface as it goes)."""
         self.loss[index] = loss
         self.acc[index] = acc
         self.loss_sem[index] = sem
         self.done[index] = True
+        if self.samples is not None and samples is not None:
+            self.samples[index] = samples
+        if self.interpolated is not None:
+            self.interpolated[index] = False
+
+    @property
+    def evaluated(self) -> np.ndarray:
+        """Points whose value was computed (``done`` less the interpolated ones)."""
+        return self.done if self.interpolated is None else self.done & ~self.interpolated
 
     def with_attrs(self, **attrs: Any) -> Surface:
         return replace(self, attrs={**self.attrs, **attrs})
@@ -187,6 +210,10 @@ class Surface:
             dataset(f, f"{self.split}_acc", self.acc)
             dataset(f, f"{self.split}_loss_sem", self.loss_sem)
             dataset(f, "done", self.done.astype(np.uint8))
+            if self.samples is not None:
+                dataset(f, f"{self.split}_samples", np.asarray(self.samples, dtype=np.float64))
+            if self.interpolated is not None:
+                dataset(f, "interpolated", self.interpolated.astype(np.uint8))
             for name, points in self.trajectories.items():
                 dataset(f, f"trajectories/{name}", np.asarray(points, dtype=np.float64))
             f.attrs["format"] = FORMAT
@@ -308,13 +335,10 @@ def _read(f: Any, path: Path) -> Surface:
         if f"{split}_loss_sem" in f
         else np.full(shape, np.nan)
     )
-    if "done" in f:
-        raw_done = _array(f, "done", fail, shape=shape, numeric=False)
-        if raw_done.dtype.kind == "f" or not np.isin(raw_done, (0, 1)).all():
-            raise fail("has a done mask that is not 0/1")
-        done = raw_done.astype(bool)
-    else:  # the reference marks unfinished points with -1
-        done = loss != -1
+    # The reference marks unfinished points with -1 instead of a done mask.
+    done = _mask(f, "done", fail, shape) if "done" in f else loss != -1
+    interpolated = _mask(f, "interpolated", fail, shape) if "interpolated" in f else None
+    samples = _array(f, f"{split}_samples", fail, shape=shape) if f"{split}_samples" in f else None
     json_keys = json.loads(f.attrs.get("json_attrs", "[]"))
     if not isinstance(json_keys, list) or not all(isinstance(k, str) for k in json_keys):
         raise fail("has a malformed json_attrs attribute")
@@ -340,7 +364,7 @@ def _read(f: Any, path: Path) -> Surface:
                 raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
             trajectories[name] = points
     acc, attrs = _percent(acc, attrs, f.attrs.get("format"), version)
-    return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
+    return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated)
 
 
 def _percent(
@@ -352,6 +376,13 @@ def _percent(
     if old and int(version) < 2 and attrs.get("acc_unit") != ACC_UNIT:
         return acc * 100.0, {**attrs, "acc_unit": ACC_UNIT}
     return acc, attrs
+
+
+def _mask(f: Any, name: str, fail: Any, shape: tuple[int, ...]) -> np.ndarray:
+    raw = _array(f, name, fail, shape=shape, numeric=False)
+    if raw.dtype.kind == "f" or not np.isin(raw, (0, 1)).all():
+        raise fail(f"has a {name} mask that is not 0/1")
+    return raw.astype(bool)
 
 
 def _array(

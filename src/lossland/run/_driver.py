@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossland.engine import STATS, Block, Engine, finish_stats
+from lossland.engine import STATS, UNITS, Block, Engine, finish_stats
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.run._group import TIMEOUT_ENV, Group, PeerError, assign, backend_error
@@ -362,7 +362,7 @@ class _Exchange:
             stats = payload[i + 2 + n : i + 2 + (1 + STATS) * n].reshape(n, STATS)
             mean, sem, acc = finish_stats(stats)
             index = cols if self.ndim == 1 else (row, cols)
-            self.result.with_values(index, mean, acc, sem)
+            self.result.store(index, mean, acc, sem, stats[:, UNITS])
             points += n
             i += 2 + (1 + STATS) * n
         if points:

@@ -314,12 +314,19 @@ class Group:
                 raise local_error
             raise PeerError(text.decode(errors="replace"))
         arrays = torch.from_numpy(
-            np.stack([result.loss, result.acc, result.loss_sem, result.done.astype(np.float64)])
+            np.stack([*_fields(result), result.done.astype(np.float64)])
         ).contiguous()
         self._collective("sharing the file", lambda: dist.broadcast(arrays, 0, group=self.pg))
         if self.main:
             return result
-        loss, acc, sem, done = arrays.numpy()
-        result.loss[...], result.acc[...], result.loss_sem[...] = loss, acc, sem
+        *values, done = arrays.numpy()
+        for target, value in zip(_fields(result), values, strict=True):
+            target[...] = value
         result.done[...] = done.astype(bool)
         return result
+
+
+def _fields(result: Surface) -> list[np.ndarray]:
+    """The per-point arrays rank 0 shares when it resumes a file (filled in place)."""
+    samples = result.samples if result.samples is not None else np.full_like(result.loss, np.nan)
+    return [result.loss, result.acc, result.loss_sem, samples]

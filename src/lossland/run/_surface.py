@@ -137,7 +137,7 @@ class _Run:
             data,
             batch_size=o.batch_size,
             device=engine.device,
-            dtype=engine.dtype,
+            dtype=torch.bfloat16 if engine.precision == "bf16" else engine.dtype,
             channels_last=engine.channels_last and engine.points_per_batch == 1,
             samples=o.samples,
             seed=o.seed,
