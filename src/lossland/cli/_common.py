@@ -196,5 +196,12 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
     center = result.value_at_origin()
     if center is not None and math.isfinite(center):
         lines.append(f"loss at the centre {center:.4g}")
+    check = result.attrs.get("precision_check")
+    if isinstance(check, dict) and "max_sem_ratio" in check:
+        lines.append(
+            f"bf16 vs fp32 at {len(check.get('points', []))} points: max |Δ| "
+            f"{check['max_sem_ratio']:.3g} standard errors, "
+            f"median {100 * check['median_relative']:.3g} %"
+        )
     lines += format_figures(result)  # sharpness, eigenvalues, barrier
     return render("\n".join(lines), lambda name: "--" + name.replace("_", "-"))

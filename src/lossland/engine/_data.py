@@ -79,18 +79,41 @@ def eval_data(
     samples: int | None = None,
     seed: int = 0,
     mode: DataMode = "auto",
+    seeded_order: bool = False,
 ) -> EvalData:
     """The evaluation set of ``data`` (see the module docstring); ``samples`` takes a seeded
-    subset (the first ``samples`` of a stream that cannot be indexed)."""
+    subset (the first ``samples`` of a stream that cannot be indexed); ``seeded_order``
+    evaluates indexable data in a seeded random order, the same at every point (so that a
+    point stopped early by a standard-error target saw a fair sample, not the first classes
+    of a sorted set)."""
     if batch_size < 1:
         raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
     if samples is not None:
         data = subset(data, samples, seed)
+    if seeded_order:
+        data = _in_seeded_order(data, seed)
     pair = _as_pair(data)
     if pair is not None:
         return _from_pair(*pair, batch_size, device, dtype, channels_last)
     source = _as_source(data, batch_size)
     return _cache_or_stream(source, device, dtype, channels_last, mode)
+
+
+def _in_seeded_order(data: Any, seed: int) -> Any:
+    pair = _as_pair(data)
+    generator = torch.Generator().manual_seed(seed)
+    if pair is not None:
+        order = torch.randperm(len(pair[0]), generator=generator)
+        return pair[0][order], pair[1][order]
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        return Subset(data, torch.randperm(len(data), generator=generator).tolist())  # type: ignore[arg-type]
+    warnings.warn(
+        "a standard-error target evaluates a DataLoader or a list of batches in its own order: "
+        "make sure it is not sorted (by class, by length), or pass a Dataset",
+        LosslandWarning,
+        stacklevel=4,
+    )
+    return data
 
 
 def subset(data: Any, samples: int, seed: int) -> Any:

@@ -27,7 +27,7 @@ from lossland.core import (
     li_point_,
     linear2x_point_,
 )
-from lossland.engine._contract import STATS, Evaluator
+from lossland.engine._contract import STATS, Evaluator, finish_stats
 from lossland.engine._copy import (
     BNMode,
     batchnorms,
@@ -60,6 +60,10 @@ class EngineOptions:
     compile: bool = False
     precision: Precision = "fp32"
     flush_seconds: float = 5.0
+    # Stop a point's evaluation once its relative standard error is below this, after at
+    # least ``min_batches`` batches (the data in a fixed order: neighbours share samples).
+    sem_target: float | None = None
+    min_batches: int = 2
 
 
 class Engine:
@@ -126,14 +130,25 @@ class Engine:
         if self.options.bn == "recompute":
             self._recompute_bn()
         total = None
-        for batch in self.data.batches():
+        for count, batch in enumerate(self.data.batches(), 1):
             output = self.evaluator.run(self.module, batch)
             s = self.evaluator.stats(output, batch)
             if not self.checked:  # the first batch of the run: is the contract what we think?
                 self._check(output, s)
             total = s if total is None else total + s
+            if self._precise_enough(total, count):
+                break
         assert total is not None
         return total
+
+    def _precise_enough(self, total: Tensor, batches: int) -> bool:
+        """With a standard-error target: is this point's mean known well enough already?
+        (One host sync per batch, only when a target is set.)"""
+        target = self.options.sem_target
+        if target is None or batches < self.options.min_batches:
+            return False
+        mean, sem, _ = finish_stats(total.cpu().numpy())
+        return bool(np.isfinite(sem) and sem < target * abs(mean))
 
     def _recompute_bn(self) -> None:
         """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: reset, then a

@@ -52,6 +52,12 @@ class SurfaceOptions:
     data_mode: DataMode = option(
         "auto", "keep the data on the device (cached), move it per point (streamed), or choose"
     )
+    sem_target: float | None = option(
+        None,
+        "stop each point once its standard error is below this fraction of its loss (e.g. 0.02),"
+        " the data in a fixed seeded order; samples is then the most a point uses",
+    )
+    min_batches: int = option(2, "with sem_target: the fewest batches a point uses")
     checkpoint_every: float = option(5.0, "seconds between atomic progress checkpoints")
     progress: bool = option(True, "show a progress bar")
 
@@ -59,6 +65,17 @@ class SurfaceOptions:
         check_choices(self)
         if self.batch_size < 1:
             raise LosslandError(f"{arg('batch_size')} must be at least 1, got {self.batch_size}")
+        if self.sem_target is not None and not 0 < self.sem_target < 1:
+            raise LosslandError(
+                f"{arg('sem_target')} is a fraction of the loss, e.g. 0.02; got {self.sem_target}"
+            )
+        if self.min_batches < 1:
+            raise LosslandError(f"{arg('min_batches')} must be at least 1, got {self.min_batches}")
+        if self.sem_target is not None and (self.points_per_batch or 1) > 1:
+            raise LosslandError(
+                f"{arg('sem_target')} stops each point on its own: set {arg('points_per_batch')} "
+                "to 1"
+            )
         if self.points_per_batch is not None and self.points_per_batch < 1:
             raise LosslandError(
                 f"{arg('points_per_batch')} must be at least 1, got {self.points_per_batch}"

@@ -25,6 +25,8 @@ RESUME_KEYS = (
     "bn",
     "dtype",
     "precision",
+    "sem_target",
+    "min_batches",
     "directions",
     "model",
     "architecture",

@@ -20,6 +20,7 @@ from lossland.engine import (
     Evaluator,
     LossFn,
     eval_data,
+    finish_stats,
     resolve_evaluator,
     use_channels_last,
 )
@@ -64,6 +65,8 @@ def surface(
     memory_format: Any = None,
     samples: int | None = None,
     data_mode: Any = None,
+    sem_target: float | None = None,
+    min_batches: int | None = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
 ) -> Surface:
@@ -87,6 +90,7 @@ def surface(
         **dict(bn=bn, batch_size=batch_size, device=device, dtype=dtype, precision=precision),
         **dict(points_per_batch=points_per_batch, compile=compile, memory_format=memory_format),
         **dict(samples=samples, data_mode=data_mode),
+        **dict(sem_target=sem_target, min_batches=min_batches),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
     )
     run = _validate(model, x, y, directions, evaluator, loss, opts, trajectories)
@@ -118,6 +122,8 @@ def surface(
         progress=opts.progress,
         checkpoint_every=opts.checkpoint_every,
     )
+    if opts.precision == "bf16" and group.main and result.complete:
+        result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
     return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
 
 
@@ -142,6 +148,7 @@ class _Run:
             samples=o.samples,
             seed=o.seed,
             mode=o.data_mode,
+            seeded_order=o.sem_target is not None,
         )
 
     def settings(
@@ -165,6 +172,8 @@ class _Run:
             "loss": self.evaluator.name,
             "split": split,
             "precision": o.precision,
+            "sem_target": o.sem_target,
+            "min_batches": o.min_batches if o.sem_target is not None else None,
             "architecture": architecture(model, attrs),
             # Not compared: they only name the cause when a fingerprint above differs.
             "samples": data.samples,
@@ -181,6 +190,7 @@ class _Run:
         """``simple``: a tensor pair through the default loss (vmap over points is safe)."""
         o = self.options
         simple = simple and self.evaluator.loss is None and self.evaluator.forward is None
+        simple = simple and o.sem_target is None  # early stopping is per point: one at a time
         return EngineOptions(
             device=device,
             dtype=DTYPES[o.dtype],
@@ -194,6 +204,8 @@ class _Run:
             compile=o.compile,
             precision=o.precision,
             flush_seconds=o.checkpoint_every,
+            sem_target=o.sem_target,
+            min_batches=o.min_batches,
         )
 
     def attributes(
@@ -236,6 +248,52 @@ class _Run:
             origin=d.origin,
             options=options,
         )
+
+
+CHECK_POINTS = 5
+
+
+def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
+    """A few points of a bf16 run re-evaluated in fp32: how far bf16 is, in standard errors
+    and relatively (the minimum, the centre, and seeded others; cheap next to the grid)."""
+    loss = np.where(result.done, result.loss, np.nan).reshape(-1)
+    picks = [int(np.nanargmin(loss))] if np.isfinite(loss).any() else []
+    picks += [int(i) for i in np.flatnonzero(_centre(result).reshape(-1))]
+    rng = np.random.default_rng(run.options.seed)
+    picks += [int(i) for i in rng.permutation(loss.size)]
+    chosen = list(dict.fromkeys(picks))[:CHECK_POINTS]
+    mask = np.zeros(loss.size, dtype=bool)
+    mask[chosen] = True
+    exact = replace(run, options=replace(run.options, precision="fp32", points_per_batch=1))
+    options = exact.engine_options(model, torch.device(result.attrs["device"]), simple=False)
+    engine = exact.engine(model, exact.data(data, options), options)
+    ys = result.y if result.y is not None else np.zeros(1)
+    fp32 = np.full(loss.size, np.nan)
+    sem = np.full(loss.size, np.nan)
+    for block in engine.rows(result.x, ys, mask.reshape(len(ys), len(result.x))):
+        mean, error, _ = finish_stats(block.stats)
+        fp32[block.row * len(result.x) + block.cols] = mean
+        sem[block.row * len(result.x) + block.cols] = error
+    delta = np.abs(loss[chosen] - fp32[chosen])
+    return {
+        "points": [
+            [float(result.x[i % len(result.x)]), float(ys[i // len(result.x)])] for i in chosen
+        ],
+        "bf16": loss[chosen].tolist(),
+        "fp32": fp32[chosen].tolist(),
+        "fp32_sem": sem[chosen].tolist(),
+        "max_sem_ratio": float(np.max(delta / sem[chosen])),
+        "median_relative": float(np.median(delta / np.abs(fp32[chosen]))),
+    }
+
+
+def _centre(result: Surface) -> np.ndarray:
+    mask = np.zeros(result.shape, dtype=bool)
+    jx = np.flatnonzero(result.x == 0.0)
+    iy = np.flatnonzero(result.y == 0.0) if result.y is not None else np.zeros(1, dtype=int)
+    if len(jx) and len(iy):
+        mask[(iy[0], jx[0]) if result.y is not None else jx[0]] = True
+    return mask
 
 
 def _validate(
