@@ -61,7 +61,7 @@ def drive(
         ndim=1 if ys is None else 2,
         out=Path(out) if out is not None and group.main else None,
         checkpoint_every=checkpoint_every,
-        total=int(pending.sum()),
+        pending=pending,
         progress=progress and group.main,
     )
     local_error: BaseException | None = None
@@ -128,11 +128,12 @@ class _Exchange:
         ndim: int,
         out: Path | None,
         checkpoint_every: float,
-        total: int,
+        pending: np.ndarray,
         progress: bool,
     ) -> None:
         self.group, self.result, self.ndim = group, result, ndim
         self.out, self.checkpoint_every = out, checkpoint_every
+        self.pending = pending
         self.lock = threading.Lock()  # outbox and local status
         self.store_lock = threading.Lock()  # result arrays and the file
         self.outbox: list[Block] = []
@@ -151,7 +152,7 @@ class _Exchange:
         self.save_error: LosslandError | None = None
         self.last_ticks = [0] * group.world
         self.last_change = [time.monotonic()] * group.world
-        self.bar = _progress_bar(total, progress)
+        self.bar = _progress_bar(int(pending.sum()), progress)
         self.thread = (
             threading.Thread(target=self._loop, name="lossland-exchange", daemon=True)
             if group.world > 1
@@ -265,7 +266,7 @@ class _Exchange:
             r, rep = stopped[0]
             who = "interrupted" if r == group.rank else f"rank {r} was interrupted"
             raise Interrupted(f"{who}; {saved}", signum=rep.signum, quiet=not group.main)
-        if not self.result.done.all() and group.main:
+        if not self.result.done.reshape(self.pending.shape)[self.pending].all() and group.main:
             raise LosslandError(f"the run ended with points missing; {saved}")
 
     def _raise_broken(self, local_error: BaseException | None, saved: str) -> None:

@@ -58,6 +58,11 @@ class SurfaceOptions:
         " the data in a fixed seeded order; samples is then the most a point uses",
     )
     min_batches: int = option(2, "with sem_target: the fewest batches a point uses")
+    refine: float | None = option(
+        None,
+        "adaptive refinement: evaluate a coarse grid, then only the points where interpolated "
+        "ln(loss) could be off by more than this (e.g. 0.05); the rest are interpolated",
+    )
     checkpoint_every: float = option(5.0, "seconds between atomic progress checkpoints")
     progress: bool = option(True, "show a progress bar")
 
@@ -68,6 +73,10 @@ class SurfaceOptions:
         if self.sem_target is not None and not 0 < self.sem_target < 1:
             raise LosslandError(
                 f"{arg('sem_target')} is a fraction of the loss, e.g. 0.02; got {self.sem_target}"
+            )
+        if self.refine is not None and not 0 < self.refine < 10:
+            raise LosslandError(
+                f"{arg('refine')} is a tolerance in ln(loss), e.g. 0.05; got {self.refine}"
             )
         if self.min_batches < 1:
             raise LosslandError(f"{arg('min_batches')} must be at least 1, got {self.min_batches}")

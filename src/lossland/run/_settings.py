@@ -27,6 +27,7 @@ RESUME_KEYS = (
     "precision",
     "sem_target",
     "min_batches",
+    "refine",
     "directions",
     "model",
     "architecture",

@@ -29,6 +29,7 @@ from lossland.io import SETTINGS_ATTR, Surface
 from lossland.run._driver import drive
 from lossland.run._group import join
 from lossland.run._options import DTYPES, SurfaceOptions
+from lossland.run._refine import refined
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
 from lossland.show import with_figures
 
@@ -67,6 +68,7 @@ def surface(
     data_mode: Any = None,
     sem_target: float | None = None,
     min_batches: int | None = None,
+    refine: float | None = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
 ) -> Surface:
@@ -90,7 +92,7 @@ def surface(
         **dict(bn=bn, batch_size=batch_size, device=device, dtype=dtype, precision=precision),
         **dict(points_per_batch=points_per_batch, compile=compile, memory_format=memory_format),
         **dict(samples=samples, data_mode=data_mode),
-        **dict(sem_target=sem_target, min_batches=min_batches),
+        **dict(sem_target=sem_target, min_batches=min_batches, refine=refine),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
     )
     run = _validate(model, x, y, directions, evaluator, loss, opts, trajectories)
@@ -111,17 +113,26 @@ def surface(
     if not pending.any():
         return result
     engine = run.engine(model, evaluation, engine_options)
-    result = drive(
-        group,
-        engine,
-        result,
-        run.xs,
-        run.ys,
-        pending,
-        out=out,
-        progress=opts.progress,
-        checkpoint_every=opts.checkpoint_every,
-    )
+
+    def evaluate(current: Surface, mask: np.ndarray) -> Surface:
+        return drive(
+            group,
+            engine,
+            current,
+            run.xs,
+            run.ys,
+            mask,
+            out=out,
+            progress=opts.progress,
+            checkpoint_every=opts.checkpoint_every,
+        )
+
+    if opts.refine is None:
+        result = evaluate(result, pending)
+    else:
+        result = refined(result, evaluate, opts.refine)
+        if out is not None and group.main:
+            result.save(out)
     if opts.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
     return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
@@ -173,6 +184,7 @@ class _Run:
             "split": split,
             "precision": o.precision,
             "sem_target": o.sem_target,
+            "refine": o.refine,
             "min_batches": o.min_batches if o.sem_target is not None else None,
             "architecture": architecture(model, attrs),
             # Not compared: they only name the cause when a fingerprint above differs.
