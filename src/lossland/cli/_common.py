@@ -186,11 +186,15 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
     ax, ay, _ = result.argmin()
     where = f"x={ax:g}" if ay is None else f"x={ax:g}, y={ay:g}"
     finite = result.loss[result.done & np.isfinite(result.loss)]
-    rate = result.done.sum() / max(seconds, 1e-9)
-    lines = [
-        f"{'x'.join(str(s) for s in result.shape)} surface in {seconds:.1f} s ({rate:.1f} points/s)"
-        + (f" → {out}" if out else ""),
-    ]
+    evaluated = int(result.evaluated.sum())
+    computed = result.attrs.get("points_computed", evaluated)
+    if computed == 0:
+        return f"{out or 'the surface'} is complete: nothing to compute"
+    rate = computed / max(seconds, 1e-9)
+    size = "x".join(str(s) for s in result.shape)
+    refined = "" if result.interpolated is None else f", {evaluated} points evaluated"
+    lines = [f"{size} surface in {seconds:.1f} s ({rate:.1f} points/s{refined})"]
+    lines[0] += f" → {out}" if out else ""
     if finite.size:
         lines.append(f"loss min {finite.min():.4g} at ({where}), max {finite.max():.4g}")
     center = result.value_at_origin()

@@ -110,8 +110,9 @@ def surface(
         result = replace(result, trajectories=dict(trajectories))
     result = result.with_attrs(**run.attributes(attrs, settings, engine_options, evaluation))
     pending = ~result.done.reshape(len(run.ys) if run.ys is not None else 1, len(run.xs))
+    before = int(result.evaluated.sum())
     if not pending.any():
-        return result
+        return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
     engine = run.engine(model, evaluation, engine_options)
 
     def evaluate(current: Surface, mask: np.ndarray) -> Surface:
@@ -133,6 +134,7 @@ def surface(
         result = refined(result, evaluate, opts.refine)
         if out is not None and group.main:
             result.save(out)
+    result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
     if opts.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
     return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
