@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 import torch
 
-from lossland.core import tensor_fingerprint
+from lossland.core import progress_bar, tensor_fingerprint
 from lossland.errors import DataError, arg
 
 __all__ = [
@@ -145,32 +144,23 @@ def find_data_dir(
 # --------------------------------------------------------------------------- download
 
 
-def _stderr_is_tty() -> bool:
-    stream = sys.stderr
-    return stream is not None and hasattr(stream, "isatty") and stream.isatty()
-
-
 def _fetch(url: str, out: BinaryIO, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
     """Stream ``url`` into ``out``; the single network access point, patched in tests."""
-    from tqdm import tqdm  # deferred: only downloads need it
-
     with urllib.request.urlopen(url, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         received = 0
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=url.rsplit("/", 1)[-1],
-            disable=not _stderr_is_tty(),
-            leave=False,
-        ) as bar:
+        name = url.rsplit("/", 1)[-1]
+        bar = progress_bar(total, desc=name, unit="B", unit_scale=True, unit_divisor=1024)
+        try:
             while chunk := response.read(1 << 16):
                 out.write(chunk)
                 received += len(chunk)
-                bar.update(len(chunk))
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
         if total is not None and received != total:
             raise OSError(f"connection closed after {received} of {total} bytes")
 
