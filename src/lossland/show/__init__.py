@@ -1,4 +1,4 @@
-"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness figures.
+"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness, topology.
 
 Reads surfaces (:mod:`lossland.io`); never evaluates a model.
 """
@@ -27,7 +27,17 @@ from lossland.show._descent import (
     surface_grid,
     write_paths,
 )
-from lossland.show._figures import PlotStyle, axis_labels, caption, plot, plot_surface, plot_values
+from lossland.show._figures import (
+    PlotStyle,
+    Plotter,
+    StyleName,
+    axis_labels,
+    contour_png,
+    loss_values,
+    plot,
+    settings_caption,
+    summary_html,
+)
 from lossland.show._sharpness import (
     Barrier,
     Sharpness,
@@ -37,6 +47,18 @@ from lossland.show._sharpness import (
     node_losses,
     sharpness,
     with_figures,
+)
+from lossland.show._topology import (
+    BasinArea,
+    Merge,
+    Minimum,
+    Topology,
+    basin_areas,
+    global_basin,
+    summary_lines,
+    surface_topology,
+    topology,
+    topology_lines,
 )
 from lossland.show.viewer import make_server, page_data, render_page, serve, write_viewer
 
@@ -48,16 +70,23 @@ __all__ = [
     "INTERPOLATIONS",
     "OPTIMIZERS",
     "Barrier",
+    "BasinArea",
     "Grid",
     "Interpolant",
     "Interpolation",
+    "Merge",
+    "Minimum",
     "OptimizerName",
     "OptimizerPath",
     "PlotStyle",
+    "Plotter",
     "Sharpness",
+    "StyleName",
+    "Topology",
     "axis_labels",
     "barrier",
-    "caption",
+    "basin_areas",
+    "contour_png",
     "default_label",
     "descend",
     "descend_all",
@@ -65,20 +94,26 @@ __all__ = [
     "edge_point",
     "figures",
     "format_figures",
+    "global_basin",
+    "loss_values",
     "make_server",
     "node_losses",
     "page_data",
     "parse_start",
     "path_file_kind",
     "plot",
-    "plot_surface",
-    "plot_values",
     "read_paths",
     "render_page",
     "resolve_hyper",
     "serve",
+    "settings_caption",
     "sharpness",
+    "summary_html",
+    "summary_lines",
     "surface_grid",
+    "surface_topology",
+    "topology",
+    "topology_lines",
     "with_figures",
     "write_paths",
     "write_viewer",
