@@ -60,7 +60,14 @@ from lossland.show._topology import (
     topology,
     topology_lines,
 )
-from lossland.show.viewer import make_server, page_data, render_page, serve, write_viewer
+from lossland.show.viewer import (
+    ViewerPage,
+    make_server,
+    page_data,
+    render_page,
+    serve,
+    write_viewer,
+)
 
 __all__ = [
     "DEFAULT_LR",
@@ -83,6 +90,7 @@ __all__ = [
     "Sharpness",
     "StyleName",
     "Topology",
+    "ViewerPage",
     "axis_labels",
     "barrier",
     "basin_areas",
