@@ -213,7 +213,7 @@ def test_no_global_state_changed(tmp_path: Path) -> None:
         F.paths(F.trajectories(draw(s, caption=True), s), optimizer_paths())
     F.line(line_1d(accuracy="fraction"), log=True)
     for fmt in ("png", "pdf", "svg"):
-        F.plot(s, tmp_path / fmt, format=fmt, paths=optimizer_paths())
+        F.plot(two_well(7, 5), tmp_path / fmt, format=fmt, paths=optimizer_paths(), dpi=40)
     F.contourf(basins(), critical_points=True)
     F.topology_figure(basins())
     F.summary_html(s)
@@ -492,9 +492,9 @@ def test_plot_marks_critical_points_on_the_contours_only(
         return original(ax, surface, **options)
 
     monkeypatch.setattr(F, "critical_points", record)
-    F.plot(basins(), tmp_path / "on", title="t")
+    F.plot(basins(), tmp_path / "on", title="t", dpi=30)
     assert marked == ["t", "t"]  # contour and contourf
-    F.plot(basins(), tmp_path / "off", critical_points=False)
+    F.plot(basins(), tmp_path / "off", critical_points=False, dpi=30)
     assert marked == ["t", "t"]
 
 
@@ -542,9 +542,9 @@ def test_lossland_plot_is_callable_and_holds_the_figures(tmp_path: Path) -> None
     assert {name: getattr(lossland.plot, name) for name in figures} == figures
     assert inspect.signature(lossland.plot).parameters["levels"].default == 30
     assert ".contour()" in repr(lossland.plot)
-    files = lossland.plot(two_well(), tmp_path, log=True)  # as before: the files written
-    assert all(isinstance(f, Path) and f.is_file() for f in files)
-    (pdf, *_) = lossland.plot(two_well(), tmp_path / "paper", style="paper")
+    files = lossland.plot(two_well(7, 5), tmp_path, log=True, dpi=40)  # as before: the files
+    assert len(files) == 5 and all(isinstance(f, Path) and f.is_file() for f in files)
+    (pdf, *_) = lossland.plot(two_well(7, 5), tmp_path / "paper", style="paper")
     assert pdf.suffix == ".pdf"
     with pytest.raises(LosslandError, match="unknown style 'poster'"):
         lossland.plot(two_well(), tmp_path, style="poster")  # type: ignore[arg-type]
