@@ -1,4 +1,5 @@
-"""The viewer in a real browser: headless Chromium opens the page from disk, sliders move the path.
+"""The viewer in a real browser: headless Chromium opens the page from disk, sliders move the path,
+the minima and saddles are marked on the contour; the notebook's inline frame runs the same page.
 
 Needs Chromium (``/usr/bin/chromium`` or ``$LOSSLAND_CHROMIUM``) and the playwright package; the
 test is skipped without them, and fails instead when ``LOSSLAND_REQUIRE_BROWSER=1`` (CI). The
@@ -114,6 +115,21 @@ def test_viewer_renders_and_follows_sliders(tmp_path: Path) -> None:
             assert page.locator("#contour .contour").count() > 0
             assert page.locator("#optimizer option").count() == 6
             assert page.locator("#metadata tr").count() > 3
+            # The topology's minima (the global one a star) and saddle, drawn on the contour.
+            critical: Any = page.evaluate("window.losslandViewer.data.critical")
+            markers: Any = page.evaluate(
+                "(() => Object.fromEntries(document.getElementById('contour').data"
+                ".filter(t => ['global minimum', 'minima', 'saddles'].includes(t.name))"
+                ".map(t => [t.name, [t.x, t.y, t.marker.symbol || 'circle']])))()"
+            )
+            assert len(critical["minima"]) == 2 and len(critical["saddles"]) == 1
+            (best, other), (saddle,) = critical["minima"], critical["saddles"]
+            assert markers == {
+                "global minimum": [[best[0]], [best[1]], "star"],
+                "minima": [[other[0]], [other[1]], "circle"],
+                "saddles": [[saddle[0]], [saddle[1]], "x"],
+            }
+            assert page.locator("#contour .scatterlayer .point").count() >= 3
             before: Any = page.evaluate("window.losslandViewer.path.points")
             info_before = page.inner_text("#path-info")
             assert len(before) == 31  # the default 30 steps
@@ -169,3 +185,38 @@ def test_viewer_renders_and_follows_sliders(tmp_path: Path) -> None:
 
     assert problems == []
     assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
+
+
+def test_inline_frame_runs_the_viewer(tmp_path: Path) -> None:
+    """What a notebook shows for ``lossland.view(s)``: the page inside an iframe's srcdoc."""
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+
+    frame_html = write_viewer(landscape(), title="inline")._repr_html_()
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f"<!DOCTYPE html><html><body>{frame_html}</body></html>", "utf-8")
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1100})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on(
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(("file://", "data:", "blob:", "about:"))
+                    else problems.append(f"network request: {r.url}")
+                ),
+            )
+            page.goto(notebook.as_uri())
+            frame = page.frame_locator("iframe")
+            frame.locator("body[data-ready='1']").wait_for(timeout=30_000)
+            assert frame.locator("#contour .contour").count() > 0
+            assert frame.locator("#title").inner_text() == "inline"
+        finally:
+            browser.close()
+    assert problems == []

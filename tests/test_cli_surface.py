@@ -62,7 +62,7 @@ def test_surface_info_and_plot(checkpoints, fashion_dir, tmp_path, capsys):
     info = capsys.readouterr().out
     assert "loss: min" in info and "done: 20/20" in info
     assert run("plot", out, "-o", tmp_path / "figs") == 0
-    assert len(list((tmp_path / "figs").glob("*.png"))) == 4
+    assert len(list((tmp_path / "figs").glob("*.png"))) == 5  # the four maps and the topology
 
 
 def test_same_seed_and_reused_directions_are_bit_identical(checkpoints, fashion_dir, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -26,12 +27,14 @@ from lossland.show import (
     OPTIMIZERS,
     Interpolant,
     Interpolation,
+    ViewerPage,
     descend,
     make_server,
     page_data,
     resolve_hyper,
     serve,
     surface_grid,
+    surface_topology,
     write_paths,
     write_viewer,
 )
@@ -250,6 +253,42 @@ def test_page_is_self_contained(tmp_path: Path) -> None:
     assert set(data["optimizers"]) == set(OPTIMIZERS)
     assert data["log_allowed"] is True
     assert ["model", "bowl"] in data["metadata"]
+
+
+def test_page_marks_the_significant_minima_and_their_saddles() -> None:
+    """Two wells at x = ±0.6 (the left one deeper) under a small noise floor: the page lists
+    the global minimum first, the other well and the saddle between them, as [x, y, loss]."""
+    gx, gy = np.meshgrid(X, Y)
+    loss = 1.0 + (gx**2 - 0.36) ** 2 * 4 + gy**2 + 0.1 * gx
+    surface = make_surface(loss)
+    found = surface_topology(surface)
+    assert found is not None and len(found.minima) == 2
+    (merge,) = found.merges
+    critical = page_data(surface, title="t")["critical"]
+    assert critical["minima"] == [[m.x, m.y, m.loss] for m in found.minima]
+    assert critical["saddles"] == [[merge.x, merge.y, merge.loss]]
+    assert critical["minima"][0][0] < 0 < critical["minima"][1][0]  # the deeper well first
+    # A minimum within the noise (barrier ≤ 2 SE) is not marked.
+    noisy = Surface(X, Y, loss, loss * 0, np.full_like(loss, 1.0), surface.done)
+    assert page_data(noisy, title="t")["critical"] == {
+        "minima": [critical["minima"][0]],
+        "saddles": [],
+    }
+
+
+def test_view_without_a_file_shows_inline_in_notebooks(tmp_path: Path) -> None:
+    surface = make_surface(note="\"quotes\" & <tags> 'apostrophes'")
+    page = write_viewer(surface, title="inline")
+    assert isinstance(page, ViewerPage)
+    frame = page._repr_html_()
+    match = re.fullmatch(r'<iframe srcdoc="([^"]*)" ([^>]*)></iframe>', frame)
+    assert match is not None  # the whole page is one attribute value: no bare quote inside
+    assert html.unescape(match.group(1)) == page.html  # and it unescapes to the page exactly
+    assert 'sandbox="allow-scripts' in match.group(2)
+    assert "<" not in match.group(1) and "'" not in match.group(1)
+    written = write_viewer(surface, tmp_path / "v.html", title="inline")
+    assert written == tmp_path / "v.html" and written.read_text(encoding="utf-8") == page.html
+    assert page.save(tmp_path / "saved.html").read_text(encoding="utf-8") == page.html
 
 
 def test_page_data_matches_the_descent_grid() -> None:

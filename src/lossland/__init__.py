@@ -5,6 +5,11 @@ The typed public API::
     s = lossland.surface(model, (inputs, targets), x="-1:1:51", y="-1:1:51", norm="filter")
     s.save("surface.h5");  s = lossland.load("surface.h5")
     lossland.plot(s, "figures/", log=True);  lossland.view(s, "viewer.html")
+    lossland.plot.contour(s, ax=ax, log=True)   # one figure into your Axes (also .contourf,
+                                                # .heatmap, .surface3d, .line, .paths, ...)
+    lossland.view(s)                            # in a notebook: the viewer inline
+
+In Jupyter a ``Surface`` displays as a summary table with a small contour.
 
 The layers, each a subpackage (see docs/design.md): ``core`` (layouts, grids, schemes),
 ``engine`` (the hot loop), ``directions`` (random, models, PCA, Hessian), ``run`` (surface

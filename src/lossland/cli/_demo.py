@@ -23,9 +23,8 @@ from lossland.run import surface, trajectory_surface
 from lossland.show import (
     OptimizerName,
     OptimizerPath,
-    PlotStyle,
     descend,
-    plot_surface,
+    plot,
     write_paths,
     write_viewer,
 )
@@ -142,9 +141,9 @@ def _train(args: DemoArgs, plan: DemoPlan, samples: int) -> TrainResult:
 
 
 def _figures(result: Surface, paths: list[OptimizerPath], out: Path) -> list[Path]:
-    files = plot_surface(result, out, stem="surface", style=PlotStyle(log=True))
+    files = plot(result, out, stem="surface", log=True)
     files.append(write_paths(paths, out / "paths.csv"))
-    files += plot_surface(result, out, stem="paths", style=PlotStyle(log=True), paths=paths)
+    files += plot(result, out, stem="paths", log=True, paths=paths)
     files.append(
         write_viewer(result, out / "viewer.html", paths=paths, title="lossland demo", log=True)
     )
@@ -169,7 +168,7 @@ def _trajectory(
     )
     return [
         out / "trajectory.h5",
-        *plot_surface(trajectory, out, stem="trajectory", style=PlotStyle(log=True)),
+        *plot(trajectory, out, stem="trajectory", log=True),
     ]
 
 

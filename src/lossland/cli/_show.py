@@ -12,6 +12,7 @@ from lossland.show import (
     FLAGS,
     HYPER_DEFAULTS,
     Interpolation,
+    StyleName,
     descend_all,
     parse_start,
     path_file_kind,
@@ -40,15 +41,28 @@ def info(args: InfoArgs) -> int:
 
 @dataclass(kw_only=True)
 class PlotArgs:
-    """Write contour, filled-contour, heat-map and 3-D plots of a surface."""
+    """Write contour, filled-contour, heat-map, 3-D and topology figures of a surface."""
 
     file: Path = flag(doc="surface file", positional=True)
     out: Path | None = flag(None, short="-o", doc="output folder (default: beside the file)")
-    format: ImageFormat = flag(default_of(plot, "format"), doc="image format")
+    style: StyleName | None = flag(
+        None,
+        doc="default (screen: coolwarm, caption, PNG) or paper (one journal column: 8 pt text, "
+        "viridis, PDF, no caption)",
+    )
+    format: ImageFormat | None = flag(None, doc="image format (default: the style's)")
+    dpi: int | None = flag(None, doc="resolution of PNG and raster parts (default: the style's)")
+    cmap: str | None = flag(None, doc="matplotlib colormap (default: the style's)")
+    caption: bool | None = flag(
+        None, doc="the settings caption under each figure (default: the style's)"
+    )
+    title: str | None = flag(None, doc='figure title (default: from the surface; "" for none)')
     levels: int = flag(default_of(plot, "levels"), doc="number of contour levels")
-    log: bool = flag(False, doc="log-scale the loss")
+    log: bool = flag(default_of(plot, "log"), doc="log colour scale (3-D height: ln loss)")
     zmax: float | None = flag(None, doc="clip losses above this value")
-    dpi: int = flag(default_of(plot, "dpi"), doc="resolution for PNG")
+    critical_points: bool = flag(
+        default_of(plot, "critical_points"), doc="mark minima and saddles on the contours"
+    )
     path: list[Path] = flag(
         [], doc="overlay an optimizer path (CSV/JSON from lossland path)", repeat=True
     )
@@ -59,11 +73,16 @@ def plot_files(args: PlotArgs) -> int:
     files = plot(
         args.file,
         args.out,
+        style=args.style,
+        format=args.format,
+        dpi=args.dpi,
+        cmap=args.cmap,
+        caption=args.caption,
+        title=args.title,
         levels=args.levels,
         log=args.log,
         zmax=args.zmax,
-        dpi=args.dpi,
-        format=args.format,
+        critical_points=args.critical_points,
         paths=paths,
     )
     for file in files:

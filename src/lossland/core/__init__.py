@@ -21,6 +21,7 @@ from lossland.core._grid import (
 from lossland.core._imports import import_object, is_import_path
 from lossland.core._json import json_default
 from lossland.core._options import check_choices, choices, option, updated
+from lossland.core._progress import progress_bar
 from lossland.core._schemes import (
     SCHEMES,
     PlaneVectors,
@@ -62,6 +63,7 @@ __all__ = [
     "li_point_",
     "linear2x_point_",
     "option",
+    "progress_bar",
     "rescale_",
     "resolve_device",
     "synchronize",

@@ -27,6 +27,7 @@ FORMAT = "lossland-surface"
 FORMAT_VERSION = 2  # 2: accuracy in percent, as the reference stores it (1: fractions)
 ACC_UNIT = "percent"
 SETTINGS_ATTR = "settings"  # JSON of what identifies a run, compared on resume
+TOPOLOGY_ATTR = "topology"  # the basins (lossland.show.Topology.as_dict), shown as a summary
 RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -160,8 +161,40 @@ class Surface:
     def with_attrs(self, **attrs: Any) -> Surface:
         return replace(self, attrs={**self.attrs, **attrs})
 
+    # --- display (drawn by lossland.show, imported inside these methods: the one import of io
+    # from a higher layer, allowed for display only; see tests/test_layers.py) ---
+
+    def __repr__(self) -> str:
+        """Shape, split, progress and the minimum; never the arrays."""
+        parts = [
+            f"{self.ndim}-D {' × '.join(map(str, self.shape[::-1]))}",  # nx × ny
+            f"split={self.split!r}",
+            f"done {int(self.done.sum())}/{self.done.size}",
+        ]
+        x, y, low = self.argmin()
+        if math.isfinite(low):
+            parts.append(f"min loss {low:.5g} at x={x:.4g}" + ("" if y is None else f", y={y:.4g}"))
+        return f"Surface({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a summary table beside a small contour (or line) image."""
+        from lossland.show import summary_html
+
+        return summary_html(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The small contour alone, for frontends without HTML; None when nothing is drawable."""
+        from lossland.show import contour_png
+
+        try:
+            return contour_png(self)
+        except LosslandError:
+            return None
+
     def describe(self) -> str:
-        """A human summary: settings, shape, progress, min/max/argmin."""
+        """A human summary: settings, shape, progress, min/max/argmin, the basins of a plane."""
+        from lossland.show import topology_lines
+
         lines = [f"{self.ndim}-D surface, {self.split} split, shape {self.shape}"]
         lines.append(f"x: {self.x[0]:g} .. {self.x[-1]:g} ({len(self.x)} points)")
         if self.y is not None:
@@ -178,8 +211,12 @@ class Surface:
         bad = int((self.done & ~np.isfinite(self.loss)).sum())
         if bad:
             lines.append(f"non-finite losses: {bad} points (shown as the largest finite value)")
+        # The stored topology when valid, else computed: so older files get the summary too.
+        basins = topology_lines(self)
+        lines += [f"topology: {text}" for text in basins[:1]]
+        lines += [f"  {text}" for text in basins[1:]]
         for key in sorted(self.attrs):
-            if key == SETTINGS_ATTR:
+            if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
                 continue
             lines.append(f"{key}: {self.attrs[key]}")
         for name, points in self.trajectories.items():

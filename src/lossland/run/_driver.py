@@ -19,11 +19,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from lossland.core import progress_bar
 from lossland.engine import STATS, UNITS, Block, Engine, finish_stats
 from lossland.errors import LosslandError
 from lossland.io import Surface
@@ -152,7 +152,7 @@ class _Exchange:
         self.save_error: LosslandError | None = None
         self.last_ticks = [0] * group.world
         self.last_change = [time.monotonic()] * group.world
-        self.bar = _progress_bar(int(pending.sum()), progress)
+        self.bar = progress_bar(int(pending.sum()), desc="surface", unit="pt", enabled=progress)
         self.thread = (
             threading.Thread(target=self._loop, name="lossland-exchange", daemon=True)
             if group.world > 1
@@ -423,13 +423,3 @@ def _encode(blocks: list[Block]) -> np.ndarray:
             np.asarray(block.stats, dtype=np.float64).reshape(n * STATS),
         ]
     return np.concatenate(parts) if parts else np.empty(0)
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, unit="pt", desc="surface", dynamic_ncols=True, leave=False, disable=None
-    )

@@ -1,5 +1,5 @@
-"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness figures; and
-the figure of a Hessian spectral density.
+"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness, topology;
+and the figure of a Hessian spectral density.
 
 Reads surfaces (:mod:`lossland.io`); never evaluates a model.
 """
@@ -28,7 +28,17 @@ from lossland.show._descent import (
     surface_grid,
     write_paths,
 )
-from lossland.show._figures import PlotStyle, axis_labels, caption, plot, plot_surface, plot_values
+from lossland.show._figures import (
+    PlotStyle,
+    Plotter,
+    StyleName,
+    axis_labels,
+    contour_png,
+    loss_values,
+    plot,
+    settings_caption,
+    summary_html,
+)
 from lossland.show._sharpness import (
     Barrier,
     Sharpness,
@@ -40,7 +50,26 @@ from lossland.show._sharpness import (
     with_figures,
 )
 from lossland.show._spectrum_figure import density_figure, save_density_figure
-from lossland.show.viewer import make_server, page_data, render_page, serve, write_viewer
+from lossland.show._topology import (
+    BasinArea,
+    Merge,
+    Minimum,
+    Topology,
+    basin_areas,
+    global_basin,
+    summary_lines,
+    surface_topology,
+    topology,
+    topology_lines,
+)
+from lossland.show.viewer import (
+    ViewerPage,
+    make_server,
+    page_data,
+    render_page,
+    serve,
+    write_viewer,
+)
 
 __all__ = [
     "DEFAULT_LR",
@@ -50,16 +79,24 @@ __all__ = [
     "INTERPOLATIONS",
     "OPTIMIZERS",
     "Barrier",
+    "BasinArea",
     "Grid",
     "Interpolant",
     "Interpolation",
+    "Merge",
+    "Minimum",
     "OptimizerName",
     "OptimizerPath",
     "PlotStyle",
+    "Plotter",
     "Sharpness",
+    "StyleName",
+    "Topology",
+    "ViewerPage",
     "axis_labels",
     "barrier",
-    "caption",
+    "basin_areas",
+    "contour_png",
     "default_label",
     "density_figure",
     "descend",
@@ -68,21 +105,27 @@ __all__ = [
     "edge_point",
     "figures",
     "format_figures",
+    "global_basin",
+    "loss_values",
     "make_server",
     "node_losses",
     "page_data",
     "parse_start",
     "path_file_kind",
     "plot",
-    "plot_surface",
-    "plot_values",
     "read_paths",
     "render_page",
     "resolve_hyper",
     "save_density_figure",
     "serve",
+    "settings_caption",
     "sharpness",
+    "summary_html",
+    "summary_lines",
     "surface_grid",
+    "surface_topology",
+    "topology",
+    "topology_lines",
     "with_figures",
     "write_paths",
     "write_viewer",

@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 
 from lossland.errors import arg
-from lossland.io import Surface
+from lossland.io import TOPOLOGY_ATTR, Surface
+from lossland.show._topology import surface_topology
 
 RADIUS_FRACTION = 0.1
+STORED_MINIMA = 2000  # at most this many minima in a stored topology attribute (~600 kB)
 
 
 @dataclass(frozen=True)
@@ -295,10 +297,19 @@ def format_figures(surface: Surface, *, radius: float | None = None) -> list[str
 
 
 def with_figures(surface: Surface, out: str | os.PathLike[str] | None = None) -> Surface:
-    """``surface`` with the attribute ``sharpness`` (complete surfaces), re-saved to ``out``."""
+    """``surface`` with the attributes ``sharpness`` and, for a plane, ``topology`` (its basins,
+    ``Topology.as_dict()``), computed for complete surfaces; re-saved to ``out``.
+
+    A noisy grid can have a minimum at every few points: its topology (about 300 bytes per
+    minimum) is stored only up to ``STORED_MINIMA`` minima, and otherwise recomputed when shown.
+    """
     if not surface.complete:
         return surface
-    result = surface.with_attrs(sharpness=figures(surface))
+    attrs: dict[str, Any] = {"sharpness": figures(surface)}
+    basins = surface_topology(surface, stored=False)  # fresh: a stored one may be stale
+    if basins is not None and len(basins.minima) <= STORED_MINIMA:
+        attrs[TOPOLOGY_ATTR] = basins.as_dict()
+    result = surface.with_attrs(**attrs)
     if out is not None:
         result.save(out)
     return result

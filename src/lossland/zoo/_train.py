@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import resolve_device
+from lossland.core import progress_bar, resolve_device
 from lossland.engine import use_channels_last
 from lossland.errors import LosslandError, arg
 from lossland.io import ModelSpec, check_writable, load_checkpoint, load_state_into, save_checkpoint
@@ -258,7 +258,13 @@ class _Loop:
         steps_per_epoch = math.ceil(len(images) / options.batch_size)  # epochs = steps / this
         started = time.perf_counter()
         self.snapshot(steps_per_epoch)
-        bar = _progress(options.epochs * len(images), progress, f"train {self.spec.name}")
+        bar = progress_bar(
+            options.epochs * len(images),
+            desc=f"train {self.spec.name}",
+            unit="sample",
+            enabled=progress,
+            unit_scale=True,
+        )
         self.model.train()
         order = batches(len(images), options.batch_size, seed=options.seed, epochs=options.epochs)
         for _, idx in order:
@@ -316,19 +322,3 @@ def batches(
         order = torch.randperm(count, generator=generator)
         for start in range(0, count, batch_size):
             yield epoch, order[start : start + batch_size]
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        unit="sample",
-        unit_scale=True,
-        desc=desc,
-        dynamic_ncols=True,
-        leave=False,
-        disable=None,
-    )

@@ -1,9 +1,10 @@
 """The interactive viewer: one self-contained HTML page that works offline from disk.
 
 The page inlines plotly.min.js from the installed ``plotly`` package (no CDN), the surface as
-JSON, ``optimizers.js`` (the interpolant and PyTorch's optimizers, mirrored from
-:mod:`lossland.paths`) and ``viewer.js`` (the plots and controls). :func:`serve` shows it on a
-loopback port for convenience.
+JSON (with the minima and saddles of its topology), ``optimizers.js`` (the interpolant and
+PyTorch's optimizers, mirrored from :mod:`lossland.show._descent`) and ``viewer.js`` (the plots
+and controls). :func:`write_viewer` writes it to a file, or without one returns a
+:class:`ViewerPage` that a notebook shows inline; :func:`serve` shows a file on a loopback port.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import os
 import re
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -33,6 +35,10 @@ from lossland.show._descent import (
     OptimizerPath,
     surface_grid,
 )
+from lossland.show._figures import default_title
+from lossland.show._topology import most_persistent, surface_topology
+
+MARKED_MINIMA = 20  # the most persistent significant minima marked, as in the figures
 
 _PLACEHOLDER = re.compile(r"@@(TITLE|VERSION|DATA|PLOTLY|OPTIMIZERS|VIEWER)@@")
 
@@ -65,9 +71,9 @@ def _grid_json(values: np.ndarray) -> list[list[float | None]]:
     return [[float(v) if math.isfinite(v) else None for v in row] for row in values.tolist()]
 
 
-def _metadata(surface: Surface) -> list[tuple[str, str]]:
+def _metadata(surface: Surface, description: str) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    lines = surface.describe().splitlines()
+    lines = description.splitlines()
     rows.append(("surface", lines[0]))
     for line in lines[1:]:
         key, sep, value = line.partition(": ")
@@ -108,10 +114,11 @@ def page_data(
     log_allowed = bool(finite.min() > 0)
     if log:
         log_loss(finite)  # refuses losses <= 0 with the one message every view uses
+    description = surface.describe()
     return {
         "title": title,
         "version": __version__,
-        "summary": surface.describe().splitlines()[0],
+        "summary": description.splitlines()[0],
         "grid": {"x": grid.x.tolist(), "y": grid.y.tolist(), "z": _grid_json(grid.loss)},
         "acc": _grid_json(acc) if np.isfinite(acc).any() else None,
         "log_allowed": log_allowed,
@@ -135,7 +142,24 @@ def page_data(
             for name, points in surface.trajectories.items()
         ],
         "paths": [{"label": p.label, "points": _points(p.points)} for p in paths],
-        "metadata": _metadata(surface),
+        "critical": _critical_points(surface),
+        "metadata": _metadata(surface, description),
+    }
+
+
+def _critical_points(surface: Surface) -> dict[str, list[list[float | None]]] | None:
+    """Minima (the global one first) and saddles as [x, y, loss] rows; None without any."""
+    found = surface_topology(surface)
+    if found is None:
+        return None
+    minima, saddles = most_persistent(found, MARKED_MINIMA, significant_only=True)
+
+    def row(x: float, y: float, loss: float) -> list[float | None]:
+        return [x, y, loss if math.isfinite(loss) else None]
+
+    return {
+        "minima": [row(m.x, m.y, m.loss) for m in minima],
+        "saddles": [row(s.x, s.y, s.loss) for s in saddles],
     }
 
 
@@ -160,6 +184,45 @@ def render_page(data: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], asset("template.html"))
 
 
+@dataclass(frozen=True)
+class ViewerPage:
+    """The viewer page in memory: a notebook shows it inline (an iframe holding the whole
+    self-contained page, so it works offline too); :meth:`save` writes it as a file."""
+
+    html: str
+    height: int = 1000  # pixels of the inline frame: the controls and both plots
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the page to ``path`` (atomically); return the path."""
+        out = Path(path)
+        atomic_write_bytes(out, self.html.encode("utf-8"))
+        return out
+
+    def _repr_html_(self) -> str:
+        # The page is an attribute value: escaping &, <, >, " and ' keeps every character of it
+        # (scripts and data included) inside the attribute, and the browser unescapes it once.
+        # The sandbox gives the frame its own origin: its scripts run but cannot reach the
+        # notebook's page.
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            'sandbox="allow-scripts allow-downloads" title="lossland viewer" '
+            f'style="width:100%;height:{self.height}px;border:0"></iframe>'
+        )
+
+
+@overload
+def write_viewer(
+    surface: Surface,
+    out: None = None,
+    *,
+    paths: Sequence[OptimizerPath] = (),
+    title: str | None = None,
+    log: bool = False,
+    interpolation: Interpolation = "cubic",
+) -> ViewerPage: ...
+
+
+@overload
 def write_viewer(
     surface: Surface,
     out: str | os.PathLike[str],
@@ -168,14 +231,26 @@ def write_viewer(
     title: str | None = None,
     log: bool = False,
     interpolation: Interpolation = "cubic",
-) -> Path:
-    """Write the self-contained viewer page for ``surface`` to ``out`` (atomically)."""
-    out = Path(out)
+) -> Path: ...
+
+
+def write_viewer(
+    surface: Surface,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    paths: Sequence[OptimizerPath] = (),
+    title: str | None = None,
+    log: bool = False,
+    interpolation: Interpolation = "cubic",
+) -> Path | ViewerPage:
+    """The self-contained viewer page for ``surface``: written to ``out`` (atomically; the
+    path is returned), or with ``out=None`` returned as a :class:`ViewerPage` (inline in
+    notebooks)."""
     if title is None:
-        title = f"lossland: {surface.split} loss surface {'x'.join(map(str, surface.shape))}"
+        title = f"lossland: {default_title(surface)}"
     data = page_data(surface, paths=paths, title=title, log=log, interpolation=interpolation)
-    atomic_write_bytes(out, render_page(data).encode("utf-8"))
-    return out
+    page = ViewerPage(render_page(data))
+    return page if out is None else page.save(out)
 
 
 def make_server(file: str | os.PathLike[str], port: int = 0) -> http.server.ThreadingHTTPServer:

@@ -2,8 +2,9 @@
  * lossland viewer.js: the interactive page written by `lossland view`.
  *
  * Reads the surface from the page's JSON block, draws a 3-D surface (contours projected on the
- * floor) and a top-down contour with plotly.js, and redraws the optimizer path from
- * optimizers.js whenever a control moves. State is exposed as window.losslandViewer for tests.
+ * floor) and a top-down contour with plotly.js (the minima and saddles of the surface's topology
+ * marked on it), and redraws the optimizer path from optimizers.js whenever a control moves.
+ * State is exposed as window.losslandViewer for tests.
  */
 (function () {
   "use strict";
@@ -84,7 +85,7 @@
   const hoverText = grid.z.map((row, i) =>
     row.map((v, j) => {
       let text = "loss " + fmt(v, 6);
-      if (data.acc && data.acc[i][j] !== null) text += "<br>accuracy " + fmt(data.acc[i][j], 4);
+      if (data.acc && data.acc[i][j] !== null) text += "<br>accuracy " + fmt(data.acc[i][j], 4) + " %";
       return text;
     }),
   );
@@ -413,6 +414,41 @@
     return { traces3d, traces2d };
   }
 
+  function criticalTraces() {
+    // The most persistent minima (global first) and their saddles, as [x, y, loss] rows.
+    const c = data.critical;
+    if (!c) return [];
+    const marker = (name, rows, style) => ({
+      type: "scatter",
+      mode: "markers",
+      name,
+      x: rows.map((r) => r[0]),
+      y: rows.map((r) => r[1]),
+      text: rows.map((r) => fmt(r[2], 5)),
+      marker: style,
+      hovertemplate: "x %{x:.4g}<br>y %{y:.4g}<br>loss %{text}<extra>" + name + "</extra>",
+    });
+    const traces = [
+      marker("global minimum", c.minima.slice(0, 1), {
+        symbol: "star",
+        size: 16,
+        color: "#ffd400",
+        line: { color: "#000", width: 1 },
+      }),
+    ];
+    if (c.minima.length > 1) {
+      traces.push(
+        marker("minima", c.minima.slice(1), { size: 8, color: "#111", line: { color: "#fff", width: 1.5 } }),
+      );
+    }
+    if (c.saddles.length) {
+      traces.push(
+        marker("saddles", c.saddles, { symbol: "x", size: 9, color: "#c0392b", line: { color: "#fff", width: 1 } }),
+      );
+    }
+    return traces;
+  }
+
   function drawAll() {
     const f = interpolant(state.interpolation, state.log);
     const z = shown(state.log);
@@ -451,7 +487,9 @@
       connectgaps: false,
     };
     const traces3d = [surface, ...s.traces3d, p.trace3d, p.start3d];
-    const traces2d = [contour, ...s.traces2d, p.trace2d, p.start2d];
+    const critical = criticalTraces();
+    // The path and its start stay the last two traces: updatePath restyles them by index.
+    const traces2d = [contour, ...critical, ...s.traces2d, p.trace2d, p.start2d];
     pathIndex3d = traces3d.length - 2;
     pathIndex2d = traces2d.length - 2;
     const span = hi - lo;
@@ -472,7 +510,7 @@
     const layout2d = {
       margin: { l: 55, r: 10, t: 30, b: 45 },
       title: { text: "contour: click to move the start", font: { size: 14 }, x: 0.06, xanchor: "left" },
-      showlegend: s.traces2d.length > 0,
+      showlegend: s.traces2d.length + critical.length > 0,
       legend: { x: 0, y: 1, bgcolor: "rgba(255,255,255,0.7)" },
       uirevision: "keep",
       xaxis: { title: { text: "x" }, range: [grid.x[0], grid.x[grid.x.length - 1]] },
