@@ -18,7 +18,7 @@ from lossland.core import import_object, is_import_path
 from lossland.engine import PRESETS, Evaluator, resolve_evaluator, select_samples, subset
 from lossland.errors import LosslandError, render
 from lossland.io import Checkpoint, ModelSpec, Surface
-from lossland.show import format_figures
+from lossland.show import format_figures, robustness_lines
 from lossland.zoo import DATASETS, REGISTRY, Activation, Split, load_dataset, load_model, model_spec
 
 
@@ -208,4 +208,14 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
             f"median {100 * check['median_relative']:.3g} %"
         )
     lines += format_figures(result)  # sharpness, eigenvalues, barrier
+    lines += seed_lines(result)
     return render("\n".join(lines), lambda name: "--" + name.replace("_", "-"))
+
+
+def seed_lines(surface: Surface) -> list[str]:
+    """How much a stacked surface depends on its direction seeds (see lossland.show)."""
+    summary = surface.attrs.get("robustness")
+    if surface.stack is None or not isinstance(summary, dict):
+        return []
+    cosines = surface.attrs.get("direction_cosines")
+    return robustness_lines(summary, cosines if isinstance(cosines, dict) else None)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from lossland.cli._args import Command, default_of, flag
+from lossland.cli._common import seed_lines
 from lossland.io import ExportFormat, Surface, check_writable, export, export_format
 from lossland.show import (
     FLAGS,
@@ -35,7 +36,8 @@ class InfoArgs:
 
 
 def info(args: InfoArgs) -> int:
-    print(Surface.load(args.file).describe())
+    surface = Surface.load(args.file)
+    print("\n".join([surface.describe(), *seed_lines(surface)]))
     return 0
 
 

@@ -73,6 +73,11 @@ class SurfaceArgs(CheckpointModelArgs, SampleArgs):
         "all", doc="with several --trajectory: the runs that define the plane, e.g. 1 or 1,2"
     )
     overwrite: bool = flag(False, doc="replace an existing surface file with other settings")
+    seeds: int = flag(
+        1,
+        doc="compute the surface for N direction seeds (--seed, --seed+1, ...) into one file and "
+        "report how much the picture depends on them",
+    )
 
 
 def run(args: SurfaceArgs, options: SurfaceOptions) -> int:
@@ -92,9 +97,16 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     model, checkpoint = args.load(args.checkpoint)
     evaluator = args.evaluator()
     data = args.load_data(options.seed)
-    plane, directions_file = choose_plane(args, options, model, checkpoint, data, out, evaluator)
-    if main and plane.directions.cosine is not None:
-        note(f"cosine(x, y) = {plane.directions.cosine:+.2e}")
+    if args.seeds == 1:
+        plane, directions_file = choose_plane(
+            args, options, model, checkpoint, data, out, evaluator
+        )
+        if main and plane.directions.cosine is not None:
+            note(f"cosine(x, y) = {plane.directions.cosine:+.2e}")
+    elif args.directions is not None or args.to or args.trajectory:
+        raise LosslandError("--seeds compares random planes: drop --directions, --to, --trajectory")
+    else:  # every seed draws its own random directions
+        plane, directions_file = Plane(Directions(x={}), args.x, args.y), None
     used_spec = (args.spec() if args.model is not None else None) or checkpoint.model_spec
     attrs = {
         "model": str(used_spec),
@@ -116,13 +128,14 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         data,
         x=plane.x,
         y=plane.y,
-        directions=plane.directions,
+        directions=plane.directions if plane.directions.x else None,
         evaluator=evaluator,
         out=out,
         overwrite=args.overwrite,
         split=args.split,
         attrs=attrs,
         trajectories=plane.trajectories or None,
+        seeds=args.seeds,
         options=options,
     )
 

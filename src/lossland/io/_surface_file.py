@@ -42,6 +42,24 @@ class SurfaceReadError(SurfaceFileError):
 
 
 @dataclass(frozen=True)
+class SeedStack:
+    """The same grid computed with several direction seeds: arrays (seeds, *grid shape), in
+    the file as ``seeds/<split>_loss`` etc. with a leading seed axis, and each seed's run
+    attributes (settings included) in ``seeds/attrs``."""
+
+    seeds: tuple[int, ...]
+    loss: np.ndarray
+    acc: np.ndarray
+    loss_sem: np.ndarray
+    done: np.ndarray
+    attrs: tuple[Mapping[str, Any], ...]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+
+@dataclass(frozen=True)
 class Surface:
     """Losses and accuracies on a 1-D line or a 2-D grid, with the metadata of the run."""
 
@@ -59,6 +77,8 @@ class Surface:
     samples: np.ndarray | None = None
     # True where the value was interpolated by adaptive refinement, not evaluated.
     interpolated: np.ndarray | None = None
+    # Several direction seeds (``lossland surface --seeds N``): this surface is the first.
+    stack: SeedStack | None = None
 
     # --- construction ---
 
@@ -253,6 +273,8 @@ class Surface:
                 dataset(f, "interpolated", self.interpolated.astype(np.uint8))
             for name, points in self.trajectories.items():
                 dataset(f, f"trajectories/{name}", np.asarray(points, dtype=np.float64))
+            if self.stack is not None:
+                _write_stack(f, self.stack, self.split, dataset)
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["split"] = self.split
@@ -401,7 +423,51 @@ def _read(f: Any, path: Path) -> Surface:
                 raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
             trajectories[name] = points
     acc, attrs = _percent(acc, attrs, f.attrs.get("format"), version)
-    return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated)
+    stack = _read_stack(f, split, shape, fail) if "seeds" in f else None
+    return Surface(
+        x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated, stack
+    )
+
+
+def _write_stack(f: Any, stack: SeedStack, split: str, dataset: Any) -> None:
+    group = f.create_group("seeds")
+    for name, values in (
+        (f"{split}_loss", stack.loss),
+        (f"{split}_acc", stack.acc),
+        (f"{split}_loss_sem", stack.loss_sem),
+        ("done", stack.done.astype(np.uint8)),
+    ):
+        dataset(group, name, np.asarray(values))
+    group.attrs["seeds"] = json.dumps(list(stack.seeds))
+    group.attrs["attrs"] = json.dumps([dict(a) for a in stack.attrs], default=json_default)
+
+
+def _read_stack(f: Any, split: str, shape: tuple[int, ...], fail: Any) -> SeedStack:
+    """The seed stack, validated: seeds a list of distinct ints, arrays (seeds, *shape)."""
+    try:
+        seeds = json.loads(f["seeds"].attrs.get("seeds", "null"))
+        attrs = json.loads(f["seeds"].attrs.get("attrs", "null"))
+    except (TypeError, ValueError):
+        raise fail("has malformed seed attributes") from None
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+        or not isinstance(attrs, list)
+        or len(attrs) != len(seeds)
+        or not all(isinstance(a, dict) for a in attrs)
+    ):
+        raise fail("has malformed seed attributes")
+    full = (len(seeds), *shape)
+
+    def array(name: str) -> np.ndarray:
+        return _array(f, f"seeds/{split}_{name}", fail, shape=full)
+
+    done = _mask(f, "seeds/done", fail, full)
+    return SeedStack(
+        tuple(seeds), array("loss"), array("acc"), array("loss_sem"), done, tuple(attrs)
+    )
 
 
 def _percent(

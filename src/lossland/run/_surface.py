@@ -30,6 +30,7 @@ from lossland.run._driver import drive
 from lossland.run._group import join
 from lossland.run._options import DTYPES, SurfaceOptions
 from lossland.run._refine import refined
+from lossland.run._seeds import seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
 from lossland.show import with_figures
 
@@ -50,6 +51,7 @@ def surface(
     split: str = "custom",
     attrs: Mapping[str, Any] | None = None,
     trajectories: Mapping[str, np.ndarray] | None = None,
+    seeds: int | None = None,
     options: SurfaceOptions | None = None,
     norm: Any = None,
     ignore: Any = None,
@@ -84,7 +86,10 @@ def surface(
     directions choose (no ``y``: a 1-D line for random directions). With ``out``, progress is
     checkpointed atomically into that HDF5 file and a rerun resumes it. ``model`` is never
     modified: the engine evaluates a private copy. The remaining keywords are the fields of
-    :class:`SurfaceOptions` (``None``: its default, or ``options``' value).
+    :class:`SurfaceOptions` (``None``: its default, or ``options``' value). ``seeds=N``
+    computes the surface for N direction seeds (``seed``, ``seed + 1``, …) into one file with a
+    leading seed axis (``surface.stack``) and measures how much the picture depends on them
+    (``attrs["robustness"]``).
     """
     opts = updated(
         options or SurfaceOptions(),
@@ -95,6 +100,29 @@ def surface(
         **dict(sem_target=sem_target, min_batches=min_batches, refine=refine),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
     )
+    if seeds is not None and seeds != 1:
+        if directions is not None:
+            raise LosslandError(
+                f"{arg('seeds')} draws random directions for every seed: drop {arg('directions')}"
+            )
+
+        def one_seed(seed: int, part: Path | None) -> Surface:
+            return surface(
+                model,
+                data,
+                x=x,
+                y=y,
+                evaluator=evaluator,
+                loss=loss,
+                out=part,
+                split=split,
+                attrs=attrs,
+                trajectories=trajectories,
+                options=replace(opts, seed=seed),
+            )
+
+        chosen = [opts.seed + k for k in range(seeds)]
+        return seeded(model, chosen, opts, None if out is None else Path(out), overwrite, one_seed)
     run = _validate(model, x, y, directions, evaluator, loss, opts, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     engine_options = run.engine_options(model, group.device, simple=_is_pair(data))

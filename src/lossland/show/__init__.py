@@ -39,6 +39,13 @@ from lossland.show._figures import (
     settings_caption,
     summary_html,
 )
+from lossland.show._robustness import (
+    mean_and_spread,
+    robustness,
+    robustness_lines,
+    seed_surface,
+    seeds_figure,
+)
 from lossland.show._sharpness import (
     Barrier,
     Sharpness,
@@ -108,6 +115,7 @@ __all__ = [
     "global_basin",
     "loss_values",
     "make_server",
+    "mean_and_spread",
     "node_losses",
     "page_data",
     "parse_start",
@@ -116,7 +124,11 @@ __all__ = [
     "read_paths",
     "render_page",
     "resolve_hyper",
+    "robustness",
+    "robustness_lines",
     "save_density_figure",
+    "seed_surface",
+    "seeds_figure",
     "serve",
     "settings_caption",
     "sharpness",

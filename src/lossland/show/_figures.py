@@ -1352,6 +1352,10 @@ def _standard_figures(
         _draw_paths(ax, optimizer_paths, surface, style)
         yield kind, _legend_below(ax, style)
     yield "topology", topology_figure(surface, titles=title != "", style=style)
+    if surface.stack is not None and min(surface.loss.shape) >= 2:
+        from lossland.show._robustness import seeds_figure
+
+        yield "seeds", seeds_figure(surface)
 
 
 plot = Plotter()

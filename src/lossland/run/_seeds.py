@@ -1,0 +1,129 @@
+"""The same surface for several direction seeds, in one file with a leading seed axis.
+
+Each seed is an ordinary surface run (resumable, distributable) into a hidden file beside the
+output while it is in progress; finished seeds are folded into the output's ``seeds/`` stack,
+whose first seed is also the output's own surface (readable by any tool). A rerun resumes:
+finished seeds are checked against their recorded settings and skipped, the unfinished one
+resumes from its hidden file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from lossland.directions import Directions, cosine, random_directions
+from lossland.errors import LosslandError, SurfaceFileError, arg
+from lossland.io import SeedStack, Surface, SurfaceReadError
+from lossland.run._group import is_main_process
+from lossland.run._options import SurfaceOptions
+from lossland.show import robustness
+
+OneSeed = Callable[[int, Path | None], Surface]  # (seed, in-progress file) → that surface
+
+
+def seeded(
+    model: nn.Module,
+    seeds: Sequence[int],
+    options: SurfaceOptions,
+    out: Path | None,
+    overwrite: bool,
+    one_seed: OneSeed,
+) -> Surface:
+    """Run ``one_seed`` for every seed, then stack the surfaces and measure their agreement."""
+    if len(seeds) < 2:
+        raise LosslandError(f"{arg('seeds')} compares at least 2 seeds, got {len(seeds)}")
+    earlier = _earlier_stack(out, seeds, overwrite)
+    surfaces = []
+    for k, seed in enumerate(seeds):
+        part = _part(out, seed)
+        finished = earlier is not None and earlier.stack is not None and earlier.stack.done[k].all()
+        if part is not None and earlier is not None and finished:
+            _restore(earlier, k, part)  # the seed's run then checks its settings and returns
+        elif part is not None and overwrite and is_main_process():
+            part.unlink(missing_ok=True)
+        surfaces.append(one_seed(seed, part))
+    first = surfaces[0]
+    stack = SeedStack(
+        tuple(seeds),
+        np.stack([s.loss for s in surfaces]),
+        np.stack([s.acc for s in surfaces]),
+        np.stack([s.loss_sem for s in surfaces]),
+        np.stack([s.done for s in surfaces]),
+        tuple(dict(s.attrs) for s in surfaces),
+    )
+    result = replace(first, stack=stack)
+    result = result.with_attrs(
+        robustness=robustness(result), direction_cosines=_cosines(model, seeds, options)
+    )
+    if out is not None and is_main_process():
+        result.save(out)
+        for seed in seeds:
+            with contextlib.suppress(OSError):
+                _part(out, seed).unlink(missing_ok=True)  # type: ignore[union-attr]
+    return result
+
+
+def _part(out: Path | None, seed: int) -> Path | None:
+    """The hidden file of one seed's run in progress, beside the output."""
+    return None if out is None else out.with_name(f".{out.name}.seed{seed}.h5")
+
+
+def _earlier_stack(out: Path | None, seeds: Sequence[int], overwrite: bool) -> Surface | None:
+    """The output when it is a stack of these seeds (to resume); other files are refused
+    unless ``overwrite``."""
+    if out is None or overwrite or not out.exists():
+        return None
+    fix = f"pass {arg('overwrite')} to replace it or choose another {arg('out')}"
+    try:
+        earlier = Surface.load(out)
+    except SurfaceReadError as exc:
+        raise SurfaceFileError(
+            f"{out} exists but cannot be resumed: it {exc.problem}; {fix}"
+        ) from None
+    if earlier.stack is None or list(earlier.stack.seeds) != list(seeds):
+        found = "one seed" if earlier.stack is None else f"seeds {list(earlier.stack.seeds)}"
+        raise SurfaceFileError(f"{out} holds {found}, this run {arg('seeds')} {list(seeds)}: {fix}")
+    return earlier
+
+
+def _restore(earlier: Surface, k: int, part: Path) -> None:
+    """Write the finished seed ``k`` back as its own file, so that its run can check it."""
+    assert earlier.stack is not None
+    if not is_main_process():
+        return
+    stack = earlier.stack
+    surface = Surface.empty(earlier.x, earlier.y, split=earlier.split, attrs=stack.attrs[k])
+    surface.store(Ellipsis, stack.loss[k], stack.acc[k], stack.loss_sem[k])
+    surface.save(part)
+
+
+def _cosines(model: nn.Module, seeds: Sequence[int], options: SurfaceOptions) -> dict[str, Any]:
+    """Cosines of all pairs among the 2·N random directions (x and y of every seed)."""
+    vectors: list[Directions] = [
+        random_directions(
+            model,
+            seed=seed,
+            norm=options.norm,
+            ignore=options.ignore,
+            ndim=2,
+            orthogonalize=options.orthogonalize,
+        )
+        for seed in seeds
+    ]
+    flat = [d for pair in vectors for d in (pair.x, pair.y) if d is not None]
+    values = [cosine(flat[i], flat[j]) for i in range(len(flat)) for j in range(i + 1, len(flat))]
+    size = sum(int(t.count_nonzero()) for t in flat[0].values())
+    return {
+        "pairs": len(values),
+        "max_abs": float(np.max(np.abs(values))),
+        "values": values,
+        "expected": 1 / math.sqrt(max(size, 1)),  # the spread of two random unit vectors
+    }
