@@ -143,8 +143,29 @@ def page_data(
         ],
         "paths": [{"label": p.label, "points": _points(p.points)} for p in paths],
         "critical": _critical_points(surface),
+        "seeds": _seed_grids(surface),
         "metadata": _metadata(surface, description),
     }
+
+
+def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
+    """Every seed's losses and accuracies, as the page draws them (None: one seed)."""
+    if surface.stack is None:
+        return None
+    from lossland.show._robustness import seed_surface
+
+    out = []
+    for k, seed in enumerate(surface.stack.seeds):
+        one = seed_surface(surface, k)
+        acc = np.where(one.done, one.acc, np.nan)
+        out.append(
+            {
+                "seed": seed,
+                "z": _grid_json(surface_grid(one).loss),
+                "acc": _grid_json(acc) if np.isfinite(acc).any() else None,
+            }
+        )
+    return out
 
 
 def _critical_points(surface: Surface) -> dict[str, list[list[float | None]]] | None:

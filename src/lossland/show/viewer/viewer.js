@@ -82,13 +82,26 @@
     return [lo, hi];
   }
 
-  const hoverText = grid.z.map((row, i) =>
-    row.map((v, j) => {
-      let text = "loss " + fmt(v, 6);
-      if (data.acc && data.acc[i][j] !== null) text += "<br>accuracy " + fmt(data.acc[i][j], 4) + " %";
-      return text;
-    }),
-  );
+  function hoverTexts() {
+    return grid.z.map((row, i) =>
+      row.map((v, j) => {
+        let text = "loss " + fmt(v, 6);
+        if (data.acc && data.acc[i][j] !== null) text += "<br>accuracy " + fmt(data.acc[i][j], 4) + " %";
+        return text;
+      }),
+    );
+  }
+  let hoverText = hoverTexts();
+
+  // Several direction seeds: the page holds every seed's grid and shows one at a time.
+  function showSeed(k) {
+    const s = data.seeds[k];
+    grid.z = s.z;
+    data.acc = s.acc;
+    data.critical = k === 0 ? data.critical_first : null; // the markers are the first seed's
+    interpolants.clear();
+    hoverText = hoverTexts();
+  }
 
   // --- state -------------------------------------------------------------------------------
 
@@ -172,6 +185,21 @@
     }
     renderHyper();
     showValues();
+    if (data.seeds) {
+      const seeds = el("seed");
+      data.critical_first = data.critical;
+      data.seeds.forEach((s, k) => {
+        const option = document.createElement("option");
+        option.value = String(k);
+        option.textContent = "seed " + s.seed;
+        seeds.appendChild(option);
+      });
+      seeds.parentElement.hidden = false;
+      seeds.addEventListener("change", () => {
+        showSeed(Number(seeds.value));
+        drawAll();
+      });
+    }
 
     el("optimizer").addEventListener("change", () => {
       state.optimizer = select.value;
