@@ -234,8 +234,8 @@ BROKEN_SURFACES: dict[str, tuple[Callable[[h5py.File], None], str]] = {
         "a group",
     ),
     "newer format": (_set_attr("format_version", 99), "upgrade lossland"),
-    "bad json attrs": (_set_attr("json_attrs", "{not json"), "corrupt"),
-    "settings not json": (_set_attr("settings", "{oops"), "malformed attribute"),
+    "bad json attrs": (_set_attr("json_attrs", "{not json"), "json_attrs that is not valid JSON"),
+    "settings not json": (_set_attr("settings", "{oops"), "not valid JSON"),
     "trajectory 3 columns": (
         lambda f: f.create_dataset("trajectories/adam", data=np.zeros((4, 3))),
         "expected (T, 2)",

@@ -10,7 +10,7 @@ from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
 from lossland.core import resolve_device
 from lossland.directions import DTYPES, Which, hessian_report, save_eigen_directions
-from lossland.io import check_writable
+from lossland.io import check_output
 from lossland.run import resolve_loss
 
 
@@ -41,11 +41,17 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
     save_directions: Path | None = flag(
         None, doc="save the top one or two eigenvectors as directions (for surface --directions)"
     )
+    overwrite: bool = flag(False, doc="replace an existing --save-directions file")
 
 
 def run(args: HessianArgs) -> int:
-    if args.save_directions is not None:
-        check_writable(args.save_directions)  # before any work
+    if args.save_directions is not None:  # before any work
+        check_output(
+            args.save_directions,
+            overwrite=args.overwrite,
+            inputs=[args.checkpoint],
+            name="save_directions",
+        )
     model, _ = args.load(args.checkpoint)
     report, op = hessian_report(
         model,

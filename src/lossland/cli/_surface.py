@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note, surface_summary
-from lossland.core import check_spec, resolve_device
+from lossland.core import check_grid_size, check_spec, resolve_device
 from lossland.directions import DTYPES as HESSIAN_DTYPES
 from lossland.directions import (
     Directions,
@@ -28,8 +28,9 @@ from lossland.directions import (
     trajectory_plane,
 )
 from lossland.errors import LosslandError
-from lossland.io import Checkpoint, Surface, check_writable, load_checkpoint, sha256_file
+from lossland.io import Checkpoint, Surface, check_output, load_checkpoint, sha256_file
 from lossland.run import SurfaceOptions, is_main_process, resolve_loss, surface
+from lossland.zoo import spec_to_build
 
 HESSIAN = "hessian"
 
@@ -83,32 +84,55 @@ def run(args: SurfaceArgs, options: SurfaceOptions) -> int:
 
 
 def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
-    """Load the model and data, make the plane, compute (or resume) the surface."""
+    """Check the outputs and ranges, load the model and data, make the plane, compute (or
+    resume) the surface. New directions are saved only once the run has taken the lock of the
+    surface file and accepted it (``on_accept``), so a refused run writes nothing."""
     main = is_main_process()  # under torchrun only rank 0 writes files and prints
-    out = check_writable(args.out) if main else Path(args.out)
-    check_spec(args.x, name="x")
-    check_spec(args.y, name="y")
+    out, inputs = Path(args.out), _inputs(args)
+    keep = _directions_file(args, out)
+    if main:  # before any work; replacing -o is the run's choice (resume, or --overwrite)
+        check_output(out, overwrite=True, inputs=inputs)
+        if keep is not None:  # its own only when it belongs to the surface being resumed
+            check_output(
+                keep,
+                overwrite=args.overwrite,
+                own=out.exists(),
+                inputs=[*inputs, out],
+                name="save_directions",
+            )
+    ny = check_spec(args.y, name="y") if args.y is not None else None
+    check_grid_size(check_spec(args.x, name="x"), ny)
     model, checkpoint = args.load(args.checkpoint)
     data = args.data(options.seed)
-    plane, directions_file = choose_plane(args, options, model, checkpoint, data, out)
+    plane, new = choose_plane(args, options, model, checkpoint, data)
     if main and plane.directions.cosine is not None:
         note(f"cosine(x, y) = {plane.directions.cosine:+.2e}")
-    used_spec = (args.spec() if args.model is not None else None) or checkpoint.model_spec
+    used_spec = spec_to_build(checkpoint, args.given())
     attrs = {
         "model": str(used_spec),
-        "model_spec": used_spec.to_json() if used_spec is not None else "",
+        "model_spec": used_spec.to_json(),
         "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": checkpoint.sha256 or "",
-        "directions_file": str(directions_file) if directions_file else "",
-        "directions_file_sha256": (
-            sha256_file(directions_file)
-            if main and directions_file and directions_file.exists()
-            else ""
-        ),
         "to": [str(p) for p in args.to],
         "samples_requested": args.samples,
         **dict(plane.attrs),
     }
+    given = Path(args.directions) if args.directions not in (None, HESSIAN) else None
+
+    def on_accept() -> dict[str, str]:
+        """Rank 0, holding the lock, the surface file accepted: save new directions."""
+        # An existing file holding these very directions is the run's own: kept as it is.
+        if new is not None and keep is not None and not _same_directions(keep, new):
+            check_output(
+                keep, overwrite=args.overwrite, inputs=[*inputs, out], name="save_directions"
+            )
+            new.save(keep)
+        file = keep if new is not None else given
+        return {
+            "directions_file": str(file or ""),
+            "directions_file_sha256": sha256_file(file) if file and file.exists() else "",
+        }
+
     return surface(
         model,
         data,
@@ -122,7 +146,30 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         attrs=attrs,
         trajectories=plane.trajectories or None,
         options=options,
+        on_accept=on_accept,
     )
+
+
+def _inputs(args: SurfaceArgs) -> list[Path]:
+    """The files this command reads: outputs must never be one of them."""
+    files = [args.checkpoint, *args.to]
+    if args.directions not in (None, HESSIAN):
+        files.append(Path(str(args.directions)))
+    files += [f for folder in args.trajectory if folder.is_dir() for f in folder.iterdir()]
+    return files
+
+
+def _directions_file(args: SurfaceArgs, out: Path) -> Path | None:
+    """Where the new directions of this plane go (None: the plane's directions are read from
+    files: --directions FILE, --to)."""
+    if args.to or args.directions not in (None, HESSIAN):
+        if args.save_directions is not None:
+            raise LosslandError(
+                "--save-directions saves new directions; --directions FILE and --to read theirs "
+                "from files: drop --save-directions"
+            )
+        return None
+    return args.save_directions or out.with_name(out.name + ".directions.safetensors")
 
 
 def choose_plane(
@@ -131,9 +178,9 @@ def choose_plane(
     model: nn.Module,
     checkpoint: Checkpoint,
     data: tuple[Tensor, Tensor],
-    out: Path,
-) -> tuple[Plane, Path | None]:
-    """The plane the flags ask for, and the file holding its directions (None: not stored)."""
+) -> tuple[Plane, Directions | None]:
+    """The plane the flags ask for, and the new directions to save with it (None: its
+    directions come from files)."""
     hessian = args.directions == HESSIAN
     asked = [
         name
@@ -152,20 +199,19 @@ def choose_plane(
         raise LosslandError(f"{asked[0]} planes use scheme li, not {options.scheme}: drop --scheme")
     if args.trajectory:
         plane = _trajectory(args, model, checkpoint)
-        stored = save_directions(_with_paths(plane), args, out)
         # The surface records the labels with the directions; the paths in its own datasets.
         info = {**dict(plane.directions.info), "axis_labels": list(plane.attrs["axis_labels"])}
-        return replace(plane, directions=replace(plane.directions, info=info)), stored
+        return replace(plane, directions=replace(plane.directions, info=info)), _with_paths(plane)
     if hessian:
         plane = _hessian(args, options, model, data)
-        return plane, save_directions(plane.directions, args, out)
+        return plane, plane.directions
     if args.to:
         if len(args.to) > 2:
             raise LosslandError("--to takes one checkpoint (a line) or two (a plane)")
         ends = [load_checkpoint(p).state_dict for p in args.to]
         return Plane(model_directions(checkpoint.state_dict, *ends), args.x, args.y), None
     if args.directions is not None:
-        return _from_file(args, model), Path(args.directions)
+        return _from_file(args, model), None
     directions = random_directions(
         model,
         seed=options.seed,
@@ -174,7 +220,7 @@ def choose_plane(
         ndim=1 if args.y is None else 2,
         orthogonalize=options.orthogonalize,
     )
-    return Plane(directions, args.x, args.y), save_directions(directions, args, out)
+    return Plane(directions, args.x, args.y), directions
 
 
 def _trajectory(args: SurfaceArgs, model: nn.Module, checkpoint: Checkpoint) -> Plane:
@@ -249,34 +295,9 @@ def _from_file(args: SurfaceArgs, model: nn.Module) -> Plane:
     return Plane(replace(directions, info=info), args.x, args.y, attrs, trajectories)
 
 
-def save_directions(directions: Directions, args: SurfaceArgs, out: Path) -> Path:
-    """Save new directions to --save-directions (default: beside the surface) and return the path.
-
-    Only rank 0 writes, and nothing is written when the file already holds these directions or
-    when ``out`` holds a surface of other directions that this run will refuse to touch.
-    """
-    path = args.save_directions or out.with_name(out.name + ".directions.safetensors")
-    if (
-        is_main_process()
-        and _will_write(out, directions, args.overwrite)
-        and not (path.exists() and _same_directions(path, directions))
-    ):
-        directions.save(path)
-    return path
-
-
-def _will_write(out: Path, directions: Directions, overwrite: bool) -> bool:
-    """False when ``out`` holds a surface of other directions that this run will refuse to
-    touch: its directions file must then stay as it is."""
-    if overwrite or not out.exists():
-        return True
-    try:
-        return bool(Surface.load(out).settings.get("directions") == directions.fingerprint())
-    except LosslandError:
-        return False
-
-
 def _same_directions(path: Path, directions: Directions) -> bool:
+    if not path.exists():
+        return False
     try:
         return Directions.load(path).fingerprint() == directions.fingerprint()
     except LosslandError:

@@ -9,10 +9,13 @@ from lossland.core._flat import FlatLayout, LayoutEntry
 from lossland.core._grid import (
     AUTO_MARGIN,
     AUTO_POINTS,
+    MAX_AXIS_POINTS,
+    MAX_GRID_POINTS,
     Axis,
     auto_points,
     auto_range,
     axis_text,
+    check_grid_size,
     check_spec,
     coordinates,
     grid_with_zero,
@@ -20,7 +23,17 @@ from lossland.core._grid import (
 )
 from lossland.core._imports import import_object, is_import_path
 from lossland.core._json import json_default
-from lossland.core._options import check_choices, choices, option, updated
+from lossland.core._options import (
+    AT_LEAST_1,
+    FINITE,
+    POSITIVE,
+    SEEDS,
+    Bounds,
+    check_fields,
+    choices,
+    option,
+    updated,
+)
 from lossland.core._schemes import (
     SCHEMES,
     PlaneVectors,
@@ -34,10 +47,17 @@ from lossland.core._schemes import (
 )
 
 __all__ = [
+    "AT_LEAST_1",
     "AUTO_MARGIN",
     "AUTO_POINTS",
+    "FINITE",
+    "MAX_AXIS_POINTS",
+    "MAX_GRID_POINTS",
+    "POSITIVE",
     "SCHEMES",
+    "SEEDS",
     "Axis",
+    "Bounds",
     "FlatLayout",
     "LayoutEntry",
     "PlaneVectors",
@@ -46,7 +66,8 @@ __all__ = [
     "auto_range",
     "axis_text",
     "barycentric_point_",
-    "check_choices",
+    "check_fields",
+    "check_grid_size",
     "check_spec",
     "choices",
     "coordinates",

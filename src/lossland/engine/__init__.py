@@ -9,7 +9,12 @@ from lossland.engine._copy import (
     working_copy,
 )
 from lossland.engine._engine import Block, Engine, EngineOptions
-from lossland.engine._precision import Precision, precision_mode, use_channels_last
+from lossland.engine._precision import (
+    Precision,
+    check_precision,
+    precision_mode,
+    use_channels_last,
+)
 from lossland.engine._stats import (
     STATS,
     EvalData,
@@ -31,6 +36,7 @@ __all__ = [
     "Precision",
     "batchnorms",
     "bind_flat",
+    "check_precision",
     "finish_stats",
     "is_bn_statistic",
     "per_sample_losses",

@@ -14,6 +14,12 @@ from lossland.errors import LosslandError
 Precision = Literal["fp32", "tf32", "bf16"]
 
 
+def check_precision(device: torch.device, precision: Precision) -> None:
+    """TF32 exists on CUDA only: a one-line error elsewhere (checked before a run starts)."""
+    if precision == "tf32" and device.type != "cuda":
+        raise LosslandError("precision tf32 needs a CUDA device: use fp32 or bf16 on this device")
+
+
 @contextlib.contextmanager
 def precision_mode(device: torch.device, precision: Precision) -> Iterator[None]:
     """fp32 is true fp32 (TF32 off on CUDA); tf32 allows TF32 matmuls/convs; bf16 autocasts."""
@@ -27,10 +33,7 @@ def precision_mode(device: torch.device, precision: Precision) -> Iterator[None]
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     else:
-        if precision == "tf32":
-            raise LosslandError(
-                "precision tf32 needs a CUDA device: use fp32 or bf16 on this device"
-            )
+        check_precision(device, precision)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             yield
 

@@ -4,7 +4,13 @@ Depends only on :mod:`lossland.core` and :mod:`lossland.errors`. Every value rea
 is parsed as data and validated by type; nothing read from a file is ever imported or called.
 """
 
-from lossland.io._atomic import atomic_path, atomic_write_bytes, check_writable, sha256_file
+from lossland.io._atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    check_output,
+    check_writable,
+    sha256_file,
+)
 from lossland.io._checkpoint import (
     METADATA_KEY,
     Checkpoint,
@@ -17,6 +23,18 @@ from lossland.io._checkpoint import (
     state_of,
 )
 from lossland.io._export import FORMATS, ExportFormat, export, export_format, heights, read_npz
+from lossland.io._metadata import (
+    Check,
+    check_schema,
+    is_number,
+    is_numbers,
+    is_optional,
+    is_pair_of_texts,
+    is_points,
+    is_texts,
+    parse_json,
+    parse_json_object,
+)
 from lossland.io._surface_file import (
     FORMAT,
     FORMAT_VERSION,
@@ -24,6 +42,7 @@ from lossland.io._surface_file import (
     SETTINGS_ATTR,
     Surface,
     SurfaceReadError,
+    check_contents,
     log_loss,
     replace_infinite,
 )
@@ -35,6 +54,7 @@ __all__ = [
     "METADATA_KEY",
     "RESERVED_ATTRS",
     "SETTINGS_ATTR",
+    "Check",
     "Checkpoint",
     "ExportFormat",
     "ModelSpec",
@@ -42,15 +62,26 @@ __all__ = [
     "SurfaceReadError",
     "atomic_path",
     "atomic_write_bytes",
+    "check_contents",
+    "check_output",
+    "check_schema",
     "check_writable",
     "export",
     "export_format",
     "heights",
+    "is_number",
+    "is_numbers",
+    "is_optional",
+    "is_pair_of_texts",
+    "is_points",
     "is_safetensors",
+    "is_texts",
     "load_checkpoint",
     "load_state_into",
     "log_loss",
     "mismatch_report",
+    "parse_json",
+    "parse_json_object",
     "read_npz",
     "replace_infinite",
     "save_checkpoint",

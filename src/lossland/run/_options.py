@@ -12,10 +12,9 @@ from typing import Literal
 
 import torch
 
-from lossland.core import Scheme, check_choices, option
+from lossland.core import AT_LEAST_1, SEEDS, Bounds, Scheme, check_fields, option
 from lossland.directions import Ignore, Norm
 from lossland.engine import BNMode, Precision
-from lossland.errors import LosslandError, arg
 
 DType = Literal["float32", "float64"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
@@ -29,30 +28,28 @@ class SurfaceOptions:
     norm: Norm = option("filter", "direction normalization (random directions)")
     ignore: Ignore = option("biasbn", "biasbn: biases and BatchNorm get zero directions")
     orthogonalize: bool = option(False, "Gram-Schmidt the y direction against x")
-    seed: int = option(0, "seed for the random directions and the sample subset")
+    seed: int = option(0, "seed for the random directions and the sample subset", bounds=SEEDS)
     scheme: Scheme = option("li", "interpolation scheme")
     bn: BNMode = option(
         "eval", "BatchNorm: running stats (eval), batch stats (train) or recomputed per point"
     )
-    batch_size: int = option(1024, "evaluation batch size")
+    batch_size: int = option(1024, "evaluation batch size", bounds=AT_LEAST_1)
     device: str = option("auto", "cpu, cuda, cuda:1, mps or auto")
     dtype: DType = option("float32", "evaluation dtype")
     precision: Precision = option("fp32", "fp32, tf32 (CUDA) or bf16 autocast")
     points_per_batch: int | None = option(
-        None, "grid points per batched forward (vmap); default: 1 on CPU, from free memory on GPU"
+        None,
+        "grid points per batched forward (vmap); default: 1 on CPU, from free memory on GPU",
+        bounds=Bounds(1, 4096),
     )
     compile: bool = option(False, "torch.compile the forward (CUDA graphs on GPU)")
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
     )
-    checkpoint_every: float = option(5.0, "seconds between atomic progress checkpoints")
+    checkpoint_every: float = option(
+        5.0, "seconds between atomic progress checkpoints", bounds=Bounds(0)
+    )
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        check_choices(self)
-        if self.batch_size < 1:
-            raise LosslandError(f"{arg('batch_size')} must be at least 1, got {self.batch_size}")
-        if self.points_per_batch is not None and self.points_per_batch < 1:
-            raise LosslandError(
-                f"{arg('points_per_batch')} must be at least 1, got {self.points_per_batch}"
-            )
+        check_fields(self)  # choices and the bounds declared above

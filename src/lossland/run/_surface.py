@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from lossland.core import (
     Axis,
     axis_text,
+    check_grid_size,
     coordinates,
     import_object,
     resolve_device,
@@ -21,11 +23,12 @@ from lossland.core import (
     updated,
 )
 from lossland.directions import Directions, check_finite, grid_specs, random_directions
-from lossland.engine import Engine, EngineOptions, LossFn, use_channels_last
+from lossland.engine import Engine, EngineOptions, LossFn, check_precision, use_channels_last
 from lossland.errors import LosslandError, arg
-from lossland.io import SETTINGS_ATTR, Surface
+from lossland.io import SETTINGS_ATTR, Surface, check_contents, check_writable
 from lossland.run._driver import drive
 from lossland.run._group import join
+from lossland.run._lock import run_lock
 from lossland.run._options import DTYPES, SurfaceOptions
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
 from lossland.show import with_figures
@@ -62,6 +65,7 @@ def surface(
     memory_format: Any = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
+    on_accept: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Surface:
     """Loss and accuracy of ``model`` on ``data`` over a 1-D line or a 2-D plane of weight space.
 
@@ -73,6 +77,11 @@ def surface(
     into that HDF5 file and a rerun resumes it. ``model`` is never modified: the engine
     evaluates a private copy. The remaining keywords are the fields of
     :class:`SurfaceOptions` (``None``: its default, or ``options``' value).
+
+    ``on_accept`` runs on rank 0 once every check has passed, the run holds the lock of ``out``
+    and has accepted the file (new, replaced or resumed), before any point is computed: the
+    place to write files that belong to the run (the CLI saves the directions there, so a
+    refused run writes nothing). It returns attributes to record in the surface file.
     """
     opts = updated(
         options or SurfaceOptions(),
@@ -81,36 +90,41 @@ def surface(
         **dict(points_per_batch=points_per_batch, compile=compile, memory_format=memory_format),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
     )
-    run = _validate(model, data, x, y, directions, loss, opts, trajectories)
+    run = _validate(model, data, x, y, directions, loss, opts, split, attrs, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     settings = run.settings(model, data, split, attrs)
-    result = group.agree(  # rank 0 opens or resumes the file, the others learn its done points
-        settings,
-        RESUME_KEYS,
-        lambda: start_or_resume(out, run.xs, run.ys, split, settings, overwrite),
-        Surface.empty(run.xs, run.ys, split=split),
-    )
-    if trajectories:  # (T, 2) projected training paths, stored with the surface
-        result = replace(result, trajectories=dict(trajectories))
-    engine_options = run.engine_options(model, group.device)
-    result = result.with_attrs(**run.attributes(attrs, settings, engine_options, len(data[0])))
-    pending = ~result.done.reshape(len(run.ys) if run.ys is not None else 1, len(run.xs))
-    if not pending.any():
-        return result
-    engine = run.engine(model, data, engine_options)
-    result = drive(
-        group,
-        engine,
-        result,
-        run.xs,
-        run.ys,
-        pending,
-        out=out,
-        progress=opts.progress,
-        checkpoint_every=opts.checkpoint_every,
-        count=len(data[0]),
-    )
-    return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
+    with contextlib.ExitStack() as held:  # the run lock of ``out``, until the run ends
+
+        def start() -> Surface:  # rank 0: lock, then open or resume the file, then on_accept
+            if out is not None:
+                held.enter_context(run_lock(check_writable(out)))
+            accepted = start_or_resume(out, run.xs, run.ys, split, settings, overwrite)
+            return accepted.with_attrs(**(on_accept() if on_accept is not None else {}))
+
+        # the other ranks learn the done points, or rank 0's refusal
+        empty = Surface.empty(run.xs, run.ys, split=split)
+        result = group.agree(settings, RESUME_KEYS, start, empty)
+        if trajectories:  # (T, 2) projected training paths, stored with the surface
+            result = replace(result, trajectories=dict(trajectories))
+        engine_options = run.engine_options(model, group.device)
+        result = result.with_attrs(**run.attributes(attrs, settings, engine_options, len(data[0])))
+        pending = ~result.done.reshape(len(run.ys) if run.ys is not None else 1, len(run.xs))
+        if not pending.any():
+            return result
+        engine = run.engine(model, data, engine_options)
+        result = drive(
+            group,
+            engine,
+            result,
+            run.xs,
+            run.ys,
+            pending,
+            out=out,
+            progress=opts.progress,
+            checkpoint_every=opts.checkpoint_every,
+            count=len(data[0]),
+        )
+        return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
 
 
 @dataclass(frozen=True)
@@ -222,6 +236,8 @@ def _validate(
     directions: Directions | None,
     loss: LossFn | str | None,
     options: SurfaceOptions,
+    split: str,
+    attrs: Mapping[str, Any] | None,
     trajectories: Mapping[str, np.ndarray] | None,
 ) -> _Run:
     """Check the request before any work; draw random directions when none are given."""
@@ -235,7 +251,10 @@ def _validate(
             ndim=ndim,
             orthogonalize=options.orthogonalize,
         )
+    check_contents(split=split, attrs=attrs, trajectories=trajectories)
     xs, ys = _grid(directions, x, y, trajectories)
+    check_grid_size(len(xs), None if ys is None else len(ys))
+    check_precision(resolve_device(options.device), options.precision)
     if options.scheme != "li" and ys is None:
         raise LosslandError(
             f"{arg('scheme')} {options.scheme} needs two directions: give a {arg('y')} range"

@@ -9,6 +9,7 @@ from lossland.show._descent import (
     HYPER_DEFAULTS,
     HYPER_RANGES,
     INTERPOLATIONS,
+    MAX_STEPS,
     OPTIMIZERS,
     Grid,
     Interpolant,
@@ -27,7 +28,15 @@ from lossland.show._descent import (
     surface_grid,
     write_paths,
 )
-from lossland.show._figures import PlotStyle, axis_labels, caption, plot, plot_surface, plot_values
+from lossland.show._figures import (
+    PlotStyle,
+    axis_labels,
+    caption,
+    figure_files,
+    plot,
+    plot_surface,
+    plot_values,
+)
 from lossland.show._sharpness import (
     Barrier,
     Sharpness,
@@ -46,6 +55,7 @@ __all__ = [
     "HYPER_DEFAULTS",
     "HYPER_RANGES",
     "INTERPOLATIONS",
+    "MAX_STEPS",
     "OPTIMIZERS",
     "Barrier",
     "Grid",
@@ -63,6 +73,7 @@ __all__ = [
     "descend_all",
     "descend_grid",
     "edge_point",
+    "figure_files",
     "figures",
     "format_figures",
     "make_server",

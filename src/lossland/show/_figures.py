@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface, atomic_path
+from lossland.io import Surface, atomic_path, check_output
 
 if TYPE_CHECKING:
     from lossland.show._descent import OptimizerPath
@@ -78,8 +78,14 @@ def plot_surface(
     stem: str = "surface",
     style: PlotStyle | None = None,
     paths: Sequence[OptimizerPath] = (),
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> list[Path]:
-    """Write every figure for ``surface`` into ``out_dir``; return the files written."""
+    """Write every figure for ``surface`` into ``out_dir``; return the files written.
+
+    Every file is checked before the first is drawn: an existing one is replaced only with
+    ``overwrite``, one of ``inputs`` never (see :func:`lossland.io.check_output`).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -90,18 +96,31 @@ def plot_surface(
         raise LosslandError(f"{arg('levels')} must be at least 2, got {style.levels}")
     if not surface.done.any():
         raise LosslandError("the surface has no evaluated points yet: run lossland surface first")
-    out = Path(out_dir)
-    if not out.exists():
-        out.mkdir(parents=True)
+    files = figure_files(surface.ndim, out_dir, stem=stem, format=style.format)
+    if Path(out_dir).exists():
+        for file in files:
+            check_output(file, overwrite=overwrite, inputs=inputs)
+    else:
+        Path(out_dir).mkdir(parents=True)
     if surface.y is None:
-        return [_line(surface, out / f"{stem}_1d.{style.format}", style)]
+        return [_line(surface, files[0], style)]
     z = plot_values(surface, log=style.log, zmax=style.zmax)
+    contour, contourf, heatmap, surface3d = files
     return [
-        _contour(surface, z, out / f"{stem}_contour.{style.format}", style, paths, filled=False),
-        _contour(surface, z, out / f"{stem}_contourf.{style.format}", style, paths, filled=True),
-        _heatmap(surface, z, out / f"{stem}_heatmap.{style.format}", style, paths),
-        _surface3d(surface, z, out / f"{stem}_3d.{style.format}", style, paths),
+        _contour(surface, z, contour, style, paths, filled=False),
+        _contour(surface, z, contourf, style, paths, filled=True),
+        _heatmap(surface, z, heatmap, style, paths),
+        _surface3d(surface, z, surface3d, style, paths),
     ]
+
+
+def figure_files(
+    ndim: int, out_dir: str | os.PathLike[str], *, stem: str, format: str
+) -> list[Path]:
+    """The files :func:`plot_surface` writes: ``<stem>_1d`` for a line; contour, filled
+    contour, heat map and 3-D for a plane."""
+    kinds = ["1d"] if ndim == 1 else ["contour", "contourf", "heatmap", "3d"]
+    return [Path(out_dir) / f"{stem}_{kind}.{format}" for kind in kinds]
 
 
 def _zlabel(style: PlotStyle) -> str:
@@ -358,12 +377,22 @@ def plot(
     dpi: int = 150,
     format: str = "png",
     paths: Sequence[OptimizerPath] = (),
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Public API: plots of a ``Surface`` or a surface file (next to the file by default)."""
+    """Public API: plots of a ``Surface`` or a surface file (next to the file by default); an
+    existing figure is replaced only with ``overwrite``."""
     source = Path(surface) if not isinstance(surface, Surface) else None
     loaded = Surface.load(source) if source is not None else surface
     assert isinstance(loaded, Surface)
     stem = source.stem if source is not None else "surface"
     folder = Path(out_dir) if out_dir is not None else (source.parent if source else Path("."))
     style = PlotStyle(levels=levels, log=log, zmax=zmax, dpi=dpi, format=format)
-    return plot_surface(loaded, folder, stem=stem, style=style, paths=paths)
+    return plot_surface(
+        loaded,
+        folder,
+        stem=stem,
+        style=style,
+        paths=paths,
+        overwrite=overwrite,
+        inputs=[source] if source is not None else [],
+    )

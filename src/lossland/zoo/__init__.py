@@ -10,6 +10,7 @@ from lossland.zoo._models import (
     load_model,
     model_spec,
     small,
+    spec_to_build,
     vgg,
 )
 from lossland.zoo._train import TrainOptions, TrainResult, batches, evaluate, train
@@ -31,6 +32,7 @@ __all__ = [
     "model_spec",
     "read_idx",
     "small",
+    "spec_to_build",
     "train",
     "vgg",
     "write_idx",
