@@ -88,18 +88,10 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     resume) the surface. New directions are saved only once the run has taken the lock of the
     surface file and accepted it (``on_accept``), so a refused run writes nothing."""
     main = is_main_process()  # under torchrun only rank 0 writes files and prints
-    out, inputs = Path(args.out), _inputs(args)
-    keep = _directions_file(args, out)
-    if main:  # before any work; replacing -o is the run's choice (resume, or --overwrite)
-        check_output(out, overwrite=True, inputs=inputs)
-        if keep is not None:  # its own only when it belongs to the surface being resumed
-            check_output(
-                keep,
-                overwrite=args.overwrite,
-                own=out.exists(),
-                inputs=[*inputs, out],
-                name="save_directions",
-            )
+    out = Path(args.out)
+    outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite)
+    if main:
+        outputs.check()
     ny = check_spec(args.y, name="y") if args.y is not None else None
     check_grid_size(check_spec(args.x, name="x"), ny)
     model, checkpoint = args.load(args.checkpoint)
@@ -118,21 +110,6 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         **dict(plane.attrs),
     }
     given = Path(args.directions) if args.directions not in (None, HESSIAN) else None
-
-    def on_accept() -> dict[str, str]:
-        """Rank 0, holding the lock, the surface file accepted: save new directions."""
-        # An existing file holding these very directions is the run's own: kept as it is.
-        if new is not None and keep is not None and not _same_directions(keep, new):
-            check_output(
-                keep, overwrite=args.overwrite, inputs=[*inputs, out], name="save_directions"
-            )
-            new.save(keep)
-        file = keep if new is not None else given
-        return {
-            "directions_file": str(file or ""),
-            "directions_file_sha256": sha256_file(file) if file and file.exists() else "",
-        }
-
     return surface(
         model,
         data,
@@ -146,8 +123,51 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         attrs=attrs,
         trajectories=plane.trajectories or None,
         options=options,
-        on_accept=on_accept,
+        on_accept=lambda: outputs.accept(new, given),
     )
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """The files a surface command writes: the surface (``out``) and, when the plane's
+    directions are new, their file (``directions``); never one of ``inputs``."""
+
+    out: Path
+    directions: Path | None
+    inputs: list[Path]
+    overwrite: bool
+
+    def check(self) -> None:
+        """Before any work (rank 0). Replacing ``out`` is the run's choice (resume, or
+        --overwrite); an existing directions file can be the run's own only when it lies
+        beside the surface being resumed (decided in :meth:`accept`)."""
+        check_output(self.out, overwrite=True, inputs=self.inputs)
+        if self.directions is not None:
+            self._check_directions(own=self.out.exists())
+
+    def accept(self, new: Directions | None, given: Path | None) -> dict[str, str]:
+        """``on_accept`` (rank 0, holding the lock, the surface file accepted): save new
+        directions, unless the file holds these very ones; the attributes naming the file."""
+        keep = self.directions
+        if new is not None and keep is not None and not _same_directions(keep, new):
+            self._check_directions(own=False)
+            new.save(keep)
+        file = self.directions if new is not None else given
+        return {
+            "directions_file": str(file or ""),
+            "directions_file_sha256": sha256_file(file) if file and file.exists() else "",
+        }
+
+    def _check_directions(self, *, own: bool) -> None:
+        assert self.directions is not None
+        inputs = [*self.inputs, self.out]
+        check_output(
+            self.directions,
+            overwrite=self.overwrite,
+            own=own,
+            inputs=inputs,
+            name="save_directions",
+        )
 
 
 def _inputs(args: SurfaceArgs) -> list[Path]:

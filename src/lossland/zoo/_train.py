@@ -138,25 +138,7 @@ def train(
     if options.save_every is not None:
         steps = options.epochs * math.ceil(len(images) / options.batch_size)
         _check_trajectory(folder, _snapshot_steps(steps, options.save_every), overwrite, [init])
-    meta = {
-        "training": {
-            "optimizer": options.optimizer,
-            "lr": options.lr,
-            "betas": [options.beta1, options.beta2],
-            "momentum": options.momentum,
-            "batch_size": options.batch_size,
-            "epochs": options.epochs,
-            "limit": options.limit,
-            "seed": options.seed,
-            "init": str(init) if init else None,
-        },
-        "data": {
-            "dataset": "fashion-mnist",
-            "split": "train",
-            "samples": len(images),
-            "sha256": fingerprint(images, labels),
-        },
-    }
+    meta = _metadata(options, init, images, labels)
     # Seed a private RNG state so training is reproducible without touching the caller's.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(options.seed)
@@ -187,6 +169,31 @@ def train(
         test_loss=test_loss,
         trajectory=loop.trajectory,
     )
+
+
+def _metadata(
+    options: TrainOptions, init: str | Path | None, images: Tensor, labels: Tensor
+) -> dict[str, Any]:
+    """What the checkpoint records about its training run and data."""
+    return {
+        "training": {
+            "optimizer": options.optimizer,
+            "lr": options.lr,
+            "betas": [options.beta1, options.beta2],
+            "momentum": options.momentum,
+            "batch_size": options.batch_size,
+            "epochs": options.epochs,
+            "limit": options.limit,
+            "seed": options.seed,
+            "init": str(init) if init else None,
+        },
+        "data": {
+            "dataset": "fashion-mnist",
+            "split": "train",
+            "samples": len(images),
+            "sha256": fingerprint(images, labels),
+        },
+    }
 
 
 def _beside(out: Path) -> Path:
