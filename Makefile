@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lossland demo -o $(DEMO_OUT)
+	$(VENV)/bin/lossland demo -o $(DEMO_OUT) --overwrite
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -57,7 +57,9 @@ def test_surface_info_and_plot(checkpoints, fashion_dir, tmp_path, capsys):
     s = Surface.load(out)
     assert s.loss.shape == (4, 5) and s.complete
     assert s.attrs["checkpoint_sha256"] and s.attrs["samples"] == 64
-    assert Path(s.attrs["directions_file"]).exists()
+    # Random directions are stored as their recipe, not as a file (issue 10.6).
+    assert s.attrs["directions_file"] == "" and s.attrs["directions_kind"] == "random"
+    assert not list(tmp_path.glob("*.safetensors"))
     assert run("info", out) == 0
     info = capsys.readouterr().out
     assert "loss: min" in info and "done: 20/20" in info
@@ -68,9 +70,10 @@ def test_surface_info_and_plot(checkpoints, fashion_dir, tmp_path, capsys):
 def test_same_seed_and_reused_directions_are_bit_identical(checkpoints, fashion_dir, tmp_path):
     grid = ("--x", "-1:1:4", "--y", "-0.5:0.5:3")
     a, b, c = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"
-    assert run(*surface_args(checkpoints[0], a, fashion_dir, *grid, "--seed", "3")) == 0
     assert run(*surface_args(checkpoints[0], b, fashion_dir, *grid, "--seed", "3")) == 0
-    directions = Path(Surface.load(a).attrs["directions_file"])
+    directions = tmp_path / "a.directions.safetensors"
+    saved = ("--save-directions", directions)
+    assert run(*surface_args(checkpoints[0], a, fashion_dir, *grid, "--seed", "3", *saved)) == 0
     # The seed also picks the sample subset, so it stays; the directions come from the file.
     reuse = ("--directions", directions, "--seed", "3")
     assert run(*surface_args(checkpoints[0], c, fashion_dir, *grid, *reuse)) == 0

@@ -448,8 +448,8 @@ def test_load_corrupt_file(model: nn.Module, tmp_path: Path, content: str) -> No
         ({"w": torch.zeros(2)}, {}, "unexpected tensor 'w'"),
         ({"z/w": torch.zeros(2)}, {}, "unexpected tensor 'z/w'"),
         ({"y/w": torch.zeros(2)}, {}, "holds no x direction"),
-        ({"x/w": torch.zeros(2)}, {"lossland": '{"norm": "bogus"}'}, "malformed settings"),
-        ({"x/w": torch.zeros(2)}, {"lossland": "{oops"}, "corrupt"),
+        ({"x/w": torch.zeros(2)}, {"lossland": '{"norm": "bogus"}'}, "norm = 'bogus'"),
+        ({"x/w": torch.zeros(2)}, {"lossland": "{oops"}, "not valid JSON"),
     ],
 )
 def test_load_malformed_contents(

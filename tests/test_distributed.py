@@ -161,13 +161,17 @@ def test_two_ranks_compute_the_same_surface_as_one_process(inputs, tmp_path, sha
     assert not stale_temporaries(two) and not lock_path(two).exists()
 
 
+USER_MODEL = ("--model", "faultmodel:factory")
+
+
 @needs_gloo
 @pytest.mark.slow
 def test_a_rank_that_dies_stops_the_job_and_a_rerun_resumes(inputs, tmp_path):
     data, _, mods = inputs
     ckpt = mods.parent / "fault.safetensors"
     out, ref = tmp_path / "s.h5", tmp_path / "ref.h5"
-    args = surface_args(ckpt, out, data, "--checkpoint-every", "0", grid="-1:1:11")
+    # The checkpoint names its factory by import path: lossland builds it only when told to.
+    args = surface_args(ckpt, out, data, *USER_MODEL, "--checkpoint-every", "0", grid="-1:1:11")
     started = time.monotonic()
     # Rank 1 owns 5 rows of 11 points and dies in its 4th row.
     fault = env(mods, FAULT="kill", FAULT_RANK="1", FAULT_AFTER="40")
@@ -182,7 +186,7 @@ def test_a_rank_that_dies_stops_the_job_and_a_rerun_resumes(inputs, tmp_path):
         assert f"points saved in {out}; rerun the same command to resume" in lines[0]
     resumed = torchrun(args, nproc=2, environ=env(mods), timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    reference = one_process(surface_args(ckpt, ref, data, grid="-1:1:11"), mods)
+    reference = one_process(surface_args(ckpt, ref, data, *USER_MODEL, grid="-1:1:11"), mods)
     final = Surface.load(out)
     assert final.complete
     np.testing.assert_allclose(final.loss, reference.loss, rtol=1e-6)
@@ -194,7 +198,7 @@ def test_a_rank_whose_model_raises_is_reported_once_by_rank_0(inputs, tmp_path):
     data, _, mods = inputs
     ckpt = mods.parent / "fault.safetensors"
     out = tmp_path / "s.h5"
-    args = surface_args(ckpt, out, data, "--checkpoint-every", "0.2", grid="-1:1:9")
+    args = surface_args(ckpt, out, data, *USER_MODEL, "--checkpoint-every", "0.2", grid="-1:1:9")
     failed = torchrun(
         args,
         nproc=2,

@@ -714,7 +714,7 @@ def test_cli_plot_beside_the_file_and_its_errors(
     assert sorted(f.suffix for f in out.iterdir()) == [".pdf"] * 5
     capsys.readouterr()
     for flags, message in [
-        (["--levels", "1"], "--levels must be an integer, at least 2, got 1"),
+        (["--levels", "1"], "--levels must be at least 2 and at most 1000, got 1"),
         (["--cmap", "nope"], "unknown colormap 'nope' (--cmap)"),
         (["--zmax", "nan"], "--zmax must be a finite number"),
     ]:

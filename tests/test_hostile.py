@@ -36,7 +36,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = write_data(folder / "data", n=32)
     ckpt = write_checkpoint(folder / "good.safetensors")
     good = folder / "good.h5"
-    assert main(surface_args(ckpt, good, data, grid="-1:1:3")) == 0
+    saved = f"{good}.directions.safetensors"  # random directions are saved only when asked
+    assert main(surface_args(ckpt, good, data, "--save-directions", saved, grid="-1:1:3")) == 0
     return {"folder": folder, "data": data, "ckpt": ckpt, "good": good}
 
 
@@ -234,8 +235,8 @@ BROKEN_SURFACES: dict[str, tuple[Callable[[h5py.File], None], str]] = {
         "a group",
     ),
     "newer format": (_set_attr("format_version", 99), "upgrade lossland"),
-    "bad json attrs": (_set_attr("json_attrs", "{not json"), "corrupt"),
-    "settings not json": (_set_attr("settings", "{oops"), "malformed attribute"),
+    "bad json attrs": (_set_attr("json_attrs", "{not json"), "json_attrs that is not valid JSON"),
+    "settings not json": (_set_attr("settings", "{oops"), "not valid JSON"),
     "trajectory 3 columns": (
         lambda f: f.create_dataset("trajectories/adam", data=np.zeros((4, 3))),
         "expected (T, 2)",

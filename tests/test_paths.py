@@ -372,7 +372,7 @@ def test_hand_made_csv_with_only_x_and_y(tmp_path: Path) -> None:
         ("a.csv", "x,z\n1,2\n", "no y column"),
         ("a.csv", "x,y\n1,abc\n", "non-numeric y"),
         ("a.csv", "x,y\n1,\n", "missing or non-finite"),
-        ("a.csv", "x,y,settings\n1,2,{oops\n", "malformed settings"),
+        ("a.csv", "x,y,settings\n1,2,{oops\n", "settings in path 0 that is not valid JSON"),
         ("a.json", "{not json", "not valid JSON"),
         ("a.json", '{"paths": 3}', 'no "paths" list'),
         ("a.json", '{"paths": []}', "holds no paths"),

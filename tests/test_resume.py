@@ -199,12 +199,14 @@ def test_rerun_with_other_settings_is_refused_naming_the_difference(
 def test_other_checkpoint_or_directions_are_refused(inputs, tmp_path, capsys):
     data, ckpt, other = inputs
     out = tmp_path / "s.h5"
-    assert main(surface_args(ckpt, out, data, grid="-1:1:3")) == 0
     directions = Path(f"{out}.directions.safetensors")
+    kept = ["--save-directions", str(directions)]
+    assert main([*surface_args(ckpt, out, data, grid="-1:1:3"), *kept]) == 0
     saved = directions.read_bytes()
     code, err = cli(capsys, *surface_args(other, out, data, grid="-1:1:3"))
     assert code == 2 and "other model weights" in error_line(err)
     assert directions.read_bytes() == saved  # the refused run left the surface's directions be
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([directions.name, out.name])
     moved = tmp_path / "d.safetensors"
     Directions.load(directions).save(moved)
     assert main([*surface_args(ckpt, out, data, grid="-1:1:3"), "--directions", str(moved)]) == 0

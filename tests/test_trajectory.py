@@ -426,9 +426,10 @@ def test_refused_trajectory_rerun_leaves_the_surface_directions_be(
 ) -> None:
     out = tmp_path / "s.h5"
     common = ["--data-dir", fashion_dir, "--samples", "16", "-o", out, "--no-progress"]
-    code, _, err = run_cli(["surface", trained_runs["adam"], "--x", "-1:1:3", *common], capsys)
-    assert code == 0, err
     beside = Path(f"{out}.directions.safetensors")
+    first = ["surface", trained_runs["adam"], "--x", "-1:1:3", "--save-directions", beside]
+    code, _, err = run_cli([*first, *common], capsys)
+    assert code == 0, err
     saved = beside.read_bytes()
     # A PCA plane of other directions into the same file is refused, and must not have replaced
     # the directions that the existing surface was computed with.

@@ -58,6 +58,19 @@ def _notes() -> Iterator[None]:
         warnings.showwarning = original
 
 
+def _reports(exc: LosslandError) -> bool:
+    """Whether this process prints ``exc``. Under torchrun every rank meets the same bad
+    argument or file, so one process per node (local rank 0) prints user errors; an error of
+    this rank alone (``rank_local``, e.g. no GPU for it) is printed by it, and one that another
+    rank reported for the job (``quiet``) by none."""
+    from lossland.run import launched
+
+    if getattr(exc, "quiet", False):
+        return False
+    first = not launched() or os.environ.get("LOCAL_RANK", "0") == "0"
+    return first or bool(getattr(exc, "rank_local", False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # User code named by --model/--data/--forward/--loss is importable from the current
     # folder, as `python -m` would have it.
@@ -71,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _notes():
             return command.handler(*command.build(args)) or 0
     except LosslandError as exc:
-        if not getattr(exc, "quiet", False):  # quiet: another torchrun rank reported it
+        if _reports(exc):
             print(f"lossland: error: {exc.render(command.flag_for)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a surface run

@@ -3,7 +3,8 @@
 A command is a few dataclasses: the library's option dataclasses (whose defaults live with
 their owner, e.g. :class:`lossland.SurfaceOptions`) and the command's own CLI dataclass
 (files, checkpoints). Field metadata: ``doc`` (the help); for CLI fields also ``short``
-(e.g. "-o"), ``positional``, ``metavar`` and ``repeat`` (a list, one value per use).
+(e.g. "-o"), ``positional``, ``metavar``, ``repeat`` (a list, one value per use) and
+``bounds`` (the numbers a field accepts, checked with the library options' own mechanism).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING
 from typing import Any, get_args
 
-from lossland.core import choices
+from lossland.core import Bounds, check_fields, choices
 
 Handler = Callable[..., int | None]
 
@@ -29,10 +30,11 @@ def flag(
     positional: bool = False,
     metavar: str | None = None,
     repeat: bool = False,
+    bounds: Bounds | None = None,
 ) -> Any:
     """A CLI dataclass field."""
-    meta = {"doc": doc, "short": short, "positional": positional, "metavar": metavar}
-    meta["repeat"] = repeat
+    meta: dict[str, Any] = {"doc": doc, "short": short, "positional": positional}
+    meta.update(metavar=metavar, repeat=repeat, bounds=bounds)
     if repeat:
         return dataclasses.field(default_factory=lambda: list(default or []), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -73,16 +75,20 @@ class Command:
             _add(parser, f, typing.get_type_hints(part)[f.name])
 
     def build(self, args: argparse.Namespace) -> list[Any]:
-        """One instance per dataclass, each from the arguments it declares."""
+        """One instance per dataclass, each from the arguments it declares, with its choices
+        and bounds checked (the library's option dataclasses check themselves as well)."""
         owned = self.fields()
-        return [
+        built = [
             part(**{n: getattr(args, n) for n, (p, _) in owned.items() if p is part})
             for part in self.parts
         ]
+        for instance in built:
+            check_fields(instance)
+        return built
 
 
 # API argument names whose flag is not their own name.
-ALIASES = {"runs": "--trajectory", "final": "CHECKPOINT"}
+ALIASES = {"runs": "--trajectory", "final": "CHECKPOINT", "out_dir": "-o"}
 
 
 def _unwrap_optional(tp: Any) -> Any:

@@ -67,8 +67,12 @@ class CheckpointModelArgs(ModelArgs):
         doc="model when the checkpoint does not name it: a registry name or package.module:factory",
     )
 
+    def given(self) -> ModelSpec | None:
+        """The model the user named (None: the checkpoint's own, when it may be built)."""
+        return self.spec() if self.model is not None else None
+
     def load(self, checkpoint: Path) -> tuple[nn.Module, Checkpoint]:
-        return load_model(checkpoint, spec=self.spec() if self.model is not None else None)
+        return load_model(checkpoint, spec=self.given())
 
 
 @dataclass(kw_only=True)

@@ -16,14 +16,16 @@ from torch import Tensor, nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import DataArgs, note, surface_summary
+from lossland.core import Bounds
 from lossland.engine import select_samples
 from lossland.errors import LosslandError
-from lossland.io import Surface, check_writable
+from lossland.io import Surface, check_output
 from lossland.run import surface, trajectory_surface
 from lossland.show import (
     OptimizerName,
     OptimizerPath,
     descend,
+    figure_files,
     plot,
     write_paths,
     write_viewer,
@@ -64,9 +66,10 @@ class DemoArgs(DataArgs):
     full: bool = flag(
         False, doc="the seed's exact setting: full VGG, one epoch, 51x51 on 32 images"
     )
-    grid: int = flag(51, doc="grid points per axis")
+    grid: int = flag(51, doc="grid points per axis", bounds=Bounds(2, 1001))
     device: str = flag("auto", doc="cpu, cuda, cuda:1, mps or auto")
     progress: bool = flag(True, doc="show progress bars")
+    overwrite: bool = flag(False, doc="replace the files of an earlier demo in the folder")
 
 
 def run(args: DemoArgs) -> int:
@@ -76,12 +79,14 @@ def run(args: DemoArgs) -> int:
 
 def demo(args: DemoArgs) -> str:
     """Run the demo; return the summary text (also listing every file written)."""
-    if args.grid < 2:
-        raise LosslandError(f"--grid must be at least 2, got {args.grid}")
     plan = FULL if args.full else SMALL
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LosslandError(f"-o {out} is a file: the demo writes a folder of files; name a folder")
+    if out.is_dir():  # every file of the demo, before any work
+        for file in demo_files(out, plan):
+            check_output(file, overwrite=args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    check_writable(out / "surface.h5")
     started = time.perf_counter()
     images, labels = load_fashion_mnist("train", data_dir=args.data_dir)
     note(f"[1/3] training {plan.model} on Fashion-MNIST (one epoch)")
@@ -127,6 +132,14 @@ def demo(args: DemoArgs) -> str:
     return "\n".join(lines)
 
 
+def demo_files(out: Path, plan: DemoPlan) -> list[Path]:
+    """The files a demo writes into ``out`` (the trajectory checkpoints are train's to check)."""
+    files = [out / name for name in ("model.safetensors", "surface.h5", "paths.csv", "viewer.html")]
+    for stem in ("surface", "paths") + (("trajectory",) if plan.checkpoints else ()):
+        files += figure_files(2, out, stem=stem, format="png")
+    return files + ([out / "trajectory.h5"] if plan.checkpoints else [])
+
+
 def _train(args: DemoArgs, plan: DemoPlan, samples: int) -> TrainResult:
     steps = math.ceil(samples / BATCH)
     save_every = math.ceil(steps / plan.checkpoints) if plan.checkpoints else None
@@ -137,17 +150,19 @@ def _train(args: DemoArgs, plan: DemoPlan, samples: int) -> TrainResult:
         trajectory_dir=args.out / "checkpoints",
         data_dir=args.data_dir,
         progress=args.progress,
+        overwrite=args.overwrite,
     )
 
 
 def _figures(result: Surface, paths: list[OptimizerPath], out: Path) -> list[Path]:
-    files = plot(result, out, stem="surface", log=True)
-    files.append(write_paths(paths, out / "paths.csv"))
-    files += plot(result, out, stem="paths", log=True, paths=paths)
-    files.append(
-        write_viewer(result, out / "viewer.html", paths=paths, title="lossland demo", log=True)
+    # Replacing was decided before any work (demo_files).
+    files = plot(result, out, stem="surface", log=True, overwrite=True)
+    files.append(write_paths(paths, out / "paths.csv", overwrite=True))
+    files += plot(result, out, stem="paths", log=True, paths=paths, overwrite=True)
+    viewer = write_viewer(
+        result, out / "viewer.html", paths=paths, title="lossland demo", log=True, overwrite=True
     )
-    return files
+    return [*files, viewer]
 
 
 def _trajectory(
@@ -168,7 +183,7 @@ def _trajectory(
     )
     return [
         out / "trajectory.h5",
-        *plot(trajectory, out, stem="trajectory", log=True),
+        *plot(trajectory, out, stem="trajectory", log=True, overwrite=True),
     ]
 
 

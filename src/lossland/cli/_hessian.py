@@ -25,8 +25,8 @@ from lossland.directions import (
     hessian_spectrum,
     save_eigen_directions,
 )
-from lossland.errors import LosslandError, arg
-from lossland.io import atomic_write_bytes, check_writable
+from lossland.errors import LosslandError
+from lossland.io import atomic_write_bytes, check_output
 from lossland.show import save_density_figure
 
 
@@ -91,18 +91,6 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
     overwrite: bool = flag(False, doc="replace existing output files")
 
 
-def may_write(path: Path, *, overwrite: bool) -> Path:
-    """Fail before any work when ``path`` cannot or must not be written: an unwritable place
-    (``check_writable``), or an existing file without ``overwrite``. The one place for this
-    rule here, to be replaced by the shared mechanism in ``io._atomic``."""
-    check_writable(path)
-    if path.exists() and not overwrite:
-        raise LosslandError(
-            f"{path} exists: pass {arg('overwrite')} to replace it, or choose another path"
-        )
-    return path
-
-
 def _outputs(args: HessianArgs) -> tuple[Path | None, Path | None]:
     """The density's JSON file and figure, or (None, None) without ``--density``."""
     if not args.density:
@@ -133,9 +121,11 @@ def _check_density(args: HessianArgs) -> None:
 
 def run(args: HessianArgs) -> int:
     json_path, figure_path = _outputs(args)
-    for path in (args.save_directions, json_path, figure_path):
-        if path is not None:
-            may_write(path, overwrite=args.overwrite)  # before any work
+    for path, name in ((args.save_directions, "save_directions"), (json_path, "out")):
+        if path is not None:  # before any work
+            check_output(path, overwrite=args.overwrite, inputs=[args.checkpoint], name=name)
+    if figure_path is not None:
+        check_output(figure_path, overwrite=args.overwrite, inputs=[args.checkpoint])
     if args.density:
         _check_density(args)
     model, _ = args.load(args.checkpoint)

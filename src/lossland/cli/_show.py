@@ -8,10 +8,12 @@ from typing import Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
-from lossland.io import ExportFormat, Surface, check_writable, export, export_format
+from lossland.core import FINITE, Bounds
+from lossland.io import ExportFormat, Surface, check_output, export, export_format
 from lossland.show import (
     FLAGS,
     HYPER_DEFAULTS,
+    MAX_STEPS,
     Interpolation,
     StyleName,
     descend_all,
@@ -53,21 +55,28 @@ class PlotArgs:
         "viridis, PDF, no caption)",
     )
     format: ImageFormat | None = flag(None, doc="image format (default: the style's)")
-    dpi: int | None = flag(None, doc="resolution of PNG and raster parts (default: the style's)")
+    dpi: int | None = flag(
+        None,
+        doc="resolution of PNG and raster parts (default: the style's)",
+        bounds=Bounds(1, 2400),
+    )
     cmap: str | None = flag(None, doc="matplotlib colormap (default: the style's)")
     caption: bool | None = flag(
         None, doc="the settings caption under each figure (default: the style's)"
     )
     title: str | None = flag(None, doc='figure title (default: from the surface; "" for none)')
-    levels: int = flag(default_of(plot, "levels"), doc="number of contour levels")
+    levels: int = flag(
+        default_of(plot, "levels"), doc="number of contour levels", bounds=Bounds(2, 1000)
+    )
     log: bool = flag(default_of(plot, "log"), doc="log colour scale (3-D height: ln loss)")
-    zmax: float | None = flag(None, doc="clip losses above this value")
+    zmax: float | None = flag(None, doc="clip losses above this value", bounds=FINITE)
     critical_points: bool = flag(
         default_of(plot, "critical_points"), doc="mark minima and saddles on the contours"
     )
     path: list[Path] = flag(
         [], doc="overlay an optimizer path (CSV/JSON from lossland path)", repeat=True
     )
+    overwrite: bool = flag(False, doc="replace existing output files")
 
 
 def plot_files(args: PlotArgs) -> int:
@@ -86,6 +95,7 @@ def plot_files(args: PlotArgs) -> int:
         zmax=args.zmax,
         critical_points=args.critical_points,
         paths=paths,
+        overwrite=args.overwrite,
     )
     for file in files:
         print(file)
@@ -109,7 +119,9 @@ class PathArgs:
         repeat=True,
     )
     lr: list[float] = flag([], doc="learning rate; repeat to compare (default: 0.1)", repeat=True)
-    steps: int = flag(default_of(descend_all, "steps"), doc="optimizer steps")
+    steps: int = flag(
+        default_of(descend_all, "steps"), doc="optimizer steps", bounds=Bounds(0, MAX_STEPS)
+    )
     log: bool = flag(False, doc="descend on ln(loss) instead of the loss")
     interpolation: Interpolation = flag(
         default_of(descend_all, "interpolation"), doc="surface interpolant"
@@ -128,6 +140,7 @@ class PathArgs:
     out: Path | None = flag(
         None, short="-o", doc="path file, .csv or .json (default: <file>.paths.csv beside it)"
     )
+    overwrite: bool = flag(False, doc="replace existing output files")
 
 
 def paths(args: PathArgs) -> int:
@@ -141,7 +154,7 @@ def paths(args: PathArgs) -> int:
     starts = [parse_start(text) for text in args.start]
     out = args.out or args.file.with_name(args.file.stem + ".paths.csv")
     path_file_kind(out)
-    check_writable(out)  # fail before any work
+    check_output(out, overwrite=args.overwrite, inputs=[args.file])  # before any work
     found = descend_all(
         surface_grid(Surface.load(args.file)),
         starts=starts,
@@ -152,7 +165,7 @@ def paths(args: PathArgs) -> int:
         interpolation=args.interpolation,
         hyper=hyper,
     )
-    write_paths(found, out)
+    write_paths(found, out, overwrite=args.overwrite)
     for path in found:
         print(path.summary())
     print(out)
@@ -169,17 +182,20 @@ class ViewArgs:
     title: str | None = flag(None, doc="page title (default: the surface file's name)")
     log: bool = flag(False, doc="open on the log scale")
     serve: bool = flag(False, doc="serve the page on 127.0.0.1 until Ctrl-C")
-    port: int = flag(0, doc="port for --serve (0: any free port)")
+    port: int = flag(0, doc="port for --serve (0: any free port)", bounds=Bounds(0, 65535))
     browser: bool = flag(True, doc="open a browser with --serve")
+    overwrite: bool = flag(False, doc="replace existing output files")
 
 
 def view(args: ViewArgs) -> int:
     out = args.out or args.file.with_suffix(".html")
-    check_writable(out)  # fail before loading anything
+    check_output(out, overwrite=args.overwrite, inputs=[args.file, *args.path])  # before any work
     surface = Surface.load(args.file)
     found = [p for file in args.path for p in read_paths(file)]
     title = args.title or f"lossland: {args.file.name}"
-    print(write_viewer(surface, out, paths=found, title=title, log=args.log))
+    print(
+        write_viewer(surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite)
+    )
     if args.serve:
         serve(
             out,
@@ -202,7 +218,10 @@ class ExportArgs:
         None, doc="output format (default: from -o's suffix, else vtp)"
     )
     log: bool = flag(False, doc="vtp/obj: height is ln(loss)")
-    zmax: float | None = flag(None, doc="vtp/obj: clip losses above this value (before the log)")
+    zmax: float | None = flag(
+        None, doc="vtp/obj: clip losses above this value (before the log)", bounds=FINITE
+    )
+    overwrite: bool = flag(False, doc="replace existing output files")
 
 
 def export_file(args: ExportArgs) -> int:
@@ -213,8 +232,9 @@ def export_file(args: ExportArgs) -> int:
     else:
         out = args.out
         fmt = export_format(out, args.format)
-    check_writable(out)  # fail before loading anything
-    print(export(Surface.load(args.file), out, format=fmt, log=args.log, zmax=args.zmax))
+    check_output(out, overwrite=args.overwrite, inputs=[args.file])  # before any work
+    surface = Surface.load(args.file)
+    print(export(surface, out, format=fmt, log=args.log, zmax=args.zmax, overwrite=args.overwrite))
     return 0
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note, surface_summary
-from lossland.core import check_spec, resolve_device
+from lossland.core import check_grid_size, check_spec, resolve_device
 from lossland.directions import DTYPES as HESSIAN_DTYPES
 from lossland.directions import (
     Directions,
@@ -29,8 +29,9 @@ from lossland.directions import (
 )
 from lossland.engine import Evaluator
 from lossland.errors import LosslandError
-from lossland.io import Checkpoint, Surface, check_writable, load_checkpoint, sha256_file
+from lossland.io import Checkpoint, Surface, check_output, load_checkpoint, sha256_file
 from lossland.run import SurfaceOptions, is_main_process, surface
+from lossland.zoo import spec_to_build
 
 HESSIAN = "hessian"
 
@@ -55,7 +56,9 @@ class SurfaceArgs(CheckpointModelArgs, SampleArgs):
         "Hessian eigenvectors at the checkpoint (unit norm; default range ±sqrt(2/λ1))",
     )
     save_directions: Path | None = flag(
-        None, doc="where to save the directions (default: <out>.directions.safetensors)"
+        None,
+        doc="save the directions here (random ones are saved only when asked: the surface "
+        "records their recipe; PCA and Hessian ones go to <out>.directions.safetensors)",
     )
     to: list[Path] = flag(
         [],
@@ -89,40 +92,40 @@ def run(args: SurfaceArgs, options: SurfaceOptions) -> int:
 
 
 def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
-    """Load the model and data, make the plane, compute (or resume) the surface."""
+    """Check the outputs and ranges, load the model and data, make the plane, compute (or
+    resume) the surface. New directions are saved only once the run has taken the lock of the
+    surface file and accepted it (``on_accept``), so a refused run writes nothing."""
     main = is_main_process()  # under torchrun only rank 0 writes files and prints
-    out = check_writable(args.out) if main else Path(args.out)
-    check_spec(args.x, name="x")
-    check_spec(args.y, name="y")
+    out = Path(args.out)
+    outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite)
+    if main:
+        outputs.check()
+    ny = check_spec(args.y, name="y") if args.y is not None else None
+    check_grid_size(check_spec(args.x, name="x"), ny)
     model, checkpoint = args.load(args.checkpoint)
     evaluator = args.evaluator()
     data = args.load_data(options.seed)
-    if args.seeds == 1:
-        plane, directions_file = choose_plane(
-            args, options, model, checkpoint, data, out, evaluator
-        )
+    if args.seeds != 1:  # every seed draws its own random directions
+        if args.directions is not None or args.to or args.trajectory:
+            raise LosslandError(
+                "--seeds compares random planes: drop --directions, --to, --trajectory"
+            )
+        plane, new = Plane(Directions(x={}), args.x, args.y), None
+    else:
+        plane, new = choose_plane(args, options, model, checkpoint, data, evaluator)
         if main and plane.directions.cosine is not None:
             note(f"cosine(x, y) = {plane.directions.cosine:+.2e}")
-    elif args.directions is not None or args.to or args.trajectory:
-        raise LosslandError("--seeds compares random planes: drop --directions, --to, --trajectory")
-    else:  # every seed draws its own random directions
-        plane, directions_file = Plane(Directions(x={}), args.x, args.y), None
-    used_spec = (args.spec() if args.model is not None else None) or checkpoint.model_spec
+    used_spec = spec_to_build(checkpoint, args.given())
     attrs = {
         "model": str(used_spec),
-        "model_spec": used_spec.to_json() if used_spec is not None else "",
+        "model_spec": used_spec.to_json(),
         "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": checkpoint.sha256 or "",
-        "directions_file": str(directions_file) if directions_file else "",
-        "directions_file_sha256": (
-            sha256_file(directions_file)
-            if main and directions_file and directions_file.exists()
-            else ""
-        ),
         "to": [str(p) for p in args.to],
         "samples_requested": args.samples,
         **dict(plane.attrs),
     }
+    given = Path(args.directions) if args.directions not in (None, HESSIAN) else None
     return surface(
         model,
         data,
@@ -137,7 +140,77 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         trajectories=plane.trajectories or None,
         seeds=args.seeds,
         options=options,
+        on_accept=lambda: outputs.accept(new, given),
     )
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """The files a surface command writes: the surface (``out``) and, when the plane's
+    directions are new, their file (``directions``); never one of ``inputs``."""
+
+    out: Path
+    directions: Path | None
+    inputs: list[Path]
+    overwrite: bool
+
+    def check(self) -> None:
+        """Before any work (rank 0). Replacing ``out`` is the run's choice (resume, or
+        --overwrite); an existing directions file can be the run's own only when it lies
+        beside the surface being resumed (decided in :meth:`accept`)."""
+        check_output(self.out, overwrite=True, inputs=self.inputs)
+        if self.directions is not None:
+            self._check_directions(own=self.out.exists())
+
+    def accept(self, new: Directions | None, given: Path | None) -> dict[str, str]:
+        """``on_accept`` (rank 0, holding the lock, the surface file accepted): save new
+        directions, unless the file holds these very ones; the attributes naming the file."""
+        keep = self.directions
+        if new is not None and keep is not None and not _same_directions(keep, new):
+            self._check_directions(own=False)
+            new.save(keep)
+        file = self.directions if new is not None else given
+        return {
+            "directions_file": str(file or ""),
+            "directions_file_sha256": sha256_file(file) if file and file.exists() else "",
+        }
+
+    def _check_directions(self, *, own: bool) -> None:
+        assert self.directions is not None
+        inputs = [*self.inputs, self.out]
+        check_output(
+            self.directions,
+            overwrite=self.overwrite,
+            own=own,
+            inputs=inputs,
+            name="save_directions",
+        )
+
+
+def _inputs(args: SurfaceArgs) -> list[Path]:
+    """The files this command reads: outputs must never be one of them."""
+    files = [args.checkpoint, *args.to]
+    if args.directions not in (None, HESSIAN):
+        files.append(Path(str(args.directions)))
+    files += [f for folder in args.trajectory if folder.is_dir() for f in folder.iterdir()]
+    return files
+
+
+def _directions_file(args: SurfaceArgs, out: Path) -> Path | None:
+    """Where the new directions of this plane go: random directions only with
+    --save-directions (the surface file records their recipe: seed, norm, ignore, and their
+    fingerprint), PCA and Hessian directions beside the surface by default (they cannot be
+    regenerated cheaply); None where they are read from files (--directions FILE, --to)."""
+    if args.to or args.directions not in (None, HESSIAN):
+        if args.save_directions is not None:
+            raise LosslandError(
+                "--save-directions saves new directions; --directions FILE and --to read theirs "
+                "from files: drop --save-directions"
+            )
+        return None
+    if args.seeds != 1 or not (args.trajectory or args.directions == HESSIAN):
+        return args.save_directions
+    return args.save_directions or out.with_name(out.name + ".directions.safetensors")
 
 
 def choose_plane(
@@ -146,10 +219,10 @@ def choose_plane(
     model: nn.Module,
     checkpoint: Checkpoint,
     data: Any,
-    out: Path,
     evaluator: Evaluator | None,
-) -> tuple[Plane, Path | None]:
-    """The plane the flags ask for, and the file holding its directions (None: not stored)."""
+) -> tuple[Plane, Directions | None]:
+    """The plane the flags ask for, and the new directions to save with it (None: its
+    directions come from files)."""
     hessian = args.directions == HESSIAN
     asked = [
         name
@@ -168,20 +241,19 @@ def choose_plane(
         raise LosslandError(f"{asked[0]} planes use scheme li, not {options.scheme}: drop --scheme")
     if args.trajectory:
         plane = _trajectory(args, model, checkpoint)
-        stored = save_directions(_with_paths(plane), args, out)
         # The surface records the labels with the directions; the paths in its own datasets.
         info = {**dict(plane.directions.info), "axis_labels": list(plane.attrs["axis_labels"])}
-        return replace(plane, directions=replace(plane.directions, info=info)), stored
+        return replace(plane, directions=replace(plane.directions, info=info)), _with_paths(plane)
     if hessian:
         plane = replace(_hessian(options, model, data, evaluator), x=args.x, y=args.y)
-        return plane, save_directions(plane.directions, args, out)
+        return plane, plane.directions
     if args.to:
         if len(args.to) > 2:
             raise LosslandError("--to takes one checkpoint (a line) or two (a plane)")
         ends = [load_checkpoint(p).state_dict for p in args.to]
         return Plane(model_directions(checkpoint.state_dict, *ends), args.x, args.y), None
     if args.directions is not None:
-        return _from_file(args, model), Path(args.directions)
+        return _from_file(args, model), None
     directions = random_directions(
         model,
         seed=options.seed,
@@ -190,7 +262,7 @@ def choose_plane(
         ndim=1 if args.y is None else 2,
         orthogonalize=options.orthogonalize,
     )
-    return Plane(directions, args.x, args.y), save_directions(directions, args, out)
+    return Plane(directions, args.x, args.y), directions
 
 
 def _trajectory(args: SurfaceArgs, model: nn.Module, checkpoint: Checkpoint) -> Plane:
@@ -265,34 +337,9 @@ def _from_file(args: SurfaceArgs, model: nn.Module) -> Plane:
     return Plane(replace(directions, info=info), args.x, args.y, attrs, trajectories)
 
 
-def save_directions(directions: Directions, args: SurfaceArgs, out: Path) -> Path:
-    """Save new directions to --save-directions (default: beside the surface) and return the path.
-
-    Only rank 0 writes, and nothing is written when the file already holds these directions or
-    when ``out`` holds a surface of other directions that this run will refuse to touch.
-    """
-    path = args.save_directions or out.with_name(out.name + ".directions.safetensors")
-    if (
-        is_main_process()
-        and _will_write(out, directions, args.overwrite)
-        and not (path.exists() and _same_directions(path, directions))
-    ):
-        directions.save(path)
-    return path
-
-
-def _will_write(out: Path, directions: Directions, overwrite: bool) -> bool:
-    """False when ``out`` holds a surface of other directions that this run will refuse to
-    touch: its directions file must then stay as it is."""
-    if overwrite or not out.exists():
-        return True
-    try:
-        return bool(Surface.load(out).settings.get("directions") == directions.fingerprint())
-    except LosslandError:
-        return False
-
-
 def _same_directions(path: Path, directions: Directions) -> bool:
+    if not path.exists():
+        return False
     try:
         return Directions.load(path).fingerprint() == directions.fingerprint()
     except LosslandError:

@@ -21,6 +21,7 @@ class TrainArgs(ModelArgs, DataArgs):
         None, doc="folder for --save-every checkpoints (default: <out>_trajectory/)"
     )
     progress: bool = flag(True, doc="show a progress bar")
+    overwrite: bool = flag(False, doc="replace an existing checkpoint (-o, the trajectory's)")
 
 
 def run(args: TrainArgs, options: TrainOptions) -> int:
@@ -33,6 +34,7 @@ def run(args: TrainArgs, options: TrainOptions) -> int:
         init=args.init,
         trajectory_dir=args.trajectory_dir,
         progress=args.progress,
+        overwrite=args.overwrite,
     )
     print(result.summary())
     return 0

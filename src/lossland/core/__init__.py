@@ -9,10 +9,13 @@ from lossland.core._flat import FlatLayout, LayoutEntry
 from lossland.core._grid import (
     AUTO_MARGIN,
     AUTO_POINTS,
+    MAX_AXIS_POINTS,
+    MAX_GRID_POINTS,
     Axis,
     auto_points,
     auto_range,
     axis_text,
+    check_grid_size,
     check_spec,
     coordinates,
     grid_with_zero,
@@ -20,7 +23,17 @@ from lossland.core._grid import (
 )
 from lossland.core._imports import import_object, is_import_path
 from lossland.core._json import json_default
-from lossland.core._options import check_choices, choices, option, updated
+from lossland.core._options import (
+    AT_LEAST_1,
+    FINITE,
+    POSITIVE,
+    SEEDS,
+    Bounds,
+    check_fields,
+    choices,
+    option,
+    updated,
+)
 from lossland.core._progress import progress_bar
 from lossland.core._schemes import (
     SCHEMES,
@@ -35,10 +48,17 @@ from lossland.core._schemes import (
 )
 
 __all__ = [
+    "AT_LEAST_1",
     "AUTO_MARGIN",
     "AUTO_POINTS",
+    "FINITE",
+    "MAX_AXIS_POINTS",
+    "MAX_GRID_POINTS",
+    "POSITIVE",
     "SCHEMES",
+    "SEEDS",
     "Axis",
+    "Bounds",
     "Digest",
     "FlatLayout",
     "LayoutEntry",
@@ -48,7 +68,8 @@ __all__ = [
     "auto_range",
     "axis_text",
     "barycentric_point_",
-    "check_choices",
+    "check_fields",
+    "check_grid_size",
     "check_spec",
     "choices",
     "coordinates",

@@ -17,6 +17,10 @@ from lossland.errors import LosslandError, arg
 
 AUTO_POINTS = 51
 AUTO_MARGIN = 0.2  # fraction of the data's span added on each side of auto ranges
+# Size limits, checked before anything is allocated: a 1e4 x 1e4 grid is days of compute and
+# 2.5 GB of result arrays; more is a typo (a missing colon, an extra digit).
+MAX_AXIS_POINTS = 1_000_000
+MAX_GRID_POINTS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,25 @@ class Axis:
             raise LosslandError(
                 f"{arg(name)} range {text!r} repeats one value {num} times: widen it"
             )
-        return cls(start, stop, num)
+        _check_count(num, f"{arg(name)} range {text!r}")
+        axis = cls(start, stop, num)
+        values = axis.values()
+        if not np.all(np.isfinite(values)):
+            raise LosslandError(
+                f"{arg(name)} range {text!r} overflows: its coordinates are not finite numbers; "
+                "narrow it"
+            )
+        if np.any(np.diff(values) <= 0):
+            raise LosslandError(
+                f"{arg(name)} range {text!r} is too narrow for {num} distinct coordinates in "
+                "float64: widen it or use fewer points"
+            )
+        return axis
 
     def values(self) -> np.ndarray:
-        return np.linspace(self.start, self.stop, self.num, dtype=np.float64)
+        # Ends near ±1.8e308 overflow the step: checked in parse, without numpy's warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.linspace(self.start, self.stop, self.num, dtype=np.float64)
 
     def __str__(self) -> str:
         return f"{self.start:g}:{self.stop:g}:{self.num}"
@@ -69,10 +88,35 @@ def coordinates(spec: str | Axis | Sequence[float] | np.ndarray, *, name: str) -
     """Grid coordinates from a ``min:max:num`` spec or an increasing sequence of values."""
     if isinstance(spec, (str, Axis)):
         return Axis.parse(spec, name=name).values()
-    values = np.asarray(spec, dtype=np.float64).reshape(-1)
+    try:
+        values = np.asarray(spec, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise LosslandError(
+            f"{arg(name)} coordinates must be numbers: give min:max:num or a list of values"
+        ) from None
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
         raise LosslandError(f"{arg(name)} coordinates must be finite and strictly increasing")
+    _check_count(values.size, f"{arg(name)} coordinates")
     return values
+
+
+def _check_count(num: int, what: str) -> None:
+    if num > MAX_AXIS_POINTS:
+        raise LosslandError(
+            f"{what} has {num:,} points, more than the {MAX_AXIS_POINTS:,} lossland computes "
+            "per axis: use fewer points"
+        )
+
+
+def check_grid_size(nx: int, ny: int | None) -> None:
+    """A one-line error for grids too large to compute (before anything is allocated)."""
+    total = nx * (ny or 1)
+    if total > MAX_GRID_POINTS:
+        raise LosslandError(
+            f"a {nx:,} x {ny or 1:,} grid has {total:,} points, more than the "
+            f"{MAX_GRID_POINTS:,} lossland computes in one surface: use fewer points on "
+            f"{arg('x')} or {arg('y')}"
+        )
 
 
 def axis_text(values: np.ndarray) -> str:
@@ -85,15 +129,12 @@ def axis_text(values: np.ndarray) -> str:
 # --- ranges chosen for the user ("auto") ----------------------------------------------------------
 
 
-def check_spec(spec: str | None, *, name: str) -> None:
+def check_spec(spec: str | None, *, name: str) -> int:
     """Raise the one-line error of a malformed ``min:max:num`` or ``auto[:NUM]`` range now,
-    before the work that comes before the grid is laid out."""
-    if spec is None:
-        return
-    if is_auto(spec):
-        auto_points(spec, name=name)
-    else:
-        Axis.parse(spec, name=name)
+    before the work that comes before the grid is laid out; return its number of points."""
+    if spec is None or is_auto(spec):
+        return auto_points(spec, name=name)
+    return Axis.parse(spec, name=name).num
 
 
 def is_auto(spec: str | None) -> bool:
@@ -115,6 +156,7 @@ def auto_points(spec: str | None, *, name: str = "range") -> int:
         raise LosslandError(
             f"{arg(name)} range {spec!r} needs at least 3 points: write e.g. auto:51"
         )
+    _check_count(num, f"{arg(name)} range {spec!r}")
     return num
 
 

@@ -1,19 +1,59 @@
-"""Typed option dataclasses: one place for each default, with its documentation, and run-time
-checks of ``Literal`` choices (a typo is an error, never a value recorded in a file)."""
+"""Typed option dataclasses: one place for each default, with its documentation, its allowed
+values (``Literal`` choices, or numeric bounds declared next to the field) and run-time checks
+(a typo or an absurd number is an error, never a value recorded in a file)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
 from lossland.errors import LosslandError, arg
 
 
-def option(default: Any, doc: str) -> Any:
-    """A dataclass field with its default and a one-line description (the CLI's help)."""
-    return dataclasses.field(default=default, metadata={"doc": doc})
+@dataclass(frozen=True)
+class Bounds:
+    """The numbers a field accepts: finite, in ``low``..``high`` (either may be open-ended);
+    ``above=True`` excludes ``low`` itself ("positive"), ``below=True`` excludes ``high``."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+    below: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.below else value <= self.high)
+
+    def describe(self) -> str:
+        if self.above and self.low == 0 and self.high is None:
+            return "positive"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.above else 'at least'} {_shown(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.below else 'at most'} {_shown(self.high)}")
+        return " and ".join(parts)
+
+
+def _shown(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+FINITE = Bounds()
+POSITIVE = Bounds(0, above=True)
+AT_LEAST_1 = Bounds(1)
+SEEDS = Bounds(0, 2**63 - 1)  # what every RNG lossland seeds (torch, numpy) accepts
+
+
+def option(default: Any, doc: str, *, bounds: Bounds | None = None) -> Any:
+    """A dataclass field with its default, a one-line description (the CLI's help) and, for
+    numbers, the values it accepts."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "bounds": bounds})
 
 
 def choices(tp: Any) -> tuple[Any, ...] | None:
@@ -25,15 +65,34 @@ def choices(tp: Any) -> tuple[Any, ...] | None:
     return get_args(tp) if get_origin(tp) is Literal else None
 
 
-def check_choices(instance: Any) -> None:
-    """Raise a one-line error for any field whose value is not one of its Literal choices."""
+def check_fields(instance: Any) -> None:
+    """Raise a one-line error for the first field whose value is not one of its ``Literal``
+    choices, or not a finite number of its type within its declared :class:`Bounds`."""
     hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
-        allowed = choices(hints[f.name])
         value = getattr(instance, f.name)
+        allowed = choices(hints[f.name])
         if allowed is not None and value not in allowed:
             shown = ", ".join(str(a) for a in allowed if a is not None)
             raise LosslandError(f"unknown {arg(f.name)} {value!r}: choose one of {shown}")
+        bounds = f.metadata.get("bounds")
+        if bounds is not None and value is not None:
+            _check_number(f.name, value, bounds, whole=_is_int(hints[f.name]))
+
+
+def _is_int(tp: Any) -> bool:
+    return tp is int or (get_origin(tp) in (typing.Union, types.UnionType) and int in get_args(tp))
+
+
+def _check_number(name: str, value: Any, bounds: Bounds, *, whole: bool) -> None:
+    wanted = " ".join(
+        filter(None, ["a whole" if whole else "a finite", "number", bounds.describe()])
+    )
+    number = isinstance(value, int) if whole else isinstance(value, (int, float))
+    if isinstance(value, bool) or not number or not (whole or math.isfinite(value)):
+        raise LosslandError(f"{arg(name)} must be {wanted}, got {value!r}")
+    if not bounds.contains(value):
+        raise LosslandError(f"{arg(name)} must be {bounds.describe()}, got {value!r}")
 
 
 def updated(instance: Any, **changes: Any) -> Any:

@@ -21,8 +21,18 @@ import torch
 from torch import Tensor, nn
 
 from lossland.core import FlatLayout, fingerprint
-from lossland.errors import LosslandError, arg
-from lossland.io import atomic_path
+from lossland.errors import LosslandError, arg, first_line
+from lossland.io import (
+    Check,
+    atomic_path,
+    check_schema,
+    is_numbers,
+    is_optional,
+    is_pair_of_texts,
+    is_points,
+    is_texts,
+    parse_json_object,
+)
 
 Norm = Literal["filter", "layer", "none"]
 Ignore = Literal["biasbn", "none"]
@@ -95,8 +105,11 @@ class Directions:
             groups.append(("origin", self.origin))
         return groups
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a safetensors file: tensors ``x/<name>``, ``y/<name>``; settings in metadata."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Write a safetensors file: tensors ``x/<name>``, ``y/<name>``; settings in metadata.
+
+        ``overwrite=False`` refuses an existing ``path`` (see :func:`lossland.io.check_output`).
+        """
         from safetensors.torch import save_file
 
         tensors = {
@@ -105,7 +118,7 @@ class Directions:
             for name, t in group.items()
         }
         meta = {"lossland": json.dumps(self.metadata(), sort_keys=True, default=str)}
-        with atomic_path(path) as tmp:
+        with atomic_path(path, overwrite=overwrite, name="path") as tmp:
             save_file(tensors, str(tmp), metadata=meta)
         return Path(path)
 
@@ -119,10 +132,17 @@ class Directions:
                 f"directions file {path} not found: check the {arg('directions')} path"
             )
         groups: dict[str, Direction] = {"x": {}, "y": {}, "origin": {}}
+
+        def fail(problem: str) -> LosslandError:
+            return LosslandError(f"directions file {path} {problem}: recreate it")
+
         try:
             with safe_open(str(path), framework="pt") as handle:
                 raw_meta = handle.metadata() or {}
-                meta = json.loads(raw_meta.get("lossland", "{}"))
+                meta = parse_json_object(
+                    raw_meta.get("lossland", "{}"), fail, what="lossland metadata"
+                )
+                check_schema(meta, METADATA_SCHEMA, fail)
                 names: dict[str, list[str]] = {prefix: [] for prefix in groups}
                 for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
                     prefix, _, name = key.partition("/")
@@ -153,32 +173,19 @@ class Directions:
                         groups[prefix][n].copy_(handle.get_tensor(k))
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             raise LosslandError(
-                f"directions file {path} is corrupt or not a safetensors file ({exc}): recreate it"
+                f"directions file {path} is corrupt or not a safetensors file "
+                f"({first_line(exc)[:200]}): recreate it"
             ) from None
         if not groups["x"]:
             raise LosslandError(f"directions file {path} holds no x direction")
-        known = {
-            "kind",
-            "norm",
-            "ignore",
-            "seed",
-            "orthogonalized",
-            "cosine",
-            "ndim",
-            "has_origin",
-            "order",
-        }
-        kind = meta.get("kind", "random")
-        norm = meta.get("norm", "filter")
-        ignore = meta.get("ignore", "biasbn")
-        if kind not in get_args(Kind) or norm not in NORMS or ignore not in IGNORES:
-            raise LosslandError(f"directions file {path} has malformed settings {meta}")
+        known = {"kind", "norm", "ignore", "seed", "orthogonalized"}
+        known |= {"cosine", "ndim", "has_origin", "order"}
         return cls(
             x=groups["x"],
             y=groups["y"] or None,
-            kind=kind,
-            norm=norm,
-            ignore=ignore,
+            kind=meta.get("kind", "random"),
+            norm=meta.get("norm", "filter"),
+            ignore=meta.get("ignore", "biasbn"),
             seed=meta.get("seed"),
             orthogonalized=bool(meta.get("orthogonalized", False)),
             origin=groups["origin"] or None,
@@ -236,6 +243,28 @@ def cosine(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
     na, nb = dot(a, a) ** 0.5, dot(b, b) ** 0.5
     return dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
 
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
+def _is_trajectories(value: Any) -> bool:
+    return isinstance(value, dict) and all(is_points(points) for points in value.values())
+
+
+# The metadata values a directions file may hold that lossland uses, and what each must be.
+METADATA_SCHEMA: dict[str, tuple[Check, str]] = {
+    "kind": (lambda v: v in get_args(Kind), " or ".join(get_args(Kind))),
+    "norm": (lambda v: v in NORMS, " or ".join(NORMS)),
+    "ignore": (lambda v: v in IGNORES, " or ".join(IGNORES)),
+    "seed": (is_optional(_is_seed), "a whole number >= 0 or null"),
+    "orthogonalized": (lambda v: isinstance(v, bool), "true or false"),
+    "order": (is_texts, "a list of tensor names"),
+    "eigenvalues": (is_numbers, "a list of finite numbers"),
+    "explained_variance_ratio": (is_numbers, "a list of finite numbers"),
+    "axis_labels": (is_pair_of_texts, "two labels"),
+    "trajectories": (_is_trajectories, "an object of [x, y] point lists"),
+}
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 

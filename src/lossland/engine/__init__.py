@@ -41,7 +41,12 @@ from lossland.engine._data import (
     to_device,
 )
 from lossland.engine._engine import Block, Engine, EngineOptions
-from lossland.engine._precision import Precision, precision_mode, use_channels_last
+from lossland.engine._precision import (
+    Precision,
+    check_precision,
+    precision_mode,
+    use_channels_last,
+)
 from lossland.engine._presets import (
     PRESETS,
     causal_lm,
@@ -71,6 +76,7 @@ __all__ = [
     "batchnorms",
     "bind_flat",
     "causal_lm",
+    "check_precision",
     "default_accuracy",
     "default_forward",
     "default_loss",

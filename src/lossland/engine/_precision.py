@@ -15,9 +15,15 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lossland.errors import LosslandError, arg
+from lossland.errors import LosslandError
 
 Precision = Literal["fp32", "tf32", "bf16"]
+
+
+def check_precision(device: torch.device, precision: Precision) -> None:
+    """TF32 exists on CUDA only: a one-line error elsewhere (checked before a run starts)."""
+    if precision == "tf32" and device.type != "cuda":
+        raise LosslandError("precision tf32 needs a CUDA device: use fp32 or bf16 on this device")
 
 
 @contextlib.contextmanager
@@ -32,10 +38,7 @@ def precision_mode(device: torch.device, precision: Precision) -> Iterator[None]
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     else:
-        if precision == "tf32":
-            raise LosslandError(
-                f"{arg('precision')} tf32 needs a CUDA device: use fp32 or bf16 on this device"
-            )
+        check_precision(device, precision)
         yield
 
 

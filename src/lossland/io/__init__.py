@@ -4,7 +4,14 @@ Depends only on :mod:`lossland.core` and :mod:`lossland.errors`. Every value rea
 is parsed as data and validated by type; nothing read from a file is ever imported or called.
 """
 
-from lossland.io._atomic import atomic_path, atomic_write_bytes, check_writable, sha256_file
+from lossland.io._atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    check_output,
+    check_writable,
+    make_folder,
+    sha256_file,
+)
 from lossland.io._checkpoint import (
     METADATA_KEY,
     Checkpoint,
@@ -17,6 +24,18 @@ from lossland.io._checkpoint import (
     state_of,
 )
 from lossland.io._export import FORMATS, ExportFormat, export, export_format, heights, read_npz
+from lossland.io._metadata import (
+    Check,
+    check_schema,
+    is_number,
+    is_numbers,
+    is_optional,
+    is_pair_of_texts,
+    is_points,
+    is_texts,
+    parse_json,
+    parse_json_object,
+)
 from lossland.io._surface_file import (
     FORMAT,
     FORMAT_VERSION,
@@ -26,6 +45,7 @@ from lossland.io._surface_file import (
     SeedStack,
     Surface,
     SurfaceReadError,
+    check_contents,
     log_loss,
     replace_infinite,
 )
@@ -38,6 +58,7 @@ __all__ = [
     "RESERVED_ATTRS",
     "SETTINGS_ATTR",
     "TOPOLOGY_ATTR",
+    "Check",
     "Checkpoint",
     "ExportFormat",
     "ModelSpec",
@@ -46,15 +67,27 @@ __all__ = [
     "SurfaceReadError",
     "atomic_path",
     "atomic_write_bytes",
+    "check_contents",
+    "check_output",
+    "check_schema",
     "check_writable",
     "export",
     "export_format",
     "heights",
+    "is_number",
+    "is_numbers",
+    "is_optional",
+    "is_pair_of_texts",
+    "is_points",
     "is_safetensors",
+    "is_texts",
     "load_checkpoint",
     "load_state_into",
     "log_loss",
+    "make_folder",
     "mismatch_report",
+    "parse_json",
+    "parse_json_object",
     "read_npz",
     "replace_infinite",
     "save_checkpoint",

@@ -17,6 +17,7 @@ from torch import nn
 from lossland._version import __version__
 from lossland.errors import CheckpointError, LosslandError, arg, first_line
 from lossland.io._atomic import atomic_path, sha256_file
+from lossland.io._metadata import Fail, parse_json, parse_json_object
 
 METADATA_KEY = "lossland"
 
@@ -33,11 +34,32 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
-        try:
-            raw = json.loads(text)
-            return cls(name=str(raw["name"]), options=dict(raw.get("options", {})))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LosslandError(f"malformed model spec {text!r}: {exc}") from None
+        def fail(problem: str) -> LosslandError:
+            return LosslandError(f"malformed model spec {text!r}: it {problem}")
+
+        return cls.from_dict(parse_json(text, fail, what="JSON"), fail)
+
+    @classmethod
+    def from_dict(cls, raw: Any, fail: Fail) -> ModelSpec:
+        """The spec in a file's metadata, checked by type: ``name`` a non-empty string,
+        ``options`` an object of keyword arguments (JSON values). Only data: whether the name may
+        be built is :func:`lossland.zoo.load_model`'s decision."""
+        if not isinstance(raw, dict):
+            raise fail(f"has a model spec that is a JSON {type(raw).__name__}, not an object")
+        name, options = raw.get("name"), raw.get("options", {})
+        if not isinstance(name, str) or not name.strip() or len(name) > 300:
+            raise fail(
+                f"has a model name {str(name)[:60]!r}, expected a registry name or "
+                "package.module:factory"
+            )
+        if not isinstance(options, dict):
+            raise fail(
+                f"has model options that are a JSON {type(options).__name__}, expected an object"
+            )
+        bad = [key for key in options if not key.isidentifier()]
+        if bad:
+            raise fail(f"has a model option named {bad[0][:60]!r}, not a keyword")
+        return cls(name=name, options=dict(options))
 
     def __str__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in sorted(self.options.items()))
@@ -55,10 +77,13 @@ class Checkpoint:
 
     @property
     def model_spec(self) -> ModelSpec | None:
-        spec = self.metadata.get("model")
-        if not isinstance(spec, dict) or "name" not in spec:
+        """The model the metadata names (None when it names none), validated as data."""
+        if "model" not in self.metadata:
             return None
-        return ModelSpec(name=str(spec["name"]), options=dict(spec.get("options", {})))
+        return ModelSpec.from_dict(self.metadata["model"], self._fail)
+
+    def _fail(self, problem: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {self.path} {problem}: re-save it")
 
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -71,9 +96,12 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     *,
     spec: ModelSpec | None = None,
+    overwrite: bool = True,
     **metadata: Any,
 ) -> Path:
-    """Write ``model``'s state dict atomically as safetensors, with ``spec`` and ``metadata``."""
+    """Write ``model``'s state dict atomically as safetensors, with ``spec`` and ``metadata``.
+
+    ``overwrite=False`` refuses an existing ``path`` (see :func:`lossland.io.check_output`)."""
     from safetensors.torch import save_file
 
     tensors = (
@@ -87,7 +115,7 @@ def save_checkpoint(
     meta.setdefault("lossland_version", __version__)
     meta.setdefault("torch_version", torch.__version__)
     text = json.dumps(meta, sort_keys=True, default=str)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite, name="path") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: text})
     return Path(path)
 
@@ -112,6 +140,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         state, meta = _load_safetensors(path)
     else:
         state, meta = _load_pickle(path), {}
+    _check_tensors(path, state)
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         names = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -135,11 +164,28 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         ) from None
     meta: dict[str, Any] = {}
     if METADATA_KEY in raw_meta:
-        try:
-            meta = json.loads(raw_meta[METADATA_KEY])
-        except ValueError:
-            raise CheckpointError(f"checkpoint {path} has malformed lossland metadata") from None
+
+        def fail(problem: str) -> CheckpointError:
+            return CheckpointError(f"checkpoint {path} {problem}: re-save it")
+
+        meta = parse_json_object(raw_meta[METADATA_KEY], fail, what="lossland metadata")
     return state, meta
+
+
+def _check_tensors(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """Weights must be real data in dense CPU tensors: a meta-device tensor has no values, and a
+    sparse or quantized one is not a state dict that lossland can move along a direction."""
+    for key, value in state.items():
+        if value.is_meta:
+            raise CheckpointError(
+                f"checkpoint {path} holds tensor {key} on the meta device (no values): save the "
+                "state dict of a model whose weights exist"
+            )
+        if value.device.type != "cpu" or value.layout != torch.strided or value.is_quantized:
+            raise CheckpointError(
+                f"checkpoint {path} holds tensor {key} as {value.layout} {value.dtype} on "
+                f"{value.device}, not dense CPU weights: save model.state_dict()"
+            )
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:

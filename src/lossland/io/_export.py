@@ -24,16 +24,25 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
 
 from lossland.core import json_default
-from lossland.errors import LosslandError, arg
-from lossland.io._atomic import atomic_path, atomic_write_bytes, check_writable
-from lossland.io._surface_file import Surface, log_loss
+from lossland.errors import LosslandError, arg, first_line
+from lossland.io._atomic import atomic_path, atomic_write_bytes, check_output
+from lossland.io._metadata import check_schema, parse_json_object
+from lossland.io._surface_file import (
+    ATTR_SCHEMA,
+    Surface,
+    check_array,
+    check_contents,
+    check_mask,
+    log_loss,
+)
 
 ExportFormat = Literal["vtp", "csv", "npz", "obj"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -58,8 +67,10 @@ def export(
     format: ExportFormat | None = None,
     log: bool = False,
     zmax: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``surface`` to ``out`` in ``format`` (default: from the suffix), atomically."""
+    """Write ``surface`` to ``out`` in ``format`` (default: from the suffix), atomically; an
+    existing ``out`` is replaced only with ``overwrite``."""
     out = Path(out)
     fmt = export_format(out, format)
     mesh = fmt in MESH_FORMATS
@@ -72,7 +83,12 @@ def export(
         raise LosslandError(
             f"a {fmt} mesh needs a 2-D surface and this one is 1-D: export it as csv or npz"
         )
-    check_writable(out)
+    if mesh and min(surface.shape) < 2:
+        raise LosslandError(
+            f"a {fmt} mesh needs at least 2 points on each axis and this grid is "
+            f"{surface.shape[1]}x{surface.shape[0]}: export it as csv or npz"
+        )
+    check_output(out, overwrite=overwrite)
     WRITERS[fmt](surface, out, log, zmax)
     return out
 
@@ -103,6 +119,9 @@ class _Mesh:
         if not ok.any():
             raise LosslandError(
                 "the surface has no evaluated points to export: finish it with lossland surface"
+                if not surface.done.any()
+                else "every evaluated loss of the surface is NaN or inf: there is no height to "
+                "export as a mesh; export it as csv or npz"
             )
         index = np.full(z.shape, -1, dtype=np.int64)
         index[ok] = np.arange(int(ok.sum()))
@@ -248,40 +267,51 @@ def _write_npz(surface: Surface, out: Path) -> None:
 
 
 def read_npz(path: str | os.PathLike[str]) -> Surface:
-    """Read an npz written by :func:`export` back into a :class:`Surface`."""
+    """Read an npz written by :func:`export` back into a :class:`Surface` (every array and
+    attribute checked as the surface file's are)."""
     path = Path(path)
     if not path.is_file():
         raise LosslandError(f"npz file {path} not found: check the path")
+
+    def fail(problem: str) -> LosslandError:
+        return LosslandError(f"npz file {path} {problem}: export it again with lossland export")
+
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise LosslandError(f"npz file {path} cannot be read ({exc}): export it again") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise fail(f"cannot be read ({first_line(exc)[:120]})") from None
+    except AttributeError:  # a plain .npy file: np.load returns an array, not an archive
+        raise fail("is not an npz archive") from None
     missing = [k for k in ("x", "loss", "acc", "loss_sem", "done") if k not in arrays]
     if missing:
-        raise LosslandError(
-            f"npz file {path} lacks {', '.join(missing)}: export it again with lossland export"
-        )
-    try:
-        attrs = json.loads(str(arrays.get("attrs", np.array("{}"))))
-    except ValueError:
-        raise LosslandError(f"npz file {path} has malformed attrs: export it again") from None
+        raise fail(f"lacks {', '.join(missing)}")
+    x = check_array(arrays["x"], "x", fail, ndim=1, coordinates=True)
+    y = check_array(arrays["y"], "y", fail, ndim=1, coordinates=True) if "y" in arrays else None
+    shape = (len(x),) if y is None else (len(y), len(x))
+    loss, acc, sem = (
+        check_array(arrays[k], k, fail, shape=shape) for k in ("loss", "acc", "loss_sem")
+    )
+    done = check_mask(check_array(arrays["done"], "done", fail, shape=shape, numeric=False), fail)
+    attrs = parse_json_object(_text(arrays, "attrs", "{}", fail), fail, what="attrs")
+    check_schema(attrs, ATTR_SCHEMA, fail)
     trajectories = {
-        key.split("/", 1)[1]: value
+        key.split("/", 1)[1]: check_array(value, key, fail, ndim=2)
         for key, value in arrays.items()
         if key.startswith("trajectories/")
     }
-    return Surface(
-        x=arrays["x"],
-        y=arrays.get("y"),
-        loss=arrays["loss"],
-        acc=arrays["acc"],
-        loss_sem=arrays["loss_sem"],
-        done=arrays["done"].astype(bool),
-        split=str(arrays.get("split", np.array("train"))),
-        attrs=attrs,
-        trajectories=trajectories,
-    )
+    split = _text(arrays, "split", "train", fail)
+    check_contents(split=split, attrs=attrs, trajectories=trajectories)
+    return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
+
+
+def _text(arrays: Mapping[str, np.ndarray], key: str, default: str, fail: Any) -> str:
+    value = arrays.get(key)
+    if value is None:
+        return default
+    if value.dtype.kind != "U" or value.shape != ():
+        raise fail(f"has {key} that is not a string")
+    return str(value)
 
 
 def _write_text(text: str, out: Path) -> None:

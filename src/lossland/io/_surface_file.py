@@ -9,6 +9,7 @@ complete: every write goes to a temporary file that is fsynced and renamed over 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -22,6 +23,17 @@ import numpy as np
 from lossland.core import json_default
 from lossland.errors import LosslandError, SurfaceFileError, arg
 from lossland.io._atomic import atomic_path
+from lossland.io._metadata import (
+    Check,
+    check_schema,
+    is_number,
+    is_numbers,
+    is_object,
+    is_optional,
+    is_pair_of_texts,
+    is_texts,
+    parse_json,
+)
 
 FORMAT = "lossland-surface"
 FORMAT_VERSION = 2  # 2: accuracy in percent, as the reference stores it (1: fractions)
@@ -245,21 +257,31 @@ class Surface:
 
     # --- files ---
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the HDF5 file atomically (temporary file, fsync, rename).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Write the HDF5 file atomically (temporary file, fsync, rename); ``overwrite=False``
+        refuses an existing ``path`` (see :func:`lossland.io.check_output`).
 
-        Datasets carry Fletcher-32 checksums, so a corrupted file fails to load instead of
-        yielding wrong numbers; HDF5's file locking is off (the rename makes it unneeded, and
-        it fails on many network file systems).
+        The file is built in memory and written with plain file I/O: HDF5 never touches the
+        disk, so a full disk is one OSError of that write (h5py, failing mid-file, raised
+        RuntimeErrors from its finalizers and could crash the process). Datasets carry
+        Fletcher-32 checksums, so a corrupted file fails to load instead of yielding wrong
+        numbers.
         """
-        import h5py
+        check_contents(split=self.split, attrs=self.attrs, trajectories=self.trajectories)
+        image = self._hdf5_image()
+        with atomic_path(path, overwrite=overwrite, name="path") as tmp:
+            tmp.write_bytes(image)
+        return Path(path)
 
-        _check_names(self)
+    def _hdf5_image(self) -> bytes:
+        """The bytes of the HDF5 file (see the module docstring for the layout)."""
+        import h5py
 
         def dataset(f: Any, name: str, data: np.ndarray) -> None:
             f.create_dataset(name, data=data, fletcher32=data.size > 0)
 
-        with atomic_path(path) as tmp, h5py.File(tmp, "w", locking=False) as f:
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w", locking=False) as f:
             dataset(f, "xcoordinates", self.x)
             if self.y is not None:
                 dataset(f, "ycoordinates", self.y)
@@ -288,7 +310,7 @@ class Surface:
                     f.attrs[key] = json.dumps(value, sort_keys=True, default=json_default)
                     json_keys.append(key)
             f.attrs["json_attrs"] = json.dumps(json_keys)
-        return Path(path)
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Surface:
@@ -338,22 +360,64 @@ def _plain_text(value: str) -> bool:
     return True
 
 
-def _check_names(surface: Surface) -> None:
-    """Names become HDF5 paths and attributes: reject the ones that would corrupt the file."""
+def check_contents(
+    *,
+    split: Any,
+    attrs: Mapping[str, Any] | None = None,
+    trajectories: Mapping[str, Any] | None = None,
+) -> None:
+    """What a surface file can store, checked before any work (``lossland.surface`` calls this
+    at the door, :meth:`Surface.save` again): plain names for the split, the trajectories and
+    the attributes (they become HDF5 paths and attribute names), attribute values that are data
+    (JSON), and trajectories shaped (T, 2)."""
 
-    def plain(name: str) -> bool:
-        return bool(name) and "/" not in name and "\x00" not in name
+    def plain(name: Any) -> bool:
+        return isinstance(name, str) and bool(name) and "/" not in name and "\x00" not in name
 
-    if not isinstance(surface.split, str) or not plain(surface.split) or surface.split == ".":
-        raise SurfaceFileError(f"cannot save split name {surface.split!r}: use e.g. train or test")
-    for name in surface.trajectories:
-        if not isinstance(name, str) or not plain(name) or name in (".", ".."):
+    if not plain(split) or split == ".":
+        raise SurfaceFileError(f"cannot save split name {split!r}: use e.g. train or test")
+    for name, points in (trajectories or {}).items():
+        if not plain(name) or name in (".", ".."):
             raise SurfaceFileError(f"cannot save trajectory name {name!r}: use a plain name")
-    for key in surface.attrs:
+        try:
+            shape: tuple[int, ...] | str = np.asarray(points, dtype=np.float64).shape
+        except (TypeError, ValueError):
+            shape = "not numbers"
+        if not isinstance(shape, tuple) or len(shape) != 2 or shape[1] != 2:
+            raise SurfaceFileError(
+                f"trajectory {name!r} must be (T, 2) points on the plane, got {shape}: pass "
+                f"{arg('trajectories')} as {{name: array of (x, y)}}"
+            )
+    for key, value in (attrs or {}).items():
         if not isinstance(key, str) or not key or "\x00" in key or not _plain_text(key):
             raise SurfaceFileError(f"cannot save attribute name {key!r}: use a plain name")
         if key in RESERVED_ATTRS:
             raise SurfaceFileError(f"attribute name {key!r} is reserved by the file format")
+        try:
+            json.dumps(value, default=json_default)
+        except (TypeError, ValueError, RecursionError):
+            raise SurfaceFileError(
+                f"attribute {key!r} is not data that a file can hold (JSON): pass plain "
+                f"numbers, strings, lists or dicts in {arg('attrs')}"
+            ) from None
+
+    def fail(problem: str) -> SurfaceFileError:
+        return SurfaceFileError(f"cannot save attributes: {arg('attrs')} {problem}")
+
+    check_schema(attrs or {}, ATTR_SCHEMA, fail)  # what lossland reads back as values
+
+
+def _is_directions_info(value: Any) -> bool:
+    return isinstance(value, dict) and is_optional(is_numbers)(value.get("eigenvalues"))
+
+
+# The attributes lossland reads back as values (resume, figures), and what each must be.
+ATTR_SCHEMA: dict[str, tuple[Check, str]] = {
+    SETTINGS_ATTR: (is_object, "an object of run settings"),
+    "wall_time_s": (lambda v: is_number(v) and v >= 0, "a number of seconds"),
+    "axis_labels": (is_pair_of_texts, "two labels"),
+    "directions_info": (_is_directions_info, "an object (eigenvalues: a list of numbers)"),
+}
 
 
 def _read(f: Any, path: Path) -> Surface:
@@ -398,8 +462,8 @@ def _read(f: Any, path: Path) -> Surface:
     done = _mask(f, "done", fail, shape) if "done" in f else loss != -1
     interpolated = _mask(f, "interpolated", fail, shape) if "interpolated" in f else None
     samples = _array(f, f"{split}_samples", fail, shape=shape) if f"{split}_samples" in f else None
-    json_keys = json.loads(f.attrs.get("json_attrs", "[]"))
-    if not isinstance(json_keys, list) or not all(isinstance(k, str) for k in json_keys):
+    json_keys = parse_json(f.attrs.get("json_attrs", "[]"), fail, what="json_attrs")
+    if not is_texts(json_keys):
         raise fail("has a malformed json_attrs attribute")
     attrs: dict[str, Any] = {}
     for key, value in f.attrs.items():
@@ -410,11 +474,9 @@ def _read(f: Any, path: Path) -> Surface:
         if isinstance(value, np.generic):
             value = value.item()
         if key in json_keys:
-            try:
-                value = json.loads(value)
-            except (TypeError, ValueError):
-                raise fail(f"has a malformed attribute {key!r}") from None
+            value = parse_json(value, fail, what=f"attribute {key!r}")
         attrs[key] = value
+    check_schema(attrs, ATTR_SCHEMA, fail)
     trajectories = {}
     if "trajectories" in f:
         for name in f["trajectories"]:
@@ -444,11 +506,8 @@ def _write_stack(f: Any, stack: SeedStack, split: str, dataset: Any) -> None:
 
 def _read_stack(f: Any, split: str, shape: tuple[int, ...], fail: Any) -> SeedStack:
     """The seed stack, validated: seeds a list of distinct ints, arrays (seeds, *shape)."""
-    try:
-        seeds = json.loads(f["seeds"].attrs.get("seeds", "null"))
-        attrs = json.loads(f["seeds"].attrs.get("attrs", "null"))
-    except (TypeError, ValueError):
-        raise fail("has malformed seed attributes") from None
+    seeds = parse_json(f["seeds"].attrs.get("seeds", "null"), fail, what="seeds attribute")
+    attrs = parse_json(f["seeds"].attrs.get("attrs", "null"), fail, what="seed attrs")
     if (
         not isinstance(seeds, list)
         or not seeds
@@ -482,10 +541,7 @@ def _percent(
 
 
 def _mask(f: Any, name: str, fail: Any, shape: tuple[int, ...]) -> np.ndarray:
-    raw = _array(f, name, fail, shape=shape, numeric=False)
-    if raw.dtype.kind == "f" or not np.isin(raw, (0, 1)).all():
-        raise fail(f"has a {name} mask that is not 0/1")
-    return raw.astype(bool)
+    return check_mask(_array(f, name, fail, shape=shape, numeric=False), fail, name=name)
 
 
 def _array(
@@ -502,6 +558,29 @@ def _array(
     node = f[name]
     if not isinstance(node, h5py.Dataset):
         raise fail(f"has {name} as a group, not a dataset")
+    return check_array(
+        node,
+        name,
+        fail,
+        ndim=ndim,
+        shape=shape,
+        numeric=numeric,
+        coordinates=name.endswith("coordinates"),
+    )
+
+
+def check_array(
+    node: Any,
+    name: str,
+    fail: Any,
+    *,
+    ndim: int | None = None,
+    shape: tuple[int, ...] | None = None,
+    numeric: bool = True,
+    coordinates: bool = False,
+) -> np.ndarray:
+    """An array read from a file (an HDF5 dataset or a numpy array), checked: numeric, the
+    dimensions or shape expected, and for ``coordinates`` non-empty, finite and increasing."""
     if node.dtype.kind not in ("f", "i", "u", "b"):
         raise fail(f"has {name} of dtype {node.dtype}, not numeric")
     # Shapes come from the metadata: check them before reading anything large.
@@ -510,12 +589,19 @@ def _array(
     if shape is not None and tuple(node.shape) != shape:
         raise fail(f"has {name} shaped {tuple(node.shape)}, expected {shape} from the coordinates")
     data = np.asarray(node[()])
-    if name.endswith("coordinates"):
+    if coordinates:
         if len(data) == 0 or not np.all(np.isfinite(data)):
             raise fail(f"has empty or non-finite {name}")
         if np.any(np.diff(data.astype(np.float64)) <= 0):
             raise fail(f"has {name} that are not strictly increasing")
     return data.astype(np.float64) if numeric else data
+
+
+def check_mask(raw: np.ndarray, fail: Any, *, name: str = "done") -> np.ndarray:
+    """A mask read from a file as booleans; anything but 0/1 values is ``fail(...)``."""
+    if raw.dtype.kind == "f" or not np.isin(raw, (0, 1)).all():
+        raise fail(f"has a {name} mask that is not 0/1")
+    return raw.astype(bool)
 
 
 def replace_infinite(values: np.ndarray) -> np.ndarray:

@@ -28,7 +28,6 @@ from lossland.engine import STATS, UNITS, Block, Engine, finish_stats
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.run._group import TIMEOUT_ENV, Group, PeerError, assign, backend_error
-from lossland.run._lock import run_lock
 from lossland.run._signals import Interrupted, held_signals, signal_number, stop_on_signals
 
 # Rank statuses, sent every round. FAILED and INTERRUPTED end the run at that round.
@@ -72,25 +71,17 @@ def drive(
             exchange.tick(points)
             check()  # a stop signal whose first raise was swallowed
 
-        if exchange.out is not None:
-            try:
-                stack.enter_context(run_lock(exchange.out))
-            except LosslandError as exc:
-                if group.world == 1:
-                    raise  # nothing of this run exists yet: the plain reason
-                local_error = exc
-                exchange.fail(str(exc))
+        # The caller holds the run lock of ``out`` (see lossland.run._surface.surface).
         exchange.start()
         try:
-            if local_error is None:
-                # closing: a generator left suspended would keep inference mode on
-                points = engine.rows(
-                    xs, ys if ys is not None else np.zeros(1), mine, rows=rows, tick=tick
-                )
-                with contextlib.closing(points):
-                    for block in points:
-                        exchange.post(block)
-                exchange.finish()
+            # closing: a generator left suspended would keep inference mode on
+            points = engine.rows(
+                xs, ys if ys is not None else np.zeros(1), mine, rows=rows, tick=tick
+            )
+            with contextlib.closing(points):
+                for block in points:
+                    exchange.post(block)
+            exchange.finish()
         except _Stopped:
             pass
         except KeyboardInterrupt as exc:

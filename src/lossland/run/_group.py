@@ -49,6 +49,12 @@ class PeerError(LosslandError):
     quiet = True
 
 
+class RankError(LosslandError):
+    """An error of this rank alone (the CLI prints it on this rank, not only on local rank 0)."""
+
+    rank_local = True
+
+
 # --- where this process stands -------------------------------------------------------------------
 
 
@@ -99,7 +105,7 @@ def rank_device(device: torch.device, local_rank: int, local_world: int) -> torc
     index: int | None = device.index  # None for plain "cuda" (torch's stubs say int)
     if index is None:
         if local_rank >= count:
-            raise LosslandError(
+            raise RankError(
                 f"local rank {local_rank} has no GPU: only {count} visible on this node; start "
                 f"at most {count} processes per node (--nproc_per_node {count})"
             )

@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lossland.directions import trajectory_plane
-from lossland.io import Surface
+from lossland.io import ModelSpec, Surface
 from lossland.run._surface import surface
 from lossland.zoo import load_model
 
@@ -24,6 +24,7 @@ def trajectory_surface(
     y: str | None = None,
     pca_runs: str | Sequence[int] | None = None,
     out: str | os.PathLike[str] | None = None,
+    model: ModelSpec | str | None = None,
     **surface_options: Any,
 ) -> Surface:
     """The loss surface on the PCA plane of ``run_dirs`` around ``final`` (the trained model, or
@@ -31,19 +32,21 @@ def trajectory_surface(
     "PC1 (xx.x %)" axis labels.
 
     ``x``/``y``: ``None`` or ``"auto[:NUM]"`` fit the paths with a margin; else ``min:max:num``.
-    ``surface_options`` go to :func:`lossland.surface` (``bn``, ``device``, ...).
+    ``surface_options`` go to :func:`lossland.surface` (``bn``, ``device``, ...). ``model``
+    names the factory of a checkpoint file whose metadata gives an import path (or no model):
+    lossland never imports code that a file names (see :func:`lossland.load_model`).
     """
     attrs = dict(surface_options.pop("attrs", None) or {})
     if isinstance(final, nn.Module):
-        model = final
+        network = final
     else:
-        model, checkpoint = load_model(final)
+        network, checkpoint = load_model(final, spec=model)
         attrs = {"checkpoint": str(final), "checkpoint_sha256": checkpoint.sha256 or "", **attrs}
-    names = [n for n, _ in model.named_parameters()]
-    state = {k: v.detach() for k, v in model.state_dict().items()}
+    names = [n for n, _ in network.named_parameters()]
+    state = {k: v.detach() for k, v in network.state_dict().items()}
     plane = trajectory_plane(state, list(run_dirs), names=names, pca_runs=pca_runs)
     return surface(
-        model,
+        network,
         data,
         x=x,
         y=y,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.core import Axis, axis_text, coordinates, resolve_device, tensor_fingerprint, updated
+from lossland.core import (
+    Axis,
+    axis_text,
+    check_grid_size,
+    coordinates,
+    resolve_device,
+    tensor_fingerprint,
+    updated,
+)
 from lossland.directions import Directions, check_finite, grid_specs, random_directions
 from lossland.engine import (
     Engine,
@@ -19,15 +28,17 @@ from lossland.engine import (
     EvalData,
     Evaluator,
     LossFn,
+    check_precision,
     eval_data,
     finish_stats,
     resolve_evaluator,
     use_channels_last,
 )
 from lossland.errors import LosslandError, arg
-from lossland.io import SETTINGS_ATTR, Surface
+from lossland.io import SETTINGS_ATTR, Surface, check_contents, check_writable
 from lossland.run._driver import drive
-from lossland.run._group import join
+from lossland.run._group import is_main_process, join
+from lossland.run._lock import run_lock
 from lossland.run._options import DTYPES, SurfaceOptions
 from lossland.run._refine import refined
 from lossland.run._seeds import seeded
@@ -73,6 +84,7 @@ def surface(
     refine: float | None = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
+    on_accept: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Surface:
     """Loss and accuracy of ``model`` on ``data`` over a 1-D line or a 2-D plane of weight space.
 
@@ -90,6 +102,11 @@ def surface(
     computes the surface for N direction seeds (``seed``, ``seed + 1``, …) into one file with a
     leading seed axis (``surface.stack``) and measures how much the picture depends on them
     (``attrs["robustness"]``).
+
+    ``on_accept`` runs on rank 0 once every check has passed, the run holds the lock of ``out``
+    and has accepted the file (new, replaced or resumed), before any point is computed: the
+    place to write files that belong to the run (the CLI saves the directions there, so a
+    refused run writes nothing). It returns attributes to record in the surface file.
     """
     opts = updated(
         options or SurfaceOptions(),
@@ -101,71 +118,107 @@ def surface(
         **dict(checkpoint_every=checkpoint_every, progress=progress),
     )
     if seeds is not None and seeds != 1:
-        if directions is not None:
-            raise LosslandError(
-                f"{arg('seeds')} draws random directions for every seed: drop {arg('directions')}"
-            )
-
-        def one_seed(seed: int, part: Path | None) -> Surface:
-            return surface(
-                model,
-                data,
-                x=x,
-                y=y,
-                evaluator=evaluator,
-                loss=loss,
-                out=part,
-                split=split,
-                attrs=attrs,
-                trajectories=trajectories,
-                options=replace(opts, seed=seed),
-            )
-
-        chosen = [opts.seed + k for k in range(seeds)]
-        return seeded(model, chosen, opts, None if out is None else Path(out), overwrite, one_seed)
-    run = _validate(model, x, y, directions, evaluator, loss, opts, trajectories)
+        return _seeded(
+            model,
+            data,
+            seeds,
+            opts,
+            x=x,
+            y=y,
+            directions=directions,
+            evaluator=evaluator,
+            loss=loss,
+            out=out,
+            overwrite=overwrite,
+            split=split,
+            attrs=attrs,
+            trajectories=trajectories,
+            on_accept=on_accept,
+        )
+    run = _validate(model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
     evaluation = run.data(data, engine_options)
     settings = run.settings(model, evaluation, split, attrs)
-    result = group.agree(  # rank 0 opens or resumes the file, the others learn its done points
-        settings,
-        RESUME_KEYS,
-        lambda: start_or_resume(out, run.xs, run.ys, split, settings, overwrite),
-        Surface.empty(run.xs, run.ys, split=split),
-    )
-    if trajectories:  # (T, 2) projected training paths, stored with the surface
-        result = replace(result, trajectories=dict(trajectories))
-    result = result.with_attrs(**run.attributes(attrs, settings, engine_options, evaluation))
-    pending = ~result.done.reshape(len(run.ys) if run.ys is not None else 1, len(run.xs))
-    before = int(result.evaluated.sum())
-    if not pending.any():
-        return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
-    engine = run.engine(model, evaluation, engine_options)
+    with contextlib.ExitStack() as held:  # the run lock of ``out``, until the run ends
 
-    def evaluate(current: Surface, mask: np.ndarray) -> Surface:
-        return drive(
-            group,
-            engine,
-            current,
-            run.xs,
-            run.ys,
-            mask,
-            out=out,
-            progress=opts.progress,
-            checkpoint_every=opts.checkpoint_every,
+        def start() -> Surface:  # rank 0: lock, then open or resume the file, then on_accept
+            if out is not None:
+                held.enter_context(run_lock(check_writable(out)))
+            accepted = start_or_resume(out, run.xs, run.ys, split, settings, overwrite)
+            return accepted.with_attrs(**(on_accept() if on_accept is not None else {}))
+
+        # the other ranks learn the done points, or rank 0's refusal
+        empty = Surface.empty(run.xs, run.ys, split=split)
+        result = group.agree(settings, RESUME_KEYS, start, empty)
+        if trajectories:  # (T, 2) projected training paths, stored with the surface
+            result = replace(result, trajectories=dict(trajectories))
+        result = result.with_attrs(**run.attributes(attrs, settings, engine_options, evaluation))
+        pending = ~result.done.reshape(len(run.ys) if run.ys is not None else 1, len(run.xs))
+        before = int(result.evaluated.sum())
+        if not pending.any():
+            return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
+        engine = run.engine(model, evaluation, engine_options)
+
+        def evaluate(current: Surface, mask: np.ndarray) -> Surface:
+            return drive(
+                group,
+                engine,
+                current,
+                run.xs,
+                run.ys,
+                mask,
+                out=out,
+                progress=opts.progress,
+                checkpoint_every=opts.checkpoint_every,
+            )
+
+        if opts.refine is None:
+            result = evaluate(result, pending)
+        else:
+            result = refined(result, evaluate, opts.refine)
+            if out is not None and group.main:
+                result.save(out)
+        result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
+        if opts.precision == "bf16" and group.main and result.complete:
+            result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
+        return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
+
+
+def _seeded(
+    model: nn.Module,
+    data: Any,
+    seeds: int,
+    opts: SurfaceOptions,
+    *,
+    out: str | Path | None,
+    overwrite: bool,
+    directions: Directions | None,
+    **keywords: Any,
+) -> Surface:
+    """``surface(..., seeds=N)``: one run per direction seed, stacked into ``out``."""
+    if directions is not None:
+        raise LosslandError(
+            f"{arg('seeds')} draws random directions for every seed: drop {arg('directions')}"
+        )
+    on_accept = keywords.pop("on_accept")
+
+    def one_seed(seed: int, part: Path | None) -> Surface:
+        first = seed == opts.seed
+        return surface(
+            model,
+            data,
+            out=part,
+            options=replace(opts, seed=seed),
+            on_accept=on_accept if first else None,
+            **keywords,
         )
 
-    if opts.refine is None:
-        result = evaluate(result, pending)
-    else:
-        result = refined(result, evaluate, opts.refine)
-        if out is not None and group.main:
-            result.save(out)
-    result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
-    if opts.precision == "bf16" and group.main and result.complete:
-        result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
-    return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
+    chosen = [opts.seed + k for k in range(seeds)]
+    target = None if out is None else check_writable(out)
+    lock = target is not None and is_main_process()  # rank 0 alone writes the stack
+    with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
+        return seeded(model, chosen, opts, target, overwrite, one_seed)
 
 
 @dataclass(frozen=True)
@@ -346,6 +399,8 @@ def _validate(
     evaluator: Evaluator | None,
     loss: LossFn | str | None,
     options: SurfaceOptions,
+    split: str,
+    attrs: Mapping[str, Any] | None,
     trajectories: Mapping[str, np.ndarray] | None,
 ) -> _Run:
     """Check the request before any work; draw random directions when none are given."""
@@ -360,7 +415,10 @@ def _validate(
             ndim=ndim,
             orthogonalize=options.orthogonalize,
         )
+    check_contents(split=split, attrs=attrs, trajectories=trajectories)
     xs, ys = _grid(directions, x, y, trajectories)
+    check_grid_size(len(xs), None if ys is None else len(ys))
+    check_precision(resolve_device(options.device), options.precision)
     if options.scheme != "li" and ys is None:
         raise LosslandError(
             f"{arg('scheme')} {options.scheme} needs two directions: give a {arg('y')} range"

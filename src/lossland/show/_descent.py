@@ -40,7 +40,14 @@ import numpy as np
 
 from lossland.core import json_default
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface, atomic_write_bytes, log_loss
+from lossland.io import (
+    Surface,
+    atomic_write_bytes,
+    check_output,
+    log_loss,
+    parse_json,
+    parse_json_object,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +57,9 @@ Interpolation = Literal["cubic", "bilinear"]
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 DEFAULT_LR = 0.1
+# Steps of one path at most: 1e5 steps take seconds and write a few MB; more is a typo (10^8
+# steps would take a day and write gigabytes).
+MAX_STEPS = 100_000
 
 # The hyper-parameters each optimizer accepts and their defaults: PyTorch's, except the seed's
 # NAdam betas (0.99, 0.999), and momentum 0.9 for "momentum"/"nesterov" (PyTorch's 0 would make
@@ -413,9 +423,10 @@ def descend_grid(
         raise LosslandError(
             f"the learning rate must be positive, got {lr:g}: choose another {arg('lr')}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
         raise LosslandError(
-            f"steps must be a whole number >= 0, got {steps!r}: choose another {arg('steps')}"
+            f"steps must be a whole number in 0..{MAX_STEPS}, got {steps!r}: choose another "
+            f"{arg('steps')}"
         )
     f = Interpolant(grid, interpolation=interpolation, log=log)
     sx, sy = float(start[0]), float(start[1])
@@ -551,8 +562,11 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def write_paths(paths: Sequence[OptimizerPath], file: str | os.PathLike[str]) -> Path:
-    """Write paths as CSV or JSON (by the suffix), atomically.
+def write_paths(
+    paths: Sequence[OptimizerPath], file: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write paths as CSV or JSON (by the suffix), atomically; an existing ``file`` is replaced
+    only with ``overwrite``.
 
     CSV: one row per point with columns path, label, optimizer, step, x, y, loss, stopped,
     settings; ``stopped`` and ``settings`` (JSON) are filled on each path's first row only.
@@ -563,6 +577,7 @@ def write_paths(paths: Sequence[OptimizerPath], file: str | os.PathLike[str]) ->
     kind = path_file_kind(file)
     if not paths:
         raise LosslandError(f"there are no paths to write: give at least one {arg('start')}")
+    check_output(file, overwrite=overwrite)
     if kind == "json":
         doc = {
             "format": PATHS_FORMAT,
@@ -651,10 +666,7 @@ def _number(value: Any, fail: Any, what: str) -> float:
 
 
 def _read_json(text: str, fail: Any) -> list[OptimizerPath]:
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise fail(f"is not valid JSON ({exc})") from None
+    doc = parse_json(text, fail, what="text")
     if not isinstance(doc, dict) or not isinstance(doc.get("paths"), list):
         raise fail('has no "paths" list')
     out = []
@@ -670,6 +682,8 @@ def _read_json(text: str, fail: Any) -> list[OptimizerPath]:
             [[_number(a, fail, "x"), _number(b, fail, "y")] for a, b in raw_points],
             dtype=np.float64,
         )
+        if not np.isfinite(points).all():
+            raise fail(f"has a missing or non-finite x or y in path {i}")
         raw_losses = item.get("losses", [None] * len(raw_points))
         if not isinstance(raw_losses, list) or len(raw_losses) != len(raw_points):
             raise fail(f"has path {i} whose losses do not match its points")
@@ -716,12 +730,9 @@ def _read_csv(text: str, fail: Any, stem: str) -> list[OptimizerPath]:
         if not np.isfinite(points).all():
             raise fail(f"has a missing or non-finite x or y in path {key}")
         losses = np.array([_number(r.get("loss"), fail, "loss") for r in group], dtype=np.float64)
-        try:
-            settings = json.loads(first.get("settings") or "{}")
-        except ValueError:
-            raise fail(f"has malformed settings JSON in path {key}") from None
-        if not isinstance(settings, dict):
-            raise fail(f"has settings in path {key} that are not a JSON object")
+        settings = parse_json_object(
+            first.get("settings") or "{}", fail, what=f"settings in path {key}"
+        )
         optimizer = first.get("optimizer") or ""
         default = stem if len(groups) == 1 else f"{stem} {key}"
         out.append(

@@ -46,8 +46,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface, atomic_path, log_loss
+from lossland.io import Surface, atomic_path, check_output, log_loss, make_folder
 from lossland.show._descent import OptimizerPath, surface_grid
+from lossland.show._robustness import seed_logs, seed_stack
 from lossland.show._topology import (
     Topology,
     mark_critical_points,
@@ -508,16 +509,20 @@ def _check_map(surface: Surface, kind: MapKind, o: _Options) -> None:
             f"a {kind} plot needs at least 2×2 grid points and this surface has "
             f"{len(surface.x)}×{len(surface.y)}: draw it with heatmap() or compute a larger grid"
         )
-    if isinstance(o.levels, bool) or not isinstance(o.levels, int) or o.levels < 2:
-        raise LosslandError(f"{arg('levels')} must be an integer, at least 2, got {o.levels!r}")
     if o.aspect not in ("equal", "auto"):
         raise LosslandError(f"unknown {arg('aspect')} {o.aspect!r}: use 'equal' or 'auto'")
-    if o.cmap is not None:
+    _check_look(o.levels, o.cmap)
+
+
+def _check_look(levels: Any, cmap: str | None) -> None:
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise LosslandError(f"{arg('levels')} must be an integer, at least 2, got {levels!r}")
+    if cmap is not None:
         import matplotlib
 
-        if o.cmap not in matplotlib.colormaps:
+        if cmap not in matplotlib.colormaps:
             raise LosslandError(
-                f"unknown colormap {o.cmap!r} ({arg('cmap')}): try viridis, cividis or coolwarm"
+                f"unknown colormap {cmap!r} ({arg('cmap')}): try viridis, cividis or coolwarm"
             )
 
 
@@ -1272,6 +1277,7 @@ class Plotter:
         zmax: float | None = None,
         critical_points: bool = True,
         paths: Sequence[OptimizerPath] = (),
+        overwrite: bool = False,
     ) -> list[Path]:
         """Write the standard figures as ``<stem>_<kind>.<format>`` and return the files: for a
         plane contour, contourf, heatmap, 3d (the surface's trajectories and ``paths`` on each)
@@ -1280,7 +1286,9 @@ class Plotter:
         ``surface`` may be a file (its folder and stem are then the defaults). ``style`` is a
         ``PlotStyle`` or its name ("default", "paper"); ``format``, ``dpi`` and ``caption``
         override the style's. ``critical_points`` marks minima and saddles on the contours. A
-        grid with one row or column gets the heat map and the topology only.
+        grid with one row or column gets the heat map and the topology only. Every file is
+        checked before the first is drawn: an existing one is replaced only with
+        ``overwrite``, the surface file itself never (:func:`lossland.io.check_output`).
         """
         source = None if isinstance(surface, Surface) else Path(surface)
         loaded = Surface.load(source) if source is not None else surface
@@ -1295,7 +1303,15 @@ class Plotter:
         stem = stem or (source.stem if source is not None else "surface")
         folder = Path(out_dir) if out_dir is not None else (source.parent if source else Path("."))
         loss_values(loaded, log=log, zmax=zmax)  # refuse before any folder or file is made
-        folder.mkdir(parents=True, exist_ok=True)
+        _check_look(levels, cmap)
+        thin, seeds = min(loaded.loss.shape) < 2, loaded.stack is not None
+        files = figure_files(
+            loaded.ndim, folder, stem=stem, format=chosen.format, thin=thin, seeds=seeds
+        )
+        if folder.is_dir():  # a new folder holds nothing to refuse
+            for file in files:
+                check_output(file, overwrite=overwrite, inputs=[source] if source else [])
+        make_folder(folder)
         figures = _standard_figures(
             loaded,
             chosen,
@@ -1307,16 +1323,42 @@ class Plotter:
             critical_points=critical_points,
             optimizer_paths=paths,
         )
-        return [
+        written = [
             save(fig, folder / f"{stem}_{kind}.{chosen.format}", dpi=chosen.dpi)
             for kind, fig in figures
         ]
+        assert written == files, (written, files)  # figure_files lists what is drawn
+        return written
 
     def __repr__(self) -> str:
         names = ", ".join(
             f".{n}()" for n in ("contour", "contourf", "heatmap", "surface3d", "line")
         )
         return f"<lossland.plot: call it to write the figures; draw one with {names}, ...>"
+
+
+def figure_kinds(ndim: int, *, thin: bool = False, seeds: bool = False) -> list[str]:
+    """The standard figures, in order: ``1d`` for a line; for a plane contour, contourf,
+    heatmap and 3d (a ``thin`` grid of one row or column: heatmap only), topology, and the
+    seeds side by side for a seed stack."""
+    if ndim == 1:
+        return ["1d"]
+    kinds = ["heatmap"] if thin else ["contour", "contourf", "heatmap", "3d"]
+    return [*kinds, "topology", *(["seeds"] if seeds and not thin else [])]
+
+
+def figure_files(
+    ndim: int,
+    out_dir: str | os.PathLike[str],
+    *,
+    stem: str,
+    format: str,
+    thin: bool = False,
+    seeds: bool = False,
+) -> list[Path]:
+    """The files ``plot`` writes, ``<stem>_<kind>.<format>`` (see :func:`figure_kinds`)."""
+    kinds = figure_kinds(ndim, thin=thin, seeds=seeds)
+    return [Path(out_dir) / f"{stem}_{kind}.{format}" for kind in kinds]
 
 
 def _standard_figures(
@@ -1353,9 +1395,47 @@ def _standard_figures(
         yield kind, _legend_below(ax, style)
     yield "topology", topology_figure(surface, titles=title != "", style=style)
     if surface.stack is not None and min(surface.loss.shape) >= 2:
-        from lossland.show._robustness import seeds_figure
-
         yield "seeds", seeds_figure(surface)
+
+
+def seeds_figure(surface: Surface) -> Figure:
+    """The seeds' contours side by side on one (log) colour scale, and the spread map."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure as MplFigure
+
+    stack = seed_stack(surface)
+    assert surface.y is not None
+    logs = seed_logs(stack)
+    n = len(stack.seeds)
+    fig = MplFigure(figsize=(2.5 * (n + 1) + 0.8, 2.9), layout="constrained")
+    axes = fig.subplots(1, n + 1)
+    values = np.exp(logs)
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    high = max(high, low * 1.0001)
+    norm, levels = LogNorm(low, high), np.geomspace(low, high, 25)
+    mesh = None
+    for k, ax in enumerate(axes[:n]):
+        mesh = ax.contourf(
+            surface.x, surface.y, values[k], levels=levels, norm=norm, cmap="viridis"
+        )
+        ax.set_title(f"seed {stack.seeds[k]}", fontsize=9)
+    assert mesh is not None
+    bar = fig.colorbar(mesh, ax=list(axes[:n]), shrink=0.9, ticks=log_ticks(low, high))
+    bar.ax.set_yticklabels([loss_text(v) for v in bar.get_ticks()])
+    bar.ax.set_title("loss", fontsize=8)
+    spread = np.nanstd(logs, axis=0)
+    shown = axes[n].contourf(surface.x, surface.y, spread, levels=12, cmap="magma")
+    axes[n].set_title("spread across seeds", fontsize=9)
+    side = fig.colorbar(shown, ax=axes[n], shrink=0.9)
+    side.ax.set_title("std ln L", fontsize=8)
+    for colour_bar in (bar, side):
+        colour_bar.ax.tick_params(labelsize=7)
+    for ax in axes:
+        ax.set_aspect("equal")
+        ax.set_xlabel("x", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("y", fontsize=8)
+    return fig
 
 
 plot = Plotter()

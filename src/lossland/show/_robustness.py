@@ -19,14 +19,14 @@ from lossland.show._sharpness import sharpness
 from lossland.show._topology import global_basin, surface_topology
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 BASIN_FACTOR = 2.0  # the basin radius is that of {L ≤ 2·L_min} around the minimum
 
 
 def seed_surface(surface: Surface, k: int) -> Surface:
     """The ``k``-th seed's surface of a stacked one (a plain surface of its own)."""
-    stack = _stack(surface)
+    stack = seed_stack(surface)
     return replace(
         surface,
         loss=stack.loss[k],
@@ -42,8 +42,8 @@ def seed_surface(surface: Surface, k: int) -> Surface:
 
 def robustness(surface: Surface) -> dict[str, Any]:
     """The figures across the seeds of a stacked surface (JSON-ready)."""
-    stack = _stack(surface)
-    logs = _logs(stack)
+    stack = seed_stack(surface)
+    logs = seed_logs(stack)
     n = len(stack.seeds)
     corr = np.full((n, n), np.nan)
     for i in range(n):
@@ -108,61 +108,21 @@ def robustness_lines(summary: dict[str, Any], cosines: dict[str, Any] | None = N
     return lines
 
 
-def seeds_figure(surface: Surface) -> Figure:
-    """The seeds' contours side by side on one (log) colour scale, and the spread map."""
-    from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure as MplFigure
-
-    from lossland.show._figures import log_ticks, loss_text
-
-    stack = _stack(surface)
-    assert surface.y is not None
-    logs = _logs(stack)
-    n = len(stack.seeds)
-    fig = MplFigure(figsize=(2.5 * (n + 1) + 0.8, 2.9), layout="constrained")
-    axes = fig.subplots(1, n + 1)
-    values = np.exp(logs)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    high = max(high, low * 1.0001)
-    norm, levels = LogNorm(low, high), np.geomspace(low, high, 25)
-    mesh = None
-    for k, ax in enumerate(axes[:n]):
-        mesh = ax.contourf(
-            surface.x, surface.y, values[k], levels=levels, norm=norm, cmap="viridis"
-        )
-        ax.set_title(f"seed {stack.seeds[k]}", fontsize=9)
-    assert mesh is not None
-    bar = fig.colorbar(mesh, ax=list(axes[:n]), shrink=0.9, ticks=log_ticks(low, high))
-    bar.ax.set_yticklabels([loss_text(v) for v in bar.get_ticks()])
-    bar.ax.set_title("loss", fontsize=8)
-    spread = np.nanstd(logs, axis=0)
-    shown = axes[n].contourf(surface.x, surface.y, spread, levels=12, cmap="magma")
-    axes[n].set_title("spread across seeds", fontsize=9)
-    side = fig.colorbar(shown, ax=axes[n], shrink=0.9)
-    side.ax.set_title("std ln L", fontsize=8)
-    for colour_bar in (bar, side):
-        colour_bar.ax.tick_params(labelsize=7)
-    for ax in axes:
-        ax.set_aspect("equal")
-        ax.set_xlabel("x", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("y", fontsize=8)
-    return fig
-
-
 def mean_and_spread(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
     """Per point: the mean and the standard deviation of ln(loss) across the seeds."""
-    logs = _logs(_stack(surface))
+    logs = seed_logs(seed_stack(surface))
     return np.nanmean(logs, axis=0), np.nanstd(logs, axis=0)
 
 
-def _stack(surface: Surface) -> SeedStack:
+def seed_stack(surface: Surface) -> SeedStack:
+    """The surface's seed stack; a one-seed surface is an error."""
     if surface.stack is None:
         raise ValueError("the surface holds one seed: compute it with seeds=N")
     return surface.stack
 
 
-def _logs(stack: SeedStack) -> np.ndarray:
+def seed_logs(stack: SeedStack) -> np.ndarray:
+    """ln(loss) per seed and point; NaN where not done, not finite or not positive."""
     ok = stack.done & np.isfinite(stack.loss) & (stack.loss > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ok, np.log(np.where(ok, stack.loss, 1.0)), np.nan)

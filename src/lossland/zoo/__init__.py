@@ -12,6 +12,7 @@ from lossland.zoo._models import (
     load_model,
     model_spec,
     small,
+    spec_to_build,
     vgg,
 )
 from lossland.zoo._resnet_cifar import BasicBlock, CifarResNet, resnet56, resnet56_noshort
@@ -44,6 +45,7 @@ __all__ = [
     "resnet56",
     "resnet56_noshort",
     "small",
+    "spec_to_build",
     "train",
     "vgg",
     "write_idx",

@@ -11,8 +11,16 @@ from typing import Any, Literal
 from torch import nn
 
 from lossland.core import import_object, is_import_path
-from lossland.errors import LosslandError, arg
-from lossland.io import Checkpoint, ModelSpec, load_checkpoint, load_state_into
+from lossland.errors import LosslandError, arg, first_line
+from lossland.io import (
+    Check,
+    Checkpoint,
+    ModelSpec,
+    check_schema,
+    is_number,
+    load_checkpoint,
+    load_state_into,
+)
 from lossland.zoo._resnet_cifar import resnet56, resnet56_noshort
 
 Activation = Literal["relu", "leaky_relu"]
@@ -121,16 +129,33 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "resnet56": resnet56,
     "resnet56_noshort": resnet56_noshort,
 }
+MAX_WIDTH = 8.0  # vgg at width 8 has 1.7e9 parameters: a larger width is a typo or a hostile file
+MAX_CLASSES = 100_000
+# The options registry models take, checked before building (a checkpoint's metadata names
+# them); each model takes the subset its factory's keywords name.
+REGISTRY_OPTIONS: dict[str, tuple[Check, str]] = {
+    "width": (lambda v: is_number(v) and 0 < v <= MAX_WIDTH, f"a number in (0, {MAX_WIDTH:g}]"),
+    "activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(sorted(ACTIVATIONS))),
+    "num_classes": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_CLASSES,
+        f"a whole number in 1..{MAX_CLASSES}",
+    ),
+}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """Instantiate the model a spec names; user factories get the options as keyword arguments."""
+    """Instantiate the model a spec names; user factories get the options as keyword arguments.
+
+    The caller vouches for ``spec`` (the user named it): a spec read from a file goes through
+    :func:`load_model`, which never builds an import path that the user did not give.
+    """
     if is_import_path(spec.name):
         factory = import_object(spec.name, what="model factory")
         if not callable(factory):
             raise LosslandError(f"{spec.name!r} is not callable: point to a function or class")
     elif spec.name in REGISTRY:
         factory = REGISTRY[spec.name]
+        _check_registry_options(spec)
     else:
         raise LosslandError(
             f"unknown model {spec.name!r}: choose one of {', '.join(sorted(REGISTRY))} "
@@ -140,11 +165,30 @@ def build_model(spec: ModelSpec) -> nn.Module:
         model = factory(**spec.options)
     except TypeError as exc:
         raise LosslandError(f"cannot build model {spec}: {exc}") from None
+    except LosslandError:
+        raise
+    except Exception as exc:  # the user's factory failed: its own words, on one line
+        raise LosslandError(
+            f"model factory {spec.name!r} raised {type(exc).__name__} ({first_line(exc)[:200]}): "
+            "fix the factory or its options"
+        ) from None
     if not isinstance(model, nn.Module):
         raise LosslandError(
             f"model factory {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _check_registry_options(spec: ModelSpec) -> None:
+    def fail(problem: str) -> LosslandError:
+        return LosslandError(f"model {spec.name} {problem}")
+
+    keywords = _keywords(REGISTRY[spec.name])
+    unknown = sorted(set(spec.options) - set(keywords))
+    if unknown:
+        takes = ", ".join(keywords) or "none"
+        raise fail(f"takes no option {unknown[0]!r}: its options are {takes}")
+    check_schema(spec.options, {k: REGISTRY_OPTIONS[k] for k in keywords}, fail)
 
 
 def model_spec(name: str, **options: Any) -> ModelSpec:
@@ -187,18 +231,45 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_model(
-    path: str | os.PathLike[str], *, spec: ModelSpec | None = None
-) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model a checkpoint was trained with (or ``spec``) and load its weights."""
-    checkpoint = load_checkpoint(path)
-    spec = spec or checkpoint.model_spec
-    if spec is None:
+def spec_to_build(checkpoint: Checkpoint, spec: ModelSpec | str | None = None) -> ModelSpec:
+    """The one decision of which model factory a checkpoint may build (a file never makes
+    lossland run code):
+
+    * ``spec`` given (the user named it: ``--model``, ``model=``): that spec; when it names the
+      checkpoint's own model and gives no options, with the options stored in the checkpoint;
+    * else the checkpoint's metadata, when it names a registry model (its options are checked);
+      an import path from a file is refused, with the fix: name the same path yourself.
+    """
+    source = f"checkpoint {checkpoint.path}" if checkpoint.path else "the checkpoint"
+    stored = checkpoint.model_spec
+    given = ModelSpec(spec) if isinstance(spec, str) else spec
+    if given is not None:
+        if stored is not None and stored.name == given.name and not given.options:
+            return stored
+        return given
+    if stored is None:
         raise LosslandError(
-            f"checkpoint {path} does not say which model it holds: pass {arg('model')} NAME "
+            f"{source} does not say which model it holds: pass {arg('model')} NAME "
             f"or {arg('model')} package.module:factory"
         )
-    model = build_model(spec)
+    if is_import_path(stored.name):
+        raise LosslandError(
+            f"{source} names the model factory {stored.name!r}, an import path: lossland never "
+            f"imports code a file names; pass {arg('model')} {stored.name} if you trust it"
+        )
+    return stored
+
+
+def load_model(
+    path: str | os.PathLike[str], *, spec: ModelSpec | str | None = None
+) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the model a checkpoint was trained with (or ``spec``) and load its weights.
+
+    The model is the one :func:`spec_to_build` allows: a registry model the metadata names, or
+    what ``spec`` names (an import path runs only when given here, never from the file).
+    """
+    checkpoint = load_checkpoint(path)
+    model = build_model(spec_to_build(checkpoint, spec))
     load_state_into(model, checkpoint.state_dict, source=f"checkpoint {path}")
     model.eval()
     return model, checkpoint

@@ -13,57 +13,49 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import progress_bar, resolve_device
+from lossland.core import (
+    AT_LEAST_1,
+    POSITIVE,
+    SEEDS,
+    Bounds,
+    check_fields,
+    option,
+    progress_bar,
+    resolve_device,
+)
 from lossland.engine import use_channels_last
 from lossland.errors import LosslandError, arg
-from lossland.io import ModelSpec, check_writable, load_checkpoint, load_state_into, save_checkpoint
+from lossland.io import ModelSpec, check_output, load_checkpoint, load_state_into, save_checkpoint
 from lossland.zoo._datasets import load_dataset
 from lossland.zoo._fashion_mnist import fingerprint
 from lossland.zoo._models import build_model, count_parameters
 
 Optimizer = Literal["adam", "sgd"]
+_UNIT = Bounds(0, 1, below=True)  # Adam's betas and SGD's momentum: 0 <= value < 1
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:
     """How to train (the defaults are the seed's: Adam 1e-3, batch 64, one epoch)."""
 
-    epochs: int = 1
-    limit: int | None = None  # train on the first N training samples only
-    batch_size: int = 64
-    optimizer: Optimizer = "adam"
-    lr: float = 1e-3
-    beta1: float = 0.9  # Adam β1
-    beta2: float = 0.999  # Adam β2
-    momentum: float = 0.0  # SGD momentum
-    seed: int = 0  # initialisation, shuffling and dropout
-    save_every: int | None = None  # also save a checkpoint every N steps (a trajectory)
-    device: str = "auto"
+    epochs: int = option(1, "passes over the training data", bounds=AT_LEAST_1)
+    limit: int | None = option(
+        None, "train on the first N training samples only", bounds=AT_LEAST_1
+    )
+    batch_size: int = option(64, "training batch size", bounds=AT_LEAST_1)
+    optimizer: Optimizer = option("adam", "optimizer")
+    lr: float = option(1e-3, "learning rate", bounds=POSITIVE)
+    beta1: float = option(0.9, "Adam β1", bounds=_UNIT)
+    beta2: float = option(0.999, "Adam β2", bounds=_UNIT)
+    momentum: float = option(0.0, "SGD momentum", bounds=_UNIT)
+    seed: int = option(0, "seed for the initialisation, shuffling and dropout", bounds=SEEDS)
+    save_every: int | None = option(
+        None, "also save a checkpoint every N steps (a trajectory)", bounds=AT_LEAST_1
+    )
+    device: str = option("auto", "cpu, cuda, cuda:1, mps or auto")
 
-    def check(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"{arg('epochs')} must be at least 1, got {self.epochs}"),
-            (
-                self.batch_size >= 1,
-                f"{arg('batch_size')} must be at least 1, got {self.batch_size}",
-            ),
-            (
-                self.limit is None or self.limit >= 1,
-                f"{arg('limit')} must be at least 1, got {self.limit}",
-            ),
-            (self.lr > 0, f"{arg('lr')} must be positive, got {self.lr}"),
-            (
-                self.save_every is None or self.save_every >= 1,
-                f"{arg('save_every')} must be at least 1",
-            ),
-            (
-                self.optimizer in ("adam", "sgd"),
-                f"unknown {arg('optimizer')} {self.optimizer!r}: choose adam or sgd",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise LosslandError(message)
+    def __post_init__(self) -> None:
+        check_fields(self)  # choices and the bounds declared above
 
 
 @dataclass(frozen=True)
@@ -137,23 +129,64 @@ def train(
     init: str | Path | None = None,
     trajectory_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train the model ``spec`` names on Fashion-MNIST; save the checkpoint (and trajectory).
 
     ``out`` defaults to ``<model>.safetensors``, ``trajectory_dir`` to ``<out>_trajectory/``
-    (used with ``options.save_every``); ``init`` starts from saved weights.
+    (used with ``options.save_every``); ``init`` starts from saved weights. Existing files are
+    replaced only with ``overwrite``, and a run that diverges saves nothing.
     """
     options = options or TrainOptions()
-    options.check()
-    path = check_writable(
-        out or Path(f"{spec.name.replace(':', '_').replace('.', '_')}.safetensors")
-    )
+    path = Path(out or f"{spec.name.replace(':', '_').replace('.', '_')}.safetensors")
+    check_output(path, overwrite=overwrite, inputs=[init])
     device = resolve_device(options.device)
     images, labels = load_dataset(dataset, "train", data_dir=data_dir)
     test_images, test_labels = load_dataset(dataset, "test", data_dir=data_dir)
     if options.limit is not None:
         images, labels = images[: options.limit], labels[: options.limit]
-    meta = {
+    folder = Path(trajectory_dir or _beside(path))
+    if options.save_every is not None:
+        steps = options.epochs * math.ceil(len(images) / options.batch_size)
+        _check_trajectory(folder, _snapshot_steps(steps, options.save_every), overwrite, [init])
+    meta = _metadata(options, init, dataset, images, labels)
+    # Seed a private RNG state so training is reproducible without touching the caller's.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(options.seed)
+        model = _initial_model(spec, init, device)
+        loop = _Loop(model, options, spec, meta, folder, device)
+        loop.run(images, labels, progress=progress)
+        loop.check_weights()
+        channels_last = use_channels_last(model, device)
+        test_loss, test_acc = evaluate(model, test_images, test_labels, channels_last=channels_last)
+        results = {
+            "train_accuracy_running": loop.running_accuracy,
+            "test_accuracy": test_acc,
+            "test_loss": test_loss,
+            "steps": loop.steps,
+            "seconds": loop.seconds,
+            "device": str(device),
+        }
+        save_checkpoint(model, path, spec=spec, overwrite=True, **meta, results=results)
+    return TrainResult(
+        checkpoint=path,
+        spec=spec,
+        parameters=count_parameters(model),
+        steps=loop.steps,
+        samples=loop.seen,
+        seconds=loop.seconds,
+        train_accuracy=loop.running_accuracy,
+        test_accuracy=test_acc,
+        test_loss=test_loss,
+        trajectory=loop.trajectory,
+    )
+
+
+def _metadata(
+    options: TrainOptions, init: str | Path | None, dataset: str, images: Tensor, labels: Tensor
+) -> dict[str, Any]:
+    """What the checkpoint records about its training run and data."""
+    return {
         "training": {
             "optimizer": options.optimizer,
             "lr": options.lr,
@@ -172,39 +205,45 @@ def train(
             "sha256": fingerprint(images, labels),
         },
     }
-    # Seed a private RNG state so training is reproducible without touching the caller's.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(options.seed)
-        model = _initial_model(spec, init, device)
-        loop = _Loop(model, options, spec, meta, Path(trajectory_dir or _beside(path)), device)
-        loop.run(images, labels, progress=progress)
-        channels_last = use_channels_last(model, device)
-        test_loss, test_acc = evaluate(model, test_images, test_labels, channels_last=channels_last)
-        results = {
-            "train_accuracy_running": loop.running_accuracy,
-            "test_accuracy": test_acc,
-            "test_loss": test_loss,
-            "steps": loop.steps,
-            "seconds": loop.seconds,
-            "device": str(device),
-        }
-        save_checkpoint(model, path, spec=spec, **meta, results=results)
-    return TrainResult(
-        checkpoint=path,
-        spec=spec,
-        parameters=count_parameters(model),
-        steps=loop.steps,
-        samples=loop.seen,
-        seconds=loop.seconds,
-        train_accuracy=loop.running_accuracy,
-        test_accuracy=test_acc,
-        test_loss=test_loss,
-        trajectory=loop.trajectory,
-    )
 
 
 def _beside(out: Path) -> Path:
     return out.with_name(out.stem + "_trajectory")
+
+
+def _snapshot_steps(steps: int, every: int) -> list[int]:
+    """The steps :class:`_Loop` saves a trajectory checkpoint at: 0, every N, and the last."""
+    return sorted({*range(0, steps + 1, every), steps})
+
+
+def _snapshot_name(step: int) -> str:
+    return f"step_{step:07d}.safetensors"
+
+
+def _check_trajectory(
+    folder: Path, steps: list[int], overwrite: bool, inputs: list[str | Path | None]
+) -> None:
+    """Before training: the trajectory folder can hold exactly this run's checkpoints."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # "/" always exists
+    if not existing.is_dir():
+        raise LosslandError(
+            f"trajectory folder {folder} cannot be made: {existing} is a file; choose another "
+            f"{arg('trajectory_dir')}"
+            if existing != folder
+            else f"trajectory folder {folder} is a file: choose another {arg('trajectory_dir')}"
+        )
+    if existing != folder:
+        return  # created at the first checkpoint
+    names = {_snapshot_name(step) for step in steps}
+    others = sorted(p.name for p in folder.glob("step_*.safetensors") if p.name not in names)
+    if others:
+        raise LosslandError(
+            f"trajectory folder {folder} holds checkpoints of another run ({others[0]}"
+            f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}): one folder holds one "
+            f"run; remove them or choose another {arg('trajectory_dir')}"
+        )
+    for name in sorted(names):
+        check_output(folder / name, overwrite=overwrite, inputs=inputs, name="trajectory_dir")
 
 
 def _initial_model(spec: ModelSpec, init: str | Path | None, device: torch.device) -> nn.Module:
@@ -247,11 +286,30 @@ class _Loop:
     def snapshot(self, steps_per_epoch: int) -> None:
         if self.options.save_every is None:
             return
+        self.check_weights()
         self.trajectory_dir.mkdir(parents=True, exist_ok=True)
-        path = self.trajectory_dir / f"step_{self.steps:07d}.safetensors"
+        path = self.trajectory_dir / _snapshot_name(self.steps)
         epoch = self.steps / steps_per_epoch if self.steps else 0
-        save_checkpoint(self.model, path, spec=self.spec, step=self.steps, epoch=epoch, **self.meta)
+        meta = {**self.meta, "step": self.steps, "epoch": epoch}
+        save_checkpoint(self.model, path, spec=self.spec, overwrite=True, **meta)
         self.trajectory.append(path)
+
+    def check_weights(self) -> None:
+        """Before anything is saved: weights that turned NaN or inf end the run."""
+        params = [p.detach() for p in self.model.parameters()]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise self.diverged("the weights are NaN or inf")
+
+    def diverged(self, what: str) -> LosslandError:
+        """The error of a diverged run, after removing the trajectory checkpoints it wrote: a
+        diverged run saves nothing."""
+        for path in self.trajectory:
+            path.unlink(missing_ok=True)
+        removed = f" (removed its {len(self.trajectory)} trajectory checkpoints)"
+        return LosslandError(
+            f"training diverged at step {self.steps} ({what}): lower {arg('lr')}; nothing was "
+            f"saved{removed if self.trajectory else ''}"
+        )
 
     def run(self, images: Tensor, labels: Tensor, *, progress: bool) -> None:
         options, every = self.options, self.options.save_every
@@ -302,9 +360,7 @@ class _Loop:
 
     def check(self, value: float, bar: Any) -> None:
         if not math.isfinite(value):
-            raise LosslandError(
-                f"training diverged at step {self.steps} (loss {value}): lower {arg('lr')}"
-            )
+            raise self.diverged(f"loss {value}")
         if bar is not None:
             bar.set_postfix(loss=f"{value:.3f}", acc=f"{self.running_accuracy:.3f}")
 

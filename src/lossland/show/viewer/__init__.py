@@ -26,7 +26,7 @@ import numpy as np
 
 from lossland._version import __version__
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface, atomic_write_bytes, log_loss
+from lossland.io import Surface, atomic_write_bytes, check_output, log_loss
 from lossland.show._descent import (
     DEFAULT_LR,
     HYPER_DEFAULTS,
@@ -101,6 +101,12 @@ def page_data(
         raise LosslandError(
             "the viewer needs a 2-D surface and this one is 1-D: plot it with lossland plot"
         )
+    if min(surface.shape) < 2:
+        ny, nx = surface.shape
+        raise LosslandError(
+            f"the viewer needs at least 2 points on each axis and this grid is {nx}x{ny}: "
+            "export it as csv with lossland export"
+        )
     grid = surface_grid(surface)
     # surface_grid may flip decreasing axes; apply the same order to the accuracies.
     order_x = np.argsort(surface.x)
@@ -110,6 +116,9 @@ def page_data(
     if finite.size == 0:
         raise LosslandError(
             "the surface has no evaluated points yet: finish it with lossland surface first"
+            if not surface.done.any()
+            else "every evaluated loss of the surface is NaN or inf: there is nothing to show; "
+            "check the model and the data (lossland info lists the settings)"
         )
     log_allowed = bool(finite.min() > 0)
     if log:
@@ -252,6 +261,7 @@ def write_viewer(
     title: str | None = None,
     log: bool = False,
     interpolation: Interpolation = "cubic",
+    overwrite: bool = False,
 ) -> Path: ...
 
 
@@ -263,10 +273,13 @@ def write_viewer(
     title: str | None = None,
     log: bool = False,
     interpolation: Interpolation = "cubic",
+    overwrite: bool = False,
 ) -> Path | ViewerPage:
     """The self-contained viewer page for ``surface``: written to ``out`` (atomically; the
-    path is returned), or with ``out=None`` returned as a :class:`ViewerPage` (inline in
-    notebooks)."""
+    path is returned; an existing ``out`` is replaced only with ``overwrite``), or with
+    ``out=None`` returned as a :class:`ViewerPage` (inline in notebooks)."""
+    if out is not None:
+        check_output(Path(out), overwrite=overwrite)
     if title is None:
         title = f"lossland: {default_title(surface)}"
     data = page_data(surface, paths=paths, title=title, log=log, interpolation=interpolation)
