@@ -93,10 +93,13 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def hostile_checkpoint(path: Path, metadata: str, world: dict[str, Path]) -> Path:
-    """The good checkpoint's tensors under ``metadata`` (the text of its lossland metadata)."""
-    save_file(
-        load_file(str(world["ckpt"])), str(path), metadata={"format": "pt", "lossland": metadata}
-    )
+    """The good checkpoint's tensors, scaled a little (so a plane to it is not degenerate),
+    under ``metadata`` (the text of its lossland metadata)."""
+    tensors = {
+        k: v * 1.01 if v.is_floating_point() else v
+        for k, v in load_file(str(world["ckpt"])).items()
+    }
+    save_file(tensors, str(path), metadata={"format": "pt", "lossland": metadata})
     return path
 
 
@@ -822,6 +825,29 @@ def test_bad_train_inputs_save_nothing(world, tmp_path, capsys, case):
     assert snapshot(tmp_path) == {str(file): PRECIOUS}, "nothing is saved"
 
 
+BAD_HESSIAN_INPUTS: dict[str, tuple[list[str], str]] = {
+    "k 0": (["--k", "0"], "--k"),
+    "k larger than the model": (["--k", "100000000"], "parameters"),
+    "probes -1": (["--probes=-1"], "--probes"),
+    "iterations 0": (["--iterations", "0"], "--iterations"),
+    "tol NaN": (["--tol", "nan"], "--tol"),
+    "tol negative": (["--tol=-1"], "--tol"),
+    "seed negative": (["--seed=-1"], "--seed"),
+    "seed 2**70": (["--seed", str(2**70)], "--seed"),
+    "batch size 0": (["--batch-size", "0"], "--batch-size"),
+    "density steps 0": (["--density", "--steps", "0"], "--steps"),
+    "density probes 0": (["--density", "--probes-density", "0"], "--probes-density"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_HESSIAN_INPUTS))
+def test_bad_hessian_inputs_save_nothing(world, tmp_path, capsys, case):
+    extra, expected = BAD_HESSIAN_INPUTS[case]
+    out = ["-o", tmp_path / "h.json", "--save-directions", tmp_path / "d.safetensors"]
+    fails(capsys, _hessian(world, world["ckpt"], *extra, *out), expected)
+    assert not list(tmp_path.iterdir())
+
+
 BAD_SHOW_INPUTS: dict[str, tuple[list[str], str]] = {
     "plot dpi 0": (["plot", "GOOD", "--dpi", "0"], "--dpi"),
     "plot dpi 100000": (["plot", "GOOD", "--dpi", "100000"], "--dpi"),
@@ -878,6 +904,107 @@ def test_bad_api_inputs_are_refused_at_the_door(tmp_path, case):
     call = {"x": "-1:1:3", "y": "-1:1:3", "out": tmp_path / "s.h5", "progress": False, **kwargs}
     api_fails(lambda: lossland.surface(model, data, **call), expected)
     assert not list(tmp_path.iterdir())
+
+
+# Planes that would draw something false (a constant surface, a line drawn as a plane): the
+# CLI case (arguments, given the world and a folder) → what the one-line error says.
+def _step(w: dict[str, Path], k: int) -> Path:
+    return w["runs"] / f"step_{k:07d}.safetensors"
+
+
+def _zero_directions(w: dict[str, Path], folder: Path) -> Path:
+    from lossland.directions import Directions
+
+    d = Directions.load(Path(f"{w['good']}.directions.safetensors"))
+    zero = {k: torch.zeros_like(v) for k, v in d.x.items()}
+    return Directions(x=zero, y=d.y).save(folder / "zero.safetensors")
+
+
+DEGENERATE_CLI_PLANES: dict[str, tuple[Callable[[dict[str, Path], Path], list[Any]], str]] = {
+    "--to the same checkpoint": (
+        lambda w, t: _line(w, w["ckpt"], t / "s.h5", "--to", w["ckpt"]),
+        "same weights",
+    ),
+    "interpolate A A": (
+        lambda w, t: _interpolate(w, w["ckpt"], w["ckpt"], t / "s.h5"),
+        "same weights",
+    ),
+    "interpolate A B B": (
+        lambda w, t: [
+            "interpolate",
+            _step(w, 0),
+            *_interpolate(w, _step(w, 1), _step(w, 1), t / "s.h5")[1:],
+        ],
+        "parallel",
+    ),
+    "--to B --to B": (
+        lambda w, t: _surface(w, w["ckpt"], t / "s.h5", "--to", _step(w, 1), "--to", _step(w, 1)),
+        "parallel",
+    ),
+    "a zero directions file": (
+        lambda w, t: _surface(w, w["ckpt"], t / "s.h5", "--directions", _zero_directions(w, t)),
+        "direction x is zero",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE_CLI_PLANES))
+def test_degenerate_planes_are_refused(world, tmp_path, capsys, case):
+    build, expected = DEGENERATE_CLI_PLANES[case]
+    args = build(world, tmp_path)
+    before = snapshot(tmp_path)
+    fails(capsys, args, expected)
+    assert snapshot(tmp_path) == before, "nothing is written"
+
+
+class _OnlyBiases(torch.nn.Module):
+    """Every parameter 1-D: with ignore="biasbn" every direction is zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.randn(10))
+        self.norm = torch.nn.LayerNorm(10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.flatten(1)[:, :10] + self.bias)
+
+
+def _zero_linear() -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10, bias=False))
+    torch.nn.init.zeros_(model[1].weight)
+    return model
+
+
+def _parallel(model: torch.nn.Module) -> Any:
+    from lossland.directions import Directions
+
+    x = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    return Directions(x=x, y={k: -2 * v for k, v in x.items()}, kind="pca", norm="none")
+
+
+# API case: (model, extra keywords built from it) → what the error says.
+DEGENERATE_API_PLANES: dict[str, tuple[Callable[[], torch.nn.Module], Any, str]] = {
+    "only 1-D parameters, ignore biasbn": (_OnlyBiases, lambda m: {}, "ignore"),
+    "no parameters": (torch.nn.Flatten, lambda m: {}, "no tensors"),
+    "zero weights, filter norm": (_zero_linear, lambda m: {"ignore": "none"}, "norm"),
+    "parallel directions": (_zero_linear, lambda m: {"directions": _parallel(m)}, "parallel"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE_API_PLANES))
+def test_degenerate_planes_are_refused_by_the_api(tmp_path, case):
+    make, extra, expected = DEGENERATE_API_PLANES[case]
+    model = make()
+    data = (torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+    call = {"x": "-1:1:3", "y": "-1:1:3", "out": tmp_path / "s.h5", "progress": False}
+    api_fails(lambda: lossland.surface(model, data, **call, **extra(model)), expected)
+    assert not list(tmp_path.iterdir())
+    # The same model draws a true picture where the fix says so: with ignore="none" each 1-D
+    # tensor moves along itself (Li et al.), so x = y and only a line is meaningful.
+    if case == "only 1-D parameters, ignore biasbn":
+        line = {"x": "-1:1:3", "out": None, "progress": False, "ignore": "none"}
+        assert np.ptp(lossland.surface(model, data, **line).loss) > 0
+        api_fails(lambda: lossland.surface(model, data, **{**line, "y": "-1:1:3"}), "parallel")
 
 
 def _degenerate(nx: int, ny: int | None, loss: float, done: bool = True) -> Surface:

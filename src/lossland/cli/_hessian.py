@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
-from lossland.core import resolve_device
+from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, resolve_device
 from lossland.directions import (
     DTYPES,
     SUMMARY_GRID_POINTS,
@@ -48,19 +48,33 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
     """
 
     checkpoint: Path = flag(doc="trained checkpoint", positional=True)
-    k: int = flag(_default("k"), doc="number of top eigenvalues (with --density: per group too)")
+    k: int = flag(
+        _default("k"),
+        bounds=AT_LEAST_1,
+        doc="number of top eigenvalues (with --density: per group too)",
+    )
     which: Which = flag(
         _default("which"), doc="largest: most positive eigenvalues; magnitude: largest |λ|"
     )
     probes: int = flag(
-        _default("probes"), doc="Rademacher probes for the Hutchinson trace (0: none)"
+        _default("probes"),
+        bounds=Bounds(0),
+        doc="Rademacher probes for the Hutchinson trace (0: none)",
     )
     iterations: int = flag(
-        _default("iterations"), doc="most Lanczos iterations (memory: one vector each)"
+        _default("iterations"),
+        bounds=AT_LEAST_1,
+        doc="most Lanczos iterations (memory: one vector each)",
     )
-    tol: float = flag(_default("tol"), doc="stop when the residual bounds are below tol·|λ|max")
-    seed: int = flag(_default("seed"), doc="seed for the sample subset, start vector and probes")
-    batch_size: int = flag(_default("batch_size"), doc="samples per Hessian-vector-product batch")
+    tol: float = flag(
+        _default("tol"), bounds=POSITIVE, doc="stop when the residual bounds are below tol·|λ|max"
+    )
+    seed: int = flag(
+        _default("seed"), bounds=SEEDS, doc="seed for the sample subset, start vector and probes"
+    )
+    batch_size: int = flag(
+        _default("batch_size"), bounds=AT_LEAST_1, doc="samples per Hessian-vector-product batch"
+    )
     device: str = flag("auto", doc="cpu, cuda, cuda:1, mps or auto")
     dtype: Literal["float32", "float64"] = flag("float32", doc="compute dtype")
     save_directions: Path | None = flag(
@@ -72,10 +86,13 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
         "eigenvalues of each parameter group; writes -o and a figure beside it",
     )
     probes_density: int = flag(
-        _spectrum_default("probes"), doc="probe vectors of the density (its standard errors)"
+        _spectrum_default("probes"),
+        bounds=AT_LEAST_1,
+        doc="probe vectors of the density (its standard errors)",
     )
     steps: int = flag(
         _spectrum_default("steps"),
+        bounds=AT_LEAST_1,
         doc="Lanczos steps per density probe (memory: one parameter-sized vector each)",
     )
     groups: GroupBy = flag(

@@ -77,17 +77,18 @@ def check_fields(instance: Any) -> None:
             raise LosslandError(f"unknown {arg(f.name)} {value!r}: choose one of {shown}")
         bounds = f.metadata.get("bounds")
         if bounds is not None and value is not None:
-            _check_number(f.name, value, bounds, whole=_is_int(hints[f.name]))
+            check_number(f.name, value, bounds, whole=_is_int(hints[f.name]))
 
 
 def _is_int(tp: Any) -> bool:
     return tp is int or (get_origin(tp) in (typing.Union, types.UnionType) and int in get_args(tp))
 
 
-def _check_number(name: str, value: Any, bounds: Bounds, *, whole: bool) -> None:
-    wanted = " ".join(
-        filter(None, ["a whole" if whole else "a finite", "number", bounds.describe()])
-    )
+def check_number(name: str, value: Any, bounds: Bounds, *, whole: bool = False) -> None:
+    """Raise a one-line error naming API argument ``name`` unless ``value`` is a finite number
+    (a whole one with ``whole``) within ``bounds``."""
+    limits = bounds.describe()
+    wanted = f"{'a whole' if whole else 'a finite'} number" + (f" ({limits})" if limits else "")
     number = isinstance(value, int) if whole else isinstance(value, (int, float))
     if isinstance(value, bool) or not number or not (whole or math.isfinite(value)):
         raise LosslandError(f"{arg(name)} must be {wanted}, got {value!r}")

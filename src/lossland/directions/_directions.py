@@ -279,6 +279,57 @@ def empty_direction(reference: Mapping[str, Tensor]) -> Direction:
     return layout.allocate(dtype=dtypes.pop())[1]
 
 
+PARALLEL = 1 - 1e-6  # |cosine(x, y)| above this: the plane is a line, drawn as a surface
+
+
+def check_usable(directions: Directions) -> None:
+    """Refuse directions that would draw something false: NaN or inf in them, no tensors, a
+    zero direction (every point the same model: a constant surface) or two parallel ones
+    (a line drawn as a plane)."""
+    check_finite(directions)
+    if not directions.x:
+        raise LosslandError(
+            "the directions hold no tensors (a model without floating-point parameters?): "
+            "there is no weight space to explore"
+        )
+    norms = {"x": dot(directions.x, directions.x) ** 0.5}
+    if directions.y is not None:
+        norms["y"] = dot(directions.y, directions.y) ** 0.5
+    for axis, norm in norms.items():
+        if norm == 0:
+            raise LosslandError(
+                f"direction {axis} is zero in every tensor: {_why_zero(directions)}"
+            )
+    cos = directions.cosine
+    if cos is not None and abs(cos) > PARALLEL:
+        why = (
+            "the second and third checkpoints lie on one line through the first (the same "
+            "checkpoint twice?)"
+            if directions.kind == "models"
+            else "recreate them"
+        )
+        raise LosslandError(
+            f"the two directions are parallel (cosine {cos:+.7f}), so the plane is a line: {why}"
+        )
+
+
+def _why_zero(directions: Directions) -> str:
+    """What made a direction zero, and the fix, by the kind of directions."""
+    if directions.kind == "models":
+        return "the checkpoints hold the same weights; compare different checkpoints"
+    if directions.kind == "random" and directions.ignore == "biasbn":
+        return (
+            f"every parameter of this model is 1-D (biases, norm scales), which {arg('ignore')} "
+            f"biasbn leaves still; pass {arg('ignore')} none (each then moves along itself)"
+        )
+    if directions.kind == "random" and directions.norm != "none":
+        return (
+            f"the model's weights are zero and {arg('norm')} {directions.norm} scales the "
+            f"directions to them; pass {arg('norm')} none"
+        )
+    return "recreate the directions"
+
+
 def check_finite(directions: Directions) -> None:
     """NaN or inf in a direction would silently turn every point into NaN."""
     for prefix, group in (("x", directions.x), ("y", directions.y), ("origin", directions.origin)):

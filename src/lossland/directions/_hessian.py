@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_number
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
 from lossland.engine import (
@@ -481,9 +482,9 @@ def hessian_report(
     seed: int = 0,
 ) -> tuple[HessianReport, HessianOperator]:
     """Top-k eigenvalues, a Hutchinson trace (``probes`` > 0) and the loss/gradient at θ*."""
-    _check_report_arguments(model, k=k, probes=probes, iterations=iterations, tol=tol)
-    if batch_size < 1:
-        raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
+    _check_report_arguments(
+        model, k=k, probes=probes, iterations=iterations, tol=tol, seed=seed, batch_size=batch_size
+    )
     started = time.perf_counter()
     op, pairs = hessian_eigen(
         model,
@@ -520,15 +521,22 @@ def hessian_report(
     return report, op
 
 
-def _check_report_arguments(
-    model: nn.Module, *, k: int, probes: int, iterations: int, tol: float
-) -> None:
+REPORT_BOUNDS: dict[str, tuple[Bounds, bool]] = {  # argument → (bounds, whole number)
+    "k": (AT_LEAST_1, True),
+    "probes": (Bounds(0), True),  # 0: no trace
+    "iterations": (AT_LEAST_1, True),
+    "tol": (POSITIVE, False),
+    "seed": (SEEDS, True),
+    "batch_size": (AT_LEAST_1, True),
+}
+
+
+def _check_report_arguments(model: nn.Module, **values: Any) -> None:
+    for name, (bounds, whole) in REPORT_BOUNDS.items():
+        check_number(name, values[name], bounds, whole=whole)
+    k, iterations = values["k"], values["iterations"]
     size = sum(p.numel() for p in model.parameters())
     checks = [
-        (k >= 1, f"{arg('k')} must be at least 1, got {k}"),
-        (probes >= 0, f"{arg('probes')} must be 0 (no trace) or more, got {probes}"),
-        (iterations >= 1, f"{arg('iterations')} must be at least 1, got {iterations}"),
-        (tol > 0, f"{arg('tol')} must be positive, got {tol}"),
         (
             k <= size,
             f"{arg('k')} {k} is larger than the model's {size} parameters: choose 1..{size}",

@@ -21,7 +21,7 @@ from lossland.core import (
     tensor_fingerprint,
     updated,
 )
-from lossland.directions import Directions, check_finite, grid_specs, random_directions
+from lossland.directions import Directions, check_usable, grid_specs, random_directions
 from lossland.engine import (
     Engine,
     EngineOptions,
@@ -428,7 +428,7 @@ def _validate(
         raise LosslandError(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"
         )
-    check_finite(directions)
+    check_usable(directions)
     return _Run(xs, ys, directions, resolved, options)
 
 
