@@ -514,3 +514,59 @@ def test_model_directions_need_two_or_three_checkpoints(ends: int) -> None:
     state = _model(0).state_dict()
     with pytest.raises(LosslandError, match="two or three checkpoints"):
         model_directions(state, *[state] * ends)
+
+
+def _tiny(seed: int) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+
+
+FROM_RECIPE = {  # surface keywords → the recipe the file records
+    "plane, filter norm": dict(seed=3),
+    "line": dict(seed=4, y=None),
+    "layer norm, no ignore, orthogonalized": dict(
+        seed=5, norm="layer", ignore="none", orthogonalize=True
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FROM_RECIPE))
+def test_from_recipe_redraws_the_surface_directions(tmp_path: Path, case: str) -> None:
+    from lossland.directions import from_recipe
+    from lossland.io import Surface
+    from lossland.run import surface
+
+    keywords = {"x": "-1:1:3", "y": "-1:1:3", **FROM_RECIPE[case]}
+    data = (torch.randn(8, 1, 6, 6), torch.randint(0, 3, (8,)))
+    drawn = surface(_tiny(0), data, out=tmp_path / "s.h5", progress=False, **keywords)
+    again = from_recipe(Surface.load(tmp_path / "s.h5"), _tiny(0))
+    assert again.fingerprint() == drawn.attrs["directions_sha256"]
+    assert (again.y is None) == (keywords["y"] is None)
+    _refused(lambda: from_recipe(Surface.load(tmp_path / "s.h5"), _tiny(1)), "pass the model")
+
+
+def _refused(call: object, *words: str) -> None:
+    with pytest.raises(LosslandError) as info:
+        call()  # type: ignore[operator]
+    assert_one_line(str(info.value))
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_from_recipe_refuses_what_it_cannot_redraw() -> None:
+    from lossland.directions import from_recipe
+    from lossland.io import Surface
+
+    x = torch.linspace(-1, 1, 3).numpy()
+    recipe = {"directions_kind": "random", "seed": 0, "norm": "filter", "ignore": "biasbn"}
+    for attrs, words in (
+        ({**recipe, "directions_kind": "pca", "directions_file": "s.d"}, ("kind 'pca'", "s.d")),
+        ({**recipe, "seed": "0"}, ("malformed",)),
+        ({**recipe, "seed": True}, ("malformed",)),
+        ({**recipe, "norm": "os:system"}, ("malformed",)),
+        ({k: v for k, v in recipe.items() if k != "ignore"}, ("malformed",)),
+        ({**recipe, "orthogonalized": "yes"}, ("malformed",)),
+    ):
+        s = Surface.empty(x, None, split="train", attrs=attrs)
+        _refused(lambda s=s: from_recipe(s, _tiny(0)), *words)

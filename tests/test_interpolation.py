@@ -201,6 +201,50 @@ def test_cli_interpolate_line_reports_the_barrier(
     )
 
 
+def permuted_pair(d: tuple[torch.Tensor, torch.Tensor]) -> tuple[nn.Module, nn.Module]:
+    """An MLP fitted to ``d`` and the same function with its hidden units swapped in pairs:
+    L(0) = L(1), and θ(1 − t) is θ(t) permuted, so the loss is symmetric about t = 1/2."""
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        a = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    optimizer = torch.optim.Adam(a.parameters(), lr=0.05)
+    for _ in range(100):
+        optimizer.zero_grad()
+        F.cross_entropy(a(d[0]), d[1]).backward()
+        optimizer.step()
+    b = copy.deepcopy(a)
+    swap = torch.arange(16).view(8, 2).flip(1).reshape(-1)
+    with torch.no_grad():
+        b[0].weight.copy_(a[0].weight[swap])
+        b[0].bias.copy_(a[0].bias[swap])
+        b[2].weight.copy_(a[2].weight[:, swap])
+    return a, b
+
+
+def test_the_barrier_is_refined_past_the_grid() -> None:
+    g = torch.Generator().manual_seed(5)
+    d = (torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g))
+    a, b = permuted_pair(d)
+    plane = model_directions(a.state_dict(), b.state_dict())
+    line = landscape.surface(a, d, x=[0, 1 / 3, 2 / 3, 1], directions=plane, progress=False)
+    scan = landscape.surface(a, d, x=np.linspace(0, 1, 201), directions=plane, progress=False)
+    peak = float(scan.loss.max())
+    found = line.attrs["barrier_refined"]
+    assert found["grid_max_loss"] == pytest.approx(line.loss.max())
+    assert found["grid_max_loss"] < peak - 1e-3  # the grid misses the peak …
+    assert found["max_loss"] == pytest.approx(
+        peak, abs=1e-4 * np.ptp(scan.loss)
+    )  # … not the search
+    assert found["at"] == pytest.approx(float(scan.x[np.argmax(scan.loss)]), abs=5e-3)
+    assert found["bracket"][0] < found["at"] < found["bracket"][1]
+    assert found["height"] == pytest.approx(found["max_loss"] - max(line.loss[0], line.loss[-1]))
+    assert any(text.startswith("barrier refined by a 1-D search") for text in format_figures(line))
+    # a line whose maximum is a checkpoint has nothing to refine
+    monotone = landscape.surface(a, d, x=[0, 0.5, 1], directions=plane, progress=False)
+    if np.argmax(monotone.loss) in (0, 2):
+        assert "barrier_refined" not in monotone.attrs
+
+
 def test_cli_interpolate_plane_through_three_checkpoints(
     three_checkpoints: list[Path],
     fashion_dir: Path,

@@ -45,7 +45,12 @@ from lossland.directions._pca import (
     trajectory_plane,
 )
 from lossland.directions._plane import KINDS, DirectionKind, Plane, grid_specs, hessian_range
-from lossland.directions._random import normalize_, orthogonalized, random_directions
+from lossland.directions._random import (
+    from_recipe,
+    normalize_,
+    orthogonalized,
+    random_directions,
+)
 from lossland.directions._spectrum import (
     GROUPINGS,
     SUMMARY_GRID_POINTS,
@@ -103,6 +108,7 @@ __all__ = [
     "dot",
     "empty_direction",
     "find_run",
+    "from_recipe",
     "gaussian_density",
     "grid_specs",
     "group_eigenvalues",

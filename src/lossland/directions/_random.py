@@ -36,6 +36,7 @@ from lossland.directions._directions import (
     empty_direction,
 )
 from lossland.errors import LosslandError, arg
+from lossland.io import Surface
 
 
 def normalize_(
@@ -122,3 +123,45 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
     info = dict(directions.info)
     info["cosine_before_orthogonalization"] = directions.cosine
     return replace(directions, y=y_new, orthogonalized=True, info=info)
+
+
+def from_recipe(surface: Surface, model: nn.Module) -> Directions:
+    """The random directions of ``surface``, drawn again from the recipe its file records
+    (seed, norm, ignore, orthogonalization) for ``model``, the model it was computed with:
+    verified against the file's directions fingerprint, so they are the very same directions."""
+    attrs = surface.attrs
+    kind = attrs.get("directions_kind")
+    if kind != "random":
+        where = attrs.get("directions_file") or "the directions file saved with the run"
+        raise LosslandError(
+            f"the surface's directions are of kind {kind!r}, which no recipe redraws: load them "
+            f"from {where} (Directions.load)"
+        )
+    seed, norm, ignore = attrs.get("seed"), attrs.get("norm"), attrs.get("ignore")
+    orthogonal = attrs.get("orthogonalized", False)
+    if (
+        not isinstance(seed, int)
+        or isinstance(seed, bool)
+        or norm not in NORMS
+        or ignore not in IGNORES
+        or not isinstance(orthogonal, bool)
+    ):
+        raise LosslandError(
+            "the surface file's directions recipe (seed, norm, ignore, orthogonalized) is "
+            "missing or malformed: recompute the surface"
+        )
+    directions = random_directions(
+        model,
+        seed=seed,
+        norm=norm,
+        ignore=ignore,
+        ndim=1 if surface.y is None else 2,
+        orthogonalize=orthogonal,
+    )
+    if directions.fingerprint() != attrs.get("directions_sha256"):
+        raise LosslandError(
+            f"the directions drawn for this {arg('model')} differ from the surface's (their "
+            "fingerprint does not match): pass the model (checkpoint) the surface was computed "
+            "with"
+        )
+    return directions

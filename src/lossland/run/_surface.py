@@ -36,6 +36,7 @@ from lossland.engine import (
 )
 from lossland.errors import LosslandError, arg
 from lossland.io import SETTINGS_ATTR, Surface, check_contents, check_writable
+from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
 from lossland.run._group import is_main_process, join
 from lossland.run._lock import run_lock
@@ -182,6 +183,9 @@ def surface(
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
         if opts.precision == "bf16" and group.main and result.complete:
             result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
+        if run.directions.kind == "models" and run.ys is None and group.main and result.complete:
+            found = refine_barrier(engine, result)  # between checkpoints: past the grid's max
+            result = result.with_attrs(barrier_refined=found) if found else result
         return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
 
 

@@ -288,12 +288,28 @@ def format_figures(surface: Surface, *, radius: float | None = None) -> list[str
                 f"{b.start_loss:.4g}, {b.end_loss:.4g}); {b.height_linear:+.4g} above the "
                 f"straight line{acc}"
             )
+        found = surface.attrs.get("barrier_refined")
+        if isinstance(found, dict):
+            lines.append(_refined_line(found))
         nodes = node_losses(surface)
         if nodes is not None:
             lines.append(
                 "loss at the checkpoints: " + ", ".join(f"{k} {v:.4g}" for k, v in nodes.items())
             )
     return lines
+
+
+def _refined_line(found: dict[str, Any]) -> str:
+    """The barrier located by the 1-D search on the line (``run`` stores ``barrier_refined``)."""
+    try:
+        return (
+            f"barrier refined by a 1-D search: {found['height']:+.4g} (max loss "
+            f"{found['max_loss']:.4g} ± {found['max_loss_sem']:.2g} at x={found['at']:.4f}; "
+            f"the grid's {found['grid_max_loss']:.4g} at x={found['grid_at']:g}; "
+            f"{found['evaluations']} evaluations)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return "barrier refined: unreadable attribute (recompute the line)"
 
 
 def with_figures(surface: Surface, out: str | os.PathLike[str] | None = None) -> Surface:
