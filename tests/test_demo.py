@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,13 @@ def test_demo_writes_the_folder(
     )
     printed = capsys.readouterr().out
     assert "demo finished" in printed and "test accuracy" in printed
+    assert "correlation of ln(loss) between seeds" in printed  # the robustness check
+    assert re.search(r"\d+ minim(um|a) in \d+ components?", printed)  # the basin summary
     surface = Surface.load(out / "surface.h5")
     assert surface.loss.shape == (5, 5) and surface.complete
+    seeds = Surface.load(out / "seeds.h5")
+    assert seeds.stack is not None and seeds.stack.loss.shape == (3, 5, 5) and seeds.complete
+    assert (out / "seeds_seeds.png").stat().st_size > 0
     for name in (
         "model.safetensors",
         "surface_contour.png",

@@ -1,4 +1,5 @@
-"""``lossland demo``: train, compute a 51×51 surface, write every figure into one folder.
+"""``lossland demo``: train, compute a 51×51 surface and, on a coarse grid, the same for three
+direction seeds (how much the picture depends on them), write every figure into one folder.
 
 The default run is sized for a 2-core CPU (minutes); ``--full`` is the seed's exact setting:
 the full VGG trained for one epoch, a 51×51 surface on the last training batch of 32 images.
@@ -15,7 +16,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from lossland.cli._args import Command, flag
-from lossland.cli._common import DataArgs, note, surface_summary
+from lossland.cli._common import DataArgs, note, seed_lines, surface_summary
 from lossland.core import Bounds
 from lossland.engine import select_samples
 from lossland.errors import LosslandError
@@ -27,6 +28,7 @@ from lossland.show import (
     descend,
     figure_files,
     plot,
+    topology_lines,
     write_paths,
     write_viewer,
 )
@@ -89,11 +91,11 @@ def demo(args: DemoArgs) -> str:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     images, labels = load_fashion_mnist("train", data_dir=args.data_dir)
-    note(f"[1/3] training {plan.model} on Fashion-MNIST (one epoch)")
+    note(f"[1/4] training {plan.model} on Fashion-MNIST (one epoch)")
     trained = _train(args, plan, len(images))
     note(trained.summary())
     model, _ = load_model(trained.checkpoint)
-    note(f"[2/3] {args.grid}×{args.grid} filter-normalized surface on {plan.samples} samples")
+    note(f"[2/4] {args.grid}×{args.grid} filter-normalized surface on {plan.samples} samples")
     if plan.last_batch:
         # The seed's setting: the last training batch of the epoch (32 images); the order is
         # the seeded permutation the training run used, so this is that batch exactly.
@@ -115,10 +117,16 @@ def demo(args: DemoArgs) -> str:
         attrs={"model": str(trained.spec), "checkpoint": str(trained.checkpoint)},
     )
     note(surface_summary(result, out / "surface.h5", time.perf_counter() - t0))
-    note("[3/3] figures, optimizer paths and the viewer")
+    summary = surface_summary(result, None, time.perf_counter() - t0).splitlines()[1:]
+    note(
+        f"[3/4] how much the picture depends on the directions: {SEEDS} seeds, {_seed_grid(args)}²"
+    )
+    seeds = _seeds(args, model, data, trained, out)
+    note("[4/4] figures, optimizer paths and the viewer")
     files = [trained.checkpoint, out / "surface.h5"]
     paths = optimizer_paths(result)
     files += _figures(result, paths, out)
+    files += [out / "seeds.h5", *plot(seeds, out, stem="seeds", log=True, overwrite=True)]
     if trained.trajectory:
         note(f"      the PCA plane of the {len(trained.trajectory)} training checkpoints")
         files += _trajectory(args, model, trained, data, out)
@@ -126,17 +134,49 @@ def demo(args: DemoArgs) -> str:
         f"demo finished in {time.perf_counter() - started:.0f} s; files in {out}/:",
         *[f"  {f.relative_to(out) if f.is_relative_to(out) else f}" for f in files],
         f"test accuracy {trained.test_accuracy:.4f}",
-        *surface_summary(result, None, time.perf_counter() - t0).splitlines()[1:],
+        *summary,
+        *topology_lines(result),
         *[f"path {p.summary()}" for p in paths],
+        *seed_lines(seeds),
     ]
     return "\n".join(lines)
 
 
+SEEDS = 3  # direction seeds of the robustness check, on a coarse grid (a few seconds)
+SEED_GRID = 11
+
+
+def _seed_grid(args: DemoArgs) -> int:
+    return min(SEED_GRID, args.grid)
+
+
+def _seeds(
+    args: DemoArgs, model: nn.Module, data: tuple[Tensor, Tensor], trained: TrainResult, out: Path
+) -> Surface:
+    """The surface for SEEDS direction seeds on a coarse grid: do its seeds agree?"""
+    grid = f"-1:1:{_seed_grid(args)}"
+    return surface(
+        model,
+        data,
+        x=grid,
+        y=grid,
+        seeds=SEEDS,
+        device=args.device,
+        out=out / "seeds.h5",
+        overwrite=True,
+        progress=args.progress,
+        split="train",
+        attrs={"model": str(trained.spec), "checkpoint": str(trained.checkpoint)},
+    )
+
+
 def demo_files(out: Path, plan: DemoPlan) -> list[Path]:
     """The files a demo writes into ``out`` (the trajectory checkpoints are train's to check)."""
-    files = [out / name for name in ("model.safetensors", "surface.h5", "paths.csv", "viewer.html")]
+    names = ("model.safetensors", "surface.h5", "seeds.h5", "paths.csv", "viewer.html")
+    files = [out / name for name in names]
     for stem in ("surface", "paths") + (("trajectory",) if plan.checkpoints else ()):
         files += figure_files(2, out, stem=stem, format="png")
+    files += figure_files(2, out, stem="seeds", format="png", seeds=True)
     return files + ([out / "trajectory.h5"] if plan.checkpoints else [])
 
 
