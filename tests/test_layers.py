@@ -166,3 +166,26 @@ def test_library_errors_name_arguments_not_flags() -> None:
                     if isinstance(text, str) and FLAG.search(text.replace(*FOREIGN_FLAGS, "")):
                         found.append(f"{module} line {node.lineno}: {text!r}")
     assert not found, "\n".join(found)
+
+
+MAX_FUNCTION_LINES = 60  # the body, after its docstring; longer needs a "# long: why" comment
+
+
+def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    first = node.body[0]
+    has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+    start = first.end_lineno + 1 if has_doc and len(node.body) > 1 else first.lineno  # type: ignore[operator]
+    return node.end_lineno - start + 1  # type: ignore[operator]
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = []
+    for name, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                source = lines[node.lineno - 1 : node.end_lineno]
+                why = any("# long:" in line for line in source)
+                if _body_lines(node) > MAX_FUNCTION_LINES and not why:
+                    long.append(f"{name}.{node.name} ({_body_lines(node)} lines)")
+    assert not long, f"split into named steps, or say why in a '# long:' comment: {long}"

@@ -131,7 +131,6 @@ class Directions:
             raise LosslandError(
                 f"directions file {path} not found: check the {arg('directions')} path"
             )
-        groups: dict[str, Direction] = {"x": {}, "y": {}, "origin": {}}
 
         def fail(problem: str) -> LosslandError:
             return LosslandError(f"directions file {path} {problem}: recreate it")
@@ -143,34 +142,7 @@ class Directions:
                     raw_meta.get("lossland", "{}"), fail, what="lossland metadata"
                 )
                 check_schema(meta, METADATA_SCHEMA, fail)
-                names: dict[str, list[str]] = {prefix: [] for prefix in groups}
-                for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
-                    prefix, _, name = key.partition("/")
-                    if prefix not in groups or not name:
-                        raise LosslandError(
-                            f"directions file {path} has an unexpected tensor {key!r}: recreate it"
-                        )
-                    names[prefix].append(name)
-                order = {n: i for i, n in enumerate(meta.get("order", []))}
-                for prefix, group_names in names.items():
-                    if not group_names:
-                        continue
-                    group_names.sort(key=lambda n: (order.get(n, len(order)), n))
-                    keys = [f"{prefix}/{n}" for n in group_names]
-                    dtype = handle.get_slice(keys[0]).get_dtype()
-                    # Shapes first, then one tensor at a time into lossland's flat layout:
-                    # the peak is the directions plus one tensor, not twice the directions.
-                    reference = {
-                        n: torch.empty(
-                            handle.get_slice(k).get_shape(),
-                            device="meta",
-                            dtype=_DTYPES.get(dtype, torch.float32),
-                        )
-                        for n, k in zip(group_names, keys, strict=True)
-                    }
-                    groups[prefix] = empty_direction(reference)
-                    for n, k in zip(group_names, keys, strict=True):
-                        groups[prefix][n].copy_(handle.get_tensor(k))
+                groups = _read_groups(handle, meta, path)
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             raise LosslandError(
                 f"directions file {path} is corrupt or not a safetensors file "
@@ -277,6 +249,40 @@ def empty_direction(reference: Mapping[str, Tensor]) -> Direction:
         return {name: torch.zeros(t.shape, dtype=t.dtype) for name, t in reference.items()}
     layout = FlatLayout.of({n: t.shape for n, t in reference.items()}, channels_last=True)
     return layout.allocate(dtype=dtypes.pop())[1]
+
+
+def _read_groups(handle: Any, meta: Mapping[str, Any], path: Path) -> dict[str, Direction]:
+    """The x, y and origin tensors of an open directions file, in the order it records."""
+    groups: dict[str, Direction] = {"x": {}, "y": {}, "origin": {}}
+    names: dict[str, list[str]] = {prefix: [] for prefix in groups}
+    for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+        prefix, _, name = key.partition("/")
+        if prefix not in groups or not name:
+            raise LosslandError(
+                f"directions file {path} has an unexpected tensor {key!r}: recreate it"
+            )
+        names[prefix].append(name)
+    order = {n: i for i, n in enumerate(meta.get("order", []))}
+    for prefix, group_names in names.items():
+        if not group_names:
+            continue
+        group_names.sort(key=lambda n: (order.get(n, len(order)), n))
+        keys = [f"{prefix}/{n}" for n in group_names]
+        dtype = handle.get_slice(keys[0]).get_dtype()
+        # Shapes first, then one tensor at a time into lossland's flat layout:
+        # the peak is the directions plus one tensor, not twice the directions.
+        reference = {
+            n: torch.empty(
+                handle.get_slice(k).get_shape(),
+                device="meta",
+                dtype=_DTYPES.get(dtype, torch.float32),
+            )
+            for n, k in zip(group_names, keys, strict=True)
+        }
+        groups[prefix] = empty_direction(reference)
+        for n, k in zip(group_names, keys, strict=True):
+            groups[prefix][n].copy_(handle.get_tensor(k))
+    return groups
 
 
 PARALLEL = 1 - 1e-6  # |cosine(x, y)| above this: the plane is a line, drawn as a surface

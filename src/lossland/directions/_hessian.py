@@ -264,26 +264,29 @@ def lanczos(
             f"ask for fewer ({arg('k')}) or use more samples"
         )
     chosen = _pick(values, k, which)
-    out_vectors = None
-    if vectors:
-        coeffs = torch.from_numpy(s[:, chosen].T.copy())  # (k, m)
-        out_vectors = torch.zeros(k, size, device=device, dtype=dtype)
-        for i in range(k):
-            acc = torch.zeros(size, device=device, dtype=torch.float64)
-            for c, b in zip(coeffs[i].tolist(), basis, strict=True):
-                acc.add_(b.double(), alpha=c)
-            acc /= torch.linalg.vector_norm(acc)
-            # A fixed sign (largest component positive) so reruns give identical directions.
-            if acc[int(torch.argmax(acc.abs()))] < 0:
-                acc.neg_()
-            out_vectors[i] = acc.to(dtype)
     return Eigenpairs(
         values=values[chosen].copy(),
-        vectors=out_vectors,
+        vectors=_ritz_vectors(s[:, chosen], basis) if vectors else None,
         residuals=np.abs(beta * s[-1, chosen]),
         iterations=len(alphas),
         converged=converged,
     )
+
+
+def _ritz_vectors(coefficients: np.ndarray, basis: list[Tensor]) -> Tensor:
+    """(k, size) unit eigenvector estimates from (m, k) Ritz coefficients in the Lanczos basis."""
+    k, size = coefficients.shape[1], basis[0].numel()
+    out = torch.zeros(k, size, device=basis[0].device, dtype=basis[0].dtype)
+    for i, column in enumerate(coefficients.T.tolist()):
+        acc = torch.zeros(size, device=basis[0].device, dtype=torch.float64)
+        for c, b in zip(column, basis, strict=True):
+            acc.add_(b.double(), alpha=c)
+        acc /= torch.linalg.vector_norm(acc)
+        # A fixed sign (largest component positive) so reruns give identical directions.
+        if acc[int(torch.argmax(acc.abs()))] < 0:
+            acc.neg_()
+        out[i] = acc.to(basis[0].dtype)
+    return out
 
 
 # --- Hutchinson ----------------------------------------------------------------------------------

@@ -240,6 +240,25 @@ def pca_directions(
     # its coordinates relative to θ_final are d_0·u_k = (G·coef)_0k.
     coef *= np.where((gram @ coef)[0] > 0, -1.0, 1.0)
 
+    x, y = _components(sources, final_state, names, chunks, coef)
+    ratio = (values[:2] / total).tolist()
+    info = {
+        "explained_variance_ratio": ratio,
+        "explained_variance": (values[:2] / max(n - 1, 1)).tolist(),
+        "pca_checkpoints": n,
+        "pca_centered": center,
+    }
+    return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info)
+
+
+def _components(
+    sources: Sequence[Source],
+    final_state: State,
+    names: Sequence[str],
+    chunks: Sequence[Sequence[_Piece]],
+    coef: np.ndarray,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The two components u_k = Dᵀ·coef[:, k], streamed chunk by chunk over the checkpoints."""
     x = {k: _empty(final_state[k]) for k in names}
     y = {k: _empty(final_state[k]) for k in names}
     for pieces in chunks:
@@ -251,14 +270,7 @@ def pca_directions(
                 flat = target[p.name].view(-1)  # contiguous (see _empty): a view
                 flat[p.flat : p.flat + p.numel].copy_(comp[offset : offset + p.numel])
             offset += p.numel
-    ratio = (values[:2] / total).tolist()
-    info = {
-        "explained_variance_ratio": ratio,
-        "explained_variance": (values[:2] / max(n - 1, 1)).tolist(),
-        "pca_checkpoints": n,
-        "pca_centered": center,
-    }
-    return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info)
+    return x, y
 
 
 def _empty(like: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -432,16 +432,7 @@ def _read(f: Any, path: Path) -> Surface:
         )
     if "xcoordinates" not in f:
         raise fail("has no xcoordinates dataset")
-    split = f.attrs.get("split")
-    if split is None:  # a reference-implementation file: find <split>_loss
-        names = [k for k in f if k.endswith("_loss") and not k.endswith("_loss_sem")]
-        if not names:
-            raise fail("has no <split>_loss dataset")
-        split = names[0][: -len("_loss")]
-    if isinstance(split, bytes):
-        split = split.decode()
-    if not isinstance(split, str) or not split or "/" in split:
-        raise fail(f"has a malformed split attribute {split!r}")
+    split = _split(f, fail)
     x = _array(f, "xcoordinates", fail, ndim=1)
     y = _array(f, "ycoordinates", fail, ndim=1) if "ycoordinates" in f else None
     shape = (len(x),) if y is None else (len(y), len(x))
@@ -462,6 +453,32 @@ def _read(f: Any, path: Path) -> Surface:
     done = _mask(f, "done", fail, shape) if "done" in f else loss != -1
     interpolated = _mask(f, "interpolated", fail, shape) if "interpolated" in f else None
     samples = _array(f, f"{split}_samples", fail, shape=shape) if f"{split}_samples" in f else None
+    attrs = _attributes(f, fail)
+    trajectories = _trajectories(f, fail)
+    acc, attrs = _percent(acc, attrs, f.attrs.get("format"), version)
+    stack = _read_stack(f, split, shape, fail) if "seeds" in f else None
+    return Surface(
+        x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated, stack
+    )
+
+
+def _split(f: Any, fail: Callable[[str], SurfaceFileError]) -> str:
+    """The file's split; a reference-implementation file has none: find its <split>_loss."""
+    split = f.attrs.get("split")
+    if split is None:
+        names = [k for k in f if k.endswith("_loss") and not k.endswith("_loss_sem")]
+        if not names:
+            raise fail("has no <split>_loss dataset")
+        split = names[0][: -len("_loss")]
+    if isinstance(split, bytes):
+        split = split.decode()
+    if not isinstance(split, str) or not split or "/" in split:
+        raise fail(f"has a malformed split attribute {split!r}")
+    return split
+
+
+def _attributes(f: Any, fail: Callable[[str], SurfaceFileError]) -> dict[str, Any]:
+    """The file's attributes as data: JSON ones parsed, every one checked by type."""
     json_keys = parse_json(f.attrs.get("json_attrs", "[]"), fail, what="json_attrs")
     if not is_texts(json_keys):
         raise fail("has a malformed json_attrs attribute")
@@ -477,18 +494,17 @@ def _read(f: Any, path: Path) -> Surface:
             value = parse_json(value, fail, what=f"attribute {key!r}")
         attrs[key] = value
     check_schema(attrs, ATTR_SCHEMA, fail)
+    return attrs
+
+
+def _trajectories(f: Any, fail: Callable[[str], SurfaceFileError]) -> dict[str, np.ndarray]:
     trajectories = {}
-    if "trajectories" in f:
-        for name in f["trajectories"]:
-            points = _array(f, f"trajectories/{name}", fail, ndim=2)
-            if points.shape[1] != 2:
-                raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
-            trajectories[name] = points
-    acc, attrs = _percent(acc, attrs, f.attrs.get("format"), version)
-    stack = _read_stack(f, split, shape, fail) if "seeds" in f else None
-    return Surface(
-        x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated, stack
-    )
+    for name in f.get("trajectories", ()):
+        points = _array(f, f"trajectories/{name}", fail, ndim=2)
+        if points.shape[1] != 2:
+            raise fail(f"has trajectory {name!r} shaped {points.shape}, expected (T, 2)")
+        trajectories[name] = points
+    return trajectories
 
 
 def _write_stack(f: Any, stack: SeedStack, split: str, dataset: Any) -> None:

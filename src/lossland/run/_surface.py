@@ -38,7 +38,7 @@ from lossland.errors import LosslandError, arg
 from lossland.io import SETTINGS_ATTR, Surface, check_contents, check_writable
 from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
-from lossland.run._group import is_main_process, join
+from lossland.run._group import Group, is_main_process, join
 from lossland.run._lock import run_lock
 from lossland.run._options import DTYPES, SurfaceOptions
 from lossland.run._refine import refined
@@ -160,33 +160,60 @@ def surface(
         if not pending.any():
             return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
         engine = run.engine(model, evaluation, engine_options)
-
-        def evaluate(current: Surface, mask: np.ndarray) -> Surface:
-            return drive(
-                group,
-                engine,
-                current,
-                run.xs,
-                run.ys,
-                mask,
-                out=out,
-                progress=opts.progress,
-                checkpoint_every=opts.checkpoint_every,
-            )
-
-        if opts.refine is None:
-            result = evaluate(result, pending)
-        else:
-            result = refined(result, evaluate, opts.refine)
-            if out is not None and group.main:
-                result.save(out)
+        result = _compute(group, engine, run, result, pending, out)
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
-        if opts.precision == "bf16" and group.main and result.complete:
-            result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
-        if run.directions.kind == "models" and run.ys is None and group.main and result.complete:
-            found = refine_barrier(engine, result)  # between checkpoints: past the grid's max
-            result = result.with_attrs(barrier_refined=found) if found else result
-        return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
+        return _finish(model, data, run, engine, group, result, out)
+
+
+def _compute(
+    group: Group,
+    engine: Engine,
+    run: _Run,
+    result: Surface,
+    pending: np.ndarray,
+    out: str | Path | None,
+) -> Surface:
+    """The pending points, all of them or (``refine``) only where the surface needs them."""
+    opts = run.options
+
+    def evaluate(current: Surface, mask: np.ndarray) -> Surface:
+        return drive(
+            group,
+            engine,
+            current,
+            run.xs,
+            run.ys,
+            mask,
+            out=out,
+            progress=opts.progress,
+            checkpoint_every=opts.checkpoint_every,
+        )
+
+    if opts.refine is None:
+        return evaluate(result, pending)
+    result = refined(result, evaluate, opts.refine)
+    if out is not None and group.main:
+        result.save(out)
+    return result
+
+
+def _finish(
+    model: nn.Module,
+    data: Any,
+    run: _Run,
+    engine: Engine,
+    group: Group,
+    result: Surface,
+    out: str | Path | None,
+) -> Surface:
+    """A complete surface's extras on rank 0 (bf16 checked in fp32, a barrier located past
+    the grid), then its figures (sharpness, basins) into the attributes and the file."""
+    if run.options.precision == "bf16" and group.main and result.complete:
+        result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
+    if run.directions.kind == "models" and run.ys is None and group.main and result.complete:
+        found = refine_barrier(engine, result)  # between checkpoints: past the grid's max
+        result = result.with_attrs(barrier_refined=found) if found else result
+    return with_figures(result, out if group.main else None)
 
 
 def _seeded(

@@ -419,23 +419,9 @@ def descend_grid(
     import torch
 
     h = resolve_hyper(optimizer, hyper)
-    if not (math.isfinite(lr) and lr > 0):
-        raise LosslandError(
-            f"the learning rate must be positive, got {lr:g}: choose another {arg('lr')}"
-        )
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
-        raise LosslandError(
-            f"steps must be a whole number in 0..{MAX_STEPS}, got {steps!r}: choose another "
-            f"{arg('steps')}"
-        )
     f = Interpolant(grid, interpolation=interpolation, log=log)
     sx, sy = float(start[0]), float(start[1])
-    x0, x1, y0, y1 = f.bounds
-    if not f.contains(sx, sy):
-        raise LosslandError(
-            f"start ({sx:g}, {sy:g}) lies outside the grid x {x0:g}..{x1:g}, y {y0:g}..{y1:g}: "
-            "choose a start inside it"
-        )
+    _check_descent(f, sx, sy, lr, steps)
     param = torch.tensor([sx, sy], dtype=torch.float64, requires_grad=True)
     opt = _make_optimizer(optimizer, [param], lr, h)
     value = f(param)
@@ -485,6 +471,24 @@ def descend_grid(
         stopped=stopped,
         settings=settings,
     )
+
+
+def _check_descent(f: Interpolant, sx: float, sy: float, lr: float, steps: int) -> None:
+    if not (math.isfinite(lr) and lr > 0):
+        raise LosslandError(
+            f"the learning rate must be positive, got {lr:g}: choose another {arg('lr')}"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+        raise LosslandError(
+            f"steps must be a whole number in 0..{MAX_STEPS}, got {steps!r}: choose another "
+            f"{arg('steps')}"
+        )
+    x0, x1, y0, y1 = f.bounds
+    if not f.contains(sx, sy):
+        raise LosslandError(
+            f"start ({sx:g}, {sy:g}) lies outside the grid x {x0:g}..{x1:g}, y {y0:g}..{y1:g}: "
+            "choose a start inside it"
+        )
 
 
 def parse_start(text: str) -> tuple[float, float]:
