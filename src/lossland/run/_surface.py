@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lossland.core import (
     Axis,
+    MemoryProbe,
     axis_text,
     check_grid_size,
     coordinates,
@@ -35,7 +36,7 @@ from lossland.engine import (
     use_channels_last,
 )
 from lossland.errors import LosslandError, arg
-from lossland.io import SETTINGS_ATTR, Surface, check_contents, check_writable
+from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, Surface, check_contents, check_writable
 from lossland.run._driver import drive
 from lossland.run._group import is_main_process, join
 from lossland.run._lock import run_lock
@@ -76,6 +77,7 @@ def surface(
     precision: Any = None,
     points_per_batch: int | None = None,
     compile: bool | None = None,
+    offload: bool | None = None,
     memory_format: Any = None,
     samples: int | None = None,
     data_mode: Any = None,
@@ -101,7 +103,10 @@ def surface(
     :class:`SurfaceOptions` (``None``: its default, or ``options``' value). ``seeds=N``
     computes the surface for N direction seeds (``seed``, ``seed + 1``, …) into one file with a
     leading seed axis (``surface.stack``) and measures how much the picture depends on them
-    (``attrs["robustness"]``).
+    (``attrs["robustness"]``). ``attrs["memory"]`` holds the run's peak host and device
+    memory, as bytes and as multiples of the parameter bytes (:class:`lossland.core.MemoryProbe`;
+    on Linux it resets the process's peak-RSS counter when the run starts). ``offload=True``
+    keeps θ* on the host for models that barely fit the device.
 
     ``on_accept`` runs on rank 0 once every check has passed, the run holds the lock of ``out``
     and has accepted the file (new, replaced or resumed), before any point is computed: the
@@ -112,7 +117,8 @@ def surface(
         options or SurfaceOptions(),
         **dict(norm=norm, ignore=ignore, orthogonalize=orthogonalize, seed=seed, scheme=scheme),
         **dict(bn=bn, batch_size=batch_size, device=device, dtype=dtype, precision=precision),
-        **dict(points_per_batch=points_per_batch, compile=compile, memory_format=memory_format),
+        **dict(points_per_batch=points_per_batch, compile=compile, offload=offload),
+        **dict(memory_format=memory_format),
         **dict(samples=samples, data_mode=data_mode),
         **dict(sem_target=sem_target, min_batches=min_batches, refine=refine),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
@@ -135,8 +141,10 @@ def surface(
             trajectories=trajectories,
             on_accept=on_accept,
         )
+    probe = MemoryProbe(model, offload=opts.offload)  # peaks of this run: attrs["memory"]
     run = _validate(model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
+    probe.watch(group.device)
     engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
     evaluation = run.data(data, engine_options)
     settings = run.settings(model, evaluation, split, attrs)
@@ -158,30 +166,34 @@ def surface(
         before = int(result.evaluated.sum())
         if not pending.any():
             return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
-        engine = run.engine(model, evaluation, engine_options)
+        engines = [run.engine(model, evaluation, engine_options)]  # released after the points
 
         def evaluate(current: Surface, mask: np.ndarray) -> Surface:
-            return drive(
-                group,
-                engine,
-                current,
-                run.xs,
-                run.ys,
-                mask,
-                out=out,
-                progress=opts.progress,
-                checkpoint_every=opts.checkpoint_every,
-            )
+            with probe.points():
+                return drive(
+                    group,
+                    engines[0],
+                    current,
+                    run.xs,
+                    run.ys,
+                    mask,
+                    out=out,
+                    progress=opts.progress,
+                    checkpoint_every=opts.checkpoint_every,
+                )
 
-        if opts.refine is None:
-            result = evaluate(result, pending)
-        else:
-            result = refined(result, evaluate, opts.refine)
-            if out is not None and group.main:
-                result.save(out)
+        result = (
+            evaluate(result, pending)
+            if opts.refine is None
+            else refined(result, evaluate, opts.refine)
+        )
+        engines.clear()  # its working copy and directions, before the fp32 check builds one
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
         if opts.precision == "bf16" and group.main and result.complete:
             result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
+        result = result.with_attrs(**{MEMORY_ATTR: probe.report()})
+        if opts.refine is not None and out is not None and group.main:
+            result.save(out)  # the interpolated points (complete surfaces: with_figures saves)
         return with_figures(result, out if group.main else None)  # sharpness figures in the attrs
 
 
@@ -301,6 +313,7 @@ class _Run:
             flush_seconds=o.checkpoint_every,
             sem_target=o.sem_target,
             min_batches=o.min_batches,
+            offload=o.offload,
         )
 
     def attributes(
@@ -474,7 +487,7 @@ def _points_per_batch(
     for tensor pairs through the default loss (other models may not vmap)."""
     if options.points_per_batch is not None:
         return options.points_per_batch
-    if device.type != "cuda" or not simple:
+    if device.type != "cuda" or not simple or options.offload:  # offload: no extra copies
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     params = sum(p.numel() for p in model.parameters())
