@@ -3,7 +3,8 @@
 The moving tensors of a private copy of the network are views of one flat buffer ``flat``
 (P elements). Along a grid row only α changes, so the next point is one in-place axpy
 ``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift.
-Losses stay on the device and reach the host once per block of points.
+Losses stay on the device and reach the host once per block of points. With ``offload``
+θ* stays on the host and each row's anchor copies it in (the device holds 3× the parameters).
 """
 
 from __future__ import annotations
@@ -100,14 +101,13 @@ class Engine:
         device, dtype = options.device, options.dtype
         # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
         # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
-        # With ``offload`` it lives on the host, and ``theta_flat`` is its flat (pinned) copy
-        # when the model's tensors cannot serve as they are.
+        # Offloaded it lives on the host (``theta_flat``: its flat copy there, if one is made).
         source = [(origin[n] if origin is not None else moving[n]).detach() for n in names]
-        self.theta_flat: Tensor | None = None
-        if options.offload:
-            self.theta, self.theta_flat = host_theta(source, self.layout, device, dtype)
-        else:
-            self.theta = [t.to(device=device, dtype=dtype) for t in source]
+        self.theta, self.theta_flat = (
+            host_theta(source, self.layout, device, dtype)
+            if options.offload
+            else ([t.to(device=device, dtype=dtype) for t in source], None)
+        )
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
         # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a

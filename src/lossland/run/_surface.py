@@ -483,11 +483,12 @@ def _channels_last(model: nn.Module, device: torch.device, options: SurfaceOptio
 def _points_per_batch(
     options: SurfaceOptions, device: torch.device, model: nn.Module, nx: int, simple: bool
 ) -> int:
-    """K = 1 on CPU (measured: batching points gains nothing there); on CUDA from free memory
-    for tensor pairs through the default loss (other models may not vmap)."""
+    """K = 1 on CPU (measured: batching points gains nothing there) and with offload (each
+    more point is one more working copy); on CUDA from free memory for tensor pairs through the
+    default loss (other models may not vmap)."""
     if options.points_per_batch is not None:
         return options.points_per_batch
-    if device.type != "cuda" or not simple or options.offload:  # offload: no extra copies
+    if device.type != "cuda" or not simple or options.offload:
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     params = sum(p.numel() for p in model.parameters())
