@@ -14,10 +14,10 @@ import numpy as np
 from torch import nn
 
 from lossland.cli._args import flag
-from lossland.core import import_object, is_import_path
+from lossland.core import import_object, is_import_path, memory_text
 from lossland.engine import PRESETS, Evaluator, resolve_evaluator, select_samples, subset
 from lossland.errors import LosslandError, render
-from lossland.io import Checkpoint, ModelSpec, Surface
+from lossland.io import MEMORY_ATTR, Checkpoint, ModelSpec, Surface
 from lossland.show import format_figures, robustness_lines
 from lossland.zoo import DATASETS, REGISTRY, Activation, Split, load_dataset, load_model, model_spec
 
@@ -213,6 +213,9 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
         )
     lines += format_figures(result)  # sharpness, eigenvalues, barrier
     lines += seed_lines(result)
+    memory = memory_text(result.attrs.get(MEMORY_ATTR))
+    if memory is not None:
+        lines.append(f"memory: {memory}")
     return render("\n".join(lines), lambda name: "--" + name.replace("_", "-"))
 
 

@@ -23,6 +23,14 @@ from lossland.core._grid import (
 )
 from lossland.core._imports import import_object, is_import_path
 from lossland.core._json import json_default
+from lossland.core._memory import (
+    MEMORY_KEYS,
+    MemoryProbe,
+    host_rss,
+    memory_text,
+    param_bytes,
+    reset_host_peak,
+)
 from lossland.core._options import (
     AT_LEAST_1,
     FINITE,
@@ -55,6 +63,7 @@ __all__ = [
     "FINITE",
     "MAX_AXIS_POINTS",
     "MAX_GRID_POINTS",
+    "MEMORY_KEYS",
     "POSITIVE",
     "SCHEMES",
     "SEEDS",
@@ -63,6 +72,7 @@ __all__ = [
     "Digest",
     "FlatLayout",
     "LayoutEntry",
+    "MemoryProbe",
     "PlaneVectors",
     "Scheme",
     "auto_points",
@@ -78,6 +88,7 @@ __all__ = [
     "filter_norms",
     "fingerprint",
     "grid_with_zero",
+    "host_rss",
     "import_object",
     "is_auto",
     "is_import_path",
@@ -85,9 +96,12 @@ __all__ = [
     "layer_norm",
     "li_point_",
     "linear2x_point_",
+    "memory_text",
     "option",
+    "param_bytes",
     "progress_bar",
     "rescale_",
+    "reset_host_peak",
     "resolve_device",
     "synchronize",
     "tensor_fingerprint",

@@ -3,7 +3,8 @@
 The moving tensors of a private copy of the network are views of one flat buffer ``flat``
 (P elements). Along a grid row only α changes, so the next point is one in-place axpy
 ``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift.
-Losses stay on the device and reach the host once per block of points.
+Losses stay on the device and reach the host once per block of points. With ``offload``
+θ* stays on the host and each row's anchor copies it in (the device holds 3× the parameters).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class EngineOptions:
     # least ``min_batches`` batches (the data in a fixed order: neighbours share samples).
     sem_target: float | None = None
     min_batches: int = 2
+    # Keep θ* on the host (pinned for CUDA) and re-anchor each row from it: the device then
+    # holds the working copy and the directions only (see ``host_theta``).
+    offload: bool = False
 
 
 class Engine:
@@ -97,10 +101,13 @@ class Engine:
         device, dtype = options.device, options.dtype
         # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
         # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
-        self.theta = [
-            (origin[n] if origin is not None else moving[n]).detach().to(device=device, dtype=dtype)
-            for n in names
-        ]
+        # Offloaded it lives on the host (``theta_flat``: its flat copy there, if one is made).
+        source = [(origin[n] if origin is not None else moving[n]).detach() for n in names]
+        self.theta, self.theta_flat = (
+            host_theta(source, self.layout, device, dtype)
+            if options.offload
+            else ([t.to(device=device, dtype=dtype) for t in source], None)
+        )
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
         # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a
@@ -207,11 +214,21 @@ class Engine:
         )
 
     def _anchor_(self, alpha: float, beta: float, out: Tensor | None = None) -> None:
-        """θ* + α·δ + β·η exactly, tensor by tensor, into ``out`` (default: the flat buffer)."""
+        """θ* + α·δ + β·η exactly, tensor by tensor, into ``out`` (default: the flat buffer).
+        Offloaded, θ* is first copied in from the host (one transfer), then moved in place."""
         views = self.layout.views
         dy = list(views(self.dy).values()) if self.dy is not None else None
-        target = views(self.flat if out is None else out).values()
-        li_point_(list(target), self.theta, list(views(self.dx).values()), dy, alpha, beta)
+        flat = self.flat if out is None else out
+        target = list(views(flat).values())
+        theta = self.theta
+        if self.options.offload:
+            if self.theta_flat is not None:
+                flat.copy_(self.theta_flat, non_blocking=True)
+            else:
+                for view, t in zip(target, self.theta, strict=True):
+                    view.copy_(t)
+            theta = target
+        li_point_(target, theta, list(views(self.dx).values()), dy, alpha, beta)
 
     def rows(
         self,
@@ -361,6 +378,22 @@ class Engine:
             total = s if total is None else total + s
         assert total is not None
         return total
+
+
+def host_theta(
+    tensors: Sequence[Tensor], layout: FlatLayout, device: torch.device, dtype: torch.dtype
+) -> tuple[list[Tensor], Tensor | None]:
+    """θ* on the host for an offloaded engine: the tensors themselves where they are host
+    tensors of ``dtype`` and the engine runs on the CPU (no copy); otherwise one flat host copy
+    in the engine's layout, pinned for CUDA (each row then re-anchors with one transfer)."""
+    cpu = torch.device("cpu")
+    if device.type == "cpu" and all(t.device == cpu and t.dtype == dtype for t in tensors):
+        return list(tensors), None
+    flat = torch.empty(layout.size, dtype=dtype, pin_memory=device.type == "cuda")
+    views = list(layout.views(flat).values())
+    for view, t in zip(views, tensors, strict=True):
+        view.copy_(t)
+    return views, flat
 
 
 class _Call(nn.Module):

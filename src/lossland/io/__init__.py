@@ -39,6 +39,7 @@ from lossland.io._metadata import (
 from lossland.io._surface_file import (
     FORMAT,
     FORMAT_VERSION,
+    MEMORY_ATTR,
     RESERVED_ATTRS,
     SETTINGS_ATTR,
     TOPOLOGY_ATTR,
@@ -54,6 +55,7 @@ __all__ = [
     "FORMAT",
     "FORMATS",
     "FORMAT_VERSION",
+    "MEMORY_ATTR",
     "METADATA_KEY",
     "RESERVED_ATTRS",
     "SETTINGS_ATTR",

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.core import json_default
+from lossland.core import json_default, memory_text
 from lossland.errors import LosslandError, SurfaceFileError, arg
 from lossland.io._atomic import atomic_path
 from lossland.io._metadata import (
@@ -40,6 +40,7 @@ FORMAT_VERSION = 2  # 2: accuracy in percent, as the reference stores it (1: fra
 ACC_UNIT = "percent"
 SETTINGS_ATTR = "settings"  # JSON of what identifies a run, compared on resume
 TOPOLOGY_ATTR = "topology"  # the basins (lossland.show.Topology.as_dict), shown as a summary
+MEMORY_ATTR = "memory"  # the run's peak memory (lossland.core.MemoryProbe.report), one line
 RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -250,7 +251,8 @@ class Surface:
         for key in sorted(self.attrs):
             if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
                 continue
-            lines.append(f"{key}: {self.attrs[key]}")
+            shown = memory_text(self.attrs[key]) if key == MEMORY_ATTR else None
+            lines.append(f"{key}: {self.attrs[key] if shown is None else shown}")
         for name, points in self.trajectories.items():
             lines.append(f"trajectory {name}: {len(points)} points")
         return "\n".join(lines)

@@ -47,6 +47,12 @@ class SurfaceOptions:
         bounds=Bounds(1, 4096),
     )
     compile: bool = option(False, "torch.compile the forward (CUDA graphs on GPU)")
+    offload: bool = option(
+        False,
+        "keep θ* on the host and re-anchor each row from it, for models that barely fit: the "
+        "device holds the working copy and the two directions (3× the parameters) plus "
+        "activations; the same surface",
+    )
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
     )
@@ -78,6 +84,14 @@ class SurfaceOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)  # choices and the bounds declared above
+        if not isinstance(self.offload, bool):
+            raise LosslandError(f"{arg('offload')} is true or false, got {self.offload!r}")
+        if self.offload and self.scheme != "li":
+            raise LosslandError(
+                f"{arg('offload')} re-anchors from θ* once per row, {arg('scheme')} "
+                f"{self.scheme} needs θ* on the device at every point: use {arg('scheme')} li "
+                f"or drop {arg('offload')}"
+            )
         if self.sem_target is not None and (self.points_per_batch or 1) > 1:
             raise LosslandError(
                 f"{arg('sem_target')} stops each point on its own: set {arg('points_per_batch')} "

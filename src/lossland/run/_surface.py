@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lossland.core import (
     Axis,
+    MemoryProbe,
     axis_text,
     check_grid_size,
     coordinates,
@@ -35,7 +36,7 @@ from lossland.engine import (
     use_channels_last,
 )
 from lossland.errors import LosslandError, arg
-from lossland.io import SETTINGS_ATTR, Surface, check_contents, check_writable
+from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, Surface, check_contents, check_writable
 from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join
@@ -77,6 +78,7 @@ def surface(
     precision: Any = None,
     points_per_batch: int | None = None,
     compile: bool | None = None,
+    offload: bool | None = None,
     memory_format: Any = None,
     samples: int | None = None,
     data_mode: Any = None,
@@ -102,7 +104,10 @@ def surface(
     :class:`SurfaceOptions` (``None``: its default, or ``options``' value). ``seeds=N``
     computes the surface for N direction seeds (``seed``, ``seed + 1``, …) into one file with a
     leading seed axis (``surface.stack``) and measures how much the picture depends on them
-    (``attrs["robustness"]``).
+    (``attrs["robustness"]``). ``attrs["memory"]`` holds the run's peak host and device
+    memory, as bytes and as multiples of the parameter bytes (:class:`lossland.core.MemoryProbe`;
+    on Linux it resets the process's peak-RSS counter when the run starts). ``offload=True``
+    keeps θ* on the host for models that barely fit the device.
 
     ``on_accept`` runs on rank 0 once every check has passed, the run holds the lock of ``out``
     and has accepted the file (new, replaced or resumed), before any point is computed: the
@@ -113,7 +118,8 @@ def surface(
         options or SurfaceOptions(),
         **dict(norm=norm, ignore=ignore, orthogonalize=orthogonalize, seed=seed, scheme=scheme),
         **dict(bn=bn, batch_size=batch_size, device=device, dtype=dtype, precision=precision),
-        **dict(points_per_batch=points_per_batch, compile=compile, memory_format=memory_format),
+        **dict(points_per_batch=points_per_batch, compile=compile, offload=offload),
+        **dict(memory_format=memory_format),
         **dict(samples=samples, data_mode=data_mode),
         **dict(sem_target=sem_target, min_batches=min_batches, refine=refine),
         **dict(checkpoint_every=checkpoint_every, progress=progress),
@@ -136,8 +142,10 @@ def surface(
             trajectories=trajectories,
             on_accept=on_accept,
         )
+    probe = MemoryProbe(model, offload=opts.offload)  # peaks of this run: attrs["memory"]
     run = _validate(model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
+    probe.watch(group.device)
     engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
     evaluation = run.data(data, engine_options)
     settings = run.settings(model, evaluation, split, attrs)
@@ -159,10 +167,12 @@ def surface(
         before = int(result.evaluated.sum())
         if not pending.any():
             return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
+        # the engine (working copy, directions) is released before the fp32 check builds one
         engine = run.engine(model, evaluation, engine_options)
-        result = _compute(group, engine, run, result, pending, out)
+        result = _compute(group, engine, run, result, pending, out, probe)
+        del engine
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
-        return _finish(model, data, run, engine, group, result, out)
+        return _finish(model, data, run, group, result, out, probe)
 
 
 def _compute(
@@ -172,28 +182,32 @@ def _compute(
     result: Surface,
     pending: np.ndarray,
     out: str | Path | None,
+    probe: MemoryProbe,
 ) -> Surface:
-    """The pending points, all of them or (``refine``) only where the surface needs them."""
+    """The pending points, all of them or (``refine``) only where the surface needs them;
+    then, on a line between checkpoints, its barrier located past the grid (rank 0)."""
     opts = run.options
 
     def evaluate(current: Surface, mask: np.ndarray) -> Surface:
-        return drive(
-            group,
-            engine,
-            current,
-            run.xs,
-            run.ys,
-            mask,
-            out=out,
-            progress=opts.progress,
-            checkpoint_every=opts.checkpoint_every,
-        )
+        with probe.points():
+            return drive(
+                group,
+                engine,
+                current,
+                run.xs,
+                run.ys,
+                mask,
+                out=out,
+                progress=opts.progress,
+                checkpoint_every=opts.checkpoint_every,
+            )
 
-    if opts.refine is None:
-        return evaluate(result, pending)
-    result = refined(result, evaluate, opts.refine)
-    if out is not None and group.main:
-        result.save(out)
+    result = (
+        evaluate(result, pending) if opts.refine is None else refined(result, evaluate, opts.refine)
+    )
+    if run.directions.kind == "models" and run.ys is None and group.main and result.complete:
+        found = refine_barrier(engine, result)
+        result = result.with_attrs(barrier_refined=found) if found else result
     return result
 
 
@@ -201,18 +215,18 @@ def _finish(
     model: nn.Module,
     data: Any,
     run: _Run,
-    engine: Engine,
     group: Group,
     result: Surface,
     out: str | Path | None,
+    probe: MemoryProbe,
 ) -> Surface:
-    """A complete surface's extras on rank 0 (bf16 checked in fp32, a barrier located past
-    the grid), then its figures (sharpness, basins) into the attributes and the file."""
+    """A run's record: bf16 checked in fp32 at a few points (rank 0), its peak memory, its
+    figures (sharpness, basins) in the attributes, all saved to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
-    if run.directions.kind == "models" and run.ys is None and group.main and result.complete:
-        found = refine_barrier(engine, result)  # between checkpoints: past the grid's max
-        result = result.with_attrs(barrier_refined=found) if found else result
+    result = result.with_attrs(**{MEMORY_ATTR: probe.report()})
+    if out is not None and group.main and not result.complete:
+        result.save(out)  # with the memory record (complete surfaces: with_figures saves)
     return with_figures(result, out if group.main else None)
 
 
@@ -332,6 +346,7 @@ class _Run:
             flush_seconds=o.checkpoint_every,
             sem_target=o.sem_target,
             min_batches=o.min_batches,
+            offload=o.offload,
         )
 
     def attributes(
@@ -501,11 +516,12 @@ def _channels_last(model: nn.Module, device: torch.device, options: SurfaceOptio
 def _points_per_batch(
     options: SurfaceOptions, device: torch.device, model: nn.Module, nx: int, simple: bool
 ) -> int:
-    """K = 1 on CPU (measured: batching points gains nothing there); on CUDA from free memory
-    for tensor pairs through the default loss (other models may not vmap)."""
+    """K = 1 on CPU (measured: batching points gains nothing there) and with offload (each
+    more point is one more working copy); on CUDA from free memory for tensor pairs through the
+    default loss (other models may not vmap)."""
     if options.points_per_batch is not None:
         return options.points_per_batch
-    if device.type != "cuda" or not simple:
+    if device.type != "cuda" or not simple or options.offload:
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     params = sum(p.numel() for p in model.parameters())
