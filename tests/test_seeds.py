@@ -91,3 +91,26 @@ def test_the_cli_prints_the_summary_and_plots_the_seeds(model_and_data, tmp_path
     code, stdout, err = run_cli(["plot", out, "--log"], capsys)
     assert code == 0, err
     assert (tmp_path / "s_seeds.png").exists()
+
+
+def test_the_expected_cosine_spread_follows_the_element_scales() -> None:
+    """√(Σ a²b²)/(‖a‖‖b‖) is 1/√n for equal scales and the observed spread for unequal ones
+    (as filter normalization makes them)."""
+    import torch
+
+    from lossland.directions import cosine
+    from lossland.run._seeds import _cosine_spread
+
+    g = torch.Generator().manual_seed(0)
+    scales = {"big": torch.full((20,), 10.0), "small": torch.full((2000,), 0.1)}
+    draws = [
+        {k: s * torch.randn(s.shape, generator=g) for k, s in scales.items()} for _ in range(400)
+    ]
+    observed = np.std([cosine(draws[i], draws[i + 1]) for i in range(0, 400, 2)])
+    predicted = np.mean([_cosine_spread(draws[i], draws[i + 1]) for i in range(0, 400, 2)])
+    assert predicted == pytest.approx(observed, rel=0.15)
+    assert predicted > 3 / np.sqrt(2020)  # far wider than 1/√n: 20 big elements dominate
+    equal = {"w": torch.randn(10000, generator=g)}
+    assert _cosine_spread(equal, {"w": torch.randn(10000, generator=g)}) == pytest.approx(
+        0.01, rel=0.05
+    )

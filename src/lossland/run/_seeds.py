@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
-from lossland.directions import Directions, cosine, random_directions
+from lossland.directions import Directions, cosine, dot, random_directions
 from lossland.errors import LosslandError, SurfaceFileError, arg
 from lossland.io import SeedStack, Surface, SurfaceReadError
 from lossland.run._group import is_main_process
@@ -119,11 +119,20 @@ def _cosines(model: nn.Module, seeds: Sequence[int], options: SurfaceOptions) ->
         for seed in seeds
     ]
     flat = [d for pair in vectors for d in (pair.x, pair.y) if d is not None]
-    values = [cosine(flat[i], flat[j]) for i in range(len(flat)) for j in range(i + 1, len(flat))]
-    size = sum(int(t.count_nonzero()) for t in flat[0].values())
+    pairs = [(i, j) for i in range(len(flat)) for j in range(i + 1, len(flat))]
+    values = [cosine(flat[i], flat[j]) for i, j in pairs]
     return {
         "pairs": len(values),
         "max_abs": float(np.max(np.abs(values))),
         "values": values,
-        "expected": 1 / math.sqrt(max(size, 1)),  # the spread of two random unit vectors
+        "expected": float(np.mean([_cosine_spread(flat[i], flat[j]) for i, j in pairs])),
     }
+
+
+def _cosine_spread(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
+    """The standard deviation of cos(a, b) for independent zero-mean draws with a's and b's
+    element scales: √(Σ a²b²) / (‖a‖·‖b‖). It is 1/√n for n equal scales; filter
+    normalization gives big filters more weight, fewer effective dimensions, a wider spread."""
+    squares = sum(float((x.double() ** 2 * b[k].double() ** 2).sum()) for k, x in a.items())
+    norms = dot(a, a) * dot(b, b)
+    return math.sqrt(squares / norms) if norms > 0 else 0.0
