@@ -103,19 +103,7 @@ def demo(args: DemoArgs) -> str:
     else:
         data = select_samples(images, labels, plan.samples, seed=0, split="train")
     t0 = time.perf_counter()
-    grid = f"-1:1:{args.grid}"
-    result = surface(
-        model,
-        data,
-        x=grid,
-        y=grid,
-        device=args.device,
-        out=out / "surface.h5",
-        overwrite=True,
-        progress=args.progress,
-        split="train",
-        attrs={"model": str(trained.spec), "checkpoint": str(trained.checkpoint)},
-    )
+    result = _surface(args, model, data, trained, out / "surface.h5", args.grid)
     note(surface_summary(result, out / "surface.h5", time.perf_counter() - t0))
     summary = surface_summary(result, None, time.perf_counter() - t0).splitlines()[1:]
     note(
@@ -154,15 +142,28 @@ def _seeds(
     args: DemoArgs, model: nn.Module, data: tuple[Tensor, Tensor], trained: TrainResult, out: Path
 ) -> Surface:
     """The surface for SEEDS direction seeds on a coarse grid: do its seeds agree?"""
-    grid = f"-1:1:{_seed_grid(args)}"
+    return _surface(args, model, data, trained, out / "seeds.h5", _seed_grid(args), seeds=SEEDS)
+
+
+def _surface(
+    args: DemoArgs,
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    trained: TrainResult,
+    out: Path,
+    points: int,
+    seeds: int = 1,
+) -> Surface:
+    """A points × points surface on [−1, 1]² (replacing was decided before any work)."""
+    grid = f"-1:1:{points}"
     return surface(
         model,
         data,
         x=grid,
         y=grid,
-        seeds=SEEDS,
+        seeds=seeds,
         device=args.device,
-        out=out / "seeds.h5",
+        out=out,
         overwrite=True,
         progress=args.progress,
         split="train",
