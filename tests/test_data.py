@@ -546,3 +546,20 @@ def test_real_fashion_mnist() -> None:
         assert torch.bincount(y, minlength=10).tolist() == [size // 10] * 10
         assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
         assert elapsed < 4.0, f"loading the {split} split took {elapsed:.2f} s"
+
+
+def test_evaluation_samples_are_not_the_first_samples_trained_on() -> None:
+    """The seeded subset (and the seeded order of --sem-target) draw from a stream of their
+    own: with the training seed they must not pick the batches one epoch trained on first."""
+    from lossland.engine import subset_index
+    from lossland.engine._data import stream
+    from lossland.zoo import batches
+
+    count, samples = 2000, 200
+    for seed in (0, 1, 7):
+        first = torch.cat([i for _, i in batches(count, 50, seed=seed, epochs=1) if i is not None])
+        trained_first = set(first[:samples].tolist())
+        chosen = set(subset_index(count, samples, seed).tolist())
+        assert len(chosen & trained_first) < 2 * samples * samples / count  # ≈ chance (20)
+        order = torch.randperm(count, generator=stream(seed, "evaluation order"))
+        assert len(set(order[:samples].tolist()) & trained_first) < 2 * samples * samples / count

@@ -15,6 +15,7 @@ from faultkit import env, surface_args, torchrun, wait_for, write_checkpoint, wr
 from faultkit import lossland as run_lossland
 from helpers import torch_threads
 from lossland.cli import main
+from lossland.engine._data import stream
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.zoo import small
@@ -75,7 +76,7 @@ def test_points_stop_once_their_relative_error_is_below_the_target(trained):
     early = part.samples < 600
     assert np.all(part.loss_sem[early] < target * part.loss[early])  # stopped because precise
     # A stopped point's mean is its first n samples in the seeded order: recompute one.
-    order = torch.randperm(600, generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(600, generator=stream(0, "evaluation order"))
     i, j = np.argwhere(early)[0]
     net = _at(model, d, part.x[j], part.y[i])
     n = int(part.samples[i, j])

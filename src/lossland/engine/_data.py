@@ -10,6 +10,7 @@ with a warning, so every grid point sees the same samples.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -101,7 +102,7 @@ def eval_data(
 
 def _in_seeded_order(data: Any, seed: int) -> Any:
     pair = _as_pair(data)
-    generator = torch.Generator().manual_seed(seed)
+    generator = stream(seed, "evaluation order")
     if pair is not None:
         order = torch.randperm(len(pair[0]), generator=generator)
         return pair[0][order], pair[1][order]
@@ -175,8 +176,15 @@ def subset_index(count: int, samples: int, seed: int) -> Tensor:
             f"{arg('samples')} {samples} is larger than the data ({count} samples): "
             "use a smaller number or all of it"
         )
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(count, generator=generator)[:samples].sort().values
+    return torch.randperm(count, generator=stream(seed, "samples"))[:samples].sort().values
+
+
+def stream(seed: int, purpose: str) -> torch.Generator:
+    """A random stream of its own for ``purpose``. Training with seed s shuffles its batches
+    with torch's stream for s: an evaluation subset or order drawn from that very stream would
+    be the samples trained on first (for one epoch, the most forgotten: a biased loss)."""
+    digest = hashlib.sha256(f"lossland {purpose} {seed}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 # --- datasets, loaders and iterables ---------------------------------------------------------
