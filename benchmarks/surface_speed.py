@@ -501,8 +501,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--sem-seed",
         type=int,
         default=0,
-        help="seed of the directions and of the evaluation order (0 is also the training "
-        "shuffle's seed: the order's first samples are those trained on first)",
+        help="seed of the directions and of the evaluation order (its own stream, "
+        "independent of the training shuffle's)",
     )
     p.add_argument("--refine", type=float, default=0.05)
     p.add_argument("--refine-grid", type=int, default=51, help="0: skip the refine row")
