@@ -49,6 +49,7 @@ from lossland.io._surface_file import (
     log_loss,
     replace_infinite,
 )
+from lossland.io._values import SurfaceValues, is_flat
 
 __all__ = [
     "FORMAT",
@@ -65,6 +66,7 @@ __all__ = [
     "SeedStack",
     "Surface",
     "SurfaceReadError",
+    "SurfaceValues",
     "atomic_path",
     "atomic_write_bytes",
     "check_contents",
@@ -74,6 +76,7 @@ __all__ = [
     "export",
     "export_format",
     "heights",
+    "is_flat",
     "is_number",
     "is_numbers",
     "is_optional",

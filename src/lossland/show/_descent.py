@@ -13,8 +13,8 @@ can step a 2-element float64 tensor on it. Two interpolations:
 
 Rules, mirrored exactly by the viewer's ``optimizers.js`` (a test compares both to 1e-5):
 
-* ±inf losses are replaced by the largest finite loss (as :meth:`Surface.finite_loss`); points
-  that were not evaluated (``done`` false, or a NaN loss) are holes. The interpolant is undefined
+* ±inf losses are replaced by the largest finite loss (as :meth:`Surface.values`); points
+  not evaluated (``done`` false) and evaluated NaN losses are holes. The interpolant is undefined
   wherever the grid values it reads include a hole; a path that steps there stops and says so.
 * A step that leaves the grid ends the path at the point where the step crosses the grid's
   edge, with ``stopped`` saying so; a step to a non-finite position ends it as diverged.
@@ -143,7 +143,7 @@ class Grid:
 
     x: np.ndarray  # (nx,) strictly increasing
     y: np.ndarray  # (ny,) strictly increasing
-    loss: np.ndarray  # (ny, nx) raw losses, ±inf replaced, not-evaluated points NaN
+    loss: np.ndarray  # (ny, nx) losses as drawn: ±inf replaced, holes (not evaluated, NaN) NaN
 
 
 def surface_grid(surface: Surface) -> Grid:
@@ -154,7 +154,7 @@ def surface_grid(surface: Surface) -> Grid:
         )
     x = np.asarray(surface.x, dtype=np.float64)
     y = np.asarray(surface.y, dtype=np.float64)
-    loss = np.where(surface.done.astype(bool), surface.finite_loss(), np.nan)
+    loss = surface.values().loss
     if len(x) < 2 or len(y) < 2:
         raise LosslandError(
             f"optimizer paths need at least 2 grid points per axis, the surface has "
@@ -388,7 +388,7 @@ def descend(
     dampening, beta1, beta2, eps, weight_decay, alpha, momentum_decay, and the flags amsgrad,
     centered, decoupled_weight_decay). ``log`` descends on ln(loss); the returned losses are in
     loss units either way. The path stops early, saying why in ``stopped``, when a step leaves the
-    grid (the last point is then on the edge), reaches a not-evaluated point, or diverges.
+    grid (the last point is then on the edge), reaches a hole (not evaluated, or NaN), or diverges.
     """
     return descend_grid(
         surface_grid(surface),
@@ -441,7 +441,7 @@ def descend_grid(
     value = f(param)
     if not torch.isfinite(value):
         raise LosslandError(
-            f"start ({sx:g}, {sy:g}) lies on a not-evaluated part of the surface: "
+            f"start ({sx:g}, {sy:g}) lies on a hole of the surface (points not evaluated, or NaN): "
             "choose another start or finish computing the surface"
         )
     points = [(sx, sy)]
@@ -464,7 +464,7 @@ def descend_grid(
             break
         value = f(param)
         if not torch.isfinite(value):
-            stopped = f"reached a not-evaluated point at step {step}"
+            stopped = f"reached a hole (not evaluated, or NaN) at step {step}"
             break
         points.append((qx, qy))
         values.append(float(value.detach()))
