@@ -2,7 +2,7 @@
 
 One table of degenerate surfaces, built directly with the io API from tiny arrays, and every
 reader of a surface file run on each: ``lossland info``, ``plot`` (with and without ``--log``),
-``view``, ``export`` in every format, and the Python API (``lossland.plot`` and its figure
+``view``, ``export`` in every format, ``path``, and the Python API (``lossland.plot`` and its figure
 functions, the ``Surface`` methods, sharpness, topology and basins, the seed figures). Each
 either succeeds with the right content or refuses with one ``lossland: error:`` line (exit
 status 2) naming the problem and the fix; warnings are errors here (pyproject), so a numpy or
@@ -70,6 +70,7 @@ def _holes(s: Surface) -> None:
 def _line_holes(s: Surface) -> None:
     s.loss[0], s.loss[3] = np.nan, np.inf
     s.loss[4], s.done[4] = np.nan, False
+    s.acc.fill(np.nan)  # a custom loss: no accuracy
 
 
 def _bad_sem(s: Surface) -> None:
@@ -121,11 +122,12 @@ CASES: dict[str, Case] = {
     "Nx1": Case(lambda: bowl(1, 5)),
     "1-point line": Case(lambda: bowl(1, None)),
     "1-D line": Case(lambda: bowl(5, None)),
-    "1-D line with NaN, inf and a gap": Case(lambda: edited(bowl(5, None), _line_holes)),
+    "1-D line with NaN, inf, a gap, no accuracy": Case(lambda: edited(bowl(5, None), _line_holes)),
     "nothing evaluated": Case(lambda: filled(np.nan, done=False), NOTHING),
     "partially evaluated": Case(lambda: edited(bowl(), _partial)),
     "negative losses": Case(lambda: edited(bowl(), lambda s: s.loss.__isub__(1.5)), positive=False),
     "zero losses": Case(lambda: filled(0.0), positive=False),
+    "losses near the float maximum": Case(lambda: edited(bowl(), lambda s: s.loss.__imul__(1e307))),
     "no accuracy": Case(lambda: edited(bowl(), lambda s: s.acc.fill(np.nan))),
     "negative and NaN standard errors": Case(lambda: edited(bowl(), _bad_sem)),
     "seed stack, one seed all NaN": Case(lambda: stacked(np.full((5, 5), np.nan))),
@@ -456,6 +458,32 @@ def mesh_heights(file: Path) -> np.ndarray:
     return np.array(block.group(1).split(), dtype=float).reshape(-1, 3)[:, 2]
 
 
+# --- path -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "log"), SCALES)
+def test_path(files, tmp_path, capsys, name, log):
+    """Optimizer paths on the surface, from a start every drawable case has evaluated."""
+    s = case_surface(name)
+    out = tmp_path / "paths.csv"
+    args = ["path", files[name], "--start=0.5,-0.75", "--steps", "5", "-o", out]
+    ran = run(capsys, [*args, *(["--log"] if log else [])])
+    if s.y is None:
+        expected: str | None = "1-D"
+    elif min(s.shape) < 2:
+        expected = "at least 2 grid points per axis"
+    else:
+        expected = expected_refusal(name, "plot", log=log)
+    if expected is not None:
+        refused(ran, expected.replace("nothing to plot", "nothing to descend on"))
+        assert not out.exists()
+        return
+    succeeded(ran)
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert (float(rows[0]["x"]), float(rows[0]["y"])) == (0.5, -0.75)
+    assert np.isfinite([float(r["loss"]) for r in rows]).all()
+
+
 # --- the Python API -------------------------------------------------------------------------
 
 
@@ -532,6 +560,8 @@ def test_figure_functions(name, figure):
             assert norm.vmin <= truth.low and truth.high <= norm.vmax
         elif figure == "line":
             np.testing.assert_array_equal(drawn.lines[0].get_ydata(), truth.drawn())
+            accuracy = np.isfinite(s.acc[truth.evaluated]).any()
+            assert len(drawn.figure.axes) == (2 if accuracy else 1)  # a twin axis: accuracy
         elif figure in ("contour", "contourf"):
             bar = [c for c in drawn.child_axes]
             assert len(bar) == 1  # the colour bar, over a finite range

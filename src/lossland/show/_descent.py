@@ -147,19 +147,22 @@ class Grid:
 
 
 def surface_grid(surface: Surface) -> Grid:
-    """The surface as a :class:`Grid` (coordinates flipped to increasing where needed)."""
+    """The surface as a :class:`Grid` (coordinates flipped to increasing where needed); one
+    with no finite loss is refused: there is nothing to descend on."""
     if surface.y is None:
         raise LosslandError(
             f"optimizer paths need a 2-D surface and this one is 1-D: compute one with {arg('y')}"
         )
     x = np.asarray(surface.x, dtype=np.float64)
     y = np.asarray(surface.y, dtype=np.float64)
-    loss = surface.values().loss
+    values = surface.values()
     if len(x) < 2 or len(y) < 2:
         raise LosslandError(
             f"optimizer paths need at least 2 grid points per axis, the surface has "
             f"{len(x)}x{len(y)}: compute a larger grid"
         )
+    values.require("descend on")
+    loss = values.loss
     # Reference files may store decreasing coordinates; the interpolant wants increasing ones.
     if x[0] > x[-1]:
         x, loss = x[::-1], loss[:, ::-1]

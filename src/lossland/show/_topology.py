@@ -718,7 +718,8 @@ def _loss_range(values: Sequence[float]) -> tuple[float, float]:
     """(bottom, top) padding the finite values; infinities are drawn at these edges."""
     finite = [v for v in values if math.isfinite(v)] or [0.0]
     low, high = min(finite), max(finite)
-    pad = 0.05 * (high - low) or 0.5
+    # One value: a pad relative to it (an absolute 0.5 vanishes beside a loss of 1e17).
+    pad = 0.05 * (high - low) or max(0.05 * abs(low), 0.5)
     return low - pad, high + pad
 
 

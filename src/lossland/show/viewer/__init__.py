@@ -183,13 +183,14 @@ def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
     for k, seed in enumerate(surface.stack.seeds):
         one = seed_surface(surface, k)
         values = one.values()
+        drawable = bool(values.finite.any())  # the page cannot show it otherwise
         out.append(
             {
                 "seed": seed,
-                "z": _grid_json(surface_grid(one).loss),
+                "z": _grid_json(surface_grid(one).loss if drawable else values.loss),
                 **_point_data(one, values),
                 "positive": values.positive,
-                "drawable": bool(values.finite.any()),  # the page cannot show it otherwise
+                "drawable": drawable,
             }
         )
     return out
