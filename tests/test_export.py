@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lossland.cli import main
-from lossland.errors import LosslandError
+from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import Surface, export, heights, read_npz
 
 X = np.linspace(-1.0, 1.0, 7)
@@ -114,7 +114,8 @@ def test_vtp_log_and_zmax(tmp_path: Path) -> None:
 
 def test_vtp_skips_holes_and_replaces_inf(tmp_path: Path) -> None:
     surface = with_holes()
-    vtp = read_vtp(export(surface, tmp_path / "s.vtp"))
+    with pytest.warns(LosslandWarning, match="1 of 35 points not evaluated.*1 infinite"):
+        vtp = read_vtp(export(surface, tmp_path / "s.vtp"))
     assert len(vtp["points"]) == surface.loss.size - 1
     # The four cells around the hole are gone.
     assert len(vtp["polys"]) == (len(X) - 1) * (len(Y) - 1) - 4
@@ -155,7 +156,8 @@ def test_obj_round_trip(tmp_path: Path) -> None:
 
 def test_obj_skips_faces_touching_holes(tmp_path: Path) -> None:
     surface = with_holes()
-    vertices, faces = read_obj(export(surface, tmp_path / "s.obj", log=True))
+    with pytest.warns(LosslandWarning, match="not evaluated"):
+        vertices, faces = read_obj(export(surface, tmp_path / "s.obj", log=True))
     assert len(vertices) == surface.loss.size - 1
     assert np.isfinite(vertices).all()
     # 4 cells touch the hole: each keeps one triangle (of its three evaluated corners).

@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 from matplotlib.testing.compare import compare_images
 
-from lossland.errors import LosslandError
+from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import Surface
 from lossland.show import OptimizerPath, surface_topology
 from lossland.show import _figures as F
@@ -174,6 +174,7 @@ def fixed_rc() -> Iterator[None]:
         yield
 
 
+@pytest.mark.filterwarnings("ignore:the figures show:lossland.errors.LosslandWarning")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_baseline(case: str, tmp_path: Path) -> None:
     from matplotlib.figure import Figure
@@ -660,7 +661,8 @@ def test_plot_writes_the_standard_set_atomically(tmp_path: Path) -> None:
     import matplotlib.image as mpimg
 
     path = two_well().save(tmp_path / "b.h5")
-    files = F.plot(path, paths=optimizer_paths())
+    with pytest.warns(LosslandWarning, match="1 of 357 points not evaluated.*1 infinite"):
+        files = F.plot(path, paths=optimizer_paths())
     for f in files:
         assert mpimg.imread(f)[..., :3].std() > 0.05, f"{f.name} looks blank"
     assert [f.name for f in files] == [
@@ -769,7 +771,8 @@ def test_summary_html_and_png() -> None:
 def test_a_surface_displays_itself_compactly() -> None:
     s = two_well()
     assert repr(s) == (
-        "Surface(2-D 21 × 17, split='train', done 356/357, min loss 0.091131 at x=-1.05, y=-0.125)"
+        "Surface(2-D 21 × 17, split='train', done 356/357 (1 infinite), min loss 0.091131 at "
+        "x=-1.05, y=-0.125)"
     )
     assert repr(line_1d()) == "Surface(1-D 41, split='test', done 41/41, min loss 0.1 at x=0)"
     assert s._repr_html_() == F.summary_html(s)

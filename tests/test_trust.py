@@ -1007,42 +1007,8 @@ def test_degenerate_planes_are_refused_by_the_api(tmp_path, case):
         api_fails(lambda: lossland.surface(model, data, **{**line, "y": "-1:1:3"}), "parallel")
 
 
-def _degenerate(nx: int, ny: int | None, loss: float, done: bool = True) -> Surface:
-    s = Surface.empty(
-        np.linspace(-1, 1, nx), None if ny is None else np.linspace(-1, 1, ny), split="train"
-    )
-    s.loss[...], s.acc[...], s.done[...] = loss, 0.5, done
-    return s
-
-
-DEGENERATE: dict[str, Surface] = {
-    "constant": _degenerate(5, 4, 1.0),
-    "all NaN": _degenerate(5, 4, np.nan),
-    "all inf": _degenerate(5, 4, np.inf),
-    "nothing evaluated": _degenerate(5, 4, np.nan, done=False),
-    "1x1": _degenerate(1, 1, 1.0),
-    "1xN": _degenerate(5, 1, 1.0),
-    "Nx1": _degenerate(1, 5, 1.0),
-    "1-D of one point": _degenerate(1, None, 1.0),
-}
-
-
-@pytest.mark.parametrize("target", ["view", "csv", "npz", "vtp", "obj"])
-@pytest.mark.parametrize("case", list(DEGENERATE))
-def test_exports_and_viewer_on_degenerate_surfaces(tmp_path, capsys, case, target):
-    source = DEGENERATE[case].save(tmp_path / "s.h5")
-    out = tmp_path / f"out.{'html' if target == 'view' else target}"
-    args = ["view", source, "-o", out] if target == "view" else ["export", source, "-o", out]
-    code, lines = outcome(capsys, args)
-    if code == 0:  # a sensible file: the raw grid, or a page / mesh of the finite values
-        assert out.is_file() and out.stat().st_size > 0
-        if target == "npz":
-            back = read_npz(out)
-            np.testing.assert_array_equal(back.loss, DEGENERATE[case].loss)
-    else:
-        assert code == 2 and len(lines) == 1, lines
-        assert_one_line(lines[0])
-        assert not out.exists()
+# Degenerate surfaces (constant, NaN, inf, nothing evaluated, 1×1, 1×N, a 1-point line, ...)
+# in every reader: tests/test_degenerate_surfaces.py.
 
 
 def _gloo() -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from lossland.cli import main
-from lossland.errors import LosslandError
+from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import Surface
 from lossland.show import (
     OPTIMIZERS,
@@ -180,7 +180,7 @@ def test_js_and_pytorch_stop_alike() -> None:
         stops.append(path.stopped.split(" at ")[0] if path.stopped else None)
     assert stops == [
         "left the grid",
-        "reached a not-evaluated point",
+        "reached a hole (not evaluated, or NaN)",
         "diverged",
         "left the grid",
     ]
@@ -236,7 +236,8 @@ def test_page_is_self_contained(tmp_path: Path) -> None:
     loss[2, 3] = np.nan
     surface = make_surface(loss, note="</script><b>x</b>")
     paths = [descend(surface, start=(0.5, 0.5), steps=5)]
-    out = write_viewer(surface, tmp_path / "page.html", paths=paths, title="a <title> & more")
+    with pytest.warns(LosslandWarning, match="1 NaN"):
+        out = write_viewer(surface, tmp_path / "page.html", paths=paths, title="a <title> & more")
     html = out.read_text(encoding="utf-8")
     # Offline: no external scripts, styles or frames.
     assert not re.search(r"<(script|link|iframe|img)[^>]+(src|href)=", html, re.I)

@@ -201,6 +201,10 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
     lines[0] += f" → {out}" if out else ""
     if finite.size:
         lines.append(f"loss min {finite.min():.4g} at ({where}), max {finite.max():.4g}")
+    values = result.values()
+    holes = values.holes()
+    if holes:  # evaluated, not a number: distinct from not evaluated
+        lines.append(f"done {values.counts()}; non-finite losses: {holes}")
     center = result.value_at_origin()
     if center is not None and math.isfinite(center):
         lines.append(f"loss at the centre {center:.4g}")

@@ -50,6 +50,7 @@ from lossland.io._surface_file import (
     log_loss,
     replace_infinite,
 )
+from lossland.io._values import SurfaceValues, is_flat
 
 __all__ = [
     "FORMAT",
@@ -67,6 +68,7 @@ __all__ = [
     "SeedStack",
     "Surface",
     "SurfaceReadError",
+    "SurfaceValues",
     "atomic_path",
     "atomic_write_bytes",
     "check_contents",
@@ -76,6 +78,7 @@ __all__ = [
     "export",
     "export_format",
     "heights",
+    "is_flat",
     "is_number",
     "is_numbers",
     "is_optional",

@@ -1,20 +1,22 @@
 """Export a surface: ParaView (.vtp), spreadsheets (.csv), NumPy (.npz), meshes for Blender (.obj).
 
 * ``vtp``: VTK XML PolyData in ASCII, as the reference implementation's ``h52vtp.py`` writes it:
-  one point per evaluated grid node at (x, y, z), one quad per grid cell whose four corners were
-  evaluated, point data ``zvalue`` (the height) and ``loss`` (and ``accuracy`` when every
-  exported point has one), cell data ``averaged zvalue``. A small writer instead of the ``vtk``
-  package, which weighs hundreds of megabytes; tests read the file back.
+  one point per grid node with a drawn loss (evaluated, not NaN) at (x, y, z), one quad per grid
+  cell whose four corners have one, point data ``zvalue`` (the height) and ``loss`` (and
+  ``accuracy`` when every exported point has one), cell data ``averaged zvalue``. A small writer
+  instead of the ``vtk`` package, which weighs hundreds of megabytes; tests read the file back.
 * ``obj``: Wavefront OBJ for Blender or 3-D printing: the same vertices and two triangles per
-  cell (one where a corner is missing); faces touching a not-evaluated node are skipped.
+  cell (one where a corner is missing); faces touching a hole (not evaluated, NaN) are skipped.
 * ``csv``: one row per grid node, columns x, y, loss, acc, loss_sem, done (no y for 1-D).
 * ``npz``: arrays x, y (2-D only), loss, acc, loss_sem, done, ``split`` and ``attrs`` (JSON
   text), and ``trajectories/<name>``; :func:`read_npz` turns it back into a :class:`Surface`.
 
-Heights for vtp and obj: the loss with ±inf replaced by the largest finite value, clipped at
+Heights for vtp and obj: the losses as every reader draws them (:meth:`Surface.values`: ±inf
+replaced by the largest finite value, NaN and not evaluated points left out), clipped at
 ``zmax`` when given, then ln(loss) when ``log`` (refused for losses <= 0; the reference's
-log(z + 0.1) flattens every loss below ~0.1, so it is not copied). csv and npz always hold the
-raw grid, so ``log``/``zmax`` are refused for them.
+log(z + 0.1) flattens every loss below ~0.1, so it is not copied); a ``LosslandWarning`` says
+what was left out or replaced. csv and npz always hold the raw grid, so ``log``/``zmax`` are
+refused for them.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from lossland.core import json_default
-from lossland.errors import LosslandError, arg, first_line
+from lossland.errors import LosslandError, LosslandWarning, arg, first_line
 from lossland.io._atomic import atomic_path, atomic_write_bytes, check_output
 from lossland.io._metadata import check_schema, parse_json_object
 from lossland.io._surface_file import (
@@ -47,6 +49,7 @@ from lossland.io._surface_file import (
 ExportFormat = Literal["vtp", "csv", "npz", "obj"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
 NPZ_FORMAT = "lossland-surface-npz"
+_RAW_FIX = "export it as csv or npz, which hold the raw grid"
 
 
 def export_format(out: Path, format: str | None) -> ExportFormat:
@@ -90,6 +93,9 @@ def export(
         )
     check_output(out, overwrite=overwrite)
     WRITERS[fmt](surface, out, log, zmax)
+    note = surface.values().note() if mesh else None
+    if note:  # csv and npz hold every point as stored, done mask included
+        warnings.warn(f"{out.name}: {note}", LosslandWarning, stacklevel=2)
     return out
 
 
@@ -97,17 +103,10 @@ def export(
 
 
 def heights(surface: Surface, *, log: bool = False, zmax: float | None = None) -> np.ndarray:
-    """Mesh heights: finite loss, clipped at ``zmax``, then ln when ``log``; holes are NaN."""
-    z = np.where(surface.done.astype(bool), surface.finite_loss(), np.nan)
-    if zmax is not None:
-        if not math.isfinite(zmax):
-            raise LosslandError(
-                f"{arg('zmax')} must be a finite number, got {zmax}: choose another"
-            )
-        z = np.minimum(z, zmax)  # NaN holes stay NaN
-    if log:
-        z = log_loss(z)
-    return z
+    """Mesh heights: the drawn losses (:meth:`Surface.values`), clipped at ``zmax``, then ln
+    when ``log``; holes are NaN."""
+    z = surface.values().drawn(zmax=zmax, log=log)
+    return log_loss(z) if log else z
 
 
 class _Mesh:
@@ -115,19 +114,14 @@ class _Mesh:
 
     def __init__(self, surface: Surface, z: np.ndarray):
         X, Y = surface.grid()
+        values = surface.values()
+        values.require("export as a mesh", fix=_RAW_FIX)
         ok = np.isfinite(z)
-        if not ok.any():
-            raise LosslandError(
-                "the surface has no evaluated points to export: finish it with lossland surface"
-                if not surface.done.any()
-                else "every evaluated loss of the surface is NaN or inf: there is no height to "
-                "export as a mesh; export it as csv or npz"
-            )
         index = np.full(z.shape, -1, dtype=np.int64)
         index[ok] = np.arange(int(ok.sum()))
         self.xyz = np.column_stack([X[ok], Y[ok], z[ok]])
-        self.loss = surface.finite_loss()[ok]
-        acc = surface.acc[ok]
+        self.loss = values.loss[ok]
+        acc = values.acc[ok]
         self.acc = acc if np.isfinite(acc).all() else None
         # Corners of every cell, counter-clockwise seen from +z on increasing axes.
         a = index[:-1, :-1].ravel()

@@ -34,6 +34,7 @@ from lossland.io._metadata import (
     is_texts,
     parse_json,
 )
+from lossland.io._values import SurfaceValues, check_log
 
 FORMAT = "lossland-surface"
 FORMAT_VERSION = 2  # 2: accuracy in percent, as the reference stores it (1: fractions)
@@ -147,9 +148,15 @@ class Surface:
         """Losses with ±inf replaced by the largest finite value (as the seed did); NaN stays."""
         return replace_infinite(self.loss)
 
+    def values(self) -> SurfaceValues:
+        """The values as every reader shows them: drawn losses, holes and why (NaN or not
+        evaluated), whether a log scale is possible (see :class:`lossland.io.SurfaceValues`)."""
+        return SurfaceValues.of(self.loss, self.acc, self.loss_sem, self.done)
+
     def argmin(self) -> tuple[float, float | None, float]:
-        """(x, y, loss) at the smallest evaluated finite loss."""
-        values = np.where(self.done & np.isfinite(self.loss), self.loss, np.inf)
+        """(x, y, loss) at the smallest evaluated finite loss (NaN, NaN, NaN: none); never at
+        an infinite or NaN point."""
+        values = np.where(self.values().finite, self.loss, np.inf)
         if not np.isfinite(values).any():
             return math.nan, None if self.y is None else math.nan, math.nan
         idx = np.unravel_index(int(np.argmin(values)), values.shape)
@@ -202,7 +209,7 @@ class Surface:
         parts = [
             f"{self.ndim}-D {' × '.join(map(str, self.shape[::-1]))}",  # nx × ny
             f"split={self.split!r}",
-            f"done {int(self.done.sum())}/{self.done.size}",
+            f"done {self.values().counts().replace(' points', '')}",
         ]
         x, y, low = self.argmin()
         if math.isfinite(low):
@@ -232,18 +239,22 @@ class Surface:
         lines.append(f"x: {self.x[0]:g} .. {self.x[-1]:g} ({len(self.x)} points)")
         if self.y is not None:
             lines.append(f"y: {self.y[0]:g} .. {self.y[-1]:g} ({len(self.y)} points)")
-        lines.append(f"done: {int(self.done.sum())}/{self.done.size} points")
-        finite = self.loss[self.done & np.isfinite(self.loss)]
-        if finite.size:
+        values = self.values()
+        lines.append(f"done: {values.counts()}")
+        if values.low is not None and values.high is not None:
             ax, ay, _ = self.argmin()
             where = f"x={ax:g}" + ("" if ay is None else f", y={ay:g}")
-            lines.append(f"loss: min {finite.min():.6g} at ({where}), max {finite.max():.6g}")
-            acc = self.acc[self.done & np.isfinite(self.acc)]
-            if acc.size:
-                lines.append(f"accuracy: min {acc.min():.2f} %, max {acc.max():.2f} %")
-        bad = int((self.done & ~np.isfinite(self.loss)).sum())
-        if bad:
-            lines.append(f"non-finite losses: {bad} points (shown as the largest finite value)")
+            lines.append(f"loss: min {values.low:.6g} at ({where}), max {values.high:.6g}")
+        elif values.done.any():
+            lines.append("loss: no finite value")
+        acc = values.acc[np.isfinite(values.acc)]
+        if acc.size:
+            lines.append(f"accuracy: min {acc.min():.2f} %, max {acc.max():.2f} %")
+        elif values.done.any():
+            lines.append("accuracy: not recorded")
+        holes = values.holes()
+        if holes:
+            lines.append(f"non-finite losses: {holes}")
         # The stored topology when valid, else computed: so older files get the summary too.
         basins = topology_lines(self)
         lines += [f"topology: {text}" for text in basins[:1]]
@@ -633,11 +644,6 @@ def replace_infinite(values: np.ndarray) -> np.ndarray:
 
 def log_loss(loss: np.ndarray) -> np.ndarray:
     """ln(loss), NaN holes kept; losses <= 0 are refused: no shift would keep the picture honest."""
-    finite = loss[np.isfinite(loss)]
-    if finite.size and finite.min() <= 0:
-        raise LosslandError(
-            f"a log scale needs positive losses but the smallest is {finite.min():.6g}: "
-            f"use the linear scale (without {arg('log')})"
-        )
-    with np.errstate(invalid="ignore"):
+    check_log(loss)
+    with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.log(loss), dtype=np.float64)

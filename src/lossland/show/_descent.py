@@ -13,8 +13,8 @@ can step a 2-element float64 tensor on it. Two interpolations:
 
 Rules, mirrored exactly by the viewer's ``optimizers.js`` (a test compares both to 1e-5):
 
-* ±inf losses are replaced by the largest finite loss (as :meth:`Surface.finite_loss`); points
-  that were not evaluated (``done`` false, or a NaN loss) are holes. The interpolant is undefined
+* ±inf losses are replaced by the largest finite loss (as :meth:`Surface.values`); points
+  not evaluated (``done`` false) and evaluated NaN losses are holes. The interpolant is undefined
   wherever the grid values it reads include a hole; a path that steps there stops and says so.
 * A step that leaves the grid ends the path at the point where the step crosses the grid's
   edge, with ``stopped`` saying so; a step to a non-finite position ends it as diverged.
@@ -143,23 +143,26 @@ class Grid:
 
     x: np.ndarray  # (nx,) strictly increasing
     y: np.ndarray  # (ny,) strictly increasing
-    loss: np.ndarray  # (ny, nx) raw losses, ±inf replaced, not-evaluated points NaN
+    loss: np.ndarray  # (ny, nx) losses as drawn: ±inf replaced, holes (not evaluated, NaN) NaN
 
 
 def surface_grid(surface: Surface) -> Grid:
-    """The surface as a :class:`Grid` (coordinates flipped to increasing where needed)."""
+    """The surface as a :class:`Grid` (coordinates flipped to increasing where needed); one
+    with no finite loss is refused: there is nothing to descend on."""
     if surface.y is None:
         raise LosslandError(
             f"optimizer paths need a 2-D surface and this one is 1-D: compute one with {arg('y')}"
         )
     x = np.asarray(surface.x, dtype=np.float64)
     y = np.asarray(surface.y, dtype=np.float64)
-    loss = np.where(surface.done.astype(bool), surface.finite_loss(), np.nan)
+    values = surface.values()
     if len(x) < 2 or len(y) < 2:
         raise LosslandError(
             f"optimizer paths need at least 2 grid points per axis, the surface has "
             f"{len(x)}x{len(y)}: compute a larger grid"
         )
+    values.require("descend on")
+    loss = values.loss
     # Reference files may store decreasing coordinates; the interpolant wants increasing ones.
     if x[0] > x[-1]:
         x, loss = x[::-1], loss[:, ::-1]
@@ -388,7 +391,7 @@ def descend(
     dampening, beta1, beta2, eps, weight_decay, alpha, momentum_decay, and the flags amsgrad,
     centered, decoupled_weight_decay). ``log`` descends on ln(loss); the returned losses are in
     loss units either way. The path stops early, saying why in ``stopped``, when a step leaves the
-    grid (the last point is then on the edge), reaches a not-evaluated point, or diverges.
+    grid (the last point is then on the edge), reaches a hole (not evaluated, or NaN), or diverges.
     """
     return descend_grid(
         surface_grid(surface),
@@ -427,7 +430,7 @@ def descend_grid(
     value = f(param)
     if not torch.isfinite(value):
         raise LosslandError(
-            f"start ({sx:g}, {sy:g}) lies on a not-evaluated part of the surface: "
+            f"start ({sx:g}, {sy:g}) lies on a hole of the surface (points not evaluated, or NaN): "
             "choose another start or finish computing the surface"
         )
     points = [(sx, sy)]
@@ -450,7 +453,7 @@ def descend_grid(
             break
         value = f(param)
         if not torch.isfinite(value):
-            stopped = f"reached a not-evaluated point at step {step}"
+            stopped = f"reached a hole (not evaluated, or NaN) at step {step}"
             break
         points.append((qx, qy))
         values.append(float(value.detach()))

@@ -7,13 +7,16 @@
 
 Rules shared by every figure:
 
-* ±inf losses become the largest finite loss (the seed's rule); points never evaluated (NaN, or
-  ``done`` false) stay blank; ``zmax`` clips the loss from above.
+* The values are :meth:`lossland.io.Surface.values`, as every reader shows them: ±inf losses
+  become the largest finite loss (the seed's rule); points not evaluated (``done`` false) and
+  evaluated NaN losses stay blank; ``zmax`` clips the loss from above. :func:`plot` notes (a
+  ``LosslandWarning``) what its figures leave blank or replace; a constant surface (up to float
+  noise) is one colour, never contour bands of rounding errors.
 * ``log=True`` is a logarithmic colour norm on the loss itself: geometric contour levels, colour
   bar and contour labels in loss units (ticks such as 0.1, 0.2, 0.5, 1). The one logarithm that is
   computed, the height of the 3-D plot, is the natural log (as the viewer, the descent and the
   exports use), with z tick labels in loss units. Losses ≤ 0 refuse log with the one-line
-  ``LosslandError`` of :func:`lossland.io.log_loss`.
+  ``LosslandError`` of :meth:`lossland.io.SurfaceValues.drawn`.
 * 2-D planes are drawn with equal aspect (both axes are in the same weight-space units) and the
   figure is sized from the plane's aspect, so a 20 × 6 PCA plane comes out wide; ``aspect="auto"``
   fills the axes instead.
@@ -37,6 +40,7 @@ import io
 import math
 import os
 import textwrap
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,10 +49,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lossland.errors import LosslandError, arg
-from lossland.io import Surface, atomic_path, check_output, log_loss, make_folder
+from lossland.errors import LosslandError, LosslandWarning, arg
+from lossland.io import (
+    Surface,
+    SurfaceValues,
+    atomic_path,
+    check_output,
+    is_flat,
+    make_folder,
+)
 from lossland.show._descent import OptimizerPath, surface_grid
-from lossland.show._robustness import seed_logs, seed_stack
+from lossland.show._robustness import seed_logs, seed_stack, seed_surface
 from lossland.show._topology import (
     Topology,
     mark_critical_points,
@@ -170,7 +181,7 @@ class _Scale:
     def of(cls, values: np.ndarray, *, log: bool) -> _Scale:
         finite = values[np.isfinite(values)]
         low, high = float(finite.min()), float(finite.max())
-        if high > low:
+        if not is_flat(low, high):
             return cls(low, high, log, constant=False)
         # A constant surface still needs a colour range around its one value.
         if log:
@@ -187,7 +198,10 @@ class _Scale:
         """About ``count`` contour levels covering the range, at round losses: on a log scale
         10^(k/m) with m steps per decade (1, 2, 3, 5 or a multiple of 10, whose levels pass
         within 0.25 % of 2 and 5), so the labelled lines read 1, 2, 5, 10; round numbers on a
-        linear scale (0.5, 1, 1.5 rather than 0.572)."""
+        linear scale (0.5, 1, 1.5 rather than 0.572). A constant surface has one band: a level
+        through its value would split float noise into colours."""
+        if self.constant:
+            return np.array([self.low, self.high])
         if self.log:
             wanted = count / max(math.log10(self.high / self.low), 1e-12)  # steps per decade
             steps = (
@@ -254,26 +268,15 @@ class _Options:
 
 
 def loss_values(surface: Surface, *, log: bool = False, zmax: float | None = None) -> np.ndarray:
-    """The plotted losses: ±inf → largest finite, not evaluated → NaN, clipped at ``zmax``.
+    """The plotted losses: ±inf → largest finite, not evaluated or NaN → NaN, clipped at
+    ``zmax`` (:meth:`lossland.io.SurfaceValues.drawn`).
 
     Stays in loss units for log scales too (the norm does the log). Refuses what cannot be drawn
     with a one-line ``LosslandError``.
     """
-    if not surface.done.any():
-        raise LosslandError("the surface has no evaluated points yet: run lossland surface first")
-    values = np.where(surface.done.astype(bool), surface.finite_loss(), np.nan)
-    if not np.isfinite(values).any():
-        raise LosslandError(
-            "every evaluated loss is infinite or NaN, so there is nothing to plot: the model "
-            "diverged on the whole grid; compute a smaller range"
-        )
-    if zmax is not None:
-        if not math.isfinite(zmax):
-            raise LosslandError(f"{arg('zmax')} must be a finite number, got {zmax}")
-        values = np.minimum(values, zmax)
-    if log:
-        log_loss(values[np.isfinite(values)])  # refuses losses <= 0, as every view does
-    return values
+    values = surface.values()
+    values.require("plot")
+    return values.drawn(zmax=zmax, log=log)
 
 
 def loss_text(value: float, *, digits: int = 3) -> str:
@@ -358,9 +361,8 @@ def settings_caption(surface: Surface) -> str:
 
 def accuracy_percent(surface: Surface) -> np.ndarray:
     """Accuracy in percent (as ``Surface.acc`` holds it; files that stored fractions are
-    converted when read); points never evaluated are NaN."""
-    acc = np.asarray(surface.acc, dtype=np.float64)
-    return np.where(surface.done.astype(bool), acc, np.nan)
+    converted when read); points never evaluated, or without an accuracy, are NaN."""
+    return surface.values().acc
 
 
 def loss_name(surface: Surface) -> str:
@@ -1170,7 +1172,7 @@ def _loss_curve(
         lw=style.path_width,
         label="loss",
     )
-    sem = np.where(surface.done.astype(bool), surface.loss_sem, np.nan)
+    sem = surface.values().sem
     band = np.isfinite(sem) & np.isfinite(values)
     lower, upper = values - 2 * sem, values + 2 * sem
     if log:
@@ -1302,8 +1304,7 @@ class Plotter:
         )
         stem = stem or (source.stem if source is not None else "surface")
         folder = Path(out_dir) if out_dir is not None else (source.parent if source else Path("."))
-        loss_values(loaded, log=log, zmax=zmax)  # refuse before any folder or file is made
-        _check_look(levels, cmap)
+        _check_plot(loaded, log=log, zmax=zmax, levels=levels, cmap=cmap)
         thin, seeds = min(loaded.loss.shape) < 2, loaded.stack is not None
         files = figure_files(
             loaded.ndim, folder, stem=stem, format=chosen.format, thin=thin, seeds=seeds
@@ -1335,6 +1336,18 @@ class Plotter:
             f".{n}()" for n in ("contour", "contourf", "heatmap", "surface3d", "line")
         )
         return f"<lossland.plot: call it to write the figures; draw one with {names}, ...>"
+
+
+def _check_plot(
+    surface: Surface, *, log: bool, zmax: float | None, levels: int, cmap: str | None
+) -> None:
+    """Refuse what :func:`plot` cannot draw before any folder or file is made; note what the
+    figures leave blank or replace (NaN, infinite, not evaluated points)."""
+    loss_values(surface, log=log, zmax=zmax)
+    _check_look(levels, cmap)
+    note = surface.values().note()
+    if note:
+        warnings.warn(f"the figures show {note}", LosslandWarning, stacklevel=3)
 
 
 def figure_kinds(ndim: int, *, thin: bool = False, seeds: bool = False) -> list[str]:
@@ -1399,35 +1412,55 @@ def _standard_figures(
 
 
 def seeds_figure(surface: Surface) -> Figure:
-    """The seeds' contours side by side on one (log) colour scale, and the spread map."""
-    from matplotlib.colors import LogNorm
+    """The seeds' contours side by side on one colour scale (log when every seed's losses are
+    positive), and the spread map across the seeds (of ln L, or of L when not positive)."""
     from matplotlib.figure import Figure as MplFigure
 
     stack = seed_stack(surface)
     assert surface.y is not None
-    logs = seed_logs(stack)
+    seeds = [seed_surface(surface, k).values() for k in range(len(stack.seeds))]
+    drawable = [v for v in seeds if v.finite.any()]
+    if not drawable:
+        seeds[0].require("plot")
+    log = all(v.positive for v in drawable)
+    values = np.stack([v.loss for v in seeds])
+    scale = _Scale.of(values, log=log)
     n = len(stack.seeds)
     fig = MplFigure(figsize=(2.5 * (n + 1) + 0.8, 2.9), layout="constrained")
     axes = fig.subplots(1, n + 1)
-    values = np.exp(logs)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    high = max(high, low * 1.0001)
-    norm, levels = LogNorm(low, high), np.geomspace(low, high, 25)
+    levels = (
+        scale.levels(2)
+        if scale.constant
+        else (np.geomspace if log else np.linspace)(scale.low, scale.high, 25)
+    )
     mesh = None
     for k, ax in enumerate(axes[:n]):
-        mesh = ax.contourf(
-            surface.x, surface.y, values[k], levels=levels, norm=norm, cmap="viridis"
-        )
-        ax.set_title(f"seed {stack.seeds[k]}", fontsize=9)
+        blank = not seeds[k].finite.any()
+        if not blank:
+            mesh = ax.contourf(
+                surface.x, surface.y, values[k], levels=levels, norm=scale.norm(), cmap="viridis"
+            )
+        ax.set_title(f"seed {stack.seeds[k]}" + (": no finite loss" if blank else ""), fontsize=9)
     assert mesh is not None
-    bar = fig.colorbar(mesh, ax=list(axes[:n]), shrink=0.9, ticks=log_ticks(low, high))
+    bar = fig.colorbar(mesh, ax=list(axes[:n]), shrink=0.9, ticks=scale.ticks())
     bar.ax.set_yticklabels([loss_text(v) for v in bar.get_ticks()])
     bar.ax.set_title("loss", fontsize=8)
-    spread = np.nanstd(logs, axis=0)
-    shown = axes[n].contourf(surface.x, surface.y, spread, levels=12, cmap="magma")
+    with warnings.catch_warnings():  # a point no seed evaluated has no spread: a hole
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanstd(seed_logs(stack) if log else values, axis=0)
+    # A constant spread (one seed drawable) crosses no automatic level: give them.
+    flat_spread = _Scale.of(spread if np.isfinite(spread).any() else np.zeros(1), log=False)
+    spread_levels = np.linspace(flat_spread.low, flat_spread.high, 12)
+    shown = axes[n].contourf(
+        surface.x,
+        surface.y,
+        np.ma.masked_invalid(spread),
+        levels=spread_levels if flat_spread.constant else 12,
+        cmap="magma",
+    )
     axes[n].set_title("spread across seeds", fontsize=9)
     side = fig.colorbar(shown, ax=axes[n], shrink=0.9)
-    side.ax.set_title("std ln L", fontsize=8)
+    side.ax.set_title("std ln L" if log else "std L", fontsize=8)
     for colour_bar in (bar, side):
         colour_bar.ax.tick_params(labelsize=7)
     for ax in axes:
@@ -1488,16 +1521,20 @@ def summary_html(surface: Surface) -> str:
 
 def _summary_rows(surface: Surface) -> list[tuple[str, str]]:
     attrs = surface.attrs
+    values = surface.values()
     rows = [
         ("surface", f"{surface.ndim}-D, " + " × ".join(str(n) for n in surface.shape[::-1])),
         ("split", surface.split),
-        ("evaluated", f"{int(surface.done.sum())}/{surface.done.size} points"),
+        ("evaluated", values.counts()),
     ]
     x, y, low = surface.argmin()
     if math.isfinite(low):
         where = f"x={x:.4g}" + ("" if y is None else f", y={y:.4g}")
         rows.append(("min loss", f"{low:.5g} at {where}"))
-    rows.append(_centre_row(surface))
+    holes = values.holes()
+    if holes:
+        rows.append(("non-finite losses", holes))
+    rows.append(_centre_row(surface, values))
     found = surface_topology(surface) if math.isfinite(low) else None
     if found is not None:
         rows.append(("basins", summary_lines(found, top=0)[0]))
@@ -1507,16 +1544,14 @@ def _summary_rows(surface: Surface) -> list[tuple[str, str]]:
     return rows
 
 
-def _centre_row(surface: Surface) -> tuple[str, str]:
-    """The loss at (0, 0), the trained model, or at the middle grid point when 0 is not on it."""
-    origin = surface.value_at_origin()
-    if origin is not None:
-        return "loss at (0, 0)", "not evaluated" if math.isnan(origin) else f"{origin:.5g}"
-    jx = len(surface.x) // 2
-    if surface.y is None:
-        value, where = float(surface.loss[jx]), f"x={surface.x[jx]:.4g}"
-    else:
-        iy = len(surface.y) // 2
-        value = float(surface.loss[iy, jx])
-        where = f"x={surface.x[jx]:.4g}, y={surface.y[iy]:.4g}"
-    return f"loss at centre ({where})", "not evaluated" if math.isnan(value) else f"{value:.5g}"
+def _centre_row(surface: Surface, values: SurfaceValues) -> tuple[str, str]:
+    """The loss at (0, 0), the trained model, or at the middle grid point when 0 is not on it:
+    its value, or why it has none ("not evaluated", "evaluated, loss NaN")."""
+    # In the arrays' index order: (x,) for a line, (y, x) for a plane.
+    axes = {"x": surface.x} if surface.y is None else {"y": surface.y, "x": surface.x}
+    zeros = {name: np.flatnonzero(axis == 0.0) for name, axis in axes.items()}
+    origin = all(len(z) for z in zeros.values())
+    at = {name: int(zeros[name][0]) if origin else len(axis) // 2 for name, axis in axes.items()}
+    where = ", ".join(f"{name}={axes[name][at[name]]:.4g}" for name in sorted(axes))
+    name = "loss at (0, 0)" if origin else f"loss at centre ({where})"
+    return name, values.text_at(tuple(at.values()))

@@ -9,17 +9,16 @@ orthogonal, these figures whether the landscape agrees.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from lossland.errors import LosslandError, arg
 from lossland.io import SeedStack, Surface
 from lossland.show._sharpness import sharpness
-from lossland.show._topology import global_basin, surface_topology
-
-if TYPE_CHECKING:
-    pass
+from lossland.show._topology import global_basin, surface_graph, surface_topology
 
 BASIN_FACTOR = 2.0  # the basin radius is that of {L ≤ 2·L_min} around the minimum
 
@@ -41,7 +40,14 @@ def seed_surface(surface: Surface, k: int) -> Surface:
 
 
 def robustness(surface: Surface) -> dict[str, Any]:
-    """The figures across the seeds of a stacked surface (JSON-ready)."""
+    """The figures across the seeds of a stacked surface (JSON-ready); a figure no seed has
+    (every loss of the seeds NaN, say) is None."""
+    with warnings.catch_warnings():  # all-NaN slices and constant rows: None, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _robustness(surface)
+
+
+def _robustness(surface: Surface) -> dict[str, Any]:
     stack = seed_stack(surface)
     logs = seed_logs(stack)
     n = len(stack.seeds)
@@ -67,7 +73,7 @@ def robustness(surface: Surface) -> dict[str, Any]:
         },
         "minimum": {
             "loss": [_finite(v) for v in losses],
-            "at": points.tolist(),
+            "at": [[_finite(v) for v in point] for point in points],
             "loss_spread": _finite(np.nanstd(losses)),
             "position_spread": _finite(
                 np.nanmean(np.linalg.norm(points - np.nanmean(points, axis=0), axis=1))
@@ -95,8 +101,8 @@ def robustness_lines(summary: dict[str, Any], cosines: dict[str, Any] | None = N
         )
     m = summary["minimum"]
     lines.append(
-        f"  minimum: loss {_range(m['loss'])}, spread {m['loss_spread']:.3g}; "
-        f"position spread {m['position_spread']:.3g}"
+        f"  minimum: loss {_range(m['loss'])}, spread {_g(m['loss_spread'])}; "
+        f"position spread {_g(m['position_spread'])}"
     )
     lines.append(f"  largest loss: {_range(summary['max_loss'])}")
     radii = [r for r in summary["basin_radius"] if r is not None]
@@ -109,15 +115,20 @@ def robustness_lines(summary: dict[str, Any], cosines: dict[str, Any] | None = N
 
 
 def mean_and_spread(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: the mean and the standard deviation of ln(loss) across the seeds."""
+    """Per point: the mean and the standard deviation of ln(loss) across the seeds (NaN where
+    no seed has a finite, positive loss)."""
     logs = seed_logs(seed_stack(surface))
-    return np.nanmean(logs, axis=0), np.nanstd(logs, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(logs, axis=0), np.nanstd(logs, axis=0)
 
 
 def seed_stack(surface: Surface) -> SeedStack:
     """The surface's seed stack; a one-seed surface is an error."""
     if surface.stack is None:
-        raise ValueError("the surface holds one seed: compute it with seeds=N")
+        raise LosslandError(
+            f"the surface holds one direction seed: compute it with {arg('seeds')} N (N >= 2)"
+        )
     return surface.stack
 
 
@@ -129,17 +140,24 @@ def seed_logs(stack: SeedStack) -> np.ndarray:
 
 
 def _basin_radius(surface: Surface) -> float | None:
+    """The radius of {L ≤ 2·L_min} around the minimum: None without one, or for L_min <= 0
+    (where the factor means nothing)."""
     found = surface_topology(surface, stored=False)
-    if found is None or not found.minima:
+    loss, evaluated = surface_graph(surface)
+    if found is None or loss is None or not found.minima[0].loss > 0:
         return None
     lowest = found.minima[0].loss
-    basin = global_basin(found, surface.loss, delta=(BASIN_FACTOR - 1) * lowest, done=surface.done)
+    basin = global_basin(found, loss, delta=(BASIN_FACTOR - 1) * lowest, done=evaluated)
     return float(np.sqrt(basin.area / np.pi))
 
 
 def _finite(value: Any) -> float | None:
     number = float(value)
     return number if np.isfinite(number) else None
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _range(values: list[Any]) -> str:

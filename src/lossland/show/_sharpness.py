@@ -89,7 +89,10 @@ def _index(values: np.ndarray, target: float) -> int | None:
 
 
 def _values(surface: Surface) -> np.ndarray:
-    return np.where(surface.done & np.isfinite(surface.loss), surface.loss, np.nan)
+    """The finite evaluated losses (NaN elsewhere): a rise or a curvature through an
+    infinite, NaN or missing point has no value, so those points are holes here."""
+    values = surface.values()
+    return np.where(values.finite, values.raw, np.nan)
 
 
 def _second(line: np.ndarray, coords: np.ndarray, j: int) -> float | None:
@@ -274,7 +277,8 @@ def format_figures(surface: Surface, *, radius: float | None = None) -> list[str
     if eig is not None:
         lines.append("Hessian eigenvalues: " + ", ".join(f"{v:.4g}" for v in eig))
     if surface.attrs.get("directions_kind") == "models":
-        bad = int((surface.done & ~np.isfinite(surface.loss)).sum())
+        values = surface.values()
+        bad = int((values.nan | values.infinite).sum())
         if bad and surface.attrs.get("bn") == "eval":
             lines.append(
                 f"note: {bad} points have a non-finite loss: extrapolated BatchNorm variances "

@@ -31,10 +31,13 @@ and shape, and every invariant between fields, and raises a one-line ``ValueErro
 
 Surfaces
 --------
-:func:`of_surface` is the topology of a 2-D ``Surface``: its stored ``topology`` attribute when
-that is valid and matches the grid (a malformed or stale one is ignored with a
-``LosslandWarning``), computed from the losses otherwise. :func:`with_topology` stores it (run
-at the end of a complete surface run, beside the sharpness figures).
+:func:`surface_topology` is the topology of a 2-D ``Surface``: its stored ``topology`` attribute
+when that is valid and matches the grid (a malformed or stale one is ignored with a
+``LosslandWarning``), computed from the losses otherwise, as every reader shows them
+(:meth:`lossland.io.Surface.values`): holes where not evaluated or NaN, ±inf above every finite
+loss (so a ``-inf`` is never a minimum), nothing at all without a finite loss.
+:func:`lossland.show.with_figures` stores it (run at the end of a complete surface run, beside
+the sharpness figures).
 """
 
 from __future__ import annotations
@@ -715,7 +718,8 @@ def _loss_range(values: Sequence[float]) -> tuple[float, float]:
     """(bottom, top) padding the finite values; infinities are drawn at these edges."""
     finite = [v for v in values if math.isfinite(v)] or [0.0]
     low, high = min(finite), max(finite)
-    pad = 0.05 * (high - low) or 0.5
+    # One value: a pad relative to it (an absolute 0.5 vanishes beside a loss of 1e17).
+    pad = 0.05 * (high - low) or max(0.05 * abs(low), 0.5)
     return low - pad, high + pad
 
 
@@ -904,8 +908,9 @@ def mark_critical_points(
 
 
 def surface_topology(surface: Surface, *, stored: bool = True) -> Topology | None:
-    """The topology of a 2-D surface's losses; None for a 1-D surface or one with no
-    evaluated loss.
+    """The topology of a 2-D surface's losses as the figures show them (NaN and points not
+    evaluated are holes, ±inf lies above every finite loss); None for a 1-D surface or one with
+    no finite evaluated loss.
 
     With ``stored``, the ``topology`` attribute is used when it is valid and belongs to this
     grid; a malformed or stale one is ignored with a ``LosslandWarning`` and recomputed
@@ -926,12 +931,25 @@ def surface_topology(surface: Surface, *, stored: bool = True) -> Topology | Non
                 LosslandWarning,
                 stacklevel=2,
             )
-    evaluated = surface.done.astype(bool) & ~np.isnan(surface.loss)
-    if not evaluated.any():
+    loss, evaluated = surface_graph(surface)
+    if loss is None:
         return None
-    sem = surface.loss_sem
+    sem = surface.values().sem
     known = np.isfinite(sem[evaluated]).any()  # a batch-mean loss has no standard errors
-    return topology(surface.loss, surface.x, surface.y, done=evaluated, sem=sem if known else None)
+    return topology(loss, surface.x, surface.y, done=evaluated, sem=sem if known else None)
+
+
+def surface_graph(surface: Surface) -> tuple[np.ndarray | None, np.ndarray]:
+    """(loss, done): the grid :func:`surface_topology` sweeps, to pass to :func:`basin_areas`
+    and :func:`global_basin` with its topology. As every reader shows the surface: NaN and
+    points not evaluated are holes, ±inf are overflowed points above every finite loss (a -inf
+    is never a minimum: the figures draw it as the largest loss). The loss is None without any
+    finite loss (a minimum at an infinite point would be no minimum)."""
+    values = surface.values()
+    evaluated = values.finite | values.infinite
+    if not values.finite.any():
+        return None, evaluated
+    return np.where(values.infinite, np.inf, values.raw), evaluated
 
 
 def _check_belongs(t: Topology, surface: Surface) -> None:
@@ -940,10 +958,12 @@ def _check_belongs(t: Topology, surface: Surface) -> None:
     assert surface.y is not None
     if t.x != tuple(surface.x.tolist()) or t.y != tuple(surface.y.tolist()):
         raise ValueError("its grid differs from the surface's coordinates")
-    done = surface.done.astype(bool)
+    loss, evaluated = surface_graph(surface)
+    if loss is None:
+        raise ValueError("the surface has no finite loss")
     points = [(m.row, m.col, m.loss) for m in t.minima] + [(s.row, s.col, s.loss) for s in t.merges]
-    for row, col, loss in points:
-        if not done[row, col] or float(surface.loss[row, col]) != loss:
+    for row, col, value in points:
+        if not evaluated[row, col] or float(loss[row, col]) != value:
             raise ValueError("its losses differ from the surface's")
 
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import warnings
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from typing import Any, overload
 import numpy as np
 
 from lossland._version import __version__
-from lossland.errors import LosslandError, arg
-from lossland.io import Surface, atomic_write_bytes, check_output, log_loss
+from lossland.errors import LosslandError, LosslandWarning, arg
+from lossland.io import Surface, SurfaceValues, atomic_write_bytes, check_output
 from lossland.show._descent import (
     DEFAULT_LR,
     HYPER_DEFAULTS,
@@ -107,29 +108,18 @@ def page_data(
             f"the viewer needs at least 2 points on each axis and this grid is {nx}x{ny}: "
             "export it as csv with lossland export"
         )
+    values = surface.values()
+    values.require("show")
     grid = surface_grid(surface)
-    # surface_grid may flip decreasing axes; apply the same order to the accuracies.
-    order_x = np.argsort(surface.x)
-    order_y = np.argsort(surface.y)
-    acc = np.where(surface.done.astype(bool), surface.acc, np.nan)[np.ix_(order_y, order_x)]
-    finite = grid.loss[np.isfinite(grid.loss)]
-    if finite.size == 0:
-        raise LosslandError(
-            "the surface has no evaluated points yet: finish it with lossland surface first"
-            if not surface.done.any()
-            else "every evaluated loss of the surface is NaN or inf: there is nothing to show; "
-            "check the model and the data (lossland info lists the settings)"
-        )
-    log_allowed = bool(finite.min() > 0)
-    if log:
-        log_loss(finite)  # refuses losses <= 0 with the one message every view uses
+    seeds = _seed_grids(surface)
+    log_allowed = _log_allowed(values, seeds, log=log)
     description = surface.describe()
     return {
         "title": title,
         "version": __version__,
         "summary": description.splitlines()[0],
         "grid": {"x": grid.x.tolist(), "y": grid.y.tolist(), "z": _grid_json(grid.loss)},
-        "acc": _grid_json(acc) if np.isfinite(acc).any() else None,
+        **_point_data(surface, values),
         "log_allowed": log_allowed,
         "log_reason": "" if log_allowed else "the log scale needs positive losses",
         "optimizers": {name: dict(h) for name, h in HYPER_DEFAULTS.items()},
@@ -152,13 +142,39 @@ def page_data(
         ],
         "paths": [{"label": p.label, "points": _points(p.points)} for p in paths],
         "critical": _critical_points(surface),
-        "seeds": _seed_grids(surface),
+        "seeds": seeds,
         "metadata": _metadata(surface, description),
     }
 
 
+def _log_allowed(values: SurfaceValues, seeds: list[dict[str, Any]] | None, *, log: bool) -> bool:
+    """Whether the page may offer the log scale: every seed's losses positive. Opening on it
+    (``log``) when not is refused with the one message every view uses."""
+    allowed = values.positive and all(s["positive"] for s in seeds or [])
+    if log:
+        values.drawn(log=True)
+        if not allowed:
+            raise LosslandError(
+                "a log scale needs positive losses and another seed's are not: use the linear "
+                f"scale (without {arg('log')})"
+            )
+    return allowed
+
+
+def _point_data(surface: Surface, values: SurfaceValues) -> dict[str, Any]:
+    """The accuracies and the notes of the points without a finite loss (why each is a hole,
+    or what an infinite one is drawn as), in the order of :func:`surface_grid`'s grid (which
+    flips decreasing axes): ``acc`` (None: none recorded) and ``notes``, [row, column, text]."""
+    assert surface.y is not None
+    order_x, order_y = np.argsort(surface.x), np.argsort(surface.y)
+    acc = values.acc[np.ix_(order_y, order_x)]
+    row, col = np.argsort(order_y), np.argsort(order_x)  # where each stored index is shown
+    notes = [[int(row[i]), int(col[j]), text] for (i, j), text in values.status()]
+    return {"acc": _grid_json(acc) if values.has_accuracy else None, "notes": notes}
+
+
 def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
-    """Every seed's losses and accuracies, as the page draws them (None: one seed)."""
+    """Every seed's losses, accuracies and notes, as the page draws them (None: one seed)."""
     if surface.stack is None:
         return None
     from lossland.show._robustness import seed_surface
@@ -166,12 +182,15 @@ def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
     out = []
     for k, seed in enumerate(surface.stack.seeds):
         one = seed_surface(surface, k)
-        acc = np.where(one.done, one.acc, np.nan)
+        values = one.values()
+        drawable = bool(values.finite.any())  # the page cannot show it otherwise
         out.append(
             {
                 "seed": seed,
-                "z": _grid_json(surface_grid(one).loss),
-                "acc": _grid_json(acc) if np.isfinite(acc).any() else None,
+                "z": _grid_json(surface_grid(one).loss if drawable else values.loss),
+                **_point_data(one, values),
+                "positive": values.positive,
+                "drawable": drawable,
             }
         )
     return out
@@ -284,6 +303,9 @@ def write_viewer(
         title = f"lossland: {default_title(surface)}"
     data = page_data(surface, paths=paths, title=title, log=log, interpolation=interpolation)
     page = ViewerPage(render_page(data))
+    note = surface.values().note()
+    if note:  # the page's hover says it point by point
+        warnings.warn(f"the page shows {note}", LosslandWarning, stacklevel=2)
     return page if out is None else page.save(out)
 
 

@@ -3,9 +3,9 @@
  *
  * This mirrors lossland/paths.py step for step, so the viewer draws the same paths as
  * `lossland path`: the cubic Hermite (Catmull-Rom on uniform grids) or bilinear interpolant,
- * the stopping rules (edge of the grid, not-evaluated points, divergence) and the update rules
- * of torch.optim.SGD (momentum, nesterov), Adam (amsgrad, AdamW), NAdam and RMSprop in their
- * single-tensor form. tests/test_view.py runs this file under Node and compares every
+ * the stopping rules (edge of the grid, holes: not evaluated or NaN, divergence) and the update
+ * rules of torch.optim.SGD (momentum, nesterov), Adam (amsgrad, AdamW), NAdam and RMSprop in
+ * their single-tensor form. tests/test_view.py runs this file under Node and compares every
  * optimizer with PyTorch to 1e-5. Works in the page (window.LosslandOptimizers) and under Node
  * (module.exports).
  */
@@ -271,7 +271,7 @@
   /*
    * descend(grid, {start: [x, y], optimizer, lr, steps, log, interpolation, hyper}) →
    * {points: [[x, y], ...], losses: [...] (loss units), stopped: null | "why"}, or
-   * {error: "why"} when the start is outside the grid or on a not-evaluated point.
+   * {error: "why"} when the start is outside the grid or on a hole (not evaluated, or NaN).
    * hyper must hold every hyper-parameter of the optimizer (the page has Python's defaults).
    * An interpolant built once may be passed as options.interpolant to save work.
    */
@@ -286,7 +286,7 @@
     let e = f.evaluate(start[0], start[1]);
     if (e === null) {
       return {
-        error: "the start lies on a not-evaluated part of the surface",
+        error: "the start lies on a hole of the surface (points not evaluated, or NaN)",
         points: [],
         losses: [],
         stopped: null,
@@ -315,7 +315,7 @@
       }
       e = f.evaluate(p[0], p[1]);
       if (e === null) {
-        stopped = "reached a not-evaluated point at step " + k;
+        stopped = "reached a hole (not evaluated, or NaN) at step " + k;
         break;
       }
       points.push(p.slice());

@@ -82,10 +82,17 @@
     return [lo, hi];
   }
 
+  // Why a point has no finite loss ("not evaluated", "evaluated, loss NaN") or what an
+  // infinite one is drawn as, keyed "row,column".
+  function pointNotes() {
+    return new Map((data.notes || []).map(([i, j, text]) => [i + "," + j, text]));
+  }
+  let notes = pointNotes();
+
   function hoverTexts() {
     return grid.z.map((row, i) =>
       row.map((v, j) => {
-        let text = "loss " + fmt(v, 6);
+        let text = notes.get(i + "," + j) || "loss " + fmt(v, 6);
         if (data.acc && data.acc[i][j] !== null) text += "<br>accuracy " + fmt(data.acc[i][j], 4) + " %";
         return text;
       }),
@@ -98,6 +105,8 @@
     const s = data.seeds[k];
     grid.z = s.z;
     data.acc = s.acc;
+    data.notes = s.notes;
+    notes = pointNotes();
     data.critical = k === 0 ? data.critical_first : null; // the markers are the first seed's
     interpolants.clear();
     hoverText = hoverTexts();
@@ -192,6 +201,11 @@
         const option = document.createElement("option");
         option.value = String(k);
         option.textContent = "seed " + s.seed;
+        if (!s.drawable) {
+          // Nothing finite to draw (every loss NaN, say): listed, not selectable.
+          option.textContent += " (no finite loss)";
+          option.disabled = true;
+        }
         seeds.appendChild(option);
       });
       seeds.parentElement.hidden = false;
@@ -585,7 +599,10 @@
     const y = Number(point.y);
     const f = interpolant(state.interpolation, false);
     const loss = f.value(x, y);
-    el("hover-info").textContent = "x " + fmt(x, 5) + ", y " + fmt(y, 5) + ", loss " + fmt(loss, 6);
+    // On a grid point without a finite loss, say why rather than "n/a".
+    const at = Array.isArray(point.pointNumber) ? point.pointNumber.join(",") : null;
+    const text = at !== null && notes.has(at) ? notes.get(at) : "loss " + fmt(loss, 6);
+    el("hover-info").textContent = "x " + fmt(x, 5) + ", y " + fmt(y, 5) + ", " + text;
   }
 
   function onClick(event) {
