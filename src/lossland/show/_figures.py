@@ -461,9 +461,12 @@ def _caption(ax: Axes, surface: Surface, style: PlotStyle) -> None:
     """The settings caption under the axes, inside the layout so nothing overlaps it."""
     fig = _root(_figure_of(ax))
     # As wide as the axes and their colour bar (the axes' share of a user's grid, not the figure).
-    width_pt = fig.get_figwidth() * 72 * min(ax.get_position().width * 1.2, 0.95)
+    # It starts at the axes' left edge, so it may use what lies right of that, no more; 0.6 em
+    # per character is the caption font's average width with its digits and "=" signs.
+    box = ax.get_position()
+    width_pt = fig.get_figwidth() * 72 * min(box.width * 1.2, 0.98 - box.x0)
     text = textwrap.fill(
-        settings_caption(surface), width=int(width_pt / (0.55 * style.caption_size))
+        settings_caption(surface), width=int(width_pt / (0.6 * style.caption_size))
     )
     # Below the x label (the label's bottom edge, axes-left aligned); 3-D axes have no 2-D label.
     anchor: Any = "axes fraction" if ax.name == "3d" else ("axes fraction", ax.xaxis.label)
