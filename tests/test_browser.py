@@ -8,8 +8,10 @@ screenshot is saved to ``artifacts/viewer.png`` at the repository root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,45 @@ def chromium() -> str:
     raise AssertionError("unreachable")
 
 
+# What a page may load: itself and what it makes; anything else goes over the network (a bug:
+# the viewer is one offline file).
+LOCAL_URLS = ("file://", "data:", "blob:", "about:")
+
+
+@contextlib.contextmanager
+def browser_page(width: int, height: int) -> Iterator[tuple[Any, list[str]]]:
+    """A page of headless Chromium and the problems it reports while open: page errors,
+    console errors and network requests (skipped without Chromium or playwright)."""
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+                ),
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on(
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(LOCAL_URLS)
+                    else problems.append(f"network request: {r.url}")
+                ),
+            )
+            yield page, problems
+        finally:
+            browser.close()
+
+
 def landscape() -> Surface:
     """A tilted double well with a ridge, so paths from different starts differ visibly."""
     x = np.linspace(-1.0, 1.0, 41)
@@ -74,114 +115,86 @@ def landscape() -> Surface:
 
 
 def test_viewer_renders_and_follows_sliders(tmp_path: Path) -> None:
-    executable = chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
-
     surface = landscape()
     stored = [descend(surface, start=(-0.8, 0.8), optimizer="adam", lr=0.05, steps=40)]
     page_file = write_viewer(surface, tmp_path / "viewer.html", paths=stored, title="double well")
-    problems: list[str] = []
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
-                ),
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            # Offline: any request that is not the file itself is a bug.
-            page.on(
-                "request",
-                lambda r: (
-                    None
-                    if r.url.startswith(("file://", "data:", "blob:"))
-                    else problems.append(f"network request: {r.url}")
-                ),
-            )
-            page.goto(page_file.as_uri())
-            page.wait_for_function(
-                "window.losslandViewer && window.losslandViewer.ready", timeout=30_000
-            )
+    with browser_page(1400, 1000) as (page, problems):
+        page.goto(page_file.as_uri())
+        page.wait_for_function(
+            "window.losslandViewer && window.losslandViewer.ready", timeout=30_000
+        )
 
-            assert page.title() == "double well"
-            assert page.locator("#surface3d .gl-container canvas, #surface3d canvas").count() > 0
-            assert page.locator("#contour .contour").count() > 0
-            assert page.locator("#optimizer option").count() == 6
-            assert page.locator("#metadata tr").count() > 3
-            # The topology's minima (the global one a star) and saddle, drawn on the contour.
-            critical: Any = page.evaluate("window.losslandViewer.data.critical")
-            markers: Any = page.evaluate(
-                "(() => Object.fromEntries(document.getElementById('contour').data"
-                ".filter(t => ['global minimum', 'minima', 'saddles'].includes(t.name))"
-                ".map(t => [t.name, [t.x, t.y, t.marker.symbol || 'circle']])))()"
-            )
-            assert len(critical["minima"]) == 2 and len(critical["saddles"]) == 1
-            (best, other), (saddle,) = critical["minima"], critical["saddles"]
-            assert markers == {
-                "global minimum": [[best[0]], [best[1]], "star"],
-                "minima": [[other[0]], [other[1]], "circle"],
-                "saddles": [[saddle[0]], [saddle[1]], "x"],
-            }
-            assert page.locator("#contour .scatterlayer .point").count() >= 3
-            before: Any = page.evaluate("window.losslandViewer.path.points")
-            info_before = page.inner_text("#path-info")
-            assert len(before) == 31  # the default 30 steps
+        assert page.title() == "double well"
+        assert page.locator("#surface3d .gl-container canvas, #surface3d canvas").count() > 0
+        assert page.locator("#contour .contour").count() > 0
+        assert page.locator("#optimizer option").count() == 6
+        assert page.locator("#metadata tr").count() > 3
+        # The topology's minima (the global one a star) and saddle, drawn on the contour.
+        critical: Any = page.evaluate("window.losslandViewer.data.critical")
+        markers: Any = page.evaluate(
+            "(() => Object.fromEntries(document.getElementById('contour').data"
+            ".filter(t => ['global minimum', 'minima', 'saddles'].includes(t.name))"
+            ".map(t => [t.name, [t.x, t.y, t.marker.symbol || 'circle']])))()"
+        )
+        assert len(critical["minima"]) == 2 and len(critical["saddles"]) == 1
+        (best, other), (saddle,) = critical["minima"], critical["saddles"]
+        assert markers == {
+            "global minimum": [[best[0]], [best[1]], "star"],
+            "minima": [[other[0]], [other[1]], "circle"],
+            "saddles": [[saddle[0]], [saddle[1]], "x"],
+        }
+        assert page.locator("#contour .scatterlayer .point").count() >= 3
+        before: Any = page.evaluate("window.losslandViewer.path.points")
+        info_before = page.inner_text("#path-info")
+        assert len(before) == 31  # the default 30 steps
 
-            # Move the start-x slider as a user would: value, then an input event.
-            page.eval_on_selector(
-                "#start-x",
-                "e => { e.value = '-0.6'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
-            )
-            after: Any = page.evaluate("window.losslandViewer.path.points")
-            assert after[0][0] == pytest.approx(-0.6)
-            assert after != before
-            assert page.inner_text("#path-info") != info_before
-            # The drawn path (the contour's path trace) follows.
-            drawn: Any = page.evaluate(
-                "(() => { const d = document.getElementById('contour').data;"
-                " return d.find(t => t.name === 'path').x[0]; })()"
-            )
-            assert drawn == pytest.approx(-0.6)
+        # Move the start-x slider as a user would: value, then an input event.
+        page.eval_on_selector(
+            "#start-x",
+            "e => { e.value = '-0.6'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+        )
+        after: Any = page.evaluate("window.losslandViewer.path.points")
+        assert after[0][0] == pytest.approx(-0.6)
+        assert after != before
+        assert page.inner_text("#path-info") != info_before
+        # The drawn path (the contour's path trace) follows.
+        drawn: Any = page.evaluate(
+            "(() => { const d = document.getElementById('contour').data;"
+            " return d.find(t => t.name === 'path').x[0]; })()"
+        )
+        assert drawn == pytest.approx(-0.6)
 
-            # The screenshot: default optimizer, the start moved, hovering over the contour.
-            page.eval_on_selector(
-                "#camera-azimuth",
-                "e => { e.value = '235'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
-            )
-            page.hover("#contour .nsewdrag", position={"x": 200, "y": 150})
-            page.wait_for_timeout(300)
-            assert page.inner_text("#hover-info").startswith("x ")
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+        # The screenshot: default optimizer, the start moved, hovering over the contour.
+        page.eval_on_selector(
+            "#camera-azimuth",
+            "e => { e.value = '235'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+        )
+        page.hover("#contour .nsewdrag", position={"x": 200, "y": 150})
+        page.wait_for_timeout(300)
+        assert page.inner_text("#hover-info").startswith("x ")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
 
-            # Steps, optimizer and the log toggle change the path too.
-            page.eval_on_selector(
-                "#steps",
-                "e => { e.value = '12'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
-            )
-            assert len(page.evaluate("window.losslandViewer.path.points")) <= 13
-            page.select_option("#optimizer", "momentum")
-            assert page.locator("#hyper-momentum").count() == 1
-            assert page.inner_text("#path-info").startswith("momentum lr=0.1")
-            page.check("#log")
-            page.wait_for_function(
-                "document.getElementById('surface3d').layout.scene.zaxis.title.text === 'ln loss'"
-            )
-            page.eval_on_selector(
-                "#camera-azimuth",
-                "e => { e.value = '300'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
-            )
-            eye: Any = page.evaluate("document.getElementById('surface3d').layout.scene.camera.eye")
-            assert eye["y"] < 0  # azimuth 300° looks from -y
-        finally:
-            browser.close()
+        # Steps, optimizer and the log toggle change the path too.
+        page.eval_on_selector(
+            "#steps",
+            "e => { e.value = '12'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+        )
+        assert len(page.evaluate("window.losslandViewer.path.points")) <= 13
+        page.select_option("#optimizer", "momentum")
+        assert page.locator("#hyper-momentum").count() == 1
+        assert page.inner_text("#path-info").startswith("momentum lr=0.1")
+        page.check("#log")
+        page.wait_for_function(
+            "document.getElementById('surface3d').layout.scene.zaxis.title.text === 'ln loss'"
+        )
+        page.eval_on_selector(
+            "#camera-azimuth",
+            "e => { e.value = '300'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+        )
+        eye: Any = page.evaluate("document.getElementById('surface3d').layout.scene.camera.eye")
+        assert eye["y"] < 0  # azimuth 300° looks from -y
 
     assert problems == []
     assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
@@ -189,34 +202,13 @@ def test_viewer_renders_and_follows_sliders(tmp_path: Path) -> None:
 
 def test_inline_frame_runs_the_viewer(tmp_path: Path) -> None:
     """What a notebook shows for ``lossland.view(s)``: the page inside an iframe's srcdoc."""
-    executable = chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
-
     frame_html = write_viewer(landscape(), title="inline")._repr_html_()
     notebook = tmp_path / "notebook.html"
     notebook.write_text(f"<!DOCTYPE html><html><body>{frame_html}</body></html>", "utf-8")
-    problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1100})
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on(
-                "request",
-                lambda r: (
-                    None
-                    if r.url.startswith(("file://", "data:", "blob:", "about:"))
-                    else problems.append(f"network request: {r.url}")
-                ),
-            )
-            page.goto(notebook.as_uri())
-            frame = page.frame_locator("iframe")
-            frame.locator("body[data-ready='1']").wait_for(timeout=30_000)
-            assert frame.locator("#contour .contour").count() > 0
-            assert frame.locator("#title").inner_text() == "inline"
-        finally:
-            browser.close()
+    with browser_page(1200, 1100) as (page, problems):
+        page.goto(notebook.as_uri())
+        frame = page.frame_locator("iframe")
+        frame.locator("body[data-ready='1']").wait_for(timeout=30_000)
+        assert frame.locator("#contour .contour").count() > 0
+        assert frame.locator("#title").inner_text() == "inline"
     assert problems == []

@@ -700,48 +700,36 @@ def test_viewer_hover_tells_nan_from_not_evaluated(tmp_path):
     """The page's hover text: "evaluated, loss NaN", "not evaluated", an infinite point with
     what it is drawn as; a seed with no finite loss is listed but cannot be chosen (plotly
     cannot draw an empty surface), the others switch."""
-    from test_browser import CHROMIUM_ARGS, chromium, unavailable
+    from test_browser import browser_page
 
-    executable = chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
     s = stacked(np.full((5, 5), np.nan))
     _holes(s)
     s.loss[4, 0], s.done[4, 0] = np.nan, False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LosslandWarning)
         page_file = lossland.view(s, tmp_path / "page.html")
-    problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.goto(page_file.as_uri())
-            page.wait_for_function("window.losslandViewer && window.losslandViewer.ready")
-            text = page.evaluate("document.getElementById('contour').data[0].text")
-            assert text[0][0].startswith("evaluated, loss NaN")
-            assert text[4][0].startswith("not evaluated")
-            assert text[1][2].startswith("evaluated, loss inf (drawn as 3)")
-            assert text[3][4].startswith("evaluated, loss -inf (drawn as 3)")
-            assert text[2][2].startswith("loss 1<br>accuracy 50 %")
-            # The hover line under the plots, on a grid point: why it has no loss.
-            page.evaluate(
-                "document.getElementById('contour').emit('plotly_hover', "
-                "{points: [{x: -1, y: -1, pointNumber: [0, 0]}]})"
-            )
-            assert page.inner_text("#hover-info") == "x -1, y -1, evaluated, loss NaN"
-            # The seed whose every loss is NaN is listed, not offered: nothing to draw.
-            seed = page.locator("#seed option[value='2']")
-            assert seed.inner_text() == "seed 2 (no finite loss)" and seed.is_disabled()
-            page.select_option("#seed", "1")
-            page.wait_for_function(
-                "document.getElementById('contour').data[0].text[0][0].startsWith('loss 3.3')"
-            )
-        finally:
-            browser.close()
+    with browser_page(1400, 1000) as (page, problems):
+        page.goto(page_file.as_uri())
+        page.wait_for_function("window.losslandViewer && window.losslandViewer.ready")
+        text = page.evaluate("document.getElementById('contour').data[0].text")
+        assert text[0][0].startswith("evaluated, loss NaN")
+        assert text[4][0].startswith("not evaluated")
+        assert text[1][2].startswith("evaluated, loss inf (drawn as 3)")
+        assert text[3][4].startswith("evaluated, loss -inf (drawn as 3)")
+        assert text[2][2].startswith("loss 1<br>accuracy 50 %")
+        # The hover line under the plots, on a grid point: why it has no loss.
+        page.evaluate(
+            "document.getElementById('contour').emit('plotly_hover', "
+            "{points: [{x: -1, y: -1, pointNumber: [0, 0]}]})"
+        )
+        assert page.inner_text("#hover-info") == "x -1, y -1, evaluated, loss NaN"
+        # The seed whose every loss is NaN is listed, not offered: nothing to draw.
+        seed = page.locator("#seed option[value='2']")
+        assert seed.inner_text() == "seed 2 (no finite loss)" and seed.is_disabled()
+        page.select_option("#seed", "1")
+        page.wait_for_function(
+            "document.getElementById('contour').data[0].text[0][0].startsWith('loss 3.3')"
+        )
     assert problems == []
 
 
