@@ -215,18 +215,15 @@ class Engine:
 
     def _anchor_(self, alpha: float, beta: float, out: Tensor | None = None) -> None:
         """θ* + α·δ + β·η exactly, tensor by tensor, into ``out`` (default: the flat buffer).
-        Offloaded, θ* is first copied in from the host (one transfer), then moved in place."""
+        Offloaded with a host copy, θ* is first copied in (one transfer), then moved in place;
+        offloaded on the CPU, θ* is the model's own tensors, read as in the normal mode."""
         views = self.layout.views
         dy = list(views(self.dy).values()) if self.dy is not None else None
         flat = self.flat if out is None else out
         target = list(views(flat).values())
         theta = self.theta
-        if self.options.offload:
-            if self.theta_flat is not None:
-                flat.copy_(self.theta_flat, non_blocking=True)
-            else:
-                for view, t in zip(target, self.theta, strict=True):
-                    view.copy_(t)
+        if self.theta_flat is not None:
+            flat.copy_(self.theta_flat, non_blocking=True)
             theta = target
         li_point_(target, theta, list(views(self.dx).values()), dy, alpha, beta)
 
