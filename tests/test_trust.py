@@ -879,6 +879,9 @@ BAD_API_INPUTS: dict[str, tuple[dict[str, Any], str]] = {
     "bn bogus": ({"bn": "bogus"}, "unknown bn"),
     "precision fp8": ({"precision": "fp8"}, "unknown precision"),
     "memory format bogus": ({"memory_format": "bogus"}, "unknown memory_format"),
+    "compile a string": ({"compile": "yes"}, "compile is true or false"),
+    "orthogonalize a number": ({"orthogonalize": 1}, "orthogonalize is true or false"),
+    "offload a string": ({"offload": "no"}, "offload is true or false"),
     "trajectory 3 columns": ({"trajectories": {"run": np.zeros((4, 3))}}, "(T, 2)"),
     "trajectory of strings": ({"trajectories": {"run": [["a", "b"]]}}, "(T, 2)"),
     "trajectory name with a slash": (

@@ -66,11 +66,14 @@ def choices(tp: Any) -> tuple[Any, ...] | None:
 
 
 def check_fields(instance: Any) -> None:
-    """Raise a one-line error for the first field whose value is not one of its ``Literal``
-    choices, or not a finite number of its type within its declared :class:`Bounds`."""
+    """Raise a one-line error for the first field whose value is not a bool where it should be
+    one, not one of its ``Literal`` choices, or not a finite number of its type within its
+    declared :class:`Bounds`."""
     hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
         value = getattr(instance, f.name)
+        if hints[f.name] is bool and not isinstance(value, bool):
+            raise LosslandError(f"{arg(f.name)} is true or false, got {value!r}")
         allowed = choices(hints[f.name])
         if allowed is not None and value not in allowed:
             shown = ", ".join(str(a) for a in allowed if a is not None)

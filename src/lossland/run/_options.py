@@ -84,8 +84,6 @@ class SurfaceOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)  # choices and the bounds declared above
-        if not isinstance(self.offload, bool):
-            raise LosslandError(f"{arg('offload')} is true or false, got {self.offload!r}")
         if self.offload and self.scheme != "li":
             raise LosslandError(
                 f"{arg('offload')} re-anchors from θ* once per row, {arg('scheme')} "
