@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from lossland.core import rescale_
 from lossland.directions._directions import (
     IGNORES,
+    METADATA_SCHEMA,
     NORMS,
     Direction,
     Directions,
@@ -36,7 +37,7 @@ from lossland.directions._directions import (
     empty_direction,
 )
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface
+from lossland.io import Surface, check_schema
 
 
 def normalize_(
@@ -125,6 +126,9 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
     return replace(directions, y=y_new, orthogonalized=True, info=info)
 
 
+RECIPE = ("seed", "norm", "ignore", "orthogonalized")  # what redraws random directions
+
+
 def from_recipe(surface: Surface, model: nn.Module) -> Directions:
     """The random directions of ``surface``, drawn again from the recipe its file records
     (seed, norm, ignore, orthogonalization) for ``model``, the model it was computed with:
@@ -137,26 +141,25 @@ def from_recipe(surface: Surface, model: nn.Module) -> Directions:
             f"the surface's directions are of kind {kind!r}, which no recipe redraws: load them "
             f"from {where} (Directions.load)"
         )
-    seed, norm, ignore = attrs.get("seed"), attrs.get("norm"), attrs.get("ignore")
-    orthogonal = attrs.get("orthogonalized", False)
-    if (
-        not isinstance(seed, int)
-        or isinstance(seed, bool)
-        or norm not in NORMS
-        or ignore not in IGNORES
-        or not isinstance(orthogonal, bool)
-    ):
-        raise LosslandError(
-            "the surface file's directions recipe (seed, norm, ignore, orthogonalized) is "
-            "missing or malformed: recompute the surface"
+    recipe = {"orthogonalized": False, **{k: attrs[k] for k in RECIPE if k in attrs}}
+
+    def fail(problem: str) -> LosslandError:
+        return LosslandError(
+            f"the surface file's directions recipe is malformed (it {problem}): recompute the "
+            "surface"
         )
+
+    absent = [k for k in RECIPE if recipe.get(k) is None]
+    if absent:
+        raise fail(f"has no {', '.join(absent)}")
+    check_schema(recipe, METADATA_SCHEMA, fail)  # as a directions file's recipe is checked
     directions = random_directions(
         model,
-        seed=seed,
-        norm=norm,
-        ignore=ignore,
+        seed=recipe["seed"],
+        norm=recipe["norm"],
+        ignore=recipe["ignore"],
         ndim=1 if surface.y is None else 2,
-        orthogonalize=orthogonal,
+        orthogonalize=recipe["orthogonalized"],
     )
     if directions.fingerprint() != attrs.get("directions_sha256"):
         raise LosslandError(
