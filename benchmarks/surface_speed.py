@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import resolve_device, synchronize
+from lossland.core import host_rss, resolve_device, synchronize
 from lossland.directions import Directions, random_directions
 from lossland.engine import Engine, EngineOptions, eval_data, finish_stats, select_samples
 from lossland.io import Surface
@@ -420,11 +420,8 @@ print(json.dumps({{"before": before, "peak": vm()}}))
 
 def vm() -> float:
     """Peak resident set size so far, MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    _, peak = host_rss()
+    return float("nan") if peak is None else peak / 2**20
 
 
 # --- targets and main --------------------------------------------------------------------------

@@ -104,8 +104,9 @@ def demo(args: DemoArgs) -> str:
         data = select_samples(images, labels, plan.samples, seed=0, split="train")
     t0 = time.perf_counter()
     result = _surface(args, model, data, trained, out / "surface.h5", args.grid)
-    note(surface_summary(result, out / "surface.h5", time.perf_counter() - t0))
-    summary = surface_summary(result, None, time.perf_counter() - t0).splitlines()[1:]
+    printed = surface_summary(result, out / "surface.h5", time.perf_counter() - t0)
+    note(printed)
+    summary = printed.splitlines()[1:]  # its first line is the size, speed and file
     note(
         f"[3/4] how much the picture depends on the directions: {SEEDS} seeds, {_seed_grid(args)}²"
     )
