@@ -98,3 +98,76 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# Runs `lossland.cli.main(argv)` for each case in one fresh process, optionally under an
+# address-space cap set after the imports a command makes (so the cap is what a command may
+# allocate for its data), and prints each outcome as one JSON line.
+_CAPPED_RUNNER = r"""
+import contextlib, io, json, resource, sys
+import h5py, matplotlib, torch
+matplotlib.use("Agg")
+import matplotlib.pyplot
+import lossland
+from lossland.cli import main
+
+cases, headroom = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+if headroom is not None:
+    with open("/proc/self/status") as status:
+        size = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmSize:"))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (size + headroom, hard))
+
+
+def call(argv):  # "lossland.NAME ARGS" calls the API; anything else is the command line
+    if not argv[0].startswith("lossland."):
+        return main(argv)
+    try:
+        getattr(lossland, argv[0].split(".", 1)[1])(*argv[1:])
+    except lossland.LosslandError as exc:
+        print(f"lossland: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+for argv in cases:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = call(argv)
+    except MemoryError:
+        code = "MemoryError"
+    except BaseException as exc:
+        code = f"{type(exc).__name__}: {str(exc)[:300]}"
+    print(json.dumps({"code": code, "out": out.getvalue(), "err": err.getvalue()}), flush=True)
+"""
+
+
+def run_capped(
+    cases: list[list[str]], *, headroom: int | None, timeout: float
+) -> list[dict[str, object]]:
+    """Outcomes ({code, out, err}) of ``lossland ARGV`` (or of the API function ``lossland.NAME``
+    when ARGV starts with that) for each case, run in one subprocess
+    whose address space may grow by ``headroom`` bytes past what its imports took (None: no
+    cap). A case that hangs fails the test at ``timeout`` seconds instead of hanging it."""
+    import json
+    import subprocess
+    import sys
+
+    import lossland
+
+    src = str(Path(lossland.__file__).resolve().parents[1])  # the sources this test runs
+    environ = {**os.environ, "PYTHONPATH": src, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _CAPPED_RUNNER, json.dumps(cases), json.dumps(headroom)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environ,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"lossland hung for {timeout} s on one of {cases} ({exc.stdout!r})")
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(cases), done.stderr[-2000:]
+    return results

@@ -214,7 +214,7 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found") as info:
         load_checkpoint(tmp_path / "nope.safetensors")
     assert_one_line(str(info.value))
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="is not a regular file"):
         load_checkpoint(tmp_path)  # a folder is not a checkpoint either
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import io
+import os
 import shutil
 import tarfile
 import urllib.error
@@ -323,6 +325,11 @@ BAD_USER_COPIES: dict[str, tuple[Breaker, str, str]] = {
         "label 255 in record 0",
     ),
     "more than a batch holds": (_limit_below_copy, "data_batch_1.bin", "expected at most 5"),
+    "a 2 GB batch (refused before it is read)": (
+        lambda d, mp: os.truncate(d / "data_batch_2.bin", 2 << 30),  # sparse: no disk used
+        "data_batch_2.bin",
+        "has 2,147,483,648 bytes, expected at most 10000 records",
+    ),
 }
 
 
@@ -468,7 +475,33 @@ def _extra_case(make: Callable[[Path, tarfile.TarFile], None]) -> Callable[[Path
     return lambda tmp: make_archive(lambda tar: make(tmp, tar))
 
 
+def _declared_only(tar: tarfile.TarFile, name: str, size: int) -> None:
+    """A member header declaring ``size`` bytes, with none of them after it."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    header = info.tobuf(tar.format, tar.encoding, tar.errors)
+    assert tar.fileobj is not None
+    tar.fileobj.write(header)
+    tar.offset += len(header)
+
+
+def _then_zeros(size: int) -> bytes:
+    """A good archive's tar stream followed by ``size`` zero bytes, all gzip-compressed."""
+    return gzip.compress(gzip.decompress(make_archive()) + bytes(size))
+
+
 BAD_ARCHIVES: dict[str, tuple[Callable[[Path], bytes], str]] = {
+    "more members than CIFAR-10 has": (
+        _extra_case(
+            lambda tmp, tar: [add_file(tar, f"{FOLDER}/extra{i}.txt", b"x") for i in range(64)]
+        ),
+        "more than 64 members",
+    ),
+    "a member declaring 1 TB": (
+        _extra_case(lambda tmp, tar: _declared_only(tar, f"{FOLDER}/big.bin", 1 << 40)),
+        f"declare more than {cifar10._MAX_ARCHIVE_BYTES:,} bytes",
+    ),
+    "2 MB after the end of the archive": (lambda tmp: _then_zeros(2 << 20), "follow the archive"),
     # case: (archive bytes given tmp_path, message fragment)
     "dotdot member": (
         _extra_case(lambda tmp, tar: add_file(tar, f"{FOLDER}/../../../evil", b"pwned")),

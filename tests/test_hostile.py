@@ -280,7 +280,7 @@ def test_garbage_and_folder_surface_paths(world, tmp_path, capsys):
     junk = tmp_path / "junk.h5"
     junk.write_bytes(os.urandom(4096))
     fails(capsys, ["info", str(junk)], "corrupt or not HDF5")
-    fails(capsys, ["info", str(tmp_path)], "not found")
+    fails(capsys, ["info", str(tmp_path)], "not a regular file")
     fails(capsys, ["info", str(tmp_path / "missing.h5")], "not found")
 
 

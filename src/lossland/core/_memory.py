@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import resource
 import sys
 from collections.abc import Iterator, Mapping
@@ -185,3 +186,60 @@ def _is_size(value: Any) -> bool:
 
 def _mb(size: int) -> str:
     return f"{size / 1e6:.3g} MB" if size < 1e9 else f"{size / 1e9:.3g} GB"
+
+
+def host_available() -> int | None:
+    """Bytes this process can still allocate on the host: the least of the system's free
+    memory (``MemAvailable``), what its cgroup (v2) still allows and what its address-space
+    and data limits (``RLIMIT_AS``, ``RLIMIT_DATA``) leave above its current size; the
+    physical memory where the system does not say (not Linux); None when nothing is known."""
+    status = _proc_kb("/proc/self/status", ("VmSize", "VmData"))
+    candidates = [_proc_kb("/proc/meminfo", ("MemAvailable",)).get("MemAvailable")]
+    candidates.append(_cgroup_left())
+    for limit, used in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            candidates.append(max(0, soft - status.get(used, 0)))
+    known = [c for c in candidates if c is not None]
+    if known:
+        return min(known)
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    return None
+
+
+def _proc_kb(path: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """``key: N kB`` lines of a /proc file, in bytes (empty where unreadable)."""
+    found: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError), open(path, encoding="ascii") as lines:
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in keys:
+                found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def _cgroup_left() -> int | None:
+    """What this process's cgroup (v2) still lets it allocate; None without a limit."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as lines:
+            group = next((ln[3:].strip() for ln in lines if ln.startswith("0::")), None)
+        if group is None:
+            return None
+        base = f"/sys/fs/cgroup{group.rstrip('/')}"
+        with open(f"{base}/memory.max", encoding="ascii") as limit:
+            text = limit.read().strip()
+        if text == "max":
+            return None
+        with open(f"{base}/memory.current", encoding="ascii") as current:
+            return max(0, int(text) - int(current.read().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def bytes_text(size: int) -> str:
+    """A size for a message: ``812 kB``, ``3.2 GB``."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"

@@ -23,14 +23,17 @@ from torch import Tensor, nn
 from lossland.core import FlatLayout, fingerprint
 from lossland.errors import LosslandError, arg, first_line
 from lossland.io import (
+    READ_SHARE,
     Check,
     atomic_path,
+    check_budget,
     check_schema,
     is_numbers,
     is_optional,
     is_pair_of_texts,
     is_points,
     is_texts,
+    not_a_file,
     parse_json_object,
 )
 
@@ -129,12 +132,14 @@ class Directions:
         path = Path(path)
         if not path.is_file():
             raise LosslandError(
-                f"directions file {path} not found: check the {arg('directions')} path"
+                f"directions file {path} {not_a_file(path)}: check the {arg('directions')} path"
             )
 
         def fail(problem: str) -> LosslandError:
             return LosslandError(f"directions file {path} {problem}: recreate it")
 
+        size = path.stat().st_size  # safetensors checks that the tensors fit in the file
+        check_budget(size * READ_SHARE, source=f"directions file {path}", what=f"{size:,} bytes")
         try:
             with safe_open(str(path), framework="pt") as handle:
                 raw_meta = handle.metadata() or {}
@@ -148,8 +153,7 @@ class Directions:
                 f"directions file {path} is corrupt or not a safetensors file "
                 f"({first_line(exc)[:200]}): recreate it"
             ) from None
-        if not groups["x"]:
-            raise LosslandError(f"directions file {path} holds no x direction")
+        _check_groups(groups, fail)
         known = {"kind", "norm", "ignore", "seed", "orthogonalized"}
         known |= {"cosine", "ndim", "has_origin", "order"}
         return cls(
@@ -283,6 +287,29 @@ def _read_groups(handle: Any, meta: Mapping[str, Any], path: Path) -> dict[str, 
         for n, k in zip(group_names, keys, strict=True):
             groups[prefix][n].copy_(handle.get_tensor(k))
     return groups
+
+
+def _check_groups(groups: Mapping[str, Direction], fail: Any) -> None:
+    """y and origin, when present, cover exactly x's tensors, shaped as x's (a partial group
+    would fail later, naming one tensor at a time)."""
+    x = groups["x"]
+    if not x:
+        raise fail("holds no x direction")
+    for prefix in ("y", "origin"):
+        group = groups[prefix]
+        if not group:
+            continue
+        missing, extra = sorted(set(x) - set(group)), sorted(set(group) - set(x))
+        if missing or extra:
+            shown = ", ".join(f"{prefix}/{n}" for n in (missing or extra)[:3])
+            what = "lacks" if missing else "has tensors x lacks:"
+            raise fail(f"has a partial {prefix}/ group: it {what} {shown} (x has {len(x)})")
+        shapes = [n for n in x if group[n].shape != x[n].shape]
+        if shapes:
+            raise fail(
+                f"has {prefix}/{shapes[0]} shaped {tuple(group[shapes[0]].shape)}, "
+                f"x/{shapes[0]} {tuple(x[shapes[0]].shape)}"
+            )
 
 
 PARALLEL = 1 - 1e-6  # |cosine(x, y)| above this: the plane is a line, drawn as a surface

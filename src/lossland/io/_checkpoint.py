@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import nn
 from lossland._version import __version__
 from lossland.errors import CheckpointError, LosslandError, arg, first_line
 from lossland.io._atomic import atomic_path, sha256_file
+from lossland.io._limits import READ_SHARE, check_budget, check_zip, not_a_file
 from lossland.io._metadata import Fail, parse_json, parse_json_object
 
 METADATA_KEY = "lossland"
@@ -133,10 +135,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found: check the path")
+        raise CheckpointError(f"checkpoint {path} {not_a_file(path)}: check the path")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty: re-save it")
-    if is_safetensors(path):
+    if is_safetensors(path):  # offsets checked by safetensors: the tensors fit in the file
+        size = path.stat().st_size
+        check_budget(size * READ_SHARE, source=f"checkpoint {path}", what=f"{size:,} bytes")
         state, meta = _load_safetensors(path)
     else:
         state, meta = _load_pickle(path), {}
@@ -189,6 +193,15 @@ def _check_tensors(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+    def fail(problem: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} {problem}: re-save it")
+
+    if zipfile.is_zipfile(path):  # torch's format: a zip whose records may be deflated
+        try:
+            with zipfile.ZipFile(path) as archive:
+                check_zip(archive, path.stat().st_size, fail, source=f"checkpoint {path}")
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise fail(f"is not a readable zip ({first_line(exc)[:120]})") from None
     try:
         with warnings.catch_warnings():
             # torch warns about foreign pickle protocols before refusing them; the error says it.

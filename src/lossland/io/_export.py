@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import warnings
 import zipfile
@@ -36,7 +37,8 @@ import numpy as np
 from lossland.core import json_default
 from lossland.errors import LosslandError, LosslandWarning, arg, first_line
 from lossland.io._atomic import atomic_path, atomic_write_bytes, check_output
-from lossland.io._metadata import check_schema, parse_json_object
+from lossland.io._limits import check_zip, not_a_file
+from lossland.io._metadata import Fail, check_schema, parse_json_object
 from lossland.io._surface_file import (
     ATTR_SCHEMA,
     Surface,
@@ -265,18 +267,15 @@ def read_npz(path: str | os.PathLike[str]) -> Surface:
     attribute checked as the surface file's are)."""
     path = Path(path)
     if not path.is_file():
-        raise LosslandError(f"npz file {path} not found: check the path")
+        raise LosslandError(f"npz file {path} {not_a_file(path)}: check the path")
 
     def fail(problem: str) -> LosslandError:
         return LosslandError(f"npz file {path} {problem}: export it again with lossland export")
 
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        arrays = _npz_arrays(path, fail)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise fail(f"cannot be read ({first_line(exc)[:120]})") from None
-    except AttributeError:  # a plain .npy file: np.load returns an array, not an archive
-        raise fail("is not an npz archive") from None
     missing = [k for k in ("x", "loss", "acc", "loss_sem", "done") if k not in arrays]
     if missing:
         raise fail(f"lacks {', '.join(missing)}")
@@ -297,6 +296,45 @@ def read_npz(path: str | os.PathLike[str]) -> Surface:
     split = _text(arrays, "split", "train", fail)
     check_contents(split=split, attrs=attrs, trajectories=trajectories)
     return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
+
+
+def _npz_arrays(path: Path, fail: Fail) -> dict[str, np.ndarray]:
+    """The arrays of an npz archive, every size checked before anything is decompressed: each
+    member at most ``MAX_RATIO`` times its compressed bytes, all of them together at most that
+    times the archive (members may overlap) and within memory (:mod:`lossland.io._limits`)."""
+    if not zipfile.is_zipfile(path):
+        raise fail("cannot be read (not an npz archive: no zip directory)")
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        for info in members:
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise fail(f"has a member {info.filename!r} that is not an array (.npy)")
+        check_zip(archive, path.stat().st_size, fail, source=f"npz file {path}")
+        return {info.filename[: -len(".npy")]: _npy(archive, info, fail) for info in members}
+
+
+def _npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, fail: Fail) -> np.ndarray:
+    """One member, read only when its npy header declares exactly the bytes the member holds
+    (numpy would allocate whatever the header declares first)."""
+    from numpy.lib import format as npy
+
+    with archive.open(info) as member:
+        version = npy.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise fail(f"has member {info.filename!r} in npy format {version}")
+        header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = header(member)
+        if dtype.hasobject:
+            raise fail(f"cannot be read ({info.filename!r} holds Python objects, not numbers)")
+        size = math.prod(shape) * dtype.itemsize
+        if member.tell() + size != info.file_size:
+            raise fail(
+                f"has member {info.filename!r} declaring {shape} {dtype} ({size:,} bytes) "
+                f"in {info.file_size - member.tell():,} bytes"
+            )
+        data = member.read(size)
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def _text(arrays: Mapping[str, np.ndarray], key: str, default: str, fail: Any) -> str:

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from lossland.core import json_default, memory_text
-from lossland.errors import LosslandError, SurfaceFileError, arg
+from lossland.errors import LosslandError, SurfaceFileError, arg, first_line
 from lossland.io._atomic import atomic_path
+from lossland.io._hdf5 import H5_ERRORS, open_hdf5
+from lossland.io._limits import check_budget, not_a_file
 from lossland.io._metadata import (
     Check,
     check_schema,
@@ -328,29 +330,18 @@ class Surface:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Surface:
         """Read and validate a surface file; any problem is a one-line SurfaceFileError."""
-        import h5py
-
         path = Path(path)
         if not path.is_file():
-            raise SurfaceFileError(f"surface file {path} not found: check the path")
+            raise SurfaceFileError(f"surface file {path} {not_a_file(path)}: check the path")
+
+        def fail(problem: str) -> SurfaceFileError:
+            return SurfaceReadError(path, problem)
+
         try:
-            with h5py.File(path, "r", locking=False) as f:
+            with open_hdf5(path, fail, source=f"surface file {path}") as f:
                 return _read(f, path)
-        except SurfaceFileError:
-            raise
-        except (
-            OSError,
-            KeyError,
-            ValueError,
-            TypeError,
-            RuntimeError,
-            IndexError,
-            AttributeError,
-        ) as exc:
-            # h5py reports damage (truncation, checksum mismatches) as any of these.
-            lines = str(exc).strip().splitlines()
-            reason = lines[0] if lines else type(exc).__name__
-            raise SurfaceReadError(path, f"is corrupt or not HDF5 ({reason})") from None
+        except H5_ERRORS as exc:  # damage found while reading (truncation, checksums)
+            raise fail(f"is corrupt or not HDF5 ({first_line(exc)})") from None
 
 
 def _native_number(value: Any) -> bool:
@@ -424,12 +415,51 @@ def _is_directions_info(value: Any) -> bool:
     return isinstance(value, dict) and is_optional(is_numbers)(value.get("eigenvalues"))
 
 
-# The attributes lossland reads back as values (resume, figures), and what each must be.
+def _is_figure(value: Any) -> bool:
+    """A figure of a summary: None (none found), a number, or a float NaN/inf."""
+    return value is None or is_number(value) or isinstance(value, float)
+
+
+def _has_figures(value: Any, keys: tuple[str, ...], check: Check = _is_figure) -> bool:
+    return isinstance(value, dict) and all(k in value and check(value[k]) for k in keys)
+
+
+def _is_figures(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_figure(v) for v in value)
+
+
+def _is_robustness(value: Any) -> bool:
+    """What :func:`lossland.show.robustness` writes and ``robustness_lines`` reads back."""
+    if not isinstance(value, dict):
+        return False
+    seeds, correlation = value.get("seeds"), value.get("log_correlation") or {}
+    return (
+        isinstance(seeds, list)
+        and all(is_number(s) and isinstance(s, int) for s in seeds)
+        and _has_figures(correlation, ("mean", "min", "max"))
+        and (correlation["mean"] is None or None not in (correlation["min"], correlation["max"]))
+        and _has_figures(value.get("minimum"), ("loss_spread", "position_spread"))
+        and _has_figures(value.get("minimum"), ("loss",), _is_figures)
+        and _has_figures(value, ("max_loss", "basin_radius", "rise_mean"), _is_figures)
+    )
+
+
+def _is_cosines(value: Any) -> bool:
+    """What a seed stack's run writes as ``direction_cosines`` (pairs, max_abs, expected)."""
+    return _has_figures(value, ("pairs", "max_abs", "expected"), is_number)
+
+
+# The attributes lossland reads back as values (resume, figures, info), and what each must be.
 ATTR_SCHEMA: dict[str, tuple[Check, str]] = {
     SETTINGS_ATTR: (is_object, "an object of run settings"),
     "wall_time_s": (lambda v: is_number(v) and v >= 0, "a number of seconds"),
     "axis_labels": (is_pair_of_texts, "two labels"),
     "directions_info": (_is_directions_info, "an object (eigenvalues: a list of numbers)"),
+    "robustness": (
+        _is_robustness,
+        "the seeds' figures (seeds, log_correlation, minimum, max_loss, basin_radius, rise_mean)",
+    ),
+    "direction_cosines": (_is_cosines, "an object of numbers (pairs, max_abs, expected)"),
 }
 
 
@@ -437,12 +467,7 @@ def _read(f: Any, path: Path) -> Surface:
     def fail(problem: str) -> SurfaceFileError:
         return SurfaceReadError(path, problem)
 
-    version = f.attrs.get("format_version", FORMAT_VERSION)
-    if isinstance(version, (int, np.integer)) and int(version) > FORMAT_VERSION:
-        raise SurfaceFileError(
-            f"surface file {path} has format version {int(version)}, this lossland reads "
-            f"{FORMAT_VERSION}: upgrade lossland"
-        )
+    version = _format_version(f, path, fail)
     if "xcoordinates" not in f:
         raise fail("has no xcoordinates dataset")
     split = _split(f, fail)
@@ -451,6 +476,7 @@ def _read(f: Any, path: Path) -> Surface:
     shape = (len(x),) if y is None else (len(y), len(x))
     if f"{split}_loss" not in f:
         raise fail(f"has no {split}_loss dataset")
+    _check_memory(f, split, shape, path)
     loss = _array(f, f"{split}_loss", fail, shape=shape)
     acc = (
         _array(f, f"{split}_acc", fail, shape=shape)
@@ -473,6 +499,35 @@ def _read(f: Any, path: Path) -> Surface:
     return Surface(
         x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated, stack
     )
+
+
+def _check_memory(f: Any, split: str, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse a grid this process cannot hold, before reading it: per point a surface holds its
+    loss, acc and sem (float64) and done mask, samples and interpolated when the file has them,
+    the same four for each seed of a stack, and one float64 array in flight (a conversion)."""
+    points = math.prod(shape)
+    per_point = 3 * 8 + 1 + 8
+    per_point += 8 * (f"{split}_samples" in f) + ("interpolated" in f)
+    stack = f.get(f"seeds/{split}_loss")
+    seeds = int(stack.shape[0]) if getattr(stack, "ndim", 0) else 0
+    what = f"a grid of {points:,} points" + (f" and {seeds:,} seeds" if seeds else "")
+    check_budget(points * (per_point + seeds * 25), source=f"surface file {path}", what=what)
+
+
+def _format_version(f: Any, path: Path, fail: Callable[[str], SurfaceFileError]) -> int:
+    """The file's format version: a whole number >= 1 (the reference's files have none)."""
+    version = f.attrs.get("format_version", FORMAT_VERSION)
+    if isinstance(version, np.generic):
+        version = version.item()
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        shown = repr(version)
+        raise fail(f"has format_version {shown[:40]}, not a whole number >= 1")
+    if version > FORMAT_VERSION:
+        raise SurfaceFileError(
+            f"surface file {path} has format version {version}, this lossland reads "
+            f"{FORMAT_VERSION}: upgrade lossland"
+        )
+    return version
 
 
 def _split(f: Any, fail: Callable[[str], SurfaceFileError]) -> str:
@@ -559,12 +614,12 @@ def _read_stack(f: Any, split: str, shape: tuple[int, ...], fail: Any) -> SeedSt
 
 
 def _percent(
-    acc: np.ndarray, attrs: dict[str, Any], fmt: Any, version: Any
+    acc: np.ndarray, attrs: dict[str, Any], fmt: Any, version: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Accuracy in percent whatever wrote the file: lossland's format 1 stored fractions, the
     reference and format 2 store percent (``Surface.acc`` is always percent)."""
-    old = fmt in (FORMAT, FORMAT.encode()) and isinstance(version, (int, np.integer))
-    if old and int(version) < 2 and attrs.get("acc_unit") != ACC_UNIT:
+    old = fmt in (FORMAT, FORMAT.encode())
+    if old and version < 2 and attrs.get("acc_unit") != ACC_UNIT:
         return acc * 100.0, {**attrs, "acc_unit": ACC_UNIT}
     return acc, attrs
 

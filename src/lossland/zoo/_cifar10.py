@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -66,6 +67,12 @@ RECORD_BYTES = 1 + CHANNELS * SIDE * SIDE  # 3073
 # it, user copies may hold fewer (a subset) but never more.
 RECORDS_PER_BATCH = 10_000
 _META_MAX_BYTES = 1 << 16
+# What an archive may hold before extraction stops: the six batches, the meta file and a few
+# small files (the official one has 8 members, 184 MB); past the end-of-archive marker, tar's
+# padding (under 10 kB in the official one).
+_MAX_MEMBERS = 64
+_MAX_ARCHIVE_BYTES = len(BATCH_FILES) * RECORDS_PER_BATCH * RECORD_BYTES + (8 << 20)
+_MAX_TRAILER_BYTES = 1 << 20
 
 # Li et al.'s normalisation (tomgoldstein/loss-landscape, cifar10/dataloader.py and
 # dataloader.py): transforms.Normalize(mean=[x/255 for x in [125.3, 123.0, 113.9]],
@@ -187,8 +194,16 @@ def _member_target(member: tarfile.TarInfo) -> str | None:
 def _extract(archive: Path, into: Path) -> None:
     """Extract the expected members of ``archive`` into the empty folder ``into``."""
     seen: set[str] = set()
+    declared = 0
     with tarfile.open(archive, mode="r:gz") as tar:
-        for member in tar:
+        for count, member in enumerate(tar, 1):
+            # Bounded before the member's bytes are decompressed (or skipped, which decompresses
+            # them too): no more members and bytes than a CIFAR-10 archive could hold.
+            declared += member.size
+            if count > _MAX_MEMBERS:
+                raise ValueError(f"the archive holds more than {_MAX_MEMBERS} members")
+            if declared > _MAX_ARCHIVE_BYTES:
+                raise ValueError(f"the members declare more than {_MAX_ARCHIVE_BYTES:,} bytes")
             target = _member_target(member)
             if target is None:
                 continue
@@ -207,8 +222,11 @@ def _extract(archive: Path, into: Path) -> None:
         # tarfile stops at the end-of-archive marker (or, silently, at a garbled header);
         # reading the compressed stream to its end makes gzip verify its CRC and length.
         if tar.fileobj is not None:
-            while tar.fileobj.read(1 << 20):
-                pass
+            left = _MAX_TRAILER_BYTES
+            while chunk := tar.fileobj.read(1 << 16):
+                left -= len(chunk)
+                if left < 0:
+                    raise ValueError(f"more than {_MAX_TRAILER_BYTES:,} bytes follow the archive")
     missing = [n for n in BATCH_FILES if n not in seen]
     if missing:
         raise ValueError(f"the archive lacks {FOLDER}/{', '.join(missing)}")
@@ -271,6 +289,14 @@ def _install(staging: Path, final: Path) -> None:
 def _read_batch(path: Path, *, exact: bool, fix: str) -> npt.NDArray[np.uint8]:
     """The ``(n, 3073)`` uint8 records of one batch file, validated."""
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read forever
+            raise DataError(f"{path} is not a regular file; {fix}")
+        if info.st_size > RECORDS_PER_BATCH * RECORD_BYTES:  # refused before it is read
+            raise DataError(
+                f"{path} has {info.st_size:,} bytes, expected at most {RECORDS_PER_BATCH} "
+                f"records of {RECORD_BYTES} bytes; {fix}"
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {one_line(exc)}; {fix}") from exc

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -13,6 +15,7 @@ import torch
 
 from lossland.core import tensor_fingerprint
 from lossland.errors import DataError, arg
+from lossland.io import check_budget, check_ratio
 from lossland.zoo._download import cache_root, fsync_dir, one_line, verified_download
 from lossland.zoo._download import fetch as _fetch  # the network access point tests replace
 
@@ -155,29 +158,69 @@ def _download(name: str, directory: Path) -> Path:
 # --------------------------------------------------------------------------- IDX format
 
 
+# Bytes held per byte of an IDX payload while it loads: the payload, its native-order copy, and
+# 4 for the float32 images; plus one more while the decompressed bytes are collected.
+_HELD = 7
+
+
 def _read_bytes(path: Path) -> bytes:
+    """An IDX file's bytes, gunzipped when compressed (detected by content, so a misnamed file
+    loads): at most one byte more than its header declares, decompressed only once that size
+    passed the checks of :mod:`lossland.io` (compression ratio, memory)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+            raise DataError(f"{path} is not a regular file; replace it with an IDX file")
+        check_budget(path.stat().st_size * _HELD, source=str(path), what="its bytes")
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {one_line(exc)}") from exc
-    # Detect gzip by content, not by name, so a misnamed file still loads.
     if raw[:2] != _GZIP_MAGIC:
         return raw
+    head = _gunzip(raw, 4 + 4 * 255, path)  # room for the longest IDX header
+    declared = _declared_size(head)
+    if declared is None:  # not an IDX header: _parse_idx says what is wrong
+        return head
+
+    def fail(problem: str) -> DataError:
+        return DataError(f"{path} {problem}; replace it with an intact copy")
+
+    check_ratio(declared, len(raw), what="its IDX payload", fail=fail)
+    check_budget(
+        declared * _HELD, source=str(path), what=f"an IDX header declaring {declared:,} bytes"
+    )
+    return _gunzip(raw, declared, path)
+
+
+def _declared_size(head: bytes) -> int | None:
+    """The bytes an IDX header declares (header included); None if ``head`` starts none."""
+    dtype = _IDX_DTYPES.get(head[2]) if len(head) >= 4 and head[:2] == b"\0\0" else None
+    header = 4 + 4 * head[3] if len(head) >= 4 else 0
+    if dtype is None or len(head) < header:
+        return None
+    dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3])]
+    return header + math.prod(dims) * dtype.itemsize
+
+
+def _gunzip(raw: bytes, limit: int, path: Path) -> bytes:
+    """The members of the gzip stream ``raw`` (zero padding between them allowed), decompressed
+    up to ``limit + 1`` bytes: one more than wanted is enough to know the payload is longer."""
+    out = bytearray()
+    data = raw
     try:
-        # wbits=47 auto-detects gzip and is faster than gzip.decompress; fall back to the
-        # gzip module for multi-member files, which zlib stops reading after the first member.
-        decomp = zlib.decompressobj(wbits=47)
-        data = decomp.decompress(raw)
-        if not decomp.eof:
-            raise EOFError("compressed stream ends early")
-        if decomp.unused_data:
-            data = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+        while data and len(out) <= limit:
+            decomp = zlib.decompressobj(wbits=31)
+            out += decomp.decompress(data, limit + 1 - len(out))
+            if not decomp.eof:
+                if len(out) > limit:
+                    break
+                raise EOFError("compressed stream ends early")
+            data = decomp.unused_data.lstrip(b"\0")
+    except (EOFError, zlib.error) as exc:
         raise DataError(
             f"{path} is a corrupt or truncated gzip file ({one_line(exc)}); "
             "replace it with an intact copy"
         ) from exc
-    return data
+    return bytes(out)
 
 
 def _parse_idx(data: bytes, path: Path) -> tuple[int, np.ndarray]:
