@@ -12,7 +12,7 @@ known before any data is loaded, any lock is taken or any file is written:
 :func:`check_needs` refuses what cannot fit this machine (memory, disk) and asks for
 ``allow_large`` above :data:`LIMITS`, in one line with the numbers and the fix. The per-point
 figures below were measured on the project's machine (2-core AMD EPYC, numpy 2, h5py 3);
-``tests/test_trust_cost.py`` checks them against real runs.
+``tests/test_trust_cost.py`` checks the file and array figures against real surfaces.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ LIMITS: dict[str, float] = {
     # seeds of a stack: every pair is compared (N² correlations of the surfaces, 2N² cosines
     # of the directions), each seed is a run with its own file.
     "seeds": 100,
-    # steps of all optimizer paths together (about 150 µs and 100 bytes of file each).
+    # steps of all optimizer paths together: about 1 ms and 100 bytes of file each (1e6: about
+    # 20 minutes here).
     "optimizer steps": 1e6,
     # checkpoint bytes a PCA plane reads (three passes over every checkpoint).
     "checkpoint bytes read": 1e11,
@@ -53,7 +54,12 @@ HVP_EVALUATIONS = 8  # a Hessian-vector product per sample ≈ 8 forward passes 
 SURFACE_BYTES = 128
 REFINE_BYTES = 200
 SEED_BYTES = 128  # each seed of a stack: its arrays, the stack, its image, the comparisons (122)
+PAIR_BYTES = 32  # a cosine (and its expected spread) of two directions: Python floats in lists
 FILE_BYTES = 34  # per point in a surface file: four float64 datasets, done (33.3 measured)
+FILE_OVERHEAD = 32e3  # and per file: coordinates, headers, attributes (28 kB measured)
+# A stack's attributes: each seed's run (about 3 kB) and the N² cosines and correlations (about
+# 60 bytes a pair of seeds as JSON): 105 kB measured for 20 seeds.
+SEED_ATTR_BYTES, PAIR_ATTR_BYTES = 4e3, 60
 SEED_FILE_BYTES = 29  # per point and seed in a stack's seeds/ group (28.5 measured)
 ENGINE_COPIES = 4  # parameter-sized copies a run holds: working copy, 2 directions, θ*
 POINT_COPIES = 3  # more per extra point of a batched forward (K > 1)
@@ -107,6 +113,8 @@ def check_needs(needs: Iterable[Need], *, allow_large: bool = False) -> None:
             free_disk(Path(folder)),
             f"disk space in {folder}",
             "free",
+            prefix="disk full: ",
+            fix="free space there, or ",
         )
     for unit in dict.fromkeys(n.unit for n in rows if n.kind == "work"):
         same = [n for n in rows if n.kind == "work" and n.unit == unit]
@@ -121,7 +129,15 @@ def check_needs(needs: Iterable[Need], *, allow_large: bool = False) -> None:
             )
 
 
-def _check_place(rows: list[Need], have: float | None, resource_name: str, state: str) -> None:
+def _check_place(
+    rows: list[Need],
+    have: float | None,
+    resource_name: str,
+    state: str,
+    *,
+    prefix: str = "",
+    fix: str = "",
+) -> None:
     total = sum(n.amount for n in rows)
     if have is None or total <= have:
         return
@@ -129,7 +145,7 @@ def _check_place(rows: list[Need], have: float | None, resource_name: str, state
     needs = f"needs about {size_text(total)} of {resource_name}"
     said = f"{top.what} {needs}" if len(rows) == 1 else f"this run {needs} ({top.what}: about "
     said += "" if len(rows) == 1 else f"{size_text(top.amount)})"
-    raise LosslandError(f"{said}, and {size_text(max(have, 0))} is {state}: {top.fix}")
+    raise LosslandError(f"{prefix}{said}, and {size_text(max(have, 0))} is {state}: {fix}{top.fix}")
 
 
 def _place_name(place: str) -> str:
@@ -178,8 +194,10 @@ def surface_needs(
     if seeds > 1:
         fix = f"use fewer {arg('seeds')}"
         rows.append(work(seeds, "seeds", "", fix))
-        what = f"the directions of {seeds:,} seeds, compared at once"
-        rows.append(memory(2 * seeds * param_bytes, what, fix))
+        what = f"the directions of {seeds:,} seeds and their comparisons"
+        compared = 2 * seeds * param_bytes + (2 * seeds) ** 2 * PAIR_BYTES
+        rows.append(memory(compared, what, fix))
+        fewer += f", or fewer {arg('seeds')}"
     if out is not None:
         rows.append(_file_need(out, points, seeds, grid, fewer))
     return rows
@@ -187,9 +205,10 @@ def surface_needs(
 
 def _file_need(out: Path, points: int, seeds: int, grid: str, fix: str) -> Need:
     """The surface file (and a stack's per-seed files), rewritten through a temporary copy."""
-    one = points * FILE_BYTES
+    one = points * FILE_BYTES + FILE_OVERHEAD
     old = out.stat().st_size if out.is_file() else 0
-    final = one + (seeds * points * SEED_FILE_BYTES if seeds > 1 else 0)
+    stack = seeds * (points * SEED_FILE_BYTES + SEED_ATTR_BYTES) + seeds**2 * PAIR_ATTR_BYTES
+    final = one + (stack if seeds > 1 else 0)
     parts = (seeds + 1) * one if seeds > 1 else 0  # each seed's hidden file, one rewriting
     need = parts + final + max(0, final - old)
     return disk(need, out.absolute().parent, f"the file of {grid}", fix)
@@ -259,7 +278,9 @@ def _reorthogonalization(m: int) -> float:
     return 2.0 * m * m
 
 
-PATH_POINT_BYTES = 200  # a path's point in memory (Python floats and tuples) and its CSV row
+# A path's point in memory: 66 bytes while descending, 600 more while its JSON text is built
+# (measured: 113 MB for 190,000 points; CSV 230).
+PATH_POINT_BYTES = 700
 
 
 def descent_needs(*, paths: int, steps: int) -> list[Need]:
