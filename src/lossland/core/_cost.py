@@ -30,7 +30,7 @@ from typing import Literal
 from lossland.errors import LosslandError, arg
 
 # Work above these needs ``allow_large``: a day or more of a small CPU model, or a request that
-# is usually a typo (an extra digit). Each is documented in README.md ("Bounds on a run's size").
+# is usually a typo (an extra digit). README.md documents them (Safety: "A run's size is checked").
 LIMITS: dict[str, float] = {
     # forward passes of one sample: points × samples (× seeds); a Hessian-vector product
     # counts HVP_EVALUATIONS per sample. 1e9 is about a day for the small model on 2 CPU cores.
