@@ -88,7 +88,15 @@ class Command:
 
 
 # API argument names whose flag is not their own name.
-ALIASES = {"runs": "--trajectory", "final": "CHECKPOINT", "out_dir": "-o"}
+ALIASES = {
+    "runs": "--trajectory",
+    "final": "CHECKPOINT",
+    "out_dir": "-o",
+    "starts": "--start",
+    "optimizers": "--optimizer",
+    "lrs": "--lr",
+    "save_every": "--save-every",
+}
 
 
 def _unwrap_optional(tp: Any) -> Any:

@@ -120,6 +120,13 @@ class SampleArgs(DataArgs):
         samples = "1024" if self.samples is None else self.samples
         return select_samples(images, labels, samples, seed, split=self.split)
 
+    def known_samples(self) -> int | None:
+        """The samples per evaluation as far as the flags tell, before the data is read (None:
+        only the data knows: --samples all, or a user factory's data without --samples)."""
+        if self.samples is None:
+            return None if is_import_path(self.data) else 1024
+        return int(self.samples) if self.samples.isdigit() else None
+
     def evaluator(self) -> Evaluator | None:
         """The evaluator the flags ask for (None: the default cross-entropy)."""
         if self.preset is not None:

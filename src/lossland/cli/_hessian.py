@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
-from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, resolve_device
+from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_needs, resolve_device
 from lossland.directions import (
     DTYPES,
     SUMMARY_GRID_POINTS,
@@ -21,10 +21,13 @@ from lossland.directions import (
     HessianSpectrum,
     Which,
     check_spectrum_arguments,
+    hessian_cost,
     hessian_report,
     hessian_spectrum,
     save_eigen_directions,
+    spectrum_cost,
 )
+from lossland.engine import known_samples
 from lossland.errors import LosslandError
 from lossland.io import atomic_write_bytes, check_output
 from lossland.show import save_density_figure
@@ -106,11 +109,23 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
         "the same name with .png)",
     )
     overwrite: bool = flag(False, doc="replace existing output files")
+    allow_large: bool = flag(
+        _default("allow_large"),
+        doc="run even when the estimated work is above lossland's limits (1e9 sample "
+        "evaluations, a Hessian-vector product counting 8 per sample); what cannot fit the "
+        "memory is refused either way",
+    )
+    progress: bool = flag(_default("progress"), doc="show a progress bar over the products")
 
 
 def _outputs(args: HessianArgs) -> tuple[Path | None, Path | None]:
     """The density's JSON file and figure, or (None, None) without ``--density``."""
     if not args.density:
+        if args.out is not None:
+            raise LosslandError(
+                "-o names the --density spectrum's file: add --density, or drop -o (the report "
+                "is printed)"
+            )
         return None, None
     json_path = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".hessian.json")
     return json_path, json_path.with_suffix(".png")
@@ -146,13 +161,19 @@ def run(args: HessianArgs) -> int:
     if args.density:
         _check_density(args)
     model, _ = args.load(args.checkpoint)
+    samples = args.known_samples()
+    _check_cost(args, model, samples)  # before the data is read
     data = args.load_data(args.seed)
+    if samples is None:
+        _check_cost(args, model, known_samples(data))
     common: dict[str, Any] = {
         "evaluator": args.evaluator(),
         "batch_size": args.batch_size,
         "device": resolve_device(args.device),
         "dtype": DTYPES[args.dtype],
         "seed": args.seed,
+        "allow_large": args.allow_large,
+        "progress": args.progress,
     }
     report, op = hessian_report(
         model,
@@ -170,22 +191,47 @@ def run(args: HessianArgs) -> int:
     print(report.summary(header=f"checkpoint {args.checkpoint}"))
     if json_path is None or figure_path is None:
         return 0
-    spectrum = hessian_spectrum(
-        model,
-        data,
-        probes=args.probes_density,
-        steps=args.steps,
-        groups=args.groups,
-        k=args.k,
-        iterations=args.iterations,
-        tol=args.tol,
-        **common,
-    )
+    try:
+        spectrum = hessian_spectrum(
+            model,
+            data,
+            probes=args.probes_density,
+            steps=args.steps,
+            groups=args.groups,
+            k=args.k,
+            iterations=args.iterations,
+            tol=args.tol,
+            **common,
+        )
+    except LosslandError as exc:
+        raise LosslandError(exc.render(_density_flag)) from None
     atomic_write_bytes(json_path, _summary_json(args, report, spectrum).encode("utf-8"))
     save_density_figure(spectrum.density.as_dict(), figure_path)
     note(f"spectrum → {json_path}, figure → {figure_path}")
     print(spectrum.describe())
     return 0
+
+
+def _check_cost(args: HessianArgs, model: Any, samples: int | None) -> None:
+    """The report's (and the density's) memory and work, for ``samples`` samples (None: not
+    known yet), before the data is read or any product computed."""
+    common: dict[str, Any] = {
+        "samples": samples,
+        "k": args.k,
+        "iterations": args.iterations,
+        "dtype": DTYPES[args.dtype],
+        "device": resolve_device(args.device),
+    }
+    check_needs(hessian_cost(model, probes=args.probes, **common), allow_large=args.allow_large)
+    if not args.density:
+        return
+    needs = spectrum_cost(
+        model, probes=args.probes_density, steps=args.steps, groups=args.groups, **common
+    )
+    try:
+        check_needs(needs, allow_large=args.allow_large)
+    except LosslandError as exc:
+        raise LosslandError(exc.render(_density_flag)) from None
 
 
 def _summary_json(args: HessianArgs, report: HessianReport, spectrum: HessianSpectrum) -> str:

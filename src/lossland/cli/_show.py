@@ -8,7 +8,7 @@ from typing import Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
-from lossland.core import FINITE, Bounds
+from lossland.core import FINITE, Bounds, check_needs, descent_needs
 from lossland.io import ExportFormat, Surface, check_output, export, export_format
 from lossland.show import (
     FLAGS,
@@ -141,6 +141,11 @@ class PathArgs:
         None, short="-o", doc="path file, .csv or .json (default: <file>.paths.csv beside it)"
     )
     overwrite: bool = flag(False, doc="replace existing output files")
+    allow_large: bool = flag(
+        default_of(descend_all, "allow_large"),
+        doc="run more than lossland's limit of optimizer steps in all (1e6: paths x steps)",
+    )
+    progress: bool = flag(default_of(descend_all, "progress"), doc="show a progress bar")
 
 
 def paths(args: PathArgs) -> int:
@@ -155,15 +160,21 @@ def paths(args: PathArgs) -> int:
     out = args.out or args.file.with_name(args.file.stem + ".paths.csv")
     path_file_kind(out)
     check_output(out, overwrite=args.overwrite, inputs=[args.file])  # before any work
+    optimizers = args.optimizer or default_of(descend_all, "optimizers")
+    lrs = args.lr or default_of(descend_all, "lrs")
+    count = max(len(starts), 1) * len(optimizers) * len(lrs)  # no start: descend_all says so
+    check_needs(descent_needs(paths=count, steps=args.steps), allow_large=args.allow_large)
     found = descend_all(
         surface_grid(Surface.load(args.file)),
         starts=starts,
-        optimizers=args.optimizer or default_of(descend_all, "optimizers"),
-        lrs=args.lr or default_of(descend_all, "lrs"),
+        optimizers=optimizers,
+        lrs=lrs,
         steps=args.steps,
         log=args.log,
         interpolation=args.interpolation,
         hyper=hyper,
+        allow_large=args.allow_large,
+        progress=args.progress,
     )
     write_paths(found, out, overwrite=args.overwrite)
     for path in found:

@@ -27,10 +27,16 @@ from lossland.directions import (
     random_directions,
     trajectory_plane,
 )
-from lossland.engine import Evaluator
+from lossland.engine import Evaluator, known_samples
 from lossland.errors import LosslandError
 from lossland.io import Checkpoint, Surface, check_output, load_checkpoint, sha256_file
-from lossland.run import SurfaceOptions, is_main_process, surface
+from lossland.run import (
+    SurfaceOptions,
+    check_cost,
+    check_seed_range,
+    is_main_process,
+    surface,
+)
 from lossland.zoo import spec_to_build
 
 HESSIAN = "hessian"
@@ -100,11 +106,18 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite)
     if main:
         outputs.check()
-    ny = check_spec(args.y, name="y") if args.y is not None else None
-    check_grid_size(check_spec(args.x, name="x"), ny)
+    nx, ny = _grid_size(args)
+    check_grid_size(nx, ny)
+    if args.seeds != 1:
+        check_seed_range(args.seeds, options.seed)  # the whole range, before any work
     model, checkpoint = args.load(args.checkpoint)
+    cost: dict[str, Any] = {"nx": nx, "ny": ny, "seeds": args.seeds, "out": out}
+    samples = args.known_samples()
+    check_cost(model, options, samples=samples, **cost)  # before the data is read
     evaluator = args.evaluator()
     data = args.load_data(options.seed)
+    if samples is None:  # and before the plane (Hessian, PCA) is computed
+        check_cost(model, options, samples=known_samples(data), **cost)
     if args.seeds != 1:  # every seed draws its own random directions
         if args.directions is not None or args.to or args.trajectory:
             raise LosslandError(
@@ -142,6 +155,19 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         options=options,
         on_accept=lambda: outputs.accept(new, given),
     )
+
+
+def _grid_size(args: SurfaceArgs) -> tuple[int, int | None]:
+    """The grid's points per axis as far as the flags tell (auto: its NUM), and whether it is
+    a plane (None: a line), before the plane is made."""
+    plane = (
+        args.y is not None
+        or bool(args.trajectory)
+        or args.directions == HESSIAN
+        or len(args.to) > 1
+    )
+    nx = check_spec(args.x, name="x")
+    return nx, check_spec(args.y, name="y") if plane else None
 
 
 @dataclass(frozen=True)
@@ -240,7 +266,7 @@ def choose_plane(
     if (args.trajectory or hessian) and options.scheme != "li":
         raise LosslandError(f"{asked[0]} planes use scheme li, not {options.scheme}: drop --scheme")
     if args.trajectory:
-        plane = _trajectory(args, model, checkpoint)
+        plane = _trajectory(args, model, checkpoint, allow_large=options.allow_large)
         # The surface records the labels with the directions; the paths in its own datasets.
         info = {**dict(plane.directions.info), "axis_labels": list(plane.attrs["axis_labels"])}
         return replace(plane, directions=replace(plane.directions, info=info)), _with_paths(plane)
@@ -265,11 +291,17 @@ def choose_plane(
     return Plane(directions, args.x, args.y), directions
 
 
-def _trajectory(args: SurfaceArgs, model: nn.Module, checkpoint: Checkpoint) -> Plane:
+def _trajectory(
+    args: SurfaceArgs, model: nn.Module, checkpoint: Checkpoint, *, allow_large: bool
+) -> Plane:
     started = time.perf_counter()
     names = [n for n, _ in model.named_parameters()]
     plane = trajectory_plane(
-        checkpoint.state_dict, args.trajectory, names=names, pca_runs=args.pca_runs
+        checkpoint.state_dict,
+        args.trajectory,
+        names=names,
+        pca_runs=args.pca_runs,
+        allow_large=allow_large,
     )
     info = plane.directions.info
     ratio = info["explained_variance_ratio"]
@@ -308,6 +340,8 @@ def _hessian(
         device=resolve_device(options.device),
         dtype=HESSIAN_DTYPES[options.dtype],
         seed=options.seed,
+        allow_large=options.allow_large,
+        progress=options.progress,
     )
     info = plane.directions.info
     note(

@@ -237,9 +237,9 @@ def _cgroup_left() -> int | None:
         return None
 
 
-def bytes_text(size: int) -> str:
+def bytes_text(size: float) -> str:
     """A size for a message: ``812 kB``, ``3.2 GB``."""
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if size >= scale:
             return f"{size / scale:.3g} {unit}"
-    return f"{size} bytes"
+    return f"{size:.0f} bytes"

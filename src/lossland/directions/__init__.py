@@ -24,6 +24,7 @@ from lossland.directions._hessian import (
     HessianReport,
     TraceEstimate,
     Which,
+    hessian_cost,
     hessian_directions,
     hessian_eigen,
     hessian_plane,
@@ -68,6 +69,7 @@ from lossland.directions._spectrum import (
     parameter_groups,
     rademacher_probes,
     spectral_density,
+    spectrum_cost,
 )
 
 __all__ = [
@@ -112,6 +114,7 @@ __all__ = [
     "gaussian_density",
     "grid_specs",
     "group_eigenvalues",
+    "hessian_cost",
     "hessian_directions",
     "hessian_eigen",
     "hessian_plane",
@@ -131,5 +134,6 @@ __all__ = [
     "random_directions",
     "save_eigen_directions",
     "spectral_density",
+    "spectrum_cost",
     "trajectory_plane",
 ]

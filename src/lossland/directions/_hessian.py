@@ -13,6 +13,7 @@ iteration stops once the k wanted Ritz values have residual bounds |β_m·s_mi| 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +26,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_number
+from lossland.core import (
+    AT_LEAST_1,
+    POSITIVE,
+    SEEDS,
+    Bounds,
+    Need,
+    check_needs,
+    check_number,
+    hessian_needs,
+    progress_bar,
+)
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
 from lossland.engine import (
@@ -33,6 +44,7 @@ from lossland.engine import (
     Evaluator,
     LossFn,
     eval_data,
+    known_samples,
     precision_mode,
     resolve_evaluator,
     working_copy,
@@ -84,6 +96,7 @@ class HessianOperator:
         self.numels = [p.numel() for p in self.params]
         self.size = int(sum(self.numels))
         self.products = 0
+        self.bar: Any = None  # a progress bar counting the products (see counting())
         with torch.no_grad():  # Σ n: the weight of the whole set (samples, or counted tokens)
             self.weight = sum(float(self._stats(batch)[2]) for batch in self._batches())
 
@@ -145,6 +158,8 @@ class HessianOperator:
             hv = torch.autograd.grad(dot, self.params, allow_unused=True)
             out += self._flat(hv)
         self.products += 1
+        if self.bar is not None:
+            self.bar.update(1)
         return out
 
     __call__ = matvec
@@ -342,29 +357,112 @@ def hessian_eigen(
     tol: float = 1e-6,
     which: Which = "largest",
     seed: int = 0,
+    allow_large: bool = False,
+    progress: bool = True,
 ) -> tuple[HessianOperator, Eigenpairs]:
-    """The operator and its top-k eigenpairs (see :func:`lanczos`)."""
-    op = HessianOperator(
+    """The operator and its top-k eigenpairs (see :func:`lanczos`); the cost is checked first
+    (see :func:`hessian_cost`; ``allow_large`` lets work above lossland's limits run)."""
+    needs = _needs(model, k=k, iterations=iterations, probes=0, dtype=dtype, device=device)
+    op = checked_operator(
         model,
         data,
+        needs,
+        allow_large=allow_large,
         evaluator=evaluator,
         loss=loss,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
     )
-    pairs = lanczos(
-        op,
-        op.size,
-        k,
-        iterations=iterations,
-        tol=tol,
-        which=which,
-        seed=seed,
-        device=op.device,
-        dtype=dtype,
-    )
+    with counting(op, min(op.size, max(iterations, k)), enabled=progress):
+        pairs = lanczos(
+            op,
+            op.size,
+            k,
+            iterations=iterations,
+            tol=tol,
+            which=which,
+            seed=seed,
+            device=op.device,
+            dtype=dtype,
+        )
     return op, pairs
+
+
+def hessian_cost(
+    model: nn.Module,
+    *,
+    samples: int | None,
+    k: int,
+    iterations: int,
+    probes: int,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> list[Need]:
+    """What the Hessian report needs (:func:`lossland.core.hessian_needs`): its Lanczos
+    vectors and ``probes`` Hutchinson probes over ``samples`` samples (None: not known yet)."""
+    return _needs(model, k=k, iterations=iterations, probes=probes, dtype=dtype, device=device)(
+        samples
+    )
+
+
+def _needs(
+    model: nn.Module,
+    *,
+    k: int,
+    iterations: int,
+    probes: int,
+    dtype: torch.dtype,
+    device: str | torch.device,
+) -> Callable[[int | None], list[Need]]:
+    params = sum(p.numel() for p in model.parameters())
+    place = memory_place(device)
+    return lambda samples: hessian_needs(
+        params=params,
+        itemsize=dtype.itemsize,
+        samples=samples,
+        k=k,
+        iterations=iterations,
+        probes=probes,
+        place=place,
+    )
+
+
+def memory_place(device: str | torch.device) -> str:
+    """Where a computation on ``device`` holds its memory, as :func:`lossland.core.check_needs`
+    names it."""
+    device = torch.device(device)
+    return str(device) if device.type == "cuda" else "host"
+
+
+def checked_operator(
+    model: nn.Module,
+    data: Any,
+    needs: Callable[[int | None], list[Need]],
+    *,
+    allow_large: bool,
+    **options: Any,
+) -> HessianOperator:
+    """The operator, with ``needs`` checked before the data is read (the samples known then)
+    and, where only reading tells how many samples the data holds, once more after."""
+    known = known_samples(data)
+    check_needs(needs(known), allow_large=allow_large)
+    op = HessianOperator(model, data, **options)
+    if known is None:
+        check_needs(needs(op.count), allow_large=allow_large)
+    return op
+
+
+@contextlib.contextmanager
+def counting(op: HessianOperator, total: int, *, enabled: bool) -> Iterator[None]:
+    """A progress bar over the operator's Hessian-vector products (``total``: at most)."""
+    op.bar = progress_bar(total, desc="Hessian-vector products", unit="", enabled=enabled)
+    try:
+        yield
+    finally:
+        if op.bar is not None:
+            op.bar.close()
+        op.bar = None
 
 
 def hessian_directions(
@@ -381,6 +479,8 @@ def hessian_directions(
     tol: float = 1e-6,
     which: Which = "largest",
     seed: int = 0,
+    allow_large: bool = False,
+    progress: bool = True,
 ) -> Directions:
     """Unit eigenvectors of the two (k ≥ 2) or one (k = 1) top Hessian eigenvalues at θ*.
 
@@ -401,6 +501,8 @@ def hessian_directions(
         tol=tol,
         which=which,
         seed=seed,
+        allow_large=allow_large,
+        progress=progress,
     )
     info = {
         "eigenvalues": [float(v) for v in pairs.values],
@@ -483,32 +585,46 @@ def hessian_report(
     tol: float = 1e-6,
     which: Which = "largest",
     seed: int = 0,
+    allow_large: bool = False,
+    progress: bool = True,
 ) -> tuple[HessianReport, HessianOperator]:
-    """Top-k eigenvalues, a Hutchinson trace (``probes`` > 0) and the loss/gradient at θ*."""
+    """Top-k eigenvalues, a Hutchinson trace (``probes`` > 0) and the loss/gradient at θ*.
+    The cost is checked before any product (:func:`hessian_cost`: memory, and work above
+    lossland's limits only with ``allow_large``); ``progress`` shows a bar over the products."""
     _check_report_arguments(
         model, k=k, probes=probes, iterations=iterations, tol=tol, seed=seed, batch_size=batch_size
     )
     started = time.perf_counter()
-    op, pairs = hessian_eigen(
+    needs = _needs(model, k=k, iterations=iterations, probes=probes, dtype=dtype, device=device)
+    op = checked_operator(
         model,
         data,
-        k=k,
+        needs,
+        allow_large=allow_large,
         evaluator=evaluator,
         loss=loss,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
-        iterations=iterations,
-        tol=tol,
-        which=which,
-        seed=seed,
     )
-    trace = (
-        hutchinson(op, op.size, probes=probes, seed=seed, device=op.device, dtype=dtype)
-        if probes > 0
-        else None
-    )
-    value, grad = op.loss_and_grad()
+    with counting(op, min(op.size, max(iterations, k)) + probes + 1, enabled=progress):
+        pairs = lanczos(
+            op,
+            op.size,
+            k,
+            iterations=iterations,
+            tol=tol,
+            which=which,
+            seed=seed,
+            device=op.device,
+            dtype=dtype,
+        )
+        trace = (
+            hutchinson(op, op.size, probes=probes, seed=seed, device=op.device, dtype=dtype)
+            if probes > 0
+            else None
+        )
+        value, grad = op.loss_and_grad()
     report = HessianReport(
         parameters=op.size,
         samples=op.count,
@@ -586,6 +702,8 @@ def hessian_plane(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
+    allow_large: bool = False,
+    progress: bool = True,
 ) -> Plane:
     """The plane of the top two Hessian eigenvectors at θ* (unit norm), labelled with λ1, λ2."""
     size = sum(p.numel() for p in model.parameters())
@@ -601,6 +719,8 @@ def hessian_plane(
         device=device,
         dtype=dtype,
         seed=seed,
+        allow_large=allow_large,
+        progress=progress,
     )
     values = directions.info["eigenvalues"]
     labels = [f"v1 (λ1 = {values[0]:.4g})", f"v2 (λ2 = {values[1]:.4g})"]

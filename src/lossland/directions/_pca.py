@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lossland.core import check_needs, pca_needs
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
 from lossland.errors import LosslandError, arg
@@ -190,12 +191,15 @@ def pca_directions(
     names: Sequence[str] | None = None,
     center: bool = True,
     max_chunk_bytes: int = MAX_CHUNK_BYTES,
+    allow_large: bool = False,
 ) -> Directions:
     """The first two principal components of θ_t − θ_final over ``checkpoints``.
 
     Directions are unit vectors (norm "none") on the tensors ``names`` (default: the weights,
     not BatchNorm statistics); ``info`` holds the explained variance ratios. Checkpoints given as
-    paths are streamed: memory is the two directions plus ``max_chunk_bytes``.
+    paths are streamed: memory is the two directions plus ``max_chunk_bytes`` plus the T × T
+    Gram matrix. Reading more than lossland's limit (1e11 checkpoint bytes, three passes) needs
+    ``allow_large``; a Gram matrix that cannot fit the memory is refused.
     """
     sources = [Path(s) if isinstance(s, (str, os.PathLike)) else s for s in checkpoints]
     names = list(names) if names is not None else default_names(final_state)
@@ -209,6 +213,7 @@ def pca_directions(
             f"a PCA plane needs at least {3 if center else 2} checkpoints, got {len(sources)}: "
             f"train with a smaller {arg('save_every')}"
         )
+    check_pca_cost(final_state, names, len(sources), allow_large=allow_large)
     check_compatible(sources, final_state, names)
     n = len(sources)
     budget = max(1, max_chunk_bytes // (8 * n))
@@ -249,6 +254,18 @@ def pca_directions(
         "pca_centered": center,
     }
     return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info)
+
+
+def check_pca_cost(
+    final_state: State, names: Sequence[str], checkpoints: int, *, allow_large: bool
+) -> None:
+    """A PCA plane over ``checkpoints`` checkpoints of the tensors ``names``: its Gram matrix
+    must fit the memory, its reads lossland's limit (see :func:`lossland.core.pca_needs`)."""
+    tensors = [final_state[n] for n in names if n in final_state]
+    params = sum(t.numel() for t in tensors)
+    itemsize = max((t.element_size() for t in tensors), default=4)
+    needs = pca_needs(checkpoints=checkpoints, params=params, itemsize=itemsize)
+    check_needs(needs, allow_large=allow_large)
 
 
 def _components(
@@ -429,6 +446,7 @@ def trajectory_plane(
     names: Sequence[str] | None = None,
     pca_runs: str | Sequence[int] | None = None,
     center: bool = True,
+    allow_large: bool = False,
 ) -> Plane:
     """PCA over the checkpoints of the chosen runs (default all) relative to ``final_state``,
     then every run projected onto the plane; ``attrs`` record the runs and "PC1 (xx.x %)"
@@ -438,10 +456,13 @@ def trajectory_plane(
         raise LosslandError(f"no trajectory given: pass {arg('runs')} RUN_FOLDER")
     chosen = parse_pca_runs(pca_runs, len(found))
     names = list(names) if names is not None else default_names(final_state)
+    pool = [c for i in chosen for c in found[i].checkpoints]
+    check_pca_cost(final_state, names, len(pool), allow_large=allow_large)  # before any read
     for run in found:
         check_compatible(run.checkpoints, final_state, names)
-    pool = [c for i in chosen for c in found[i].checkpoints]
-    directions = pca_directions(final_state, pool, names=names, center=center)
+    directions = pca_directions(
+        final_state, pool, names=names, center=center, allow_large=allow_large
+    )
     info = dict(directions.info)
     info["pca_runs"] = [found[i].name for i in chosen]
     directions = replace(directions, info=info)

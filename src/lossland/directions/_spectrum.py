@@ -40,7 +40,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.directions._hessian import HessianOperator, MatVec, Which, lanczos
+from lossland.core import Need, spectrum_needs
+from lossland.directions._hessian import (
+    HessianOperator,
+    MatVec,
+    Which,
+    checked_operator,
+    counting,
+    lanczos,
+    memory_place,
+)
 from lossland.engine import Evaluator, LossFn
 from lossland.errors import LosslandError, arg
 
@@ -843,6 +852,8 @@ def hessian_spectrum(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
+    allow_large: bool = False,
+    progress: bool = True,
 ) -> HessianSpectrum:
     """The Hessian's spectral density and per-group top eigenvalues at ``model``'s weights.
 
@@ -851,7 +862,9 @@ def hessian_spectrum(
     density is :func:`spectral_density` with ``probes`` × ``steps`` products (memory: ``steps``
     vectors of the parameter count); each group's block (``groups``: one per parameter tensor,
     or one per module) gets its top ``k`` eigenvalues by :func:`lanczos` (``iterations``, ``tol``).
-    The probes are Hutchinson's with the same ``seed``.
+    The probes are Hutchinson's with the same ``seed``. The cost is checked before any product
+    (:func:`spectrum_cost`: memory, and work above lossland's limits only with
+    ``allow_large``); ``progress`` shows a bar over the products.
     """
     check_spectrum_arguments(
         probes=probes,
@@ -863,15 +876,44 @@ def hessian_spectrum(
         batch_size=batch_size,
     )
     started = time.perf_counter()
-    op = HessianOperator(
+    sizes: dict[str, Any] = dict(
+        probes=probes, steps=steps, k=k, iterations=iterations, groups=groups
+    )
+    op = checked_operator(
         model,
         data,
+        lambda n: spectrum_cost(model, samples=n, dtype=dtype, device=device, **sizes),
+        allow_large=allow_large,
         evaluator=evaluator,
         loss=loss,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
     )
+    with counting(op, _products(op, **sizes), enabled=progress):
+        density, blocks = _density_and_blocks(op, seed=seed, tol=tol, dtype=dtype, **sizes)
+    return HessianSpectrum(
+        density=density,
+        groups=blocks,
+        grouping=groups,
+        samples=op.count,
+        products=op.products,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _density_and_blocks(
+    op: HessianOperator,
+    *,
+    probes: int,
+    steps: int,
+    k: int,
+    iterations: int,
+    groups: GroupBy,
+    seed: int,
+    tol: float,
+    dtype: torch.dtype,
+) -> tuple[SpectralDensity, GroupSpectra]:
     density = spectral_density(
         op.matvec, op.size, probes=probes, steps=steps, seed=seed, device=op.device, dtype=dtype
     )
@@ -888,14 +930,45 @@ def hessian_spectrum(
         device=op.device,
         dtype=dtype,
     )
-    return HessianSpectrum(
-        density=density,
-        groups=blocks,
-        grouping=groups,
-        samples=op.count,
-        products=op.products,
-        seconds=time.perf_counter() - started,
+    return density, blocks
+
+
+def spectrum_cost(
+    model: nn.Module,
+    *,
+    samples: int | None,
+    probes: int,
+    steps: int,
+    k: int,
+    iterations: int,
+    groups: GroupBy = "parameter",
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> list[Need]:
+    """What :func:`hessian_spectrum` needs (:func:`lossland.core.spectrum_needs`) over
+    ``samples`` samples (None: not known yet)."""
+    named = list(model.named_parameters())
+    found = parameter_groups([n for n, _ in named], [p.numel() for _, p in named], by=groups)
+    return spectrum_needs(
+        params=sum(p.numel() for _, p in named),
+        itemsize=dtype.itemsize,
+        samples=samples,
+        probes=probes,
+        steps=steps,
+        k=k,
+        iterations=iterations,
+        group_sizes=[g.parameters for g in found],
+        place=memory_place(device),
     )
+
+
+def _products(
+    op: HessianOperator, *, probes: int, steps: int, k: int, iterations: int, groups: GroupBy
+) -> int:
+    """At most how many products the density and the group blocks take (the progress bar's
+    length; Lanczos may stop sooner)."""
+    found = parameter_groups(op.names, op.numels, by=groups)
+    return probes * min(op.size, steps) + sum(min(g.parameters, max(iterations, k)) for g in found)
 
 
 def _pm(estimate: Estimate) -> str:

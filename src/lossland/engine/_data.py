@@ -11,7 +11,6 @@ with a warning, so every grid point sees the same samples.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,13 +21,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
-from lossland.core import Digest, tensor_fingerprint
+from lossland.core import Digest, available_memory, bytes_text, tensor_fingerprint
 from lossland.errors import LosslandError, LosslandWarning, arg
 
 Batch = Any  # a tensor, a tuple/list of batches' parts, or a mapping of them
 DataMode = Literal["auto", "cached", "streamed"]
-# Cached sets may use this fraction of the device's free memory (host RAM for the CPU).
+# Cached sets may use this fraction of the device's free memory (available host memory for the
+# CPU); a source whose length is unknown (an IterableDataset, a generator) is read at most this
+# far, so that a stream that never ends is refused instead of read forever. data_mode="cached"
+# may keep up to CACHED_FRACTION.
 CACHE_FRACTION = 0.25
+CACHED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,28 @@ def subset(data: Any, samples: int, seed: int) -> Any:
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
         return Subset(data, subset_index(len(data), samples, seed).tolist())  # type: ignore[arg-type]
     return _First(data, samples)
+
+
+def known_samples(data: Any, samples: int | None = None) -> int | None:
+    """How many samples ``data`` holds (at most ``samples``) when that is known without reading
+    it: a pair, a sized Dataset or a DataLoader over one, a list of batches; None for streams."""
+    count: int | None = None
+    try:
+        pair = _as_pair(data)
+        if pair is not None:
+            count = len(pair[0])
+        elif isinstance(data, DataLoader):
+            dataset = data.dataset
+            count = None if isinstance(dataset, IterableDataset) else len(dataset)  # type: ignore[arg-type]
+        elif isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+            count = len(data)  # type: ignore[arg-type]
+        elif isinstance(data, (list, tuple)):
+            count = sum(batch_size_of(batch) for batch in data)
+    except Exception:  # no len(), a len() that fails, batches that do not say: the first
+        count = None  # pass learns the count (and reports a failing dataset where it fails)
+    if count is None:
+        return samples
+    return count if samples is None else min(count, samples)
 
 
 # --- tensor pairs ---------------------------------------------------------------------------
@@ -266,7 +291,10 @@ def _cache_or_stream(
             "the data is a one-shot iterator and cannot be streamed at every point: pass a "
             f"list, a Dataset or a DataLoader, or set {arg('data_mode')} to cached"
         )
-    budget = _cache_budget(device) if mode == "auto" and not one_shot else None
+    budget = _cache_budget(device)
+    # A stream of unknown length is read at most the budget; data_mode="cached" keeps at most
+    # CACHED_FRACTION of the memory.
+    bound = _read_bound(source, budget, mode)
     kept: list[Batch] | None = [] if mode != "streamed" else None
     digest = Digest()
     count = used = 0
@@ -276,9 +304,11 @@ def _cache_or_stream(
             digest.add(name, tensor)
             used += tensor.numel() * tensor.element_size()
         count += batch_size_of(raw)
+        if bound is not None and used > bound[0]:
+            raise LosslandError(bound[1].format(count=count, size=bytes_text(used)))
         if kept is not None:
             kept.append(moved)
-            if budget is not None and used > budget:
+            if mode == "auto" and not one_shot and used > budget:
                 kept = None  # too big to keep: stream it instead
     if count == 0:
         raise LosslandError("the evaluation set is empty: pass at least one sample")
@@ -289,13 +319,38 @@ def _cache_or_stream(
 
 
 def _cache_budget(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return CACHE_FRACTION * free
-    try:
-        return CACHE_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 2.0**32
+    """CACHE_FRACTION of the memory the data would live in (the device's free memory, the
+    host's available memory)."""
+    free = available_memory(str(device) if device.type == "cuda" else "host")
+    return CACHE_FRACTION * (free if free is not None else 2.0**34)
+
+
+def _read_bound(source: Iterable[Batch], budget: float, mode: DataMode) -> tuple[float, str] | None:
+    """(bytes, the refusal) past which the first pass stops: a source of unknown length is
+    read at most ``budget`` bytes; data_mode="cached" keeps at most CACHED_FRACTION."""
+    if not _sized(source):
+        return budget, (
+            "the evaluation data has no length and had not ended after {count:,} samples "
+            f"({{size}}, the most lossland reads from a stream of unknown length: "
+            f"{CACHE_FRACTION:.0%} of the free memory): pass {arg('samples')} N to evaluate its "
+            "first N samples"
+        )
+    if mode == "cached":
+        return budget * CACHED_FRACTION / CACHE_FRACTION, (
+            f"the evaluation data outgrew {{size}} after {{count:,}} samples, more than "
+            f"{arg('data_mode')} cached keeps ({CACHED_FRACTION:.0%} of the free memory): set "
+            f"{arg('data_mode')} to streamed or pass a smaller {arg('samples')}"
+        )
+    return None
+
+
+def _sized(source: Iterable[Batch]) -> bool:
+    """Whether the source's length is known before it is read (a stream's is not)."""
+    if isinstance(source, _First):
+        return True
+    if isinstance(source, DataLoader):
+        return not isinstance(source.dataset, IterableDataset)
+    return hasattr(source, "__len__")
 
 
 # --- batches ------------------------------------------------------------------------------

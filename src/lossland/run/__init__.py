@@ -18,9 +18,10 @@ from lossland.run._group import (
 from lossland.run._lock import lock_path, run_lock, stale_temporaries
 from lossland.run._options import DTYPES, DType, MemoryFormat, SurfaceOptions
 from lossland.run._planes import trajectory_surface
+from lossland.run._seeds import check_seed_range
 from lossland.run._settings import RESUME_KEYS, setting_differences, start_or_resume
 from lossland.run._signals import Interrupted, held_signals, signal_number, stop_on_signals
-from lossland.run._surface import surface
+from lossland.run._surface import check_cost, surface
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -34,6 +35,8 @@ __all__ = [
     "PeerError",
     "SurfaceOptions",
     "assign",
+    "check_cost",
+    "check_seed_range",
     "drive",
     "held_signals",
     "is_main_process",

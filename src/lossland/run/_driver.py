@@ -6,10 +6,12 @@ Each process evaluates its share of the pending points (whole rows, see
 In a group, a background thread runs the rounds, so the evaluation never waits on the
 network: about once a second (more often with shorter checkpoint intervals) each rank
 contributes its status, its new points and how far it got; every rank stores everybody's
-points. Rank 0 alone writes the file, atomically, every ``checkpoint_every`` seconds and at
-the end. A rank that fails, is interrupted (Ctrl-C, SIGTERM) or stops progressing ends the run
-at the next round; a rank that dies breaks the collectives of the others within moments (and
-torchrun sends them SIGTERM). Either way rank 0 writes what it has, and rerunning resumes.
+points. Rank 0 alone writes the file, atomically, every ``checkpoint_every`` seconds (or, for a
+file whose save took t > SLOW_SAVE_S seconds, every 10·t at the soonest: saving takes at most a
+tenth of the run, whatever the file's size) and at the end. A rank that fails, is interrupted
+(Ctrl-C, SIGTERM) or stops progressing ends the run at the next round; a rank that dies breaks
+the collectives of the others within moments (and torchrun sends them SIGTERM). Either way
+rank 0 writes what it has, and rerunning resumes.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossland.core import progress_bar
+from lossland.core import SAVE_SHARE, progress_bar
 from lossland.engine import STATS, UNITS, Block, Engine, finish_stats
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.run._group import TIMEOUT_ENV, Group, PeerError, assign, backend_error
 from lossland.run._signals import Interrupted, held_signals, signal_number, stop_on_signals
 
+# A save slower than this spaces the checkpoints: the next waits took / SAVE_SHARE (a 500 MB
+# file, about 2.5 s to write here, every 25 s), so saving costs at most a tenth of the run.
+# Quicker saves keep the interval asked for (checkpoint_every=0: every row).
+SLOW_SAVE_S = 0.5
 # Rank statuses, sent every round. FAILED and INTERRUPTED end the run at that round.
 RUNNING, FINISHED, FAILED, INTERRUPTED = 0, 1, 2, 3
 
@@ -45,8 +51,10 @@ def drive(
     out: str | Path | None,
     progress: bool,
     checkpoint_every: float,
+    label: str = "surface",
 ) -> Surface:
     """Evaluate this process's share; every process returns the whole surface, rank 0 saves it.
+    ``label`` names the progress bar.
 
     An error, Ctrl-C or SIGTERM writes the points computed so far before it propagates; an
     interruption becomes :class:`Interrupted`, whose message says what was saved.
@@ -62,6 +70,7 @@ def drive(
         checkpoint_every=checkpoint_every,
         pending=pending,
         progress=progress and group.main,
+        label=label,
     )
     local_error: BaseException | None = None
     with contextlib.ExitStack() as stack:
@@ -121,9 +130,11 @@ class _Exchange:
         checkpoint_every: float,
         pending: np.ndarray,
         progress: bool,
+        label: str,
     ) -> None:
         self.group, self.result, self.ndim = group, result, ndim
         self.out, self.checkpoint_every = out, checkpoint_every
+        self.spacing = checkpoint_every  # grows with the time a save takes (SAVE_SHARE)
         self.pending = pending
         self.lock = threading.Lock()  # outbox and local status
         self.store_lock = threading.Lock()  # result arrays and the file
@@ -143,7 +154,7 @@ class _Exchange:
         self.save_error: LosslandError | None = None
         self.last_ticks = [0] * group.world
         self.last_change = [time.monotonic()] * group.world
-        self.bar = progress_bar(int(pending.sum()), desc="surface", unit="pt", enabled=progress)
+        self.bar = progress_bar(int(pending.sum()), desc=label, unit="pt", enabled=progress)
         self.thread = (
             threading.Thread(target=self._loop, name="lossland-exchange", daemon=True)
             if group.world > 1
@@ -381,7 +392,7 @@ class _Exchange:
         return (
             self.out is not None
             and self.dirty
-            and time.monotonic() - self.last_save >= self.checkpoint_every
+            and time.monotonic() - self.last_save >= self.spacing
         )
 
     def _save_or_stop(self) -> None:
@@ -397,10 +408,14 @@ class _Exchange:
         wall = self.previous_wall + time.perf_counter() - self.started
         extra = {"processes": self.group.world} if self.group.world > 1 else {}
         self.result = self.result.with_attrs(wall_time_s=wall, **extra)
+        started = time.monotonic()
         self.result.save(self.out)
         self.dirty = False
         self.on_disk = int(self.result.done.sum())
         self.last_save = time.monotonic()
+        took = self.last_save - started
+        slow = took / SAVE_SHARE if took > SLOW_SAVE_S else 0.0
+        self.spacing = max(self.checkpoint_every, slow)
 
 
 def _encode(blocks: list[Block]) -> np.ndarray:

@@ -78,9 +78,17 @@ class SurfaceOptions:
         bounds=Bounds(0, 10, above=True, below=True),
     )
     checkpoint_every: float = option(
-        5.0, "seconds between atomic progress checkpoints", bounds=Bounds(0)
+        5.0,
+        "seconds between atomic progress checkpoints (at least: a file that takes t > 0.5 "
+        "seconds to save is saved at most every 10·t)",
+        bounds=Bounds(0),
     )
     progress: bool = option(True, "show a progress bar")
+    allow_large: bool = option(
+        False,
+        "run even when the estimated work is above lossland's limits (1e9 sample evaluations, "
+        "1e7 grid points, 100 seeds); what cannot fit the memory or disk is refused either way",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # choices and the bounds declared above

@@ -44,7 +44,10 @@ def trajectory_surface(
         attrs = {"checkpoint": str(final), "checkpoint_sha256": checkpoint.sha256 or "", **attrs}
     names = [n for n, _ in network.named_parameters()]
     state = {k: v.detach() for k, v in network.state_dict().items()}
-    plane = trajectory_plane(state, list(run_dirs), names=names, pca_runs=pca_runs)
+    large = bool(surface_options.get("allow_large") or False)
+    plane = trajectory_plane(
+        state, list(run_dirs), names=names, pca_runs=pca_runs, allow_large=large
+    )
     return surface(
         network,
         data,

@@ -143,19 +143,22 @@ def decide(
 
 
 def refined(
-    result: Surface, evaluate: Callable[[Surface, np.ndarray], Surface], tol: float
+    result: Surface, evaluate: Callable[[Surface, np.ndarray, str], Surface], tol: float
 ) -> Surface:
-    """Drive ``evaluate`` (which computes a mask of points) level by level, then fill the
-    points left out with their predictions, marked in ``interpolated``."""
+    """Drive ``evaluate`` (which computes a mask of points, its progress bar named by the
+    third argument: the level) level by level, then fill the points left out with their
+    predictions, marked in ``interpolated``."""
     shape = result.shape
     coords = [result.x] if result.y is None else [result.y, result.x]
     known = np.full(shape, np.nan)
     filled = np.zeros(shape, dtype=bool)
-    for stride in strides(shape):
+    levels = len(list(strides(shape)))
+    for level, stride in enumerate(strides(shape)):
         need, predicted = decide(known, coords, stride, tol)
         pending = need & ~result.evaluated
         if pending.any():
-            result = evaluate(result, pending.reshape(-1, len(result.x)))
+            label = f"refine {level + 1}/{levels}"
+            result = evaluate(result, pending.reshape(-1, len(result.x)), label)
         trusted = np.isfinite(predicted)
         known[trusted], filled[trusted] = predicted[trusted], True
         # Evaluated points (of this level, or already in a resumed file) use their values.

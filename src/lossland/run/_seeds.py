@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from lossland.directions import Directions, cosine, dot, random_directions
+from lossland.core import FINITE, SEEDS, check_number, progress_bar
+from lossland.directions import cosine, dot, random_directions
 from lossland.errors import LosslandError, SurfaceFileError, arg
 from lossland.io import SeedStack, Surface, SurfaceReadError
 from lossland.run._group import is_main_process
@@ -61,7 +62,8 @@ def seeded(
     )
     result = replace(first, stack=stack)
     result = result.with_attrs(
-        robustness=robustness(result), direction_cosines=_cosines(model, seeds, options)
+        robustness=robustness(result, progress=options.progress),
+        direction_cosines=_cosines(model, seeds, options),
     )
     if out is not None and is_main_process():
         result.save(out)
@@ -69,6 +71,21 @@ def seeded(
             with contextlib.suppress(OSError):
                 _part(out, seed).unlink(missing_ok=True)  # type: ignore[union-attr]
     return result
+
+
+def check_seed_range(seeds: Any, first: int) -> None:
+    """``seeds`` seeds from ``first`` on, all of them valid seeds: checked as a whole before the
+    first one is computed."""
+    check_number("seeds", seeds, FINITE, whole=True)
+    if seeds < 2:
+        raise LosslandError(f"{arg('seeds')} compares at least 2 seeds, got {seeds}")
+    last, top = first + seeds - 1, int(SEEDS.high or 0)
+    if last > top:
+        raise LosslandError(
+            f"{arg('seeds')} {seeds:,} from {arg('seed')} {first} run up to seed {last}, past the "
+            f"largest seed {top}: use a smaller {arg('seed')} (at most {top - seeds + 1}) or fewer "
+            f"{arg('seeds')}"
+        )
 
 
 def _part(out: Path | None, seed: int) -> Path | None:
@@ -106,9 +123,18 @@ def _restore(earlier: Surface, k: int, part: Path) -> None:
 
 
 def _cosines(model: nn.Module, seeds: Sequence[int], options: SurfaceOptions) -> dict[str, Any]:
-    """Cosines of all pairs among the 2·N random directions (x and y of every seed)."""
-    vectors: list[Directions] = [
-        random_directions(
+    """Cosines of all pairs among the 2·N random directions (x and y of every seed), with a
+    progress bar over the directions drawn and the pairs compared (N² of them)."""
+    n = 2 * len(seeds)
+    bar = progress_bar(
+        len(seeds) + n * (n - 1) // 2,
+        desc="comparing directions",
+        unit="",
+        enabled=options.progress,
+    )
+    flat: list[Mapping[str, Tensor]] = []
+    for seed in seeds:
+        pair = random_directions(
             model,
             seed=seed,
             norm=options.norm,
@@ -116,17 +142,27 @@ def _cosines(model: nn.Module, seeds: Sequence[int], options: SurfaceOptions) ->
             ndim=2,
             orthogonalize=options.orthogonalize,
         )
-        for seed in seeds
-    ]
-    flat = [d for pair in vectors for d in (pair.x, pair.y) if d is not None]
-    pairs = [(i, j) for i in range(len(flat)) for j in range(i + 1, len(flat))]
-    values = [cosine(flat[i], flat[j]) for i, j in pairs]
+        flat += [d for d in (pair.x, pair.y) if d is not None]
+        _advance(bar, 1)
+    values, spreads = [], []
+    for i in range(len(flat)):
+        for j in range(i + 1, len(flat)):
+            values.append(cosine(flat[i], flat[j]))
+            spreads.append(_cosine_spread(flat[i], flat[j]))
+        _advance(bar, len(flat) - i - 1)
+    if bar is not None:
+        bar.close()
     return {
         "pairs": len(values),
         "max_abs": float(np.max(np.abs(values))),
         "values": values,
-        "expected": float(np.mean([_cosine_spread(flat[i], flat[j]) for i, j in pairs])),
+        "expected": float(np.mean(spreads)),
     }
+
+
+def _advance(bar: Any, n: int) -> None:
+    if bar is not None:
+        bar.update(n)
 
 
 def _cosine_spread(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:

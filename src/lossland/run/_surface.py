@@ -17,8 +17,10 @@ from lossland.core import (
     MemoryProbe,
     axis_text,
     check_grid_size,
+    check_needs,
     coordinates,
     resolve_device,
+    surface_needs,
     tensor_fingerprint,
     updated,
 )
@@ -32,6 +34,7 @@ from lossland.engine import (
     check_precision,
     eval_data,
     finish_stats,
+    known_samples,
     resolve_evaluator,
     use_channels_last,
 )
@@ -43,7 +46,7 @@ from lossland.run._group import Group, is_main_process, join
 from lossland.run._lock import run_lock
 from lossland.run._options import DTYPES, SurfaceOptions
 from lossland.run._refine import refined
-from lossland.run._seeds import seeded
+from lossland.run._seeds import check_seed_range, seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
 from lossland.show import with_figures
 
@@ -87,6 +90,7 @@ def surface(
     refine: float | None = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
+    allow_large: bool | None = None,
     on_accept: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Surface:
     """Loss and accuracy of ``model`` on ``data`` over a 1-D line or a 2-D plane of weight space.
@@ -107,7 +111,9 @@ def surface(
     (``attrs["robustness"]``). ``attrs["memory"]`` holds the run's peak host and device
     memory, as bytes and as multiples of the parameter bytes (:class:`lossland.core.MemoryProbe`;
     on Linux it resets the process's peak-RSS counter when the run starts). ``offload=True``
-    keeps θ* on the host for models that barely fit the device.
+    keeps θ* on the host for models that barely fit the device. The run's cost (points ×
+    samples, memory, disk) is estimated before any data is read, lock taken or file written:
+    what cannot fit is refused, and work above lossland's limits needs ``allow_large=True``.
 
     ``on_accept`` runs on rank 0 once every check has passed, the run holds the lock of ``out``
     and has accepted the file (new, replaced or resumed), before any point is computed: the
@@ -122,7 +128,7 @@ def surface(
         **dict(memory_format=memory_format),
         **dict(samples=samples, data_mode=data_mode),
         **dict(sem_target=sem_target, min_batches=min_batches, refine=refine),
-        **dict(checkpoint_every=checkpoint_every, progress=progress),
+        **dict(checkpoint_every=checkpoint_every, progress=progress, allow_large=allow_large),
     )
     if seeds is not None and seeds != 1:
         return _seeded(
@@ -147,7 +153,7 @@ def surface(
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     probe.watch(group.device)
     engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
-    evaluation = run.data(data, engine_options)
+    evaluation = run.checked_data(model, data, engine_options, out)
     settings = run.settings(model, evaluation, split, attrs)
     with contextlib.ExitStack() as held:  # the run lock of ``out``, until the run ends
 
@@ -188,7 +194,7 @@ def _compute(
     then, on a line between checkpoints, its barrier located past the grid (rank 0)."""
     opts = run.options
 
-    def evaluate(current: Surface, mask: np.ndarray) -> Surface:
+    def evaluate(current: Surface, mask: np.ndarray, label: str = "surface") -> Surface:
         with probe.points():
             return drive(
                 group,
@@ -200,6 +206,7 @@ def _compute(
                 out=out,
                 progress=opts.progress,
                 checkpoint_every=opts.checkpoint_every,
+                label=label,
             )
 
     result = (
@@ -242,11 +249,18 @@ def _seeded(
     **keywords: Any,
 ) -> Surface:
     """``surface(..., seeds=N)``: one run per direction seed, stacked into ``out``."""
+    check_seed_range(seeds, opts.seed)  # the whole range, before the first seed
     if directions is not None:
         raise LosslandError(
             f"{arg('seeds')} draws random directions for every seed: drop {arg('directions')}"
         )
     on_accept = keywords.pop("on_accept")
+    # The whole stack's cost, before the lock or any seed's file (random directions' grid).
+    xs, ys = _grid(Directions(x={}), keywords["x"], keywords["y"], keywords["trajectories"])
+    ny = None if ys is None else len(ys)
+    check_grid_size(len(xs), ny)
+    samples = known_samples(data, opts.samples)
+    check_cost(model, opts, nx=len(xs), ny=ny, samples=samples, seeds=seeds, out=out)
 
     def one_seed(seed: int, part: Path | None) -> Surface:
         first = seed == opts.seed
@@ -289,6 +303,21 @@ class _Run:
             mode=o.data_mode,
             seeded_order=o.sem_target is not None,
         )
+
+    def checked_data(
+        self, model: nn.Module, data: Any, engine: EngineOptions, out: str | Path | None
+    ) -> EvalData:
+        """The evaluation set, the run's cost checked before it is read (with the samples known
+        then) and, where only reading tells how many samples the data holds, once more after."""
+        grid: dict[str, Any] = {"nx": len(self.xs), "ny": None if self.ys is None else len(self.ys)}
+        known = known_samples(data, self.options.samples)
+        k = engine.points_per_batch
+        check_cost(model, self.options, samples=known, out=out, points_per_batch=k, **grid)
+        evaluation = self.data(data, engine)
+        if known is None:
+            samples = evaluation.samples
+            check_cost(model, self.options, samples=samples, out=out, points_per_batch=k, **grid)
+        return evaluation
 
     def settings(
         self,
@@ -389,6 +418,37 @@ class _Run:
             origin=d.origin,
             options=options,
         )
+
+
+def check_cost(
+    model: nn.Module,
+    options: SurfaceOptions,
+    *,
+    nx: int,
+    ny: int | None,
+    samples: int | None,
+    seeds: int = 1,
+    out: str | Path | None = None,
+    points_per_batch: int | None = None,
+) -> None:
+    """Refuse a surface (or a stack of ``seeds``) of ``nx`` × ``ny`` points over ``samples``
+    samples (None: not known yet) that cannot fit this machine's memory or the disk of ``out``,
+    or whose work is above lossland's limits without ``allow_large`` (see
+    :func:`lossland.core.check_needs`)."""
+    device = resolve_device(options.device)
+    itemsize = DTYPES[options.dtype].itemsize
+    needs = surface_needs(
+        nx=nx,
+        ny=ny,
+        samples=samples,
+        param_bytes=sum(p.numel() for p in model.parameters()) * itemsize,
+        seeds=seeds,
+        refine=options.refine is not None,
+        points_per_batch=points_per_batch or options.points_per_batch or 1,
+        place=str(device) if device.type == "cuda" else "host",
+        out=None if out is None else Path(out),
+    )
+    check_needs(needs, allow_large=options.allow_large)
 
 
 CHECK_POINTS = 5

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from lossland.core import json_default
+from lossland.core import check_needs, descent_needs, json_default, progress_bar
 from lossland.errors import LosslandError, arg
 from lossland.io import (
     Surface,
@@ -523,9 +523,13 @@ def descend_all(
     log: bool = False,
     interpolation: Interpolation = "cubic",
     hyper: Mapping[str, float] | None = None,
+    allow_large: bool = False,
+    progress: bool = True,
 ) -> list[OptimizerPath]:
     """Every combination of start, optimizer and learning rate; ``hyper`` goes to the
-    optimizers that take each hyper-parameter (one that none of them takes is an error)."""
+    optimizers that take each hyper-parameter (one that none of them takes is an error).
+    More than lossland's limit of optimizer steps in all (1e6) needs ``allow_large``;
+    ``progress`` shows a bar over the paths' steps."""
     for name in optimizers:
         if name not in OPTIMIZERS:
             raise LosslandError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
@@ -539,6 +543,9 @@ def descend_all(
                 f"{arg(name)} does not apply to {', '.join(optimizers)}: it is for "
                 f"{', '.join(takers)}"
             )
+    count = len(starts) * len(optimizers) * len(lrs)
+    check_needs(descent_needs(paths=count, steps=steps), allow_large=allow_large)
+    bar = progress_bar(count * steps, desc="paths", unit="step", enabled=progress)
     paths = []
     for start in starts:
         for optimizer in optimizers:
@@ -560,6 +567,10 @@ def descend_all(
                         **own,
                     )
                 )
+                if bar is not None:
+                    bar.update(steps)
+    if bar is not None:
+        bar.close()
     return paths
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lossland.core import progress_bar
 from lossland.errors import LosslandError, arg
 from lossland.io import SeedStack, Surface
 from lossland.show._sharpness import sharpness
@@ -39,24 +40,29 @@ def seed_surface(surface: Surface, k: int) -> Surface:
     )
 
 
-def robustness(surface: Surface) -> dict[str, Any]:
+def robustness(surface: Surface, *, progress: bool = False) -> dict[str, Any]:
     """The figures across the seeds of a stacked surface (JSON-ready); a figure no seed has
-    (every loss of the seeds NaN, say) is None."""
+    (every loss of the seeds NaN, say) is None. ``progress``: a bar over the N² comparisons."""
     with warnings.catch_warnings():  # all-NaN slices and constant rows: None, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _robustness(surface)
+        return _robustness(surface, progress)
 
 
-def _robustness(surface: Surface) -> dict[str, Any]:
+def _robustness(surface: Surface, progress: bool) -> dict[str, Any]:
     stack = seed_stack(surface)
     logs = seed_logs(stack)
     n = len(stack.seeds)
     corr = np.full((n, n), np.nan)
+    bar = progress_bar(n * n, desc="comparing seeds", unit="pair", enabled=progress)
     for i in range(n):
         for j in range(n):
             both = np.isfinite(logs[i]) & np.isfinite(logs[j])
             if both.sum() > 2:
                 corr[i, j] = float(np.corrcoef(logs[i][both], logs[j][both])[0, 1])
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
     pairs = corr[np.triu_indices(n, 1)]
     seeds = [seed_surface(surface, k) for k in range(n)]
     minima = [s.argmin() for s in seeds]
