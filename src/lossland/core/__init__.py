@@ -55,6 +55,7 @@ from lossland.core._schemes import (
     linear2x_point_,
     rescale_,
 )
+from lossland.core._text import printable
 
 __all__ = [
     "AT_LEAST_1",
@@ -99,6 +100,7 @@ __all__ = [
     "memory_text",
     "option",
     "param_bytes",
+    "printable",
     "progress_bar",
     "rescale_",
     "reset_host_peak",

@@ -7,9 +7,11 @@ is parsed as data and validated by type; nothing read from a file is ever import
 from lossland.io._atomic import (
     atomic_path,
     atomic_write_bytes,
+    check_length,
     check_output,
     check_writable,
     make_folder,
+    path_length_problem,
     sha256_file,
 )
 from lossland.io._checkpoint import (
@@ -72,6 +74,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "check_contents",
+    "check_length",
     "check_output",
     "check_schema",
     "check_writable",
@@ -93,6 +96,7 @@ __all__ = [
     "mismatch_report",
     "parse_json",
     "parse_json_object",
+    "path_length_problem",
     "read_npz",
     "replace_infinite",
     "save_checkpoint",

@@ -20,6 +20,7 @@ from lossland.core import (
     Bounds,
     check_fields,
     option,
+    printable,
     progress_bar,
     resolve_device,
 )
@@ -73,16 +74,17 @@ class TrainResult:
 
     def summary(self) -> str:
         lines = [
-            f"model {self.spec} ({self.parameters:,} parameters)",
+            f"model {printable(self.spec)} ({self.parameters:,} parameters)",
             f"trained {self.steps} steps on {self.samples:,} samples in {self.seconds:.1f} s "
             f"({self.samples / max(self.seconds, 1e-9):,.0f} samples/s)",
             f"train accuracy (running, last epoch) {self.train_accuracy:.4f}",
             f"test accuracy {self.test_accuracy:.4f}, test loss {self.test_loss:.4f}",
-            f"checkpoint: {self.checkpoint}",
+            f"checkpoint: {printable(self.checkpoint)}",
         ]
         if self.trajectory:
             lines.append(
-                f"trajectory: {len(self.trajectory)} checkpoints in {self.trajectory[0].parent}"
+                f"trajectory: {len(self.trajectory)} checkpoints in "
+                f"{printable(self.trajectory[0].parent)}"
             )
         return "\n".join(lines)
 
