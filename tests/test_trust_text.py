@@ -810,6 +810,33 @@ def writers(w: dict[str, Path], out: Path) -> dict[str, list[Any]]:
         "view": ["view", source, "-o", out],
         "export": ["export", source, "-o", f"{out}.csv"],
         "demo": ["demo", "-o", out, "--data-dir", w["data"]],
+        "train --trajectory-dir": [
+            "train",
+            "--data-dir",
+            w["data"],
+            "--limit",
+            "16",
+            "--device",
+            "cpu",
+            "-o",
+            w["folder"] / "t.safetensors",
+            "--overwrite",
+            "--save-every",
+            "1",
+            "--trajectory-dir",
+            out,
+        ],
+        "surface --save-directions": [
+            "surface",
+            w["ckpt"],
+            "-o",
+            w["folder"] / "sd.h5",
+            *data,
+            "--x",
+            "-1:1:3",
+            "--save-directions",
+            out,
+        ],
     }
 
 
@@ -830,8 +857,11 @@ WRITERS = [
     "view",
     "export",
     "demo",
+    "train --trajectory-dir",
+    "surface --save-directions",
 ]
-FOLDERS = ("plot", "demo")  # their -o is a folder: a 240-byte folder name is fine
+# Their output is a folder: a 240-byte folder name is fine.
+FOLDERS = ("plot", "demo", "train --trajectory-dir")
 
 
 @pytest.mark.parametrize(

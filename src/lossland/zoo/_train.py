@@ -26,7 +26,14 @@ from lossland.core import (
 )
 from lossland.engine import use_channels_last
 from lossland.errors import LosslandError, arg
-from lossland.io import ModelSpec, check_output, load_checkpoint, load_state_into, save_checkpoint
+from lossland.io import (
+    ModelSpec,
+    check_length,
+    check_output,
+    load_checkpoint,
+    load_state_into,
+    save_checkpoint,
+)
 from lossland.zoo._datasets import load_dataset
 from lossland.zoo._fashion_mnist import fingerprint
 from lossland.zoo._models import build_model, count_parameters
@@ -226,6 +233,8 @@ def _check_trajectory(
     folder: Path, steps: list[int], overwrite: bool, inputs: list[str | Path | None]
 ) -> None:
     """Before training: the trajectory folder can hold exactly this run's checkpoints."""
+    for name in {_snapshot_name(step) for step in steps}:
+        check_length(folder / name, name="trajectory_dir")  # before any stat of the folder
     existing = next(p for p in (folder, *folder.parents) if p.exists())  # "/" always exists
     if not existing.is_dir():
         raise LosslandError(
