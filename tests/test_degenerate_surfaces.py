@@ -127,7 +127,9 @@ CASES: dict[str, Case] = {
     "partially evaluated": Case(lambda: edited(bowl(), _partial)),
     "negative losses": Case(lambda: edited(bowl(), lambda s: s.loss.__isub__(1.5)), positive=False),
     "zero losses": Case(lambda: filled(0.0), positive=False),
-    "losses near the float maximum": Case(lambda: edited(bowl(), lambda s: s.loss.__imul__(1e307))),
+    # Up to the largest a figure draws (show._figures.DRAWABLE); beyond it (the float maximum),
+    # plot refuses with one line: tests/test_trust_text.py.
+    "losses near the largest drawn": Case(lambda: edited(bowl(), lambda s: s.loss.__imul__(3e199))),
     "no accuracy": Case(lambda: edited(bowl(), lambda s: s.acc.fill(np.nan))),
     "negative and NaN standard errors": Case(lambda: edited(bowl(), _bad_sem)),
     "seed stack, one seed all NaN": Case(lambda: stacked(np.full((5, 5), np.nan))),

@@ -9,6 +9,7 @@ API argument the library names shown as this command's flag; warnings as ``lossl
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import warnings
@@ -18,7 +19,9 @@ from typing import Any
 
 from lossland._version import __version__
 from lossland.cli._args import Command, join_negative_values
+from lossland.cli._output import Parser, say, shown
 from lossland.errors import LosslandError, LosslandWarning
+from lossland.io import path_length_problem
 
 
 def commands() -> dict[str, Command]:
@@ -30,9 +33,7 @@ def commands() -> dict[str, Command]:
 
 
 def build_parser(table: dict[str, Command]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lossland", description="Fast neural-network loss landscapes on PyTorch."
-    )
+    parser = Parser(prog="lossland", description="Fast neural-network loss landscapes on PyTorch.")
     parser.add_argument("--version", action="version", version=f"lossland {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in table.items():
@@ -42,13 +43,24 @@ def build_parser(table: dict[str, Command]) -> argparse.ArgumentParser:
 
 @contextmanager
 def _notes() -> Iterator[None]:
-    """lossland's warnings as one ``lossland: note:`` line each."""
+    """lossland's warnings as one ``lossland: note:`` line each; other libraries' warnings
+    in Python's format, both through :func:`say` (a warning may quote a file)."""
 
-    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    def show(
+        message: Any,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
         if issubclass(category, LosslandWarning):
-            print(f"lossland: note: {message}", file=sys.stderr)
+            say(f"lossland: note: {shown(message)}", err=True)
+        elif file is None:
+            text = warnings.formatwarning(message, category, filename, lineno, line)
+            say(text.rstrip("\n"), err=True)
         else:
-            original(message, category, *args, **kwargs)
+            original(message, category, filename, lineno, file, line)
 
     original = warnings.showwarning
     warnings.showwarning = show
@@ -85,11 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command.handler(*command.build(args)) or 0
     except LosslandError as exc:
         if _reports(exc):
-            print(f"lossland: error: {exc.render(command.flag_for)}", file=sys.stderr)
+            say(f"lossland: error: {shown(exc.render(command.flag_for))}", err=True)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a surface run
         if not getattr(exc, "quiet", False):
-            print(f"lossland: {str(exc) or 'interrupted'}", file=sys.stderr)
+            say(f"lossland: {shown(exc) or 'interrupted'}", err=True)
         return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG or not isinstance(exc.filename, str):
+            raise
+        # Outputs are refused before any work (io.check_output); this is an input's path.
+        problem = path_length_problem(exc.filename, room=0) or f"{exc.filename} is too long"
+        say(f"lossland: error: {shown(problem)}: give a shorter path", err=True)
+        return 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from lossland.cli._args import flag
+from lossland.cli._output import say, shown
 from lossland.core import import_object, is_import_path, memory_text
 from lossland.engine import PRESETS, Evaluator, resolve_evaluator, select_samples, subset
 from lossland.errors import LosslandError, render
@@ -189,7 +189,7 @@ def parse_model_args(items: list[str], *, flag: str = "--model-arg") -> dict[str
 
 def note(message: str) -> None:
     """A line on stderr for the user (progress of long steps, notes)."""
-    print(message, file=sys.stderr, flush=True)
+    say(message, err=True, flush=True)
 
 
 def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
@@ -200,12 +200,12 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
     evaluated = int(result.evaluated.sum())
     computed = result.attrs.get("points_computed", evaluated)
     if computed == 0:
-        return f"{out or 'the surface'} is complete: nothing to compute"
+        return f"{shown(out or 'the surface')} is complete: nothing to compute"
     rate = computed / max(seconds, 1e-9)
     size = "x".join(str(s) for s in result.shape)
     refined = "" if result.interpolated is None else f", {evaluated} points evaluated"
     lines = [f"{size} surface in {seconds:.1f} s ({rate:.1f} points/s{refined})"]
-    lines[0] += f" → {out}" if out else ""
+    lines[0] += f" → {shown(out)}" if out else ""
     if finite.size:
         lines.append(f"loss min {finite.min():.4g} at ({where}), max {finite.max():.4g}")
     values = result.values()

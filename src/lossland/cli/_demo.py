@@ -17,10 +17,11 @@ from torch import Tensor, nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import DataArgs, note, seed_lines, surface_summary
+from lossland.cli._output import say, shown
 from lossland.core import Bounds
 from lossland.engine import select_samples
 from lossland.errors import LosslandError
-from lossland.io import Surface, check_output
+from lossland.io import Surface, check_length, check_output
 from lossland.run import surface, trajectory_surface
 from lossland.show import (
     OptimizerName,
@@ -75,7 +76,7 @@ class DemoArgs(DataArgs):
 
 
 def run(args: DemoArgs) -> int:
-    print(demo(args))
+    say(demo(args))
     return 0
 
 
@@ -83,6 +84,8 @@ def demo(args: DemoArgs) -> str:
     """Run the demo; return the summary text (also listing every file written)."""
     plan = FULL if args.full else SMALL
     out = Path(args.out)
+    for file in demo_files(out, plan):
+        check_length(file, name="out")
     if out.exists() and not out.is_dir():
         raise LosslandError(f"-o {out} is a file: the demo writes a folder of files; name a folder")
     if out.is_dir():  # every file of the demo, before any work
@@ -120,8 +123,8 @@ def demo(args: DemoArgs) -> str:
         note(f"      the PCA plane of the {len(trained.trajectory)} training checkpoints")
         files += _trajectory(args, model, trained, data, out)
     lines = [
-        f"demo finished in {time.perf_counter() - started:.0f} s; files in {out}/:",
-        *[f"  {f.relative_to(out) if f.is_relative_to(out) else f}" for f in files],
+        f"demo finished in {time.perf_counter() - started:.0f} s; files in {shown(out)}/:",
+        *[f"  {shown(f.relative_to(out) if f.is_relative_to(out) else f)}" for f in files],
         f"test accuracy {trained.test_accuracy:.4f}",
         *summary,
         *topology_lines(result),

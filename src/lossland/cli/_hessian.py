@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
+from lossland.cli._output import say, shown
 from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_needs, resolve_device
 from lossland.directions import (
     DTYPES,
@@ -187,8 +188,8 @@ def run(args: HessianArgs) -> int:
     )
     if args.save_directions is not None:
         save_eigen_directions(op, report, args.save_directions, model, source=str(args.checkpoint))
-        note(f"directions (top {min(args.k, 2)} eigenvectors) → {args.save_directions}")
-    print(report.summary(header=f"checkpoint {args.checkpoint}"))
+        note(f"directions (top {min(args.k, 2)} eigenvectors) → {shown(args.save_directions)}")
+    say(report.summary(header=f"checkpoint {shown(args.checkpoint)}"))
     if json_path is None or figure_path is None:
         return 0
     try:
@@ -207,8 +208,8 @@ def run(args: HessianArgs) -> int:
         raise LosslandError(exc.render(_density_flag)) from None
     atomic_write_bytes(json_path, _summary_json(args, report, spectrum).encode("utf-8"))
     save_density_figure(spectrum.density.as_dict(), figure_path)
-    note(f"spectrum → {json_path}, figure → {figure_path}")
-    print(spectrum.describe())
+    note(f"spectrum → {shown(json_path)}, figure → {shown(figure_path)}")
+    say(spectrum.describe())
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, surface_summary
+from lossland.cli._output import say
 from lossland.cli._surface import SurfaceArgs, compute
 from lossland.errors import LosslandError
 from lossland.run import SurfaceOptions, is_main_process
@@ -48,7 +49,7 @@ def run(args: InterpolateArgs, options: SurfaceOptions) -> int:
     y = (args.y or args.x) if len(paths) == 3 else None
     result = compute(SurfaceArgs(**shared, checkpoint=paths[0], to=paths[1:], y=y), options)
     if is_main_process():
-        print(surface_summary(result, args.out, time.perf_counter() - started))
+        say(surface_summary(result, args.out, time.perf_counter() - started))
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
+from lossland.cli._output import say, shown
 from lossland.core import FINITE, Bounds, check_needs, descent_needs
 from lossland.io import ExportFormat, Surface, check_output, export, export_format
 from lossland.show import (
@@ -39,7 +40,7 @@ class InfoArgs:
 
 def info(args: InfoArgs) -> int:
     surface = Surface.load(args.file)
-    print("\n".join([surface.describe(), *seed_lines(surface)]))
+    say("\n".join([surface.describe(), *seed_lines(surface)]))
     return 0
 
 
@@ -98,7 +99,7 @@ def plot_files(args: PlotArgs) -> int:
         overwrite=args.overwrite,
     )
     for file in files:
-        print(file)
+        say(shown(file))
     return 0
 
 
@@ -178,8 +179,8 @@ def paths(args: PathArgs) -> int:
     )
     write_paths(found, out, overwrite=args.overwrite)
     for path in found:
-        print(path.summary())
-    print(out)
+        say(path.summary())
+    say(shown(out))
     return 0
 
 
@@ -204,15 +205,16 @@ def view(args: ViewArgs) -> int:
     surface = Surface.load(args.file)
     found = [p for file in args.path for p in read_paths(file)]
     title = args.title or f"lossland: {args.file.name}"
-    print(
-        write_viewer(surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite)
+    written = write_viewer(
+        surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite
     )
+    say(shown(written))
     if args.serve:
         serve(
             out,
             port=args.port,
             open_browser=args.browser,
-            announce=lambda url: print(f"serving {out} at {url} (Ctrl-C stops)", flush=True),
+            announce=lambda url: say(f"serving {shown(out)} at {url} (Ctrl-C stops)", flush=True),
         )
     return 0
 
@@ -245,7 +247,10 @@ def export_file(args: ExportArgs) -> int:
         fmt = export_format(out, args.format)
     check_output(out, overwrite=args.overwrite, inputs=[args.file])  # before any work
     surface = Surface.load(args.file)
-    print(export(surface, out, format=fmt, log=args.log, zmax=args.zmax, overwrite=args.overwrite))
+    written = export(
+        surface, out, format=fmt, log=args.log, zmax=args.zmax, overwrite=args.overwrite
+    )
+    say(shown(written))
     return 0
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note, surface_summary
+from lossland.cli._output import say, shown
 from lossland.core import check_grid_size, check_spec, resolve_device
 from lossland.directions import DTYPES as HESSIAN_DTYPES
 from lossland.directions import (
@@ -93,7 +94,7 @@ def run(args: SurfaceArgs, options: SurfaceOptions) -> int:
     started = time.perf_counter()
     result = compute(args, options)
     if is_main_process():  # under torchrun rank 0 speaks for all
-        print(surface_summary(result, args.out, time.perf_counter() - started))
+        say(surface_summary(result, args.out, time.perf_counter() - started))
     return 0
 
 
@@ -312,7 +313,7 @@ def _trajectory(
     for name, off in plane.attrs["trajectory_off_plane"].items():
         if off > 0.5:
             note(
-                f"note: run {name} lies far off the plane (up to {100 * off:.0f} % of its "
+                f"note: run {shown(name)} lies far off the plane (up to {100 * off:.0f} % of its "
                 "largest distance from the final point): its drawn path is a shadow"
             )
     return replace(plane, x=args.x, y=args.y)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import DataArgs, ModelArgs
+from lossland.cli._output import say
 from lossland.zoo import Dataset, TrainOptions, train
 
 
@@ -36,7 +37,7 @@ def run(args: TrainArgs, options: TrainOptions) -> int:
         progress=args.progress,
         overwrite=args.overwrite,
     )
-    print(result.summary())
+    say(result.summary())
     return 0
 
 

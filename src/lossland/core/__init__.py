@@ -70,6 +70,7 @@ from lossland.core._schemes import (
     linear2x_point_,
     rescale_,
 )
+from lossland.core._text import printable
 
 __all__ = [
     "AT_LEAST_1",
@@ -125,6 +126,7 @@ __all__ = [
     "option",
     "param_bytes",
     "pca_needs",
+    "printable",
     "progress_bar",
     "rescale_",
     "reset_host_peak",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lossland.core._text import printable
+
 
 def progress_bar(
     total: int | None, *, desc: str, unit: str, enabled: bool = True, **options: Any
@@ -24,7 +26,7 @@ def progress_bar(
     widget = any(base.__module__ == "tqdm.notebook" for base in tqdm.__mro__)
     return tqdm(
         total=total,
-        desc=desc,
+        desc=printable(desc),  # may name a user's model
         unit=unit,
         dynamic_ncols=True,
         leave=False,

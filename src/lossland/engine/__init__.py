@@ -1,6 +1,7 @@
 """The evaluation engine: the hot loop, the evaluation contract and the evaluation set,
 per-point statistics, precision and memory formats, BatchNorm modes."""
 
+from lossland.engine._compile import check_compile_cache, compile_failure
 from lossland.engine._contract import (
     IGNORE_INDEX,
     STATS,
@@ -77,7 +78,9 @@ __all__ = [
     "batchnorms",
     "bind_flat",
     "causal_lm",
+    "check_compile_cache",
     "check_precision",
+    "compile_failure",
     "default_accuracy",
     "default_forward",
     "default_loss",

@@ -28,6 +28,7 @@ from lossland.core import (
     li_point_,
     linear2x_point_,
 )
+from lossland.engine._compile import compile_failure, compiled
 from lossland.engine._contract import STATS, Evaluator, finish_stats
 from lossland.engine._copy import (
     BNMode,
@@ -128,7 +129,7 @@ class Engine:
         self._scratch: Tensor | None = None
         self.module: nn.Module = self.net
         if options.compile:
-            self.module = torch.compile(  # type: ignore[assignment]
+            self.module = compiled(
                 self.net, mode="reduce-overhead" if device.type == "cuda" else None
             )
 
@@ -298,6 +299,9 @@ class Engine:
             _compare_own_loss(output, float(stats[0] / stats[2]))
 
     def _failure(self, exc: Exception, where: str) -> str:
+        compiled = compile_failure(exc) if self.options.compile else None
+        if compiled is not None:  # the compiler's, not the model's
+            return compiled
         message = f"the model or loss raised {type(exc).__name__} at {where}: {exc}"
         if self.checked:
             return message
@@ -327,7 +331,7 @@ class Engine:
 
         batched = torch.vmap(forward_one, in_dims=(0, None))
         if self.options.compile:
-            batched = torch.compile(batched)
+            batched = compiled(batched)
         with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
             for i in rows if rows is not None else range(len(ys)):
                 cols = np.flatnonzero(pending[i])

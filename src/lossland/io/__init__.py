@@ -7,9 +7,11 @@ is parsed as data and validated by type; nothing read from a file is ever import
 from lossland.io._atomic import (
     atomic_path,
     atomic_write_bytes,
+    check_length,
     check_output,
     check_writable,
     make_folder,
+    path_length_problem,
     sha256_file,
 )
 from lossland.io._checkpoint import (
@@ -88,6 +90,7 @@ __all__ = [
     "check_budget",
     "check_contents",
     "check_hdf5",
+    "check_length",
     "check_output",
     "check_ratio",
     "check_schema",
@@ -113,6 +116,7 @@ __all__ = [
     "open_hdf5",
     "parse_json",
     "parse_json_object",
+    "path_length_problem",
     "read_npz",
     "replace_infinite",
     "save_checkpoint",

@@ -6,7 +6,9 @@
   very run's own output (``own``: a surface being resumed);
 * an output that is one of the command's inputs (the same file, by inode) is always refused;
 * a folder, a device, a FIFO or a socket is never replaced;
-* a symlink is written through (its target is replaced), never swapped for a file.
+* a symlink is written through (its target is replaced), never swapped for a file;
+* a path the file system cannot take (a name past NAME_MAX, a path past PATH_MAX, with room
+  for lossland's own files beside the output) is refused before anything touches it.
 
 :func:`atomic_path` writes every file: a temporary file beside the target, fsynced and renamed
 over it, so a reader sees the old file or the new one, never half of one. It applies the same
@@ -32,6 +34,9 @@ PathLike = str | os.PathLike[str]
 
 # The signs of a full disk in the messages of libraries that do not keep errno (h5py, safetensors).
 _FULL_DISK = ("no space left", "errno = 28", "storagefull", "disk quota", "errno = 122")
+# What lossland puts beside an output, longest first: a seed run's hidden per-seed file
+# ".<name>.seed<N>.h5" (N up to 2**63 - 1), written through a temporary ".<that>.XXXXXXXX.tmp".
+NAME_ROOM = len(f"..seed{2**63 - 1}.h5") + len("..XXXXXXXX.tmp")
 _KINDS = {
     stat.S_IFDIR: "folder",
     stat.S_IFCHR: "character device",
@@ -55,7 +60,7 @@ def check_output(
     ``inputs`` are the files the command reads (and its other outputs): never replaced.
     ``name`` is the API argument that gave the path, for the message.
     """
-    given = Path(path)
+    given = check_length(path, name=name)
     target = _target(given, name)
     parent = target.parent
     if not parent.exists():
@@ -95,6 +100,7 @@ def make_folder(path: PathLike, *, name: str = "out_dir") -> Path:
     """The folder a command writes several files into, created (with its parents) when
     missing: a new folder holds nothing to refuse. A path that is not a folder is refused."""
     folder = Path(path)
+    check_length(folder / "x", name=name)  # the folder, with room for a file in it
     if folder.is_dir():
         return folder
     if folder.exists() or folder.is_symlink():
@@ -107,6 +113,59 @@ def make_folder(path: PathLike, *, name: str = "out_dir") -> Path:
             f"{arg(name)}"
         ) from None
     return folder
+
+
+def check_length(path: PathLike, *, name: str = "out") -> Path:
+    """An output path its file system can take with lossland's files beside it (see
+    :func:`path_length_problem`); a one-line error otherwise, before anything touches it."""
+    given = Path(path)
+    problem = path_length_problem(given)
+    if problem is not None:
+        raise LosslandError(f"{arg(name)} {problem}: choose a shorter {arg(name)}")
+    return given
+
+
+def path_length_problem(path: PathLike, *, room: int = NAME_ROOM) -> str | None:
+    """What makes ``path`` too long for its file system, or None: a folder name past NAME_MAX
+    bytes, a file name past NAME_MAX less ``room`` (for an output, :data:`NAME_ROOM`: the files
+    lossland writes beside it), or the whole past PATH_MAX less that room. Decided from the
+    bytes alone (no stat of a path the kernel would refuse), with the limits of the nearest
+    folder that exists."""
+    given = Path(path)
+    name_max, path_max = _limits(given)
+    parts = [os.fsencode(part) for part in given.parts]
+    shown = _abbreviated(given)
+    beside = f", and lossland needs {room} of them for the files it writes beside it" * bool(room)
+    for part in parts[:-1]:
+        if len(part) > name_max:
+            size = len(part)
+            return f"{shown} has a folder name of {size} bytes; the file system takes {name_max}"
+    if parts and len(parts[-1]) + room > name_max:
+        return (
+            f"{shown} has a file name of {len(parts[-1])} bytes; the file system takes "
+            f"{name_max}{beside}"
+        )
+    size = len(os.fsencode(given))
+    if size + room >= path_max:
+        return f"{shown} is {size} bytes long; the file system takes {path_max - 1}{beside}"
+    return None
+
+
+def _limits(path: Path) -> tuple[int, int]:
+    """(NAME_MAX, PATH_MAX) of the file system holding ``path``'s nearest existing folder."""
+    for folder in path.parents:
+        if os.path.isdir(folder):  # False, never an error, for a path the kernel refuses
+            try:
+                return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+            except (OSError, ValueError):
+                break
+    return 255, 4096  # Linux's
+
+
+def _abbreviated(path: Path) -> str:
+    """A long path as its start and end, so that a message about it stays one short line."""
+    text = str(path)
+    return text if len(text) <= 80 else f"{text[:40]}...{text[-30:]}"
 
 
 def check_writable(path: PathLike, *, name: str = "out") -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.core import json_default, memory_text
+from lossland.core import json_default, memory_text, printable
 from lossland.errors import LosslandError, SurfaceFileError, arg, first_line
 from lossland.io._atomic import atomic_path
 from lossland.io._hdf5 import H5_ERRORS, open_hdf5
@@ -237,7 +237,7 @@ class Surface:
         """A human summary: settings, shape, progress, min/max/argmin, the basins of a plane."""
         from lossland.show import topology_lines
 
-        lines = [f"{self.ndim}-D surface, {self.split} split, shape {self.shape}"]
+        lines = [f"{self.ndim}-D surface, {printable(self.split)} split, shape {self.shape}"]
         lines.append(f"x: {self.x[0]:g} .. {self.x[-1]:g} ({len(self.x)} points)")
         if self.y is not None:
             lines.append(f"y: {self.y[0]:g} .. {self.y[-1]:g} ({len(self.y)} points)")
@@ -265,9 +265,11 @@ class Surface:
             if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
                 continue
             shown = memory_text(self.attrs[key]) if key == MEMORY_ATTR else None
-            lines.append(f"{key}: {self.attrs[key] if shown is None else shown}")
+            # Names and values are the file's: one line each, whatever they hold.
+            value = printable(self.attrs[key] if shown is None else shown)
+            lines.append(f"{printable(key)}: {value}")
         for name, points in self.trajectories.items():
-            lines.append(f"trajectory {name}: {len(points)} points")
+            lines.append(f"trajectory {printable(name)}: {len(points)} points")
         return "\n".join(lines)
 
     # --- files ---

@@ -31,6 +31,7 @@ from lossland.engine import (
     EvalData,
     Evaluator,
     LossFn,
+    check_compile_cache,
     check_precision,
     eval_data,
     finish_stats,
@@ -525,6 +526,8 @@ def _validate(
     xs, ys = _grid(directions, x, y, trajectories)
     check_grid_size(len(xs), None if ys is None else len(ys))
     check_precision(resolve_device(options.device), options.precision)
+    if options.compile:
+        check_compile_cache()  # a full or read-only TMPDIR, before any work
     if options.scheme != "li" and ys is None:
         raise LosslandError(
             f"{arg('scheme')} {options.scheme} needs two directions: give a {arg('y')} range"

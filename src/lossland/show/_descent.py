@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from lossland.core import check_needs, descent_needs, json_default, progress_bar
+from lossland.core import check_needs, descent_needs, json_default, printable, progress_bar
 from lossland.errors import LosslandError, arg
 from lossland.io import (
     Surface,
@@ -131,7 +131,7 @@ class OptimizerPath:
     def summary(self) -> str:
         x, y = self.points[-1]
         steps = f"{self.steps} step" + ("" if self.steps == 1 else "s")
-        end = f"{self.label}: {steps} to ({x:.4g}, {y:.4g}), loss {self.losses[-1]:.6g}"
+        end = f"{printable(self.label)}: {steps} to ({x:.4g}, {y:.4g}), loss {self.losses[-1]:.6g}"
         return end if self.stopped is None else f"{end} ({self.stopped})"
 
 

@@ -54,12 +54,14 @@ from lossland.io import (
     Surface,
     SurfaceValues,
     atomic_path,
+    check_length,
     check_output,
     is_flat,
     make_folder,
 )
 from lossland.show._descent import OptimizerPath, surface_grid
 from lossland.show._robustness import seed_logs, seed_stack, seed_surface
+from lossland.show._text import as_written, draws_text, fitted, glyph_notes, legend_label
 from lossland.show._topology import (
     Topology,
     mark_critical_points,
@@ -101,6 +103,11 @@ _KIND_TITLES = {
     "models": "between checkpoints",
 }
 _NORM_TEXT = {"filter": "filter norm", "layer": "layer norm", "none": "not normalized"}
+# What matplotlib draws faithfully: its tick, level and limit arithmetic multiplies values and
+# spans (log axes: decades) by up to ~100 and adds margins, and it takes a range whose largest
+# magnitude is below ~1e-287 for an empty one (``transforms.nonsingular``). Beyond these bounds,
+# with room to spare, a figure is refused with one line, never drawn wrongly.
+DRAWABLE = (1e-200, 1e200)
 # Tick mantissas per decade, coarse to fine: the coarsest giving enough ticks wins.
 _MANTISSAS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0))
 
@@ -203,7 +210,8 @@ class _Scale:
         if self.constant:
             return np.array([self.low, self.high])
         if self.log:
-            wanted = count / max(math.log10(self.high / self.low), 1e-12)  # steps per decade
+            decades = math.log10(self.high) - math.log10(self.low)  # high / low may overflow
+            wanted = count / max(decades, 1e-12)  # steps per decade
             steps = (
                 10 * round(wanted / 10)
                 if wanted >= 7.5
@@ -276,7 +284,40 @@ def loss_values(surface: Surface, *, log: bool = False, zmax: float | None = Non
     """
     values = surface.values()
     values.require("plot")
-    return values.drawn(zmax=zmax, log=log)
+    drawn = values.drawn(zmax=zmax, log=log)
+    check_drawable(surface, drawn, log=log)
+    return drawn
+
+
+def check_drawable(surface: Surface, losses: np.ndarray, *, log: bool = False) -> None:
+    """Refuse, with one line naming them and the fix, coordinates or losses that matplotlib
+    cannot draw faithfully: beyond ±DRAWABLE[1]; all within ±DRAWABLE[0] (and not 0); on a log
+    scale, losses below DRAWABLE[0]."""
+    tiny, huge = DRAWABLE
+    named = {"x coordinates": surface.x, "y coordinates": surface.y, "losses": losses}
+    for what, given in named.items():
+        values = np.asarray(given if given is not None else [], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        low, high = float(values.min()), float(values.max())
+        if high > huge or low < -huge:
+            clip = what == "losses" and low >= -huge
+            fix = f"clip them with {arg('zmax')}" if clip else "export the surface (csv, npz)"
+            raise LosslandError(
+                f"the {what} reach {high if high > huge else low:.3g}, beyond what a figure "
+                f"draws (±{huge:.0e}): {fix}"
+            )
+        if 0 < max(abs(low), abs(high)) < tiny:
+            raise LosslandError(
+                f"the {what} all lie within ±{max(abs(low), abs(high)):.3g}, too close to 0 for "
+                f"a figure (it draws ranges of {tiny:.0e} and more): export the surface (csv, npz)"
+            )
+        if log and what == "losses" and low < tiny:
+            raise LosslandError(
+                f"the losses go down to {low:.3g}, below what a log scale draws ({tiny:.0e}): "
+                f"use the linear scale (without {arg('log')})"
+            )
 
 
 def loss_text(value: float, *, digits: int = 3) -> str:
@@ -318,8 +359,8 @@ def path_colour(index: int) -> str:
 
 def axis_labels(surface: Surface) -> tuple[str, str]:
     labels = surface.attrs.get("axis_labels")
-    if isinstance(labels, (list, tuple)) and len(labels) == 2:
-        return str(labels[0]), str(labels[1])
+    if isinstance(labels, (list, tuple)) and len(labels) == 2:  # the file's: fitted to the axes
+        return fitted(labels[0], 60), fitted(labels[1], 60)
     if surface.attrs.get("directions_kind") == "models":
         return "x (θ₂ − θ₁)", "y (θ₃ − θ₁)"
     return "x (direction δ)", "y (direction η)"
@@ -346,9 +387,10 @@ def default_title(surface: Surface) -> str:
 def settings_caption(surface: Surface) -> str:
     """model, norm, scheme, split, samples, bn, seed, grid and cosine, as far as recorded."""
     attrs = surface.attrs
-    parts = [f"{k}={attrs[k]}" for k in ("model", "norm", "scheme") if k in attrs]
-    parts.append(f"split={surface.split}")
-    parts += [f"{k}={attrs[k]}" for k in ("samples", "bn", "seed") if k in attrs]
+    # Values from the file, each at most a caption line long.
+    parts = [f"{k}={fitted(attrs[k], 80)}" for k in ("model", "norm", "scheme") if k in attrs]
+    parts.append(f"split={fitted(surface.split, 80)}")
+    parts += [f"{k}={fitted(attrs[k], 80)}" for k in ("samples", "bn", "seed") if k in attrs]
     if surface.y is None:
         parts.append(f"{len(surface.x)} points")
     else:
@@ -367,7 +409,8 @@ def accuracy_percent(surface: Surface) -> np.ndarray:
 
 def loss_name(surface: Surface) -> str:
     """ "train loss", "test loss"; plain "loss" for data passed in directly (split "custom")."""
-    return "loss" if surface.split == "custom" else f"{surface.split} loss"
+    # The split is the file's: shortened to fit beside the colour bar.
+    return "loss" if surface.split == "custom" else f"{fitted(surface.split, 20)} loss"
 
 
 def _zlabel(surface: Surface) -> str:
@@ -534,6 +577,7 @@ def _check_look(levels: Any, cmap: str | None) -> None:
 # --- 2-D maps ----------------------------------------------------------------------------------
 
 
+@draws_text
 def contour(
     surface: Surface,
     ax: Axes | None = None,
@@ -561,6 +605,7 @@ def contour(
     return _draw_map(surface, ax, "contour", replace(o, critical_points=critical_points))
 
 
+@draws_text
 def contourf(
     surface: Surface,
     ax: Axes | None = None,
@@ -582,6 +627,7 @@ def contourf(
     return _draw_map(surface, ax, "contourf", replace(o, critical_points=critical_points))
 
 
+@draws_text
 def heatmap(
     surface: Surface,
     ax: Axes | None = None,
@@ -671,12 +717,14 @@ def _labelled(levels: np.ndarray, scale: _Scale) -> np.ndarray:
     1 %), otherwise about six evenly spread ones."""
     if not scale.log:
         return levels[:: max(1, len(levels) // 6)]
-    nearest = (levels[np.argmin(np.abs(np.log(levels / tick)))] for tick in scale.ticks())
+    # Distances as differences of logs: a ratio of levels 600 decades apart overflows.
+    logs = np.log(levels)
+    nearest = (levels[np.argmin(np.abs(logs - math.log(tick)))] for tick in scale.ticks())
     return np.unique(
         [
             v
             for v, tick in zip(nearest, scale.ticks(), strict=True)
-            if abs(math.log(v / tick)) < 0.01
+            if abs(math.log(v) - math.log(tick)) < 0.01
         ]
     )
 
@@ -709,6 +757,7 @@ def _mesh(
 # --- 3-D ---------------------------------------------------------------------------------------
 
 
+@draws_text
 def surface3d(
     surface: Surface,
     ax: Axes3D | None = None,
@@ -840,6 +889,7 @@ def _frame_3d(ax: Axes3D, surface: Surface, scale: _Scale, o: _Options, style: P
 # --- overlays ----------------------------------------------------------------------------------
 
 
+@draws_text
 def paths(
     ax: Axes,
     optimizer_paths: Sequence[OptimizerPath],
@@ -855,6 +905,7 @@ def paths(
     return ax
 
 
+@draws_text
 def trajectories(ax: Axes, surface: Surface, *, style: PlotStyle | None = None) -> Axes:
     """The surface's training trajectories (projected checkpoints), black with a hollow marker
     per run and the last checkpoint filled (stars are the minima); lifted onto the surface on
@@ -877,7 +928,7 @@ def trajectories(ax: Axes, surface: Surface, *, style: PlotStyle | None = None) 
             ms=style.marker_size * 0.7,
             mfc="white",
             mew=0.6 * width,
-            label=f"training: {name}",
+            label=legend_label(f"training: {name}"),
             zorder=4,
             path_effects=_halo(width),
         )
@@ -915,7 +966,7 @@ def _draw_paths(
             "-",
             color=colour,
             lw=width,
-            label=path.label,
+            label=legend_label(path.label),
             zorder=4,
             path_effects=_halo(width),
         )
@@ -1007,8 +1058,11 @@ def _legend_below(ax: Axes, style: PlotStyle) -> Figure:
             frameon=False,
             markerscale=0.8,
         )
-        fig.draw_without_rendering()  # the legend's size, as laid out
-        height = legend.get_window_extent().height / fig.dpi
+        for text in legend.get_texts():  # drawn below, before any draws_text returns
+            as_written(text)
+        with glyph_notes(None):  # noted when the figure is saved
+            fig.draw_without_rendering()  # the legend's size, as laid out
+            height = legend.get_window_extent().height / fig.dpi
         fig.set_figheight(fig.get_figheight() + height + style.legend_size / 72)
     return fig
 
@@ -1016,6 +1070,7 @@ def _legend_below(ax: Axes, style: PlotStyle) -> Figure:
 # --- topology ----------------------------------------------------------------------------------
 
 
+@draws_text
 def critical_points(
     ax: Axes,
     surface: Surface,
@@ -1032,7 +1087,7 @@ def critical_points(
     drawn = _DRAWN.get(ax)
     style = style or (drawn.style if drawn else PlotStyle.default())
     mark_critical_points(
-        _topology_of(surface),
+        _topology_of(surface, zmax=drawn.zmax if drawn else None),  # as the map is drawn
         ax,
         max_points=max_points,
         size=(style.marker_size / PlotStyle.default().marker_size) ** 2,  # an area
@@ -1042,6 +1097,7 @@ def critical_points(
     return ax
 
 
+@draws_text
 def persistence(
     surface: Surface,
     ax: Axes | None = None,
@@ -1060,6 +1116,7 @@ def persistence(
     return ax
 
 
+@draws_text
 def merge_tree(
     surface: Surface,
     ax: Axes | None = None,
@@ -1078,12 +1135,18 @@ def merge_tree(
     return ax
 
 
+@draws_text
 def topology_figure(
-    surface: Surface, *, titles: bool = True, style: PlotStyle | None = None
+    surface: Surface,
+    *,
+    titles: bool = True,
+    style: PlotStyle | None = None,
+    zmax: float | None = None,
 ) -> Figure:
-    """The persistence diagram and the merge tree side by side, in one new Figure."""
+    """The persistence diagram and the merge tree side by side, in one new Figure; with
+    ``zmax``, of the surface with its losses clipped there (basins merge at ``zmax`` at most)."""
     style = style or PlotStyle.default()
-    found = _topology_of(surface)  # refuse before a figure is made
+    found = _topology_of(surface, zmax=zmax)  # refuse before a figure is made
     fig = _figure(style.width, 0.62 * style.width, style)
     left, right = fig.subplots(1, 2)
     persistence_diagram(found, ax=left)
@@ -1093,9 +1156,13 @@ def topology_figure(
     return fig
 
 
-def _topology_of(surface: Surface) -> Topology:
-    loss_values(surface)  # the one refusal of surfaces with nothing to draw
-    found = surface_topology(surface)
+def _topology_of(surface: Surface, *, zmax: float | None = None) -> Topology:
+    loss_values(surface, zmax=zmax)  # the one refusal of surfaces with nothing to draw
+    if zmax is not None:  # the clipped surface's own topology, not the file's
+        clipped = replace(surface, loss=np.minimum(surface.loss, zmax))
+        found = surface_topology(clipped, stored=False)
+    else:
+        found = surface_topology(surface)
     if found is None:
         raise LosslandError("topology figures need a 2-D surface and this one is 1-D: use line()")
     return found
@@ -1115,6 +1182,7 @@ def _restyle(ax: Axes, style: PlotStyle, title: str) -> None:
 # --- 1-D ---------------------------------------------------------------------------------------
 
 
+@draws_text
 def line(
     surface: Surface,
     ax: Axes | None = None,
@@ -1236,7 +1304,7 @@ def save(
     fmt = format or out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise LosslandError(f"unknown image format {fmt!r}: choose png, pdf or svg")
-    with matplotlib.rc_context(dict(SAVE_RC)), atomic_path(out) as tmp:
+    with matplotlib.rc_context(dict(SAVE_RC)), glyph_notes(out.name), atomic_path(out) as tmp:
         _root(figure).savefig(tmp, format=fmt, dpi=dpi, metadata=dict(_METADATA[fmt]))
     return out
 
@@ -1312,8 +1380,9 @@ class Plotter:
         files = figure_files(
             loaded.ndim, folder, stem=stem, format=chosen.format, thin=thin, seeds=seeds
         )
-        if folder.is_dir():  # a new folder holds nothing to refuse
-            for file in files:
+        for file in files:
+            check_length(file, name="out_dir")
+            if folder.is_dir():  # a new folder holds nothing to refuse
                 check_output(file, overwrite=overwrite, inputs=[source] if source else [])
         make_folder(folder)
         figures = _standard_figures(
@@ -1409,14 +1478,16 @@ def _standard_figures(
         trajectories(ax, surface)
         _draw_paths(ax, optimizer_paths, surface, style)
         yield kind, _legend_below(ax, style)
-    yield "topology", topology_figure(surface, titles=title != "", style=style)
+    yield "topology", topology_figure(surface, titles=title != "", style=style, zmax=zmax)
     if surface.stack is not None and min(surface.loss.shape) >= 2:
-        yield "seeds", seeds_figure(surface)
+        yield "seeds", seeds_figure(surface, zmax=zmax)
 
 
-def seeds_figure(surface: Surface) -> Figure:
+@draws_text
+def seeds_figure(surface: Surface, *, zmax: float | None = None) -> Figure:
     """The seeds' contours side by side on one colour scale (log when every seed's losses are
-    positive), and the spread map across the seeds (of ln L, or of L when not positive)."""
+    positive), and the spread map across the seeds (of ln L, or of L when not positive);
+    ``zmax`` clips the losses drawn."""
     from matplotlib.figure import Figure as MplFigure
 
     stack = seed_stack(surface)
@@ -1427,6 +1498,9 @@ def seeds_figure(surface: Surface) -> Figure:
         seeds[0].require("plot")
     log = all(v.positive for v in drawable)
     values = np.stack([v.loss for v in seeds])
+    if zmax is not None:
+        values = np.minimum(values, zmax)
+    check_drawable(surface, values, log=log)
     scale = _Scale.of(values, log=log)
     n = len(stack.seeds)
     fig = MplFigure(figsize=(2.5 * (n + 1) + 0.8, 2.9), layout="constrained")
@@ -1450,7 +1524,7 @@ def seeds_figure(surface: Surface) -> Figure:
     bar.ax.set_title("loss", fontsize=8)
     with warnings.catch_warnings():  # a point no seed evaluated has no spread: a hole
         warnings.simplefilter("ignore", RuntimeWarning)
-        spread = np.nanstd(seed_logs(stack) if log else values, axis=0)
+        spread = _spread(seed_logs(stack) if log else values)
     # A constant spread (one seed drawable) crosses no automatic level: give them.
     flat_spread = _Scale.of(spread if np.isfinite(spread).any() else np.zeros(1), log=False)
     spread_levels = np.linspace(flat_spread.low, flat_spread.high, 12)
@@ -1472,6 +1546,14 @@ def seeds_figure(surface: Surface) -> Figure:
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("y", fontsize=8)
     return fig
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """The standard deviation across seeds (axis 0), NaN-aware, in units of the largest value:
+    the squares of losses near the largest drawn would overflow."""
+    finite = np.abs(values[np.isfinite(values)])
+    unit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    return np.asarray(np.nanstd(values / unit, axis=0) * unit)
 
 
 plot = Plotter()
@@ -1498,7 +1580,7 @@ def contour_png(surface: Surface, *, dpi: int = 80, log: bool | None = None) -> 
     buffer = io.BytesIO()
     import matplotlib
 
-    with matplotlib.rc_context(dict(SAVE_RC)):
+    with matplotlib.rc_context(dict(SAVE_RC)), glyph_notes("the contour"):
         _root(_figure_of(ax)).savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
 

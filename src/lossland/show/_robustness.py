@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.core import progress_bar
+from lossland.core import printable, progress_bar
 from lossland.errors import LosslandError, arg
 from lossland.io import SeedStack, Surface
 from lossland.show._sharpness import sharpness
@@ -93,7 +93,8 @@ def _robustness(surface: Surface, progress: bool) -> dict[str, Any]:
 
 def robustness_lines(summary: dict[str, Any], cosines: dict[str, Any] | None = None) -> list[str]:
     """What ``lossland info`` and the surface command print about a seed stack."""
-    lines = [f"{len(summary['seeds'])} direction seeds: {', '.join(map(str, summary['seeds']))}"]
+    seeds = ", ".join(map(printable, summary["seeds"]))  # the file's: one line, whatever it holds
+    lines = [f"{len(summary['seeds'])} direction seeds: {seeds}"]
     if cosines:
         lines.append(
             f"  cosines of all {cosines['pairs']} direction pairs: max |cos| "

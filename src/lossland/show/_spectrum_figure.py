@@ -18,6 +18,7 @@ import numpy as np
 
 from lossland.errors import LosslandError, arg
 from lossland.io import atomic_path
+from lossland.show._text import draws_text, glyph_notes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,6 +32,7 @@ def _array(values: Any) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
+@draws_text
 def density_figure(
     spectrum: Mapping[str, Any],
     ax: Axes | None = None,
@@ -99,6 +101,6 @@ def save_density_figure(
     figure = Figure(figsize=FIGSIZE, layout="constrained")
     density_figure(spectrum, figure.add_subplot(), log=log)
     out = Path(path)
-    with atomic_path(out) as tmp:
+    with glyph_notes(out.name), atomic_path(out) as tmp:
         figure.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=dpi)
     return out

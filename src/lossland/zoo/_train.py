@@ -20,12 +20,20 @@ from lossland.core import (
     Bounds,
     check_fields,
     option,
+    printable,
     progress_bar,
     resolve_device,
 )
 from lossland.engine import use_channels_last
 from lossland.errors import LosslandError, arg
-from lossland.io import ModelSpec, check_output, load_checkpoint, load_state_into, save_checkpoint
+from lossland.io import (
+    ModelSpec,
+    check_length,
+    check_output,
+    load_checkpoint,
+    load_state_into,
+    save_checkpoint,
+)
 from lossland.zoo._datasets import load_dataset
 from lossland.zoo._fashion_mnist import fingerprint
 from lossland.zoo._models import build_model, count_parameters
@@ -73,16 +81,17 @@ class TrainResult:
 
     def summary(self) -> str:
         lines = [
-            f"model {self.spec} ({self.parameters:,} parameters)",
+            f"model {printable(self.spec)} ({self.parameters:,} parameters)",
             f"trained {self.steps} steps on {self.samples:,} samples in {self.seconds:.1f} s "
             f"({self.samples / max(self.seconds, 1e-9):,.0f} samples/s)",
             f"train accuracy (running, last epoch) {self.train_accuracy:.4f}",
             f"test accuracy {self.test_accuracy:.4f}, test loss {self.test_loss:.4f}",
-            f"checkpoint: {self.checkpoint}",
+            f"checkpoint: {printable(self.checkpoint)}",
         ]
         if self.trajectory:
             lines.append(
-                f"trajectory: {len(self.trajectory)} checkpoints in {self.trajectory[0].parent}"
+                f"trajectory: {len(self.trajectory)} checkpoints in "
+                f"{printable(self.trajectory[0].parent)}"
             )
         return "\n".join(lines)
 
@@ -224,6 +233,8 @@ def _check_trajectory(
     folder: Path, steps: list[int], overwrite: bool, inputs: list[str | Path | None]
 ) -> None:
     """Before training: the trajectory folder can hold exactly this run's checkpoints."""
+    for name in {_snapshot_name(step) for step in steps}:
+        check_length(folder / name, name="trajectory_dir")  # before any stat of the folder
     existing = next(p for p in (folder, *folder.parents) if p.exists())  # "/" always exists
     if not existing.is_dir():
         raise LosslandError(

@@ -15,6 +15,8 @@ import json
 import math
 import os
 import re
+import sys
+import urllib.parse
 import warnings
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +28,8 @@ from typing import Any, overload
 import numpy as np
 
 from lossland._version import __version__
-from lossland.errors import LosslandError, LosslandWarning, arg
+from lossland.core import printable
+from lossland.errors import LosslandError, LosslandWarning, arg, first_line
 from lossland.io import Surface, SurfaceValues, atomic_write_bytes, check_output
 from lossland.show._descent import (
     DEFAULT_LR,
@@ -81,7 +84,7 @@ def _metadata(surface: Surface, description: str) -> list[tuple[str, str]]:
         rows.append((key, value) if sep else ("", line))
     for key, value in sorted(surface.settings.items()):
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        rows.append((f"setting {key}", text))
+        rows.append((f"setting {printable(key)}", printable(text)))
     return rows
 
 
@@ -115,7 +118,7 @@ def page_data(
     log_allowed = _log_allowed(values, seeds, log=log)
     description = surface.describe()
     return {
-        "title": title,
+        "title": printable(title),  # a file name that is not UTF-8 shows its bytes as \xff
         "version": __version__,
         "summary": description.splitlines()[0],
         "grid": {"x": grid.x.tolist(), "y": grid.y.tolist(), "z": _grid_json(grid.loss)},
@@ -137,10 +140,10 @@ def page_data(
             "interpolation": interpolation,
         },
         "trajectories": [
-            {"name": name, "points": _points(points)}
+            {"name": printable(name), "points": _points(points)}
             for name, points in surface.trajectories.items()
         ],
-        "paths": [{"label": p.label, "points": _points(p.points)} for p in paths],
+        "paths": [{"label": printable(p.label), "points": _points(p.points)} for p in paths],
         "critical": _critical_points(surface),
         "seeds": seeds,
         "metadata": _metadata(surface, description),
@@ -309,16 +312,67 @@ def write_viewer(
     return page if out is None else page.save(out)
 
 
-def make_server(file: str | os.PathLike[str], port: int = 0) -> http.server.ThreadingHTTPServer:
-    """An HTTP server on 127.0.0.1 that serves ``file`` at ``/`` (re-read on each request)."""
+IDLE_TIMEOUT_S = 30.0  # a connection that sends or reads nothing this long is closed
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def make_server(
+    file: str | os.PathLike[str], port: int = 0, *, timeout: float = IDLE_TIMEOUT_S
+) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 that serves ``file`` at ``/`` (re-read on each request).
+
+    Only requests addressed to this server are answered: a Host header other than
+    127.0.0.1 or localhost with the bound port (a page elsewhere that rebinds its DNS name to
+    127.0.0.1) gets 421. A connection idle for ``timeout`` seconds is closed, and clients that
+    go away mid-download end their connection quietly."""
     page = Path(file)
     if not page.is_file():
-        raise LosslandError(f"page {page} not found: write it with lossland view first")
-    name = "/" + page.name
+        raise LosslandError(f"page {printable(page)} not found: write it with lossland view first")
+    try:
+        # Loopback only: the page is for this machine's browser, not the network.
+        server = _Server(("127.0.0.1", port), _handler(page, timeout))
+    except OSError as exc:
+        raise LosslandError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): "
+            f"choose another {arg('port')}, "
+            "or 0 for any free one"
+        ) from None
+    bound = server.server_address[1]
+    hosts = {f"{name}:{bound}" for name in _LOOPBACK_NAMES}
+    server.hosts = frozenset(hosts | set(_LOOPBACK_NAMES) if bound == 80 else hosts)
+    return server
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    hosts: frozenset[str] = frozenset()  # the Host headers it answers (make_server sets them)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet on a client that went away or stalled; any other failure is one note."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        warnings.warn(
+            f"the viewer server could not answer a request: {first_line(exc) if exc else '?'}",
+            LosslandWarning,
+            stacklevel=1,
+        )
+
+
+def _handler(page: Path, idle: float) -> type[http.server.BaseHTTPRequestHandler]:
+    names = ("/", "/" + page.name, "/index.html")
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = idle  # seconds each read and write of a connection may wait
+
         def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/", name, "/index.html"):
+            host = (self.headers.get("Host") or "").strip().lower()
+            if host not in getattr(self.server, "hosts", frozenset()):
+                self.send_error(421, "this server answers requests to 127.0.0.1 only")
+                return
+            # A name that is not UTF-8 comes percent-encoded: compare it as Path decodes it.
+            wanted = urllib.parse.unquote(self.path.split("?")[0], errors="surrogateescape")
+            if wanted not in names:
                 self.send_error(404, "only the viewer page is served here")
                 return
             try:
@@ -336,15 +390,7 @@ def make_server(file: str | os.PathLike[str], port: int = 0) -> http.server.Thre
         def log_message(self, format: str, *args: Any) -> None:
             pass  # no log line per request on the terminal
 
-    try:
-        # Loopback only: the page is for this machine's browser, not the network.
-        return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    except OSError as exc:
-        raise LosslandError(
-            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): "
-            f"choose another {arg('port')}, "
-            "or 0 for any free one"
-        ) from None
+    return Handler
 
 
 def serve(
