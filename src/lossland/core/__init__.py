@@ -4,6 +4,14 @@ Depends on torch and numpy only (and :mod:`lossland.errors`).
 """
 
 from lossland.core._devices import resolve_device, synchronize
+from lossland.core._dtypes import (
+    as_real,
+    check_dtype,
+    check_storable,
+    dtype_kind,
+    moves,
+    moving_dtype,
+)
 from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
 from lossland.core._flat import FlatLayout, LayoutEntry
 from lossland.core._grid import (
@@ -75,16 +83,20 @@ __all__ = [
     "MemoryProbe",
     "PlaneVectors",
     "Scheme",
+    "as_real",
     "auto_points",
     "auto_range",
     "axis_text",
     "barycentric_point_",
+    "check_dtype",
     "check_fields",
     "check_grid_size",
     "check_number",
     "check_spec",
+    "check_storable",
     "choices",
     "coordinates",
+    "dtype_kind",
     "filter_norms",
     "fingerprint",
     "grid_with_zero",
@@ -97,6 +109,8 @@ __all__ = [
     "li_point_",
     "linear2x_point_",
     "memory_text",
+    "moves",
+    "moving_dtype",
     "option",
     "param_bytes",
     "progress_bar",

@@ -13,6 +13,7 @@ iteration stops once the k wanted Ritz values have residual bounds |β_m·s_mi| 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,16 +26,19 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_number
+from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_number, moves
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
 from lossland.engine import (
     Batch,
     Evaluator,
     LossFn,
+    ModelState,
+    cast_copy,
     eval_data,
     precision_mode,
     resolve_evaluator,
+    user_failure,
     working_copy,
 )
 from lossland.errors import LosslandError, arg
@@ -72,8 +76,11 @@ class HessianOperator:
         self.evaluator = resolve_evaluator(evaluator, loss)
         self.data = eval_data(data, batch_size=batch_size, device=self.device, dtype=dtype)
         self.count = self.data.samples
-        self.net = working_copy(model, []).to(device=self.device, dtype=dtype).eval()
-        named = list(self.net.named_parameters())
+        check_real(model)
+        self.net = cast_copy(working_copy(model, []), self.device, dtype).eval()
+        self.state = ModelState(self.net, model)  # every pass starts from the model's state
+        # The tensors that move (core.moving_dtype): integer and bool parameters do not.
+        named = [(n, p) for n, p in self.net.named_parameters() if moves(n, p.dtype)]
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
         self.params: list[Tensor] = [p for _, p in named]
         if not self.params:
@@ -84,8 +91,26 @@ class HessianOperator:
         self.numels = [p.numel() for p in self.params]
         self.size = int(sum(self.numels))
         self.products = 0
-        with torch.no_grad():  # Σ n: the weight of the whole set (samples, or counted tokens)
+        with torch.no_grad(), self._pass():  # Σ n: the set's weight (samples, or tokens)
             self.weight = sum(float(self._stats(batch)[2]) for batch in self._batches())
+
+    @contextlib.contextmanager
+    def _pass(self) -> Iterator[None]:
+        """One pass over the data: what the model or the loss raises is one line; what the
+        forward changed in the model is put back after it."""
+        try:
+            yield
+        except LosslandError:
+            raise
+        except Exception as exc:
+            raise user_failure(
+                exc,
+                who="the model or loss",
+                where="while computing the Hessian",
+                fix="check that the batches fit the model and that its loss is twice "
+                f"differentiable, or pass {arg('evaluator')}",
+            ) from exc
+        self.state.settle()
 
     def _stats(self, batch: Batch) -> Tensor:
         return self.evaluator.stats(self.evaluator.run(self.net, batch), batch)
@@ -120,11 +145,12 @@ class HessianOperator:
         """Mean loss and the flat gradient at θ*."""
         total = 0.0
         grad = torch.zeros(self.size, device=self.device, dtype=self.dtype)
-        for batch in self._batches():
-            loss = self._batch_loss(batch)
-            parts = torch.autograd.grad(loss, self.params, allow_unused=True)
-            grad += self._flat(parts)
-            total += float(loss.detach())
+        with self._pass():
+            for batch in self._batches():
+                loss = self._batch_loss(batch)
+                parts = torch.autograd.grad(loss, self.params, allow_unused=True)
+                grad += self._flat(parts)
+                total += float(loss.detach())
         return total, grad
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -133,17 +159,18 @@ class HessianOperator:
             raise ValueError(f"expected a vector of {self.size} elements, got {tuple(v.shape)}")
         vs = self._split(v.to(self.device, self.dtype))
         out = torch.zeros(self.size, device=self.device, dtype=self.dtype)
-        for batch in self._batches():
-            loss = self._batch_loss(batch)
-            grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-            dot = sum(
-                (torch.sum(g * u) for g, u in zip(grads, vs, strict=True) if g is not None),
-                torch.zeros((), device=self.device, dtype=self.dtype),
-            )
-            if not dot.requires_grad:  # the loss does not depend on the weights at second order
-                continue
-            hv = torch.autograd.grad(dot, self.params, allow_unused=True)
-            out += self._flat(hv)
+        with self._pass():
+            for batch in self._batches():
+                loss = self._batch_loss(batch)
+                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+                dot = sum(
+                    (torch.sum(g * u) for g, u in zip(grads, vs, strict=True) if g is not None),
+                    torch.zeros((), device=self.device, dtype=self.dtype),
+                )
+                if not dot.requires_grad:  # no dependence on the weights at second order
+                    continue
+                hv = torch.autograd.grad(dot, self.params, allow_unused=True)
+                out += self._flat(hv)
         self.products += 1
         return out
 
@@ -177,6 +204,17 @@ class HessianOperator:
             ignore="none",
             seed=seed,
             info=dict(info),
+        )
+
+
+def check_real(model: nn.Module) -> None:
+    """The Hessian here is of real weights: a complex parameter is refused (see
+    core.moving_dtype)."""
+    complex_ = [n for n, p in model.named_parameters() if p.is_complex()]
+    if complex_:
+        raise LosslandError(
+            f"the model's {complex_[0]} is complex, and lossland computes Hessians of real "
+            "parameters only: use random or model-to-model directions for this model"
         )
 
 

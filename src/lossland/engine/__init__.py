@@ -22,8 +22,11 @@ from lossland.engine._contract import (
 )
 from lossland.engine._copy import (
     BNMode,
+    batchnorm_statistics,
     batchnorms,
     bind_flat,
+    cast_copy,
+    check_dtypes,
     is_bn_statistic,
     set_bn_mode,
     working_copy,
@@ -41,6 +44,7 @@ from lossland.engine._data import (
     to_device,
 )
 from lossland.engine._engine import Block, Engine, EngineOptions
+from lossland.engine._failures import DataReadError, user_failure
 from lossland.engine._precision import (
     Precision,
     check_precision,
@@ -53,6 +57,7 @@ from lossland.engine._presets import (
     image_classification,
     sequence_classification,
 )
+from lossland.engine._state import ModelState
 
 __all__ = [
     "IGNORE_INDEX",
@@ -64,6 +69,7 @@ __all__ = [
     "Batch",
     "Block",
     "DataMode",
+    "DataReadError",
     "Engine",
     "EngineOptions",
     "EvalData",
@@ -71,11 +77,15 @@ __all__ = [
     "Forward",
     "Loss",
     "LossFn",
+    "ModelState",
     "Precision",
     "batch_size_of",
+    "batchnorm_statistics",
     "batchnorms",
     "bind_flat",
+    "cast_copy",
     "causal_lm",
+    "check_dtypes",
     "check_precision",
     "default_accuracy",
     "default_forward",
@@ -97,6 +107,7 @@ __all__ = [
     "token_losses",
     "unwrap",
     "use_channels_last",
+    "user_failure",
     "with_loss",
     "working_copy",
 ]
