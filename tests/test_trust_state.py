@@ -368,6 +368,17 @@ def test_every_point_starts_from_the_models_own_state(case: str, mode: str) -> N
     assert same_state(state_of(model), before), "the user's model was changed"
 
 
+@pytest.mark.parametrize("case", ["buffer counter", "running statistic updated in place"])
+def test_a_run_inside_inference_mode_is_watched_too(case: str) -> None:
+    """Called inside ``torch.inference_mode()`` (whose tensors have no version counters), the
+    engine still builds a watchable copy."""
+    model = make(STATEFUL[case])
+    d = directions_for(model)
+    with torch.inference_mode(), pytest.warns(LosslandWarning, match=NOTE):
+        result = grid(model, d)
+    np.testing.assert_allclose(result.loss, reference(model, d, AXIS, AXIS), rtol=2e-6, atol=2e-6)
+
+
 @pytest.mark.parametrize("case", ["buffer counter", "parameter edited in place", "list appended"])
 def test_a_row_computed_alone_equals_the_same_row_of_the_grid(case: str) -> None:
     """What a torchrun rank does: a row after other rows, or alone, or first: bit-identical."""
@@ -542,13 +553,15 @@ class ComplexLinear(nn.Module):
         return logits
 
 
-def by_hand(alpha: float, beta: float) -> float:
+def by_hand(
+    alpha: float, beta: float, dx_w: list[list[complex]] = DX_W, dy_w: list[list[complex]] = DY_W
+) -> float:
     """The mean cross-entropy at θ* + α·δ + β·η, with Python's complex numbers."""
     total = 0.0
     for x, y in zip(CX, CY, strict=True):
         logits = []
         for c in range(3):
-            w = [W[c][k] + alpha * DX_W[c][k] + beta * DY_W[c][k] for k in range(2)]
+            w = [W[c][k] + alpha * dx_w[c][k] + beta * dy_w[c][k] for k in range(2)]
             z = (x[0] * w[0] + x[1] * w[1]) * PHASE
             logits.append(abs(z) + B[c] + alpha * DX_B[c] + beta * DY_B[c])
         logits = [logits[o] for o in ORDER]
@@ -595,6 +608,25 @@ def test_complex_models_move_in_the_complex_plane(mode: str) -> None:
     expected = [[by_hand(a, b) for a in AXIS] for b in AXIS]
     tolerance = 1e-12 if mode == "float64" else 2e-6
     np.testing.assert_allclose(result.loss, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_a_real_direction_moves_a_complex_weights_real_part() -> None:
+    """A real direction for a complex weight is a direction of C^n with no imaginary part."""
+    dx_w = [[v.real for v in row] for row in DX_W]
+    dy_w = [[v.real for v in row] for row in DY_W]
+    d = lossland.Directions(
+        x={"w": torch.tensor(dx_w), "b": torch.tensor(DX_B)},
+        y={"w": torch.tensor(dy_w), "b": torch.tensor(DY_B)},
+        norm="none",
+        ignore="none",
+    )
+    data = (torch.tensor(CX), torch.tensor(CY))
+    result = lossland.surface(
+        ComplexLinear(), data, x=AXIS, y=AXIS, directions=d, dtype="float64", progress=False
+    )
+    real = [[complex(v) for v in row] for row in dx_w], [[complex(v) for v in row] for row in dy_w]
+    expected = [[by_hand(a, b, *real) for a in AXIS] for b in AXIS]
+    np.testing.assert_allclose(result.loss, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("norm", ["filter", "layer", "none"])

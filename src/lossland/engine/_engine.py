@@ -78,6 +78,9 @@ class EngineOptions:
 class Engine:
     """Evaluates a network on a plane of weight space; one instance per surface run."""
 
+    # Built outside inference mode even when called inside it: the working copy's tensors keep
+    # version counters, which the model state's check reads (see ModelState).
+    @torch.inference_mode(mode=False)
     def __init__(
         self,
         model: nn.Module,

@@ -32,7 +32,7 @@ import copy
 import functools
 import operator
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from itertools import chain
 from typing import Any
 
@@ -71,7 +71,7 @@ class ModelState:
         # (vector, its pristine copy, its layout) per dtype of the floating buffers that stay
         self._frozen = _freeze(net, moving, skip)
         frozen = {id(net.get_buffer(n)) for _, _, layout in self._frozen for n in layout.names}
-        self._labels = [f"{name}.{{}}".lstrip(".") for name, _ in named for _ in range(4)]
+        self._owners = [name for name, _ in named for _ in range(4)]  # whose each dict is
         self._dicts: list[dict[str, Any]] = [
             d for _, m in named for d in (m.__dict__, m._parameters, m._buffers, m._modules)
         ]
@@ -79,10 +79,9 @@ class ModelState:
         # ``training``, the tensor tables and the module's own attributes are.
         internal = _internal_attributes()
         own = [[k for k in m.__dict__ if k not in internal] for _, m in named]
-        self._attributes = [  # ``training`` twice: the getter always returns a tuple
-            (m.__dict__, operator.itemgetter("training", *keys))
-            for (_, m), keys in zip(named, own, strict=True)
-        ]
+        self._attribute_dicts = [m.__dict__ for _, m in named]
+        # ``training`` twice: the getter always returns a tuple
+        self._getters = [operator.itemgetter("training", *keys) for keys in own]
         self._tables = [d for _, m in named for d in (m._parameters, m._buffers, m._modules)]
         self._containers = [
             (f"{name}.{key}".lstrip("."), m.__dict__[key])
@@ -103,7 +102,7 @@ class ModelState:
         """Take the current state as the one every evaluation starts from."""
         self._saved = [dict(d) for d in self._dicts]
         self._sizes = list(map(len, self._dicts))
-        self._values = self._watched_values()
+        self._values = list(self._watched_values())
         self._items = [(c, copy.copy(c)) for _, c in self._containers]
         for flat, pristine, _ in self._frozen:
             pristine.copy_(flat)
@@ -146,12 +145,11 @@ class ModelState:
             )
         return moved
 
-    def _watched_values(self) -> list[Any]:
-        """The watched attributes' values and the tensor tables' values, in one list (a
-        KeyError: a watched attribute was deleted)."""
-        attributes = chain.from_iterable(get(d) for d, get in self._attributes)
-        tables = chain.from_iterable(map(dict.values, self._tables))
-        return [*attributes, *tables]
+    def _watched_values(self) -> Iterator[Any]:
+        """The watched attributes' values, then the tensor tables' values (a KeyError: a
+        watched attribute was deleted)."""
+        attributes = chain.from_iterable(map(_get, self._getters, self._attribute_dicts))
+        return chain(attributes, chain.from_iterable(map(dict.values, self._tables)))
 
     def changed(self) -> bool:
         """Did the last evaluation change anything watched? (C-level passes, no copies; a
@@ -159,12 +157,12 @@ class ModelState:
         if list(map(len, self._dicts)) != self._sizes:
             return True
         try:
-            values = self._watched_values()
+            if not all(map(operator.is_, self._watched_values(), self._values)):
+                return True
         except KeyError:
             return True
         return (
-            not all(map(operator.is_, values, self._values))
-            or list(map(_version, self._fixed_tensors)) != self._versions
+            list(map(_version, self._fixed_tensors)) != self._versions
             or list(map(Tensor.data_ptr, self._all)) != self._pointers
             or [flat._version for flat, _, _ in self._frozen] != self._frozen_versions
             or any(_differs(c, items) for c, items in self._items)
@@ -175,10 +173,10 @@ class ModelState:
         """Put back what the last evaluation changed (the frozen buffers aside). Returns what
         was restored (names for the user) and whether the moving buffer was written."""
         restored: list[str] = []
-        for d, saved, label in zip(self._dicts, self._saved, self._labels, strict=True):
+        for d, saved, owner in zip(self._dicts, self._saved, self._owners, strict=True):
             if _differs(d, saved):
                 keys = [k for k in {**d, **saved} if d.get(k, _ABSENT) is not saved.get(k, _ABSENT)]
-                restored += [label.format(k) for k in keys]
+                restored += [f"{owner}.{k}".lstrip(".") for k in keys]
                 d.clear()
                 d.update(saved)
         for (label, container), (_, items) in zip(self._containers, self._items, strict=True):
@@ -334,6 +332,10 @@ def _trackable(value: Any) -> bool:
         and not value.is_meta
         and not value.is_inference()
     )
+
+
+def _get(getter: Callable[[dict[str, Any]], tuple[Any, ...]], d: dict[str, Any]) -> Any:
+    return getter(d)
 
 
 def _differs(container: Any, saved: Any) -> bool:
