@@ -24,7 +24,8 @@ SPEC = ModelSpec("small", {"width": 0.25})
 
 # A model module for subprocess tests: `faultmodel:factory` wraps `small --width 0.25` and,
 # on the rank named by $FAULT_RANK, kills its own process (FAULT=kill) or raises (FAULT=raise)
-# after $FAULT_AFTER forward calls. Without $FAULT it is the plain model.
+# after $FAULT_AFTER forward calls. Without $FAULT it is the plain model. The calls are counted
+# in the process, not in the model: lossland puts a model's own state back after every point.
 FAULT_MODEL = """
 import os
 import signal
@@ -33,18 +34,19 @@ from torch import nn
 
 from lossland.zoo import small
 
+CALLS = [0]
+
 
 class Faulty(nn.Module):
     def __init__(self):
         super().__init__()
         self.net = small(width=0.25)
-        self.calls = 0
 
     def forward(self, x):
-        self.calls += 1
+        CALLS[0] += 1
         fault = os.environ.get("FAULT")
         mine = os.environ.get("FAULT_RANK", "0") == os.environ.get("RANK", "0")
-        if fault and mine and self.calls > int(os.environ.get("FAULT_AFTER", "20")):
+        if fault and mine and CALLS[0] > int(os.environ.get("FAULT_AFTER", "20")):
             if fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError("injected fault")

@@ -182,15 +182,23 @@ def _at(model: torch.nn.Module, d: lossland.Directions, a: float, b: float) -> t
 
 
 class _Countdown(torch.nn.Module):
-    """``inner``, raising KeyboardInterrupt after ``calls`` forwards (same weights)."""
+    """``inner``, raising KeyboardInterrupt after ``calls`` forwards (same weights). The calls
+    are counted outside the model (a shared budget): lossland puts a model's own state back
+    after every point."""
 
     def __init__(self, inner: torch.nn.Module, calls: int) -> None:
         super().__init__()
-        self.inner, self.calls = inner, calls
+        self.inner = inner
+        budget = [calls]  # a closure's cell: not state of the module
+
+        def spend() -> bool:
+            budget[0] -= 1
+            return budget[0] < 0
+
+        self.spend = spend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls -= 1
-        if self.calls < 0:
+        if self.spend():
             raise KeyboardInterrupt
         out: torch.Tensor = self.inner(x)
         return out

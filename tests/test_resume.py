@@ -69,15 +69,23 @@ def error_line(err: str) -> str:
 
 
 class Countdown(nn.Module):
-    """Wraps a model; its forward raises ``error`` after ``calls`` forwards (then behaves)."""
+    """Wraps a model; its forward raises ``error`` after ``calls`` forwards (then behaves).
+    The calls are counted outside the model (a closure's cell): lossland puts a model's own
+    state back after every point."""
 
     def __init__(self, inner: nn.Module, calls: int, error: BaseException) -> None:
         super().__init__()
-        self.inner, self.calls, self.error = inner, calls, error
+        self.inner, self.error = inner, error
+        budget = [calls]
+
+        def spend() -> bool:
+            budget[0] -= 1
+            return budget[0] == -1
+
+        self.spend = spend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls -= 1
-        if self.calls == -1:
+        if self.spend():
             raise self.error
         out: torch.Tensor = self.inner(x)
         return out

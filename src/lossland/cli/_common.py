@@ -15,8 +15,15 @@ from torch import nn
 from lossland.cli._args import flag
 from lossland.cli._output import say, shown
 from lossland.core import import_object, is_import_path, memory_text
-from lossland.engine import PRESETS, Evaluator, resolve_evaluator, select_samples, subset
-from lossland.errors import LosslandError, render
+from lossland.engine import (
+    PRESETS,
+    Evaluator,
+    resolve_evaluator,
+    select_samples,
+    subset,
+    user_failure,
+)
+from lossland.errors import LosslandError, first_line, render
 from lossland.io import MEMORY_ATTR, Checkpoint, ModelSpec, Surface
 from lossland.show import format_figures, robustness_lines
 from lossland.zoo import DATASETS, REGISTRY, Activation, Split, load_dataset, load_model, model_spec
@@ -170,7 +177,16 @@ def _call_factory(path: str, items: list[str], *, split: str) -> Any:
     try:
         return factory(**options)
     except TypeError as exc:
-        raise LosslandError(f"cannot call the data factory {path}: {exc}") from None
+        raise LosslandError(f"cannot call the data factory {path}: {first_line(exc)}") from None
+    except LosslandError:
+        raise
+    except Exception as exc:  # the user's factory failed: its own words, on one line
+        raise user_failure(
+            exc,
+            who=f"the data factory {path!r}",
+            where="while building the data",
+            fix="fix the factory or its --data-arg options",
+        ) from exc
 
 
 def parse_model_args(items: list[str], *, flag: str = "--model-arg") -> dict[str, Any]:

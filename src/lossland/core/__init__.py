@@ -17,6 +17,14 @@ from lossland.core._cost import (
     surface_needs,
 )
 from lossland.core._devices import resolve_device, synchronize
+from lossland.core._dtypes import (
+    as_real,
+    check_dtype,
+    check_storable,
+    dtype_kind,
+    moves,
+    moving_dtype,
+)
 from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
 from lossland.core._flat import FlatLayout, LayoutEntry
 from lossland.core._grid import (
@@ -94,21 +102,25 @@ __all__ = [
     "Need",
     "PlaneVectors",
     "Scheme",
+    "as_real",
     "auto_points",
     "auto_range",
     "available_memory",
     "axis_text",
     "barycentric_point_",
     "bytes_text",
+    "check_dtype",
     "check_fields",
     "check_grid_size",
     "check_needs",
     "check_number",
     "check_spec",
+    "check_storable",
     "choices",
     "coordinates",
     "count_text",
     "descent_needs",
+    "dtype_kind",
     "filter_norms",
     "fingerprint",
     "grid_with_zero",
@@ -123,6 +135,8 @@ __all__ = [
     "li_point_",
     "linear2x_point_",
     "memory_text",
+    "moves",
+    "moving_dtype",
     "option",
     "param_bytes",
     "pca_needs",

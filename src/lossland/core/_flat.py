@@ -4,11 +4,15 @@ Four-dimensional (convolution) tensors can be stored as (O, H, W, I), so their v
 channels_last-strided: the layout oneDNN and cuDNN run fastest. Dimension 0 (the output filter)
 is outermost either way, so a filter is a contiguous run of the vector. Directions drawn by
 lossland live in this layout already, so the engine adopts them without a copy.
+
+A complex tensor occupies two reals per element (real and imaginary parts interleaved, at an
+even offset) and its view is complex (``torch.view_as_complex``): one axpy on the real vector
+moves it along its complex direction, and filter norms over the reals are the complex norms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +27,7 @@ class LayoutEntry:
     offset: int
     numel: int
     channels_last: bool  # a 4-D tensor stored as (O, H, W, I)
+    complex: bool = False  # numel counts reals: two per complex element
 
     def strides(self) -> tuple[int, ...]:
         """The strides of this entry's view (in elements)."""
@@ -44,30 +49,46 @@ class FlatLayout:
     size: int
 
     @classmethod
-    def of(cls, shapes: Mapping[str, Sequence[int]], *, channels_last: bool = False) -> FlatLayout:
+    def of(
+        cls,
+        shapes: Mapping[str, Sequence[int]],
+        *,
+        channels_last: bool = False,
+        complex: Collection[str] = (),
+    ) -> FlatLayout:
+        """Entries in ``shapes``' order; the ``complex`` names take two reals per element."""
         entries, offset = [], 0
         for name, shape in shapes.items():
             numel = int(np.prod(shape)) if len(shape) else 1
-            cl = channels_last and len(shape) == 4
-            entries.append(LayoutEntry(name, tuple(int(s) for s in shape), offset, numel, cl))
-            offset += numel
-        return cls(tuple(entries), offset)
+            pair = name in complex
+            offset += offset % 2 if pair else 0  # view_as_complex needs an even offset
+            cl = channels_last and len(shape) == 4 and not pair
+            size = 2 * numel if pair else numel
+            entries.append(LayoutEntry(name, tuple(int(s) for s in shape), offset, size, cl, pair))
+            offset += size
+        # Rows of a (K, size) matrix of points stay even for the complex views too.
+        return cls(tuple(entries), offset + offset % 2 if complex else offset)
+
+    def _view(self, e: LayoutEntry, seg: Tensor) -> Tensor:
+        """Entry ``e``'s tensor from its segment (..., e.numel): any leading dims kept."""
+        lead = tuple(seg.shape[:-1])
+        if e.complex:
+            return torch.view_as_complex(seg.view((*lead, *e.shape, 2)))
+        if e.channels_last:
+            o, i, h, w = e.shape
+            return seg.view((*lead, o, h, w, i)).movedim(-1, -3)
+        return seg.view((*lead, *e.shape))
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(e.name for e in self.entries)
 
     def views(self, flat: Tensor) -> dict[str, Tensor]:
-        """Tensors shaped like the model's, aliasing ``flat``."""
-        out = {}
-        for e in self.entries:
-            seg = flat[e.offset : e.offset + e.numel]
-            if e.channels_last:
-                o, i, h, w = e.shape
-                out[e.name] = seg.view(o, h, w, i).permute(0, 3, 1, 2)
-            else:
-                out[e.name] = seg.view(e.shape)
-        return out
+        """Tensors shaped like the model's, aliasing ``flat`` (P,); for a (K, P) matrix of K
+        points, each tensor gains a leading K."""
+        return {
+            e.name: self._view(e, flat[..., e.offset : e.offset + e.numel]) for e in self.entries
+        }
 
     def segments(self, flat: Tensor) -> tuple[Tensor, ...]:
         """(filters, elements) views, for filter and layer norms."""
@@ -80,7 +101,8 @@ class FlatLayout:
         self, tensors: Mapping[str, Tensor], *, device: torch.device, dtype: torch.dtype
     ) -> Tensor:
         """A new flat vector holding ``tensors`` (a copy)."""
-        flat = torch.empty(self.size, device=device, dtype=dtype)
+        padded = any(e.complex for e in self.entries)  # unused slots: zeros, never garbage
+        flat = (torch.zeros if padded else torch.empty)(self.size, device=device, dtype=dtype)
         for name, view in self.views(flat).items():
             view.copy_(tensors[name])
         return flat
@@ -94,6 +116,8 @@ class FlatLayout:
         """
         if not self.entries or list(tensors) != list(self.names):
             return None
+        if any(e.complex for e in self.entries):
+            return None  # complex directions are copied in (two reals per element)
         first = tensors[self.entries[0].name]
         if first.device != device or first.dtype != dtype:
             return None

@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from lossland.core import FlatLayout, fingerprint
+from lossland.core import FlatLayout, as_real, check_storable, dtype_kind, fingerprint
 from lossland.errors import LosslandError, arg, first_line
 from lossland.io import (
     READ_SHARE,
@@ -120,6 +120,7 @@ class Directions:
             for prefix, group in self._groups()
             for name, t in group.items()
         }
+        check_storable(tensors, what="the directions")
         meta = {"lossland": json.dumps(self.metadata(), sort_keys=True, default=str)}
         with atomic_path(path, overwrite=overwrite, name="path") as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -182,6 +183,11 @@ class Directions:
                         f"{prefix}/{name} shape {tuple(tensor.shape)} vs model "
                         f"{tuple(targets[name].shape)}"
                     )
+                elif not _dtype_fits(tensor.dtype, targets[name].dtype):
+                    problems.append(
+                        f"{prefix}/{name} is {_name(tensor.dtype)} but the model's is "
+                        f"{_name(targets[name].dtype)}"
+                    )
         if self.y is not None and set(self.y) != set(self.x):
             problems.append("x and y cover different tensors")
         if problems:
@@ -194,6 +200,20 @@ class Directions:
             )
 
 
+def _dtype_fits(direction: torch.dtype, target: torch.dtype) -> bool:
+    """A direction moves a tensor of the model by the one rule (core.moving_dtype): a real one
+    a real or complex tensor (a complex tensor then moves its real part only), a complex one a
+    complex tensor; nothing moves integer or bool tensors."""
+    kind, own = dtype_kind(direction), dtype_kind(target)
+    if own == "complex":
+        return kind in ("real", "complex")
+    return own == "real" and kind == "real"
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
     """Σ ⟨a_k, b_k⟩ over all tensors, accumulated in float64.
 
@@ -201,7 +221,7 @@ def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
     add hundreds of MB to the peak memory.
     """
     return sum(
-        float(torch.sum(xs.double() * ys.double()))
+        float(torch.sum(as_real(xs).double() * as_real(ys).double()))
         for k in a
         for xs, ys in zip(chunks(a[k]), chunks(b[k]), strict=True)
     )
@@ -242,7 +262,13 @@ METADATA_SCHEMA: dict[str, tuple[Check, str]] = {
     "trajectories": (_is_trajectories, "an object of [x, y] point lists"),
 }
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "C64": torch.complex64,
+}
 
 
 def empty_direction(reference: Mapping[str, Tensor]) -> Direction:
@@ -272,14 +298,13 @@ def _read_groups(handle: Any, meta: Mapping[str, Any], path: Path) -> dict[str, 
             continue
         group_names.sort(key=lambda n: (order.get(n, len(order)), n))
         keys = [f"{prefix}/{n}" for n in group_names]
-        dtype = handle.get_slice(keys[0]).get_dtype()
         # Shapes first, then one tensor at a time into lossland's flat layout:
         # the peak is the directions plus one tensor, not twice the directions.
         reference = {
             n: torch.empty(
                 handle.get_slice(k).get_shape(),
                 device="meta",
-                dtype=_DTYPES.get(dtype, torch.float32),
+                dtype=_DTYPES.get(handle.get_slice(k).get_dtype(), torch.float32),
             )
             for n, k in zip(group_names, keys, strict=True)
         }
@@ -369,7 +394,7 @@ def check_finite(directions: Directions) -> None:
         bad = [
             name
             for name, t in (group or {}).items()
-            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
         ]
         if bad:
             raise LosslandError(

@@ -35,6 +35,7 @@ from lossland.core import (
     check_needs,
     check_number,
     hessian_needs,
+    moves,
     progress_bar,
 )
 from lossland.directions._directions import Directions
@@ -43,10 +44,13 @@ from lossland.engine import (
     Batch,
     Evaluator,
     LossFn,
+    ModelState,
+    cast_copy,
     eval_data,
     known_samples,
     precision_mode,
     resolve_evaluator,
+    user_failure,
     working_copy,
 )
 from lossland.errors import LosslandError, arg
@@ -84,8 +88,11 @@ class HessianOperator:
         self.evaluator = resolve_evaluator(evaluator, loss)
         self.data = eval_data(data, batch_size=batch_size, device=self.device, dtype=dtype)
         self.count = self.data.samples
-        self.net = working_copy(model, []).to(device=self.device, dtype=dtype).eval()
-        named = list(self.net.named_parameters())
+        check_real(model)
+        self.net = cast_copy(working_copy(model, []), self.device, dtype).eval()
+        self.state = ModelState(self.net, model)  # every pass starts from the model's state
+        # The tensors that move (core.moving_dtype): integer and bool parameters do not.
+        named = [(n, p) for n, p in self.net.named_parameters() if moves(n, p.dtype)]
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
         self.params: list[Tensor] = [p for _, p in named]
         if not self.params:
@@ -97,8 +104,26 @@ class HessianOperator:
         self.size = int(sum(self.numels))
         self.products = 0
         self.bar: Any = None  # a progress bar counting the products (see counting())
-        with torch.no_grad():  # Σ n: the weight of the whole set (samples, or counted tokens)
+        with torch.no_grad(), self._pass():  # Σ n: the set's weight (samples, or tokens)
             self.weight = sum(float(self._stats(batch)[2]) for batch in self._batches())
+
+    @contextlib.contextmanager
+    def _pass(self) -> Iterator[None]:
+        """One pass over the data: what the model or the loss raises is one line; what the
+        forward changed in the model is put back after it."""
+        try:
+            yield
+        except LosslandError:
+            raise
+        except Exception as exc:
+            raise user_failure(
+                exc,
+                who="the model or loss",
+                where="while computing the Hessian",
+                fix="check that the batches fit the model and that its loss is twice "
+                f"differentiable, or pass {arg('evaluator')}",
+            ) from exc
+        self.state.settle()
 
     def _stats(self, batch: Batch) -> Tensor:
         return self.evaluator.stats(self.evaluator.run(self.net, batch), batch)
@@ -133,11 +158,12 @@ class HessianOperator:
         """Mean loss and the flat gradient at θ*."""
         total = 0.0
         grad = torch.zeros(self.size, device=self.device, dtype=self.dtype)
-        for batch in self._batches():
-            loss = self._batch_loss(batch)
-            parts = torch.autograd.grad(loss, self.params, allow_unused=True)
-            grad += self._flat(parts)
-            total += float(loss.detach())
+        with self._pass():
+            for batch in self._batches():
+                loss = self._batch_loss(batch)
+                parts = torch.autograd.grad(loss, self.params, allow_unused=True)
+                grad += self._flat(parts)
+                total += float(loss.detach())
         return total, grad
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -146,17 +172,18 @@ class HessianOperator:
             raise ValueError(f"expected a vector of {self.size} elements, got {tuple(v.shape)}")
         vs = self._split(v.to(self.device, self.dtype))
         out = torch.zeros(self.size, device=self.device, dtype=self.dtype)
-        for batch in self._batches():
-            loss = self._batch_loss(batch)
-            grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-            dot = sum(
-                (torch.sum(g * u) for g, u in zip(grads, vs, strict=True) if g is not None),
-                torch.zeros((), device=self.device, dtype=self.dtype),
-            )
-            if not dot.requires_grad:  # the loss does not depend on the weights at second order
-                continue
-            hv = torch.autograd.grad(dot, self.params, allow_unused=True)
-            out += self._flat(hv)
+        with self._pass():
+            for batch in self._batches():
+                loss = self._batch_loss(batch)
+                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+                dot = sum(
+                    (torch.sum(g * u) for g, u in zip(grads, vs, strict=True) if g is not None),
+                    torch.zeros((), device=self.device, dtype=self.dtype),
+                )
+                if not dot.requires_grad:  # no dependence on the weights at second order
+                    continue
+                hv = torch.autograd.grad(dot, self.params, allow_unused=True)
+                out += self._flat(hv)
         self.products += 1
         if self.bar is not None:
             self.bar.update(1)
@@ -192,6 +219,17 @@ class HessianOperator:
             ignore="none",
             seed=seed,
             info=dict(info),
+        )
+
+
+def check_real(model: nn.Module) -> None:
+    """The Hessian here is of real weights: a complex parameter is refused (see
+    core.moving_dtype)."""
+    complex_ = [n for n, p in model.named_parameters() if p.is_complex()]
+    if complex_:
+        raise LosslandError(
+            f"the model's {complex_[0]} is complex, and lossland computes Hessians of real "
+            "parameters only: use random or model-to-model directions for this model"
         )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
+from lossland.core import dtype_kind, moves
 from lossland.directions._directions import Directions
 from lossland.errors import LosslandError
 
@@ -25,7 +26,8 @@ def model_directions(
     names = [
         k
         for k, v in start.items()
-        if v.is_floating_point() and (include_buffers or not _is_buffer_name(k))
+        if moves(k, v.dtype, where="the first checkpoint")
+        and (include_buffers or not _is_buffer_name(k))
     ]
     for end in ends:
         missing = [k for k in names if k not in end or end[k].shape != start[k].shape]
@@ -33,6 +35,13 @@ def model_directions(
             raise LosslandError(
                 f"checkpoints hold different models ({len(missing)} tensors differ, e.g. "
                 f"{missing[0]}): compare checkpoints of one architecture"
+            )
+        kinds = [k for k in names if dtype_kind(end[k].dtype) != dtype_kind(start[k].dtype)]
+        if kinds:
+            raise LosslandError(
+                f"checkpoints hold {kinds[0]} as {end[kinds[0]].dtype} and "
+                f"{start[kinds[0]].dtype}: compare checkpoints of one model (lossland never "
+                "casts complex to real or integers to floats)"
             )
     origin = {k: start[k].detach().clone() for k in names}
     deltas = [{k: (end[k].detach().to(start[k].dtype) - start[k]) for k in names} for end in ends]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossland.core import check_needs, pca_needs
+from lossland.core import check_needs, dtype_kind, moves, pca_needs
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane
 from lossland.errors import LosslandError, arg
@@ -176,12 +176,25 @@ def _deltas(sources: Sequence[Source], reference: State, pieces: Sequence[_Piece
 
 
 def default_names(state: State) -> list[str]:
-    """Floating-point tensors that are not BatchNorm statistics (the model's weights)."""
+    """The tensors that move (core.moving_dtype) and are not BatchNorm statistics (the
+    model's weights)."""
     return [
         k
         for k, v in state.items()
-        if v.is_floating_point() and k.rsplit(".", 1)[-1] not in ("running_mean", "running_var")
+        if moves(k, v.dtype, where="the final checkpoint")
+        and k.rsplit(".", 1)[-1] not in ("running_mean", "running_var")
     ]
+
+
+def _check_real(state: State, names: Sequence[str]) -> None:
+    """PCA here is of real weights: complex (or integer) tensors are refused, never cast."""
+    for n in names:
+        if n in state and dtype_kind(state[n].dtype) != "real":
+            raise LosslandError(
+                f"the final checkpoint holds {n} as {str(state[n].dtype).removeprefix('torch.')}: "
+                "PCA directions are of real floating-point weights only; use random or "
+                "model-to-model directions for this model"
+            )
 
 
 def pca_directions(
@@ -208,6 +221,7 @@ def pca_directions(
     missing = [n for n in names if n not in final_state]
     if missing:
         raise LosslandError(f"the final checkpoint lacks {missing[0]}: pass the matching model")
+    _check_real(final_state, names)
     if len(sources) < (3 if center else 2):
         raise LosslandError(
             f"a PCA plane needs at least {3 if center else 2} checkpoints, got {len(sources)}: "

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from lossland.core import rescale_
+from lossland.core import as_real, moves, rescale_
 from lossland.directions._directions import (
     IGNORES,
     METADATA_SCHEMA,
@@ -63,10 +63,14 @@ def normalize_(
 
 def _gaussian_like(reference: Mapping[str, Tensor], generator: torch.Generator) -> Direction:
     # Drawn on the CPU in float32, tensor by tensor in a fixed order, so a seed gives the same
-    # directions on every device and in every memory layout.
+    # directions on every device and in every memory layout. A complex tensor draws both
+    # parts (a Gaussian in R^2n, as its reals move).
     direction = empty_direction(reference)
     for d in direction.values():
-        if d.is_contiguous() and d.dtype == torch.float32:
+        if d.is_complex():
+            pairs = torch.randn((*d.shape, 2), generator=generator, dtype=torch.float32)
+            d.copy_(torch.view_as_complex(pairs))
+        elif d.is_contiguous() and d.dtype == torch.float32:
             torch.randn(d.shape, generator=generator, out=d)  # no temporary for big matrices
         else:
             d.copy_(torch.randn(d.shape, generator=generator, dtype=torch.float32))
@@ -92,7 +96,10 @@ def random_directions(
         raise LosslandError(
             f"unknown {arg('ignore')} policy {ignore!r}: choose one of {', '.join(IGNORES)}"
         )
-    reference = {name: p.detach().to("cpu") for name, p in model.named_parameters()}
+    # The tensors that move (core.moving_dtype): not integer or bool ones; complex ones too.
+    reference = {
+        name: p.detach().to("cpu") for name, p in model.named_parameters() if moves(name, p.dtype)
+    }
     generator = torch.Generator().manual_seed(seed)
     dx = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
     dy = None
@@ -118,7 +125,8 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
     y_new = empty_direction(y)
     for k, t in y_new.items():
         for out, ys, xs in zip(chunks(t), chunks(y[k]), chunks(x[k]), strict=True):
-            out.copy_(ys.double() - coef * xs.double())
+            out_real = as_real(out)  # complex tensors: the same arithmetic on their reals
+            out_real.copy_(as_real(ys).double() - coef * as_real(xs).double())
     if directions.kind == "random":  # drawn by Li et al.'s rule: apply it again (any norm)
         normalize_(y_new, reference, norm=directions.norm, ignore=directions.ignore)
     info = dict(directions.info)

@@ -23,8 +23,11 @@ from lossland.engine._contract import (
 )
 from lossland.engine._copy import (
     BNMode,
+    batchnorm_statistics,
     batchnorms,
     bind_flat,
+    cast_copy,
+    check_dtypes,
     is_bn_statistic,
     set_bn_mode,
     working_copy,
@@ -43,6 +46,7 @@ from lossland.engine._data import (
     to_device,
 )
 from lossland.engine._engine import Block, Engine, EngineOptions
+from lossland.engine._failures import DataReadError, user_failure
 from lossland.engine._precision import (
     Precision,
     check_precision,
@@ -55,6 +59,7 @@ from lossland.engine._presets import (
     image_classification,
     sequence_classification,
 )
+from lossland.engine._state import ModelState
 
 __all__ = [
     "IGNORE_INDEX",
@@ -66,6 +71,7 @@ __all__ = [
     "Batch",
     "Block",
     "DataMode",
+    "DataReadError",
     "Engine",
     "EngineOptions",
     "EvalData",
@@ -73,12 +79,16 @@ __all__ = [
     "Forward",
     "Loss",
     "LossFn",
+    "ModelState",
     "Precision",
     "batch_size_of",
+    "batchnorm_statistics",
     "batchnorms",
     "bind_flat",
+    "cast_copy",
     "causal_lm",
     "check_compile_cache",
+    "check_dtypes",
     "check_precision",
     "compile_failure",
     "default_accuracy",
@@ -102,6 +112,7 @@ __all__ = [
     "token_losses",
     "unwrap",
     "use_channels_last",
+    "user_failure",
     "with_loss",
     "working_copy",
 ]

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from lossland.core import FlatLayout
-from lossland.errors import LosslandError
+from lossland.core import FlatLayout, moving_dtype
+from lossland.errors import LosslandError, first_line
 
 BNMode = Literal["eval", "train", "recompute"]
 
@@ -35,9 +35,31 @@ def working_copy(model: nn.Module, moving: Sequence[str]) -> nn.Module:
         return copy.deepcopy(model, memo)
     except Exception as exc:
         raise LosslandError(
-            f"cannot copy the model ({type(exc).__name__}: {exc}): lossland evaluates a private "
-            "copy so your model is never modified; make the model deep-copyable"
+            f"cannot copy the model ({type(exc).__name__}: {first_line(exc)}): lossland "
+            "evaluates a private copy so your model is never modified; make the model "
+            "deep-copyable"
         ) from None
+
+
+def check_dtypes(model: nn.Module, dtype: torch.dtype) -> None:
+    """Refuse, by name, a tensor of ``model`` that a network in ``dtype`` cannot hold as it is
+    or move (:func:`lossland.core.moving_dtype`): float8, quantized, complex in bfloat16."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        moving_dtype(name, tensor.dtype, dtype)
+
+
+def cast_copy(net: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """``net`` on ``device``, each tensor in the dtype the one rule gives
+    (:func:`lossland.core.moving_dtype`): real floats in ``dtype``, complex ones in its complex
+    counterpart, integers and bools as they are. (``Module.to(dtype)`` would make complex
+    tensors real.) Refuses, by name, the tensors lossland cannot move."""
+    check_dtypes(net, dtype)
+
+    def convert(t: Tensor) -> Tensor:
+        return t.to(device=device, dtype=moving_dtype("", t.dtype, dtype) or t.dtype)
+
+    converted: nn.Module = net._apply(convert)  # type: ignore[no-untyped-call]
+    return converted
 
 
 def bind_flat(net: nn.Module, layout: FlatLayout, flat: Tensor) -> None:
@@ -62,6 +84,10 @@ def bind_flat(net: nn.Module, layout: FlatLayout, flat: Tensor) -> None:
                 module._parameters[attr] = bound  # type: ignore[assignment]
             else:
                 module._buffers[attr] = bound
+    for module in net.modules():
+        if isinstance(module, nn.RNNBase):
+            # Its list of flat weights would be rebuilt (a change of state) at the first forward.
+            module._init_flat_weights()
 
 
 def batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -78,13 +104,25 @@ def is_bn_statistic(net: nn.Module, name: str) -> bool:
     )
 
 
+def batchnorm_statistics(net: nn.Module) -> list[int]:
+    """Ids of the BatchNorm statistics of ``net`` (``recompute`` rewrites them at every point)."""
+    return [
+        id(t)
+        for m in batchnorms(net)
+        for t in (m.running_mean, m.running_var, m.num_batches_tracked)
+        if t is not None
+    ]
+
+
 def set_bn_mode(net: nn.Module, bn: BNMode) -> None:
     """Eval everywhere (dropout off); with ``bn="train"`` BatchNorm uses batch statistics and
     leaves the running ones untouched (track_running_stats off means they are not passed).
-    ``recompute`` evaluates in eval mode with statistics refreshed per point (see Engine)."""
+    ``recompute`` evaluates in eval mode with statistics refreshed per point (see Engine) as a
+    cumulative average (momentum None)."""
     net.eval()
-    if bn == "train":
-        for module in net.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.train()
-                module.track_running_stats = False
+    for module in batchnorms(net):
+        if bn == "train":
+            module.train()
+            module.track_running_stats = False
+        elif bn == "recompute":
+            module.momentum = None

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
 from lossland.core import Digest, available_memory, bytes_text, tensor_fingerprint
+from lossland.engine._failures import DataReadError
 from lossland.errors import LosslandError, LosslandWarning, arg
 
 Batch = Any  # a tensor, a tuple/list of batches' parts, or a mapping of them
@@ -58,7 +59,7 @@ class EvalData:
         assert self.source is not None
         # One batch ahead: its host-to-device copy overlaps the current batch's forward.
         ahead: Batch | None = None
-        for raw in self.source:
+        for raw in read(self.source, "while reading the data"):
             moved = self._move(raw)
             if ahead is not None:
                 yield ahead
@@ -285,7 +286,9 @@ def _cache_or_stream(
 ) -> EvalData:
     """One pass over the source: count and fingerprint the samples, and keep the batches on
     the device when they fit the budget (or streaming is impossible)."""
-    one_shot = iter(source) is source  # a generator or iterator: cannot be read twice
+    # A generator or iterator cannot be read twice (asked without iter(): a DataLoader would
+    # start its workers, and user code could raise outside the reading below).
+    one_shot = isinstance(source, Iterator)
     if mode == "streamed" and one_shot:
         raise LosslandError(
             "the data is a one-shot iterator and cannot be streamed at every point: pass a "
@@ -298,7 +301,8 @@ def _cache_or_stream(
     kept: list[Batch] | None = [] if mode != "streamed" else None
     digest = Digest()
     count = used = 0
-    for index, raw in enumerate(source):
+    first = "while caching the data" if kept is not None else "while first reading the data"
+    for index, raw in enumerate(read(source, first)):
         moved = to_device(raw, device, dtype, channels_last)
         for name, tensor in _tensors(raw, f"{index}"):
             digest.add(name, tensor)
@@ -316,6 +320,26 @@ def _cache_or_stream(
     if kept is not None:
         return EvalData(tuple(kept), None, count, text, device, dtype, channels_last)
     return EvalData(None, source, count, text, device, dtype, channels_last)
+
+
+def read(source: Iterable[Batch], where: str) -> Iterator[Batch]:
+    """The batches of ``source``; what the user's data code raises (a Dataset's __getitem__,
+    a collate_fn, a DataLoader worker) becomes one :class:`DataReadError` naming the batch."""
+    index, iterator = 0, None
+    try:
+        iterator = iter(source)
+        for raw in iterator:
+            yield raw
+            index += 1
+    except LosslandError:
+        raise
+    except Exception as exc:
+        # Stop a loader's workers now: the traceback kept for the user refers to the iterator,
+        # and a worker process forked later would inherit it alive.
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
+        raise DataReadError(exc, index, where) from exc
 
 
 def _cache_budget(device: torch.device) -> float:

@@ -27,19 +27,24 @@ from lossland.core import (
     barycentric_point_,
     li_point_,
     linear2x_point_,
+    moving_dtype,
 )
 from lossland.engine._compile import compile_failure, compiled
 from lossland.engine._contract import STATS, Evaluator, finish_stats
 from lossland.engine._copy import (
     BNMode,
+    batchnorm_statistics,
     batchnorms,
     bind_flat,
+    cast_copy,
     is_bn_statistic,
     set_bn_mode,
     working_copy,
 )
 from lossland.engine._data import Batch, EvalData
+from lossland.engine._failures import DataReadError, user_failure
 from lossland.engine._precision import Precision, precision_mode
+from lossland.engine._state import ModelState
 from lossland.errors import LosslandError, arg
 
 
@@ -74,6 +79,9 @@ class EngineOptions:
 class Engine:
     """Evaluates a network on a plane of weight space; one instance per surface run."""
 
+    # Built outside inference mode even when called inside it: the working copy's tensors keep
+    # version counters, which the model state's check reads (see ModelState).
+    @torch.inference_mode(mode=False)
     def __init__(
         self,
         model: nn.Module,
@@ -96,18 +104,21 @@ class Engine:
         moving: dict[str, Tensor] = dict(model.named_parameters())
         moving.update(dict(model.named_buffers()))
         vmapped = options.points_per_batch > 1
-        self.layout = FlatLayout.of(
-            {n: moving[n].shape for n in names}, channels_last=options.channels_last and not vmapped
-        )
         device, dtype = options.device, options.dtype
+        wants = moving_dtypes(moving, names, dtype)  # complex tensors move as complex
+        self.layout = FlatLayout.of(
+            {n: moving[n].shape for n in names},
+            channels_last=options.channels_last and not vmapped,
+            complex=[n for n in names if wants[n].is_complex],
+        )
         # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
         # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
         # Offloaded it lives on the host (``theta_flat``: its flat copy there, if one is made).
-        source = [(origin[n] if origin is not None else moving[n]).detach() for n in names]
+        source = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
         self.theta, self.theta_flat = (
-            host_theta(source, self.layout, device, dtype)
+            host_theta(list(source.values()), self.layout, device, dtype)
             if options.offload
-            else ([t.to(device=device, dtype=dtype) for t in source], None)
+            else ([t.to(device=device, dtype=wants[n]) for n, t in source.items()], None)
         )
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
@@ -115,7 +126,7 @@ class Engine:
         # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
         self.low = options.precision == "bf16"
         net_dtype = torch.bfloat16 if self.low else dtype
-        self.net = working_copy(model, names).to(device=device, dtype=net_dtype)
+        self.net = cast_copy(working_copy(model, names), device, net_dtype)
         if options.channels_last and not vmapped:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
@@ -132,6 +143,11 @@ class Engine:
             self.module = compiled(
                 self.net, mode="reduce-overhead" if device.type == "cuda" else None
             )
+        # Every point starts from the model's own state: what a forward changes is put back
+        # (the state as it is now, set up for evaluation and compiled).
+        own = batchnorm_statistics(self.net) if options.bn == "recompute" else ()
+        self.state = ModelState(self.net, model, moving=self.weights, skip=own)
+        self._stale = False  # the forward wrote the moving weights: re-anchor the next point
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
@@ -164,7 +180,6 @@ class Engine:
         norms = batchnorms(self.net)
         for m in norms:
             m.reset_running_stats()
-            m.momentum = None
             m.train()
         for batch in self.data.batches():
             self.evaluator.run(self.module, batch)
@@ -276,20 +291,24 @@ class Engine:
         j = cols[n]
         if self.scheme != "li":
             self._point_(xs[j], ys[i])
-        elif n == 0 or abs(int(j) - int(cols[n - 1])) != 1:
+        elif n == 0 or self._stale or abs(int(j) - int(cols[n - 1])) != 1:
             self._anchor_(xs[j], ys[i])  # exact from θ*: rounding cannot drift across rows
         else:
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
         if self.low:
             self.weights.copy_(self.flat)  # the bf16 network's weights, rounded once
+        self._stale = False
+        self.state.mark_moving()
 
     def _evaluate(self, alpha: float, beta: float) -> Tensor:
         try:
-            return self._stats()
-        except LosslandError:
-            raise
+            stats = self._stats()
         except Exception as exc:
-            raise LosslandError(self._failure(exc, f"(x, y) = ({alpha:g}, {beta:g})")) from exc
+            error = self._failed(exc, f"at (x, y) = ({alpha:g}, {beta:g})")
+            raise error from error.__cause__
+        if self.state.settle():  # the forward wrote the moving weights
+            self._stale = True
+        return stats
 
     def _check(self, output: Any, stats: Tensor) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
@@ -298,18 +317,25 @@ class Engine:
         if self.evaluator.loss is None:
             _compare_own_loss(output, float(stats[0] / stats[2]))
 
-    def _failure(self, exc: Exception, where: str) -> str:
+    def _failed(self, exc: Exception, where: str) -> LosslandError:
+        """The error for what the user's code raised ``where`` (a grid point): the data's,
+        placed at the point; the compiler's, naming its folders; the model's or loss's, with
+        the fix."""
+        if isinstance(exc, DataReadError):
+            return exc.at(where)
+        if isinstance(exc, LosslandError):
+            return exc
         compiled = compile_failure(exc) if self.options.compile else None
         if compiled is not None:  # the compiler's, not the model's
-            return compiled
-        message = f"the model or loss raised {type(exc).__name__} at {where}: {exc}"
-        if self.checked:
-            return message
-        # Nothing has been evaluated yet: most likely the batches do not fit the model.
-        return (
-            f"{message}; check that the batches fit the model, or pass {arg('evaluator')} "
-            "with a forward(model, batch) and a loss(output, batch)"
+            return LosslandError(compiled)
+        # Nothing evaluated yet: most likely the batches do not fit the model.
+        fix = (
+            "fix the model or the loss"
+            if self.checked
+            else f"check that the batches fit the model, or pass {arg('evaluator')} with a "
+            "forward(model, batch) and a loss(output, batch)"
         )
+        return user_failure(exc, who="the model or loss", where=where, fix=fix)
 
     # --- K points per forward: torch.func.functional_call under vmap ---
 
@@ -349,20 +375,16 @@ class Engine:
                         for r, j in enumerate(chunk):
                             self._point_(xs[j], ys[i])
                             work[r].copy_(self.flat)
-                    chunk_weights = work[:m].to(self.weights.dtype)
-                    params = {
-                        "net." + e.name: chunk_weights[:, e.offset : e.offset + e.numel].view(
-                            m, *e.shape
-                        )
-                        for e in self.layout.entries
-                    }
+                    views = self.layout.views(work[:m].to(self.weights.dtype))  # (m, ...)
+                    params = {"net." + name: view for name, view in views.items()}
+                    self.state.mark_moving()
                     try:
                         out[start : start + m] = self._stats_batched(batched, params)
-                    except LosslandError:
-                        raise
                     except Exception as exc:
                         where = f"near (x, y) = ({xs[chunk[0]]:g}, {ys[i]:g})"
-                        raise LosslandError(self._failure(exc, where)) from exc
+                        error = self._failed(exc, where)
+                        raise error from error.__cause__
+                    self.state.settle()  # the next chunk is copied from the row's anchor
                     if tick is not None:
                         tick(m)
                 yield Block(i, cols, out.cpu().numpy())
@@ -381,6 +403,22 @@ class Engine:
         return total
 
 
+def moving_dtypes(
+    tensors: Mapping[str, Tensor], names: Sequence[str], dtype: torch.dtype
+) -> dict[str, torch.dtype]:
+    """The dtype each moving tensor takes on the grid (:func:`lossland.core.moving_dtype`);
+    refuses a direction along a tensor that never moves (integers, bools)."""
+    wants = {n: moving_dtype(n, tensors[n].dtype, dtype) for n in names}
+    still = [n for n, want in wants.items() if want is None]
+    if still:
+        kind = str(tensors[still[0]].dtype).removeprefix("torch.")
+        raise LosslandError(
+            f"the directions move {still[0]}, a {kind} tensor of the model; integer and bool "
+            "tensors never move: give directions over its floating-point tensors only"
+        )
+    return {n: want for n, want in wants.items() if want is not None}
+
+
 def host_theta(
     tensors: Sequence[Tensor], layout: FlatLayout, device: torch.device, dtype: torch.dtype
 ) -> tuple[list[Tensor], Tensor | None]:
@@ -388,7 +426,10 @@ def host_theta(
     tensors of ``dtype`` and the engine runs on the CPU (no copy); otherwise one flat host copy
     in the engine's layout, pinned for CUDA (each row then re-anchors with one transfer)."""
     cpu = torch.device("cpu")
-    if device.type == "cpu" and all(t.device == cpu and t.dtype == dtype for t in tensors):
+    views = list(layout.views(torch.empty(layout.size, dtype=dtype, device="meta")).values())
+    if device.type == "cpu" and all(
+        t.device == cpu and t.dtype == v.dtype for t, v in zip(tensors, views, strict=True)
+    ):
         return list(tensors), None
     flat = torch.empty(layout.size, dtype=dtype, pin_memory=device.type == "cuda")
     views = list(layout.views(flat).values())

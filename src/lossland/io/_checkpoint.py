@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from lossland._version import __version__
+from lossland.core import check_storable, dtype_kind
 from lossland.errors import CheckpointError, LosslandError, arg, first_line
 from lossland.io._atomic import atomic_path, sha256_file
 from lossland.io._limits import READ_SHARE, check_budget, check_zip, not_a_file
@@ -111,6 +112,7 @@ def save_checkpoint(
         if isinstance(model, nn.Module)
         else {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.items()}
     )
+    check_storable(tensors, what="the model")
     meta = dict(metadata)
     if spec is not None:
         meta["model"] = {"name": spec.name, "options": dict(spec.options)}
@@ -145,7 +147,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     else:
         state, meta = _load_pickle(path), {}
     _check_tensors(path, state)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in state.items()
+        if dtype_kind(v.dtype) in ("real", "complex") and not torch.isfinite(v).all()
+    ]
     if bad:
         names = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise CheckpointError(
@@ -244,8 +250,27 @@ def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list
     return problems
 
 
+def dtype_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Every tensor of ``state`` that ``load_state_dict`` would cast to another kind of number
+    (core.dtype_kind: complex to real, integers or bools to floats, …) or that lossland cannot
+    use (float8, quantized): real floats of another precision convert, the rest never."""
+    problems = []
+    for key, target in model.state_dict().items():
+        if key not in state:
+            continue
+        ours, theirs = dtype_kind(target.dtype), dtype_kind(state[key].dtype)
+        if ours != theirs or "unsupported" in (ours, theirs):
+            problems.append(f"{key}: checkpoint {_dtype(state[key])}, model {_dtype(target)}")
+    return problems
+
+
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
 def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Copy ``state`` into ``model`` strictly; a mismatch raises an error listing them all."""
+    """Copy ``state`` into ``model`` strictly; a mismatch raises an error listing them all (names
+    and shapes first, then dtypes that would change kind: never cast silently)."""
     problems = mismatch_report(model, state)
     if problems:
         shown = "; ".join(problems[:8]) + (
@@ -254,5 +279,13 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
         raise CheckpointError(
             f"{source} does not fit the model ({len(problems)} mismatches: {shown}): "
             f"pick the model it was trained with ({arg('model')})"
+        )
+    kinds = dtype_report(model, state)
+    if kinds:
+        shown = "; ".join(kinds[:4]) + (f"; and {len(kinds) - 4} more" if len(kinds) > 4 else "")
+        raise CheckpointError(
+            f"{source} holds {len(kinds)} tensor(s) of another kind than the model's ({shown}); "
+            "lossland never casts complex to real, integers or bools to floats, or float8: "
+            "save the checkpoint from this model (model.state_dict()), or convert the model"
         )
     model.load_state_dict(dict(state), strict=True)

@@ -263,7 +263,9 @@ class _Exchange:
                 if not isinstance(local_error, LosslandError) or plain:
                     raise local_error  # a bug keeps its traceback; a plain error its words
             where = f"on rank {r}; " if r else ""
-            raise LosslandError(f"{rep.message} ({where}{saved})") from None
+            # The user's exception stays the cause (API users see its traceback).
+            original = local_error.__cause__ if local_error is not None and r == 0 else None
+            raise LosslandError(f"{rep.message} ({where}{saved})") from original
         if stopped:
             r, rep = stopped[0]
             who = "interrupted" if r == group.rank else f"rank {r} was interrupted"

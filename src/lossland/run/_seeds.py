@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from lossland.core import FINITE, SEEDS, check_number, progress_bar
+from lossland.core import FINITE, SEEDS, as_real, check_number, progress_bar
 from lossland.directions import cosine, dot, random_directions
 from lossland.errors import LosslandError, SurfaceFileError, arg
 from lossland.io import SeedStack, Surface, SurfaceReadError
@@ -169,6 +169,8 @@ def _cosine_spread(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
     """The standard deviation of cos(a, b) for independent zero-mean draws with a's and b's
     element scales: √(Σ a²b²) / (‖a‖·‖b‖). It is 1/√n for n equal scales; filter
     normalization gives big filters more weight, fewer effective dimensions, a wider spread."""
-    squares = sum(float((x.double() ** 2 * b[k].double() ** 2).sum()) for k, x in a.items())
+    squares = sum(
+        float((as_real(x).double() ** 2 * as_real(b[k]).double() ** 2).sum()) for k, x in a.items()
+    )
     norms = dot(a, a) * dot(b, b)
     return math.sqrt(squares / norms) if norms > 0 else 0.0

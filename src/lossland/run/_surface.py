@@ -32,6 +32,7 @@ from lossland.engine import (
     Evaluator,
     LossFn,
     check_compile_cache,
+    check_dtypes,
     check_precision,
     eval_data,
     finish_stats,
@@ -484,9 +485,17 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
         "bf16": loss[chosen].tolist(),
         "fp32": fp32[chosen].tolist(),
         "fp32_sem": sem[chosen].tolist(),
-        "max_sem_ratio": float(np.max(delta / sem[chosen])),
-        "median_relative": float(np.median(delta / np.abs(fp32[chosen]))),
+        "max_sem_ratio": float(np.max(_ratio(delta, sem[chosen]))),
+        "median_relative": float(np.median(_ratio(delta, np.abs(fp32[chosen])))),
     }
+
+
+def _ratio(delta: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """delta / scale, where a zero scale gives 0 for no difference (a constant loss: no
+    standard error) and inf for one, without a numpy warning."""
+    out = np.where(delta == 0, 0.0, np.inf)
+    np.divide(delta, scale, out=out, where=scale > 0)
+    return out
 
 
 def _centre(result: Surface) -> np.ndarray:
@@ -533,6 +542,7 @@ def _validate(
             f"{arg('scheme')} {options.scheme} needs two directions: give a {arg('y')} range"
         )
     directions.check_fits(model)
+    check_dtypes(model, torch.bfloat16 if options.precision == "bf16" else DTYPES[options.dtype])
     if ys is not None and directions.y is None:
         raise LosslandError(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"

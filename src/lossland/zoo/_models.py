@@ -11,7 +11,8 @@ from typing import Any, Literal
 from torch import nn
 
 from lossland.core import import_object, is_import_path
-from lossland.errors import LosslandError, arg, first_line
+from lossland.engine import user_failure
+from lossland.errors import LosslandError, arg
 from lossland.io import (
     Check,
     Checkpoint,
@@ -168,10 +169,12 @@ def build_model(spec: ModelSpec) -> nn.Module:
     except LosslandError:
         raise
     except Exception as exc:  # the user's factory failed: its own words, on one line
-        raise LosslandError(
-            f"model factory {spec.name!r} raised {type(exc).__name__} ({first_line(exc)[:200]}): "
-            "fix the factory or its options"
-        ) from None
+        raise user_failure(
+            exc,
+            who=f"the model factory {spec.name!r}",
+            where="while building the model",
+            fix="fix the factory or its options",
+        ) from exc
     if not isinstance(model, nn.Module):
         raise LosslandError(
             f"model factory {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module"
