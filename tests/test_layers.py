@@ -19,10 +19,11 @@ ALLOWED = {
     "engine": {"base", "core", "engine"},
     "directions": {"base", "core", "io", "engine", "directions"},
     "zoo": {"base", "core", "io", "engine", "zoo"},
-    "show": {"base", "core", "io", "show"},
-    "run": {"base", "core", "io", "engine", "directions", "zoo", "show", "run"},
-    "cli": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "cli"},
-    "api": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "api"},
+    "analysis": {"base", "core", "io", "analysis"},
+    "show": {"base", "core", "io", "analysis", "show"},
+    "run": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run"},
+    "cli": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run", "cli"},
+    "api": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run", "api"},
 }
 # The one exception, and nothing broader: a Surface's notebook display (``_repr_html_``,
 # ``_repr_png_``) and ``describe()``'s basin summary are drawn by ``show``, which

@@ -1,4 +1,6 @@
-"""The numerical core: flat parameter layouts, grid axes, interpolation schemes, fingerprints.
+"""The numerical core: flat parameter layouts, grid axes, interpolation schemes, fingerprints,
+and the tables every layer reads: what a grid point stores (``FIELDS``), the kinds of directions
+(``KINDS``).
 
 Depends on torch and numpy only (and :mod:`lossland.errors`).
 """
@@ -16,7 +18,7 @@ from lossland.core._cost import (
     spectrum_needs,
     surface_needs,
 )
-from lossland.core._devices import resolve_device, synchronize
+from lossland.core._devices import DTYPES, DType, resolve_device, synchronize, torch_dtype
 from lossland.core._dtypes import (
     as_real,
     check_dtype,
@@ -24,6 +26,17 @@ from lossland.core._dtypes import (
     dtype_kind,
     moves,
     moving_dtype,
+)
+from lossland.core._fields import (
+    FIELD,
+    FIELDS,
+    SUM,
+    SUMS,
+    Field,
+    Shown,
+    Sum,
+    Values,
+    reduce_sums,
 )
 from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
 from lossland.core._flat import FlatLayout, LayoutEntry
@@ -44,6 +57,15 @@ from lossland.core._grid import (
 )
 from lossland.core._imports import import_object, is_import_path
 from lossland.core._json import json_default
+from lossland.core._kinds import (
+    KINDS,
+    DirectionKind,
+    Kind,
+    RangeRule,
+    hessian_range,
+    kind,
+    recorded_kind,
+)
 from lossland.core._memory import (
     MEMORY_KEYS,
     MemoryProbe,
@@ -64,6 +86,7 @@ from lossland.core._options import (
     check_number,
     choices,
     option,
+    options_from,
     updated,
 )
 from lossland.core._progress import progress_bar
@@ -84,7 +107,11 @@ __all__ = [
     "AT_LEAST_1",
     "AUTO_MARGIN",
     "AUTO_POINTS",
+    "DTYPES",
+    "FIELD",
+    "FIELDS",
     "FINITE",
+    "KINDS",
     "LIMITS",
     "MAX_AXIS_POINTS",
     "MAX_GRID_POINTS",
@@ -93,15 +120,25 @@ __all__ = [
     "SAVE_SHARE",
     "SCHEMES",
     "SEEDS",
+    "SUM",
+    "SUMS",
     "Axis",
     "Bounds",
+    "DType",
     "Digest",
+    "DirectionKind",
+    "Field",
     "FlatLayout",
+    "Kind",
     "LayoutEntry",
     "MemoryProbe",
     "Need",
     "PlaneVectors",
+    "RangeRule",
     "Scheme",
+    "Shown",
+    "Sum",
+    "Values",
     "as_real",
     "auto_points",
     "auto_range",
@@ -125,12 +162,14 @@ __all__ = [
     "fingerprint",
     "grid_with_zero",
     "hessian_needs",
+    "hessian_range",
     "host_available",
     "host_rss",
     "import_object",
     "is_auto",
     "is_import_path",
     "json_default",
+    "kind",
     "layer_norm",
     "li_point_",
     "linear2x_point_",
@@ -138,10 +177,13 @@ __all__ = [
     "moves",
     "moving_dtype",
     "option",
+    "options_from",
     "param_bytes",
     "pca_needs",
     "printable",
     "progress_bar",
+    "recorded_kind",
+    "reduce_sums",
     "rescale_",
     "reset_host_peak",
     "resolve_device",
@@ -149,6 +191,7 @@ __all__ = [
     "surface_needs",
     "synchronize",
     "tensor_fingerprint",
+    "torch_dtype",
     "updated",
     "value_digest",
 ]

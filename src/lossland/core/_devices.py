@@ -1,10 +1,17 @@
-"""Device choice: ``auto`` picks CUDA, then MPS, then the CPU; a named device must exist."""
+"""Device choice (``auto`` picks CUDA, then MPS, then the CPU; a named device must exist) and
+the evaluation dtypes an option may name."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, get_args
 
 import torch
 
 from lossland.errors import LosslandError, arg
+
+DType = Literal["float32", "float64"]  # the evaluation dtypes options name
+DTYPES: Mapping[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -45,3 +52,16 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def torch_dtype(dtype: DType | torch.dtype, *, name: str = "dtype") -> torch.dtype:
+    """The torch dtype an option names (``"float32"``); a torch dtype as it is. An unknown name
+    is a one-line error naming API argument ``name``."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    found = DTYPES.get(dtype) if isinstance(dtype, str) else None
+    if found is None:
+        raise LosslandError(
+            f"unknown {arg(name)} {dtype!r}: choose one of {', '.join(get_args(DType))}"
+        )
+    return found

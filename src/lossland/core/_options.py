@@ -8,10 +8,13 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from lossland.errors import LosslandError, arg
+
+Options = TypeVar("Options")
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,19 @@ def updated(instance: Any, **changes: Any) -> Any:
     """``instance`` with the given fields replaced; ``None`` means "not given" (keep)."""
     given = {k: v for k, v in changes.items() if v is not None}
     return dataclasses.replace(instance, **given) if given else instance
+
+
+def options_from(base: Options, given: Mapping[str, Any]) -> Options:
+    """``base`` (an option dataclass) with every field that ``given`` holds as not ``None``
+    replaced: a verb that takes each field as a keyword passes ``locals()``. ``given`` must
+    hold every field's name (a keyword the verb forgot is a TypeError at its first call, never
+    an option silently ignored); other names in it are not options and are left alone."""
+    names = [f.name for f in dataclasses.fields(base)]  # type: ignore[arg-type]
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise TypeError(
+            f"no keyword for the {type(base).__name__} field(s) {', '.join(missing)}: "
+            "add each field as a keyword of the verb"
+        )
+    changed: Options = updated(base, **{name: given[name] for name in names})
+    return changed

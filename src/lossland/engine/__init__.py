@@ -50,6 +50,9 @@ from lossland.engine._failures import DataReadError, user_failure
 from lossland.engine._precision import (
     Precision,
     check_precision,
+    layout_channels_last,
+    network_dtype,
+    one_point_only,
     precision_mode,
     use_channels_last,
 )
@@ -99,6 +102,9 @@ __all__ = [
     "image_classification",
     "is_bn_statistic",
     "known_samples",
+    "layout_channels_last",
+    "network_dtype",
+    "one_point_only",
     "precision_mode",
     "resolve_evaluator",
     "resolve_loss",

@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lossland.errors import LosslandError
+from lossland.engine._copy import BNMode
+from lossland.errors import LosslandError, arg
 
 Precision = Literal["fp32", "tf32", "bf16"]
 
@@ -46,3 +47,29 @@ def use_channels_last(model: nn.Module, device: torch.device) -> bool:
     """channels_last pays off for conv nets on CPU (oneDNN) and CUDA (cuDNN), not on MPS."""
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     return has_conv and device.type in ("cpu", "cuda")
+
+
+# --- the rules that tie options together: each written once, here --------------------------
+
+
+def network_dtype(precision: Precision, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the network runs in, and its input data: bf16 runs a bf16 copy of the network
+    on bf16 data (the grid arithmetic stays in ``dtype``); otherwise ``dtype``."""
+    return torch.bfloat16 if precision == "bf16" else dtype
+
+
+def layout_channels_last(channels_last: bool, points_per_batch: int) -> bool:
+    """Whether the network and its data are laid out channels_last: as asked for one point per
+    forward; K > 1 points per forward (vmap over the points) run contiguous."""
+    return channels_last and points_per_batch == 1
+
+
+def one_point_only(bn: BNMode, sem_target: float | None) -> str | None:
+    """Why these options evaluate one point per forward (K = 1), or None where K is free: a
+    standard-error target that stops each point on its own, or BatchNorm statistics recomputed
+    per point (the first that applies). The caller adds the fix: set ``points_per_batch`` to 1."""
+    if sem_target is not None:
+        return f"{arg('sem_target')} stops each point on its own"
+    if bn == "recompute":
+        return f"{arg('bn')} recompute evaluates one point at a time"
+    return None
