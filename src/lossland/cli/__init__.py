@@ -22,10 +22,10 @@ from lossland.errors import LosslandError, LosslandWarning
 
 
 def commands() -> dict[str, Command]:
-    from lossland.cli import _demo, _hessian, _interpolate, _show, _surface, _train
+    from lossland.cli import _align, _demo, _hessian, _interpolate, _show, _surface, _train
 
     found = [_train.COMMAND, _surface.COMMAND, *_show.COMMANDS, _demo.COMMAND]
-    found += [_hessian.COMMAND, _interpolate.COMMAND]
+    found += [_hessian.COMMAND, _interpolate.COMMAND, _align.COMMAND]
     return {command.name: command for command in found}
 
 
