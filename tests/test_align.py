@@ -90,6 +90,21 @@ class SharedCNN(nn.Module):
         return self.head(h)
 
 
+class TiedLM(nn.Module):
+    """Token embeddings tied to the output layer: one tensor under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 12)
+        self.up, self.down = nn.Linear(12, 24), nn.Linear(24, 12)
+        self.head = nn.Linear(12, 20, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)
+        return self.head(h + self.down(F.gelu(self.up(h))))
+
+
 def gpt2() -> nn.Module:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(
@@ -109,6 +124,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Any]] = {
     "small_cnn_bn": (lambda: small(width=0.5), (4, 1, 28, 28)),
     "vgg_bn": (lambda: vgg(width=1 / 16), (4, 1, 28, 28)),
     "resnet56_bn_shortcuts": (resnet56, (2, 3, 32, 32)),
+    "tied_embeddings": (TiedLM, "ids"),
     "gpt2": (gpt2, "tokens"),
 }
 
@@ -135,6 +151,8 @@ def inputs(name: str) -> Any:
     generator = torch.Generator().manual_seed(5)
     if shape == "tokens":
         return {"input_ids": torch.randint(0, 50, (3, 12), generator=generator)}
+    if shape == "ids":
+        return torch.randint(0, 20, (3, 7), generator=generator)
     return torch.randn(shape, generator=generator)
 
 
@@ -402,6 +420,15 @@ def test_blend_needs_data_for_batchnorm_and_a_finite_t() -> None:
             blend(a, a.state_dict(), b.state_dict(), **kwargs)
 
 
+def test_a_permutation_applies_only_to_its_model_s_state() -> None:
+    groups, _ = derive(build("mlp", 0))
+    with pytest.raises(LosslandError, match="the state dict has no tensor"):
+        Permutation.random(groups).apply({})
+    other = build("tanh_mlp", 0).state_dict(), build("tanh_mlp", 1).state_dict()
+    with pytest.raises(LosslandError, match="does not fit the model"):
+        blend(build("mlp", 0), *other, t=0.5)
+
+
 def test_a_permutation_that_splits_heads_is_refused() -> None:
     groups, _ = derive(build("gpt2", 0))
     heads = next(g for g in groups if g.heads > 1)
@@ -455,6 +482,7 @@ def test_align_command_refuses_before_any_work(
         (["align", a, "-o", tmp_path / "x.safetensors"], "takes two checkpoints"),
         (["align", a, b, "--method", "activations", "--data", "nope"], "unknown --data 'nope'"),
         (["align", a, b, "--max-iterations", "0"], "--max-iterations must be at least 1"),
+        (["align", a, b, "--samples", "64"], "--samples is read by activation matching only"),
     ]
     for argv, words in cases:
         code, _, err = run_cli(argv, capsys)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs
 from lossland.compare import Alignment, AlignOptions, align
-from lossland.errors import LosslandError
+from lossland.errors import LosslandError, arg
 from lossland.io import check_output, save_checkpoint
 
 
@@ -44,6 +45,8 @@ def run(args: AlignArgs, options: AlignOptions) -> int:
     model_a, checkpoint_a = args.load(path_a)
     model_b, checkpoint_b = args.load(path_b)
     activations = options.method == "activations"
+    if not activations:
+        _no_data_flags(args)
     result = align(
         model_a,
         model_b,
@@ -68,6 +71,17 @@ def run(args: AlignArgs, options: AlignOptions) -> int:
     save_checkpoint(result.model, out, spec=spec, overwrite=args.overwrite, **metadata)
     print(summary(result, out))
     return 0
+
+
+def _no_data_flags(args: AlignArgs) -> None:
+    """Weight matching reads no data: a data flag given with it is a mistake, not a no-op."""
+    defaults = SampleArgs()
+    for f in dataclasses.fields(SampleArgs):
+        if getattr(args, f.name) != getattr(defaults, f.name):
+            raise LosslandError(
+                f"{arg(f.name)} is read by activation matching only: drop it, or pass "
+                f"{arg('method')} activations"
+            )
 
 
 def summary(result: Alignment, out: Path) -> str:

@@ -19,6 +19,7 @@ from lossland.compare._permutation import Permutation
 from lossland.core import AT_LEAST_1, SEEDS, check_fields, option, updated
 from lossland.engine import Evaluator, batchnorms, eval_data, resolve_evaluator
 from lossland.errors import LosslandError, arg
+from lossland.io import load_state_into
 
 AlignMethod = Literal["weights", "activations"]
 
@@ -204,7 +205,7 @@ def blend(
         k: torch.lerp(v, state_b[k].to(v), float(t)) if v.is_floating_point() else v
         for k, v in state_a.items()
     }
-    net.load_state_dict(mixed)
+    load_state_into(net, mixed, source="the blend of state_a and state_b")
     if batchnorms(net):
         if data is None:
             raise LosslandError(

@@ -81,10 +81,8 @@ class Derivation(Context):
             for name, child in module.named_children():
                 self.derive(child, join(path, name))
             return
-        if path and (
-            Tracer().is_leaf_module(module, path) or next(module.parameters(), None) is None
-        ):
-            return  # a layer alone, its inputs and outputs fixed: nothing moves
+        if path and not any(next(c.parameters(), None) is not None for c in module.children()):
+            return  # a layer alone (no parts with weights), inputs and outputs fixed: none move
         try:
             graph = _trace(module)
         except Exception as exc:  # any failure to trace: split the module into its parts

@@ -90,7 +90,7 @@ class WeightMatching:
     def run(self, *, max_iterations: int, seed: int) -> tuple[Permutation, int]:
         generator = torch.Generator().manual_seed(seed)
         iteration = 0
-        for iteration in range(1, max_iterations + 1):  # noqa: B007 (the count is reported)
+        for iteration in range(1, max_iterations + 1):
             progress = False
             order = torch.randperm(len(self.groups), generator=generator).tolist()
             if iteration == 1:  # inputs to outputs: each group meets its input side aligned

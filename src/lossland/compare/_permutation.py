@@ -131,6 +131,12 @@ class Permutation:
         """``state`` with every group's axes reordered (a new dict; tensors outside the groups
         are the same objects)."""
         out = dict(state)
+        missing = sorted({a.key for g in self.groups for p in g.parts for a in p.axes} - set(out))
+        if missing:
+            raise LosslandError(
+                f"the state dict has no tensor {missing[0]!r} ({len(missing)} missing): apply a "
+                "permutation to the state of the model its groups were derived from"
+            )
         for group in self.groups:
             for part, p in zip(group.parts, self.perms[group.name], strict=True):
                 for axis in part.axes:
