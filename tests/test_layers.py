@@ -20,9 +20,10 @@ ALLOWED = {
     "directions": {"base", "core", "io", "engine", "directions"},
     "zoo": {"base", "core", "io", "engine", "zoo"},
     "show": {"base", "core", "io", "show"},
+    "compare": {"base", "core", "io", "engine", "compare"},
     "run": {"base", "core", "io", "engine", "directions", "zoo", "show", "run"},
-    "cli": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "cli"},
-    "api": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "api"},
+    "cli": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "compare", "cli"},
+    "api": {"base", "core", "io", "engine", "directions", "zoo", "show", "run", "compare", "api"},
 }
 # The one exception, and nothing broader: a Surface's notebook display (``_repr_html_``,
 # ``_repr_png_``) and ``describe()``'s basin summary are drawn by ``show``, which
