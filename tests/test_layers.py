@@ -21,9 +21,16 @@ ALLOWED = {
     "zoo": {"base", "core", "io", "engine", "zoo"},
     "analysis": {"base", "core", "io", "analysis"},
     "show": {"base", "core", "io", "analysis", "show"},
+    "compare": {"base", "core", "io", "engine", "compare"},
     "run": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run"},
-    "cli": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run", "cli"},
-    "api": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run", "api"},
+    "cli": {
+        *("base", "core", "io", "engine", "directions", "zoo"),
+        *("analysis", "show", "run", "compare", "cli"),
+    },
+    "api": {
+        *("base", "core", "io", "engine", "directions", "zoo"),
+        *("analysis", "show", "run", "compare", "api"),
+    },
 }
 # The one exception, and nothing broader: a Surface's notebook display (``_repr_html_``,
 # ``_repr_png_``) and ``describe()``'s basin summary are drawn by ``show``, which

@@ -13,15 +13,16 @@ In Jupyter a ``Surface`` displays as a summary table with a small contour.
 
 The layers, each a subpackage (see docs/design.md): ``core`` (layouts, grids, schemes),
 ``engine`` (the hot loop), ``directions`` (random, models, PCA, Hessian), ``run`` (surface
-runs: resume, torchrun), ``io`` (files), ``show`` (figures, viewer, descent), ``zoo``
-(datasets, models, training) and ``cli``. Plotting and browser libraries are imported only
-when a figure or page is made.
+runs: resume, torchrun), ``io`` (files), ``show`` (figures, viewer, descent), ``compare``
+(permutation alignment), ``zoo`` (datasets, models, training) and ``cli``. Plotting and browser
+libraries are imported only when a figure or page is made.
 """
 
 from __future__ import annotations
 
 from lossland import presets
 from lossland._version import __version__
+from lossland.compare import Alignment, AlignOptions, Permutation, align
 from lossland.directions import (
     Directions,
     HessianOperator,
@@ -58,18 +59,22 @@ def load(path: str) -> Surface:
 
 
 __all__ = [
+    "AlignOptions",
+    "Alignment",
     "Directions",
     "Evaluator",
     "HessianOperator",
     "LosslandError",
     "LosslandWarning",
     "ModelSpec",
+    "Permutation",
     "Plane",
     "PlotStyle",
     "Surface",
     "SurfaceOptions",
     "TrainOptions",
     "__version__",
+    "align",
     "build_model",
     "descend",
     "export",

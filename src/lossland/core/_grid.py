@@ -174,7 +174,7 @@ def auto_range(
     finite = finite[np.isfinite(finite)]
     low = min(0.0, float(finite.min())) if finite.size else 0.0
     high = max(0.0, float(finite.max())) if finite.size else 0.0
-    if high - low <= 0:
+    if not (high - low) / num > 2.0**-1000:  # nothing to span (or steps that underflow)
         low, high = -1.0, 1.0
     pad = margin * (high - low)
     return grid_with_zero(low - pad, high + pad, num)
