@@ -565,12 +565,16 @@ def test_info_shows_each_shown_row(
         s = dataclasses.replace(s, **_without_optional(s))
     code, out, err = run_cli(["info", s.save(tmp_path / "s.h5")], capsys)
     assert code == 0, err
-    values = s.values()
+    values, lines = s.values(), out.splitlines()
     for row in SHOWN:
+        assert row.shown is not None
         shown = values.shown.get(row.name)
-        assert row.shown is not None and shown is not None, row.name
+        if shown is None:  # a row the file does not hold: no line
+            assert row.missing == "none" and s.field(row.name) is None, row.name
+            assert not [line for line in lines if line.startswith(f"{row.shown.label}:")]
+            continue
         line = row.shown.line(shown, evaluated=bool(values.done.any()))
-        assert line is not None and line in out.splitlines(), (row.name, out)
+        assert line is not None and line in lines, (row.name, out)
 
 
 def _without_optional(s: Surface) -> dict[str, Any]:
@@ -578,6 +582,34 @@ def _without_optional(s: Surface) -> dict[str, Any]:
     attributes = {f.name: None for f in OPTIONAL if f.attribute}
     extra = {k: v for k, v in s.extra.items() if FIELD[k].missing != "none"}
     return {**attributes, "extra": extra}
+
+
+def _describe_line(surface: Surface, label: str) -> str | None:
+    lines = [line for line in surface.describe().splitlines() if line.startswith(f"{label}:")]
+    assert len(lines) <= 1
+    return lines[0] if lines else None
+
+
+LINES: dict[str, tuple[list[float], list[bool]]] = {  # a shown row's values, done
+    "values": ([12.5, 99.994, 7.0, np.nan], [True] * 4),
+    "none finite": ([np.nan] * 4, [True] * 4),
+    "none evaluated": ([np.nan] * 4, [False] * 4),
+    "one": ([np.nan, 50.0, np.nan, np.nan], [False, True, False, False]),
+    "with inf": ([np.inf, 3.0, -np.inf, 4.0], [True] * 4),
+}
+
+
+@pytest.mark.parametrize("case", LINES)
+@pytest.mark.parametrize("row", SHOWN, ids=_ids)
+def test_a_shown_row_is_the_line_describe_prints(case: str, row: Field) -> None:
+    assert row.shown is not None
+    values, done = (np.array(v) for v in LINES[case])
+    surface = Surface.empty(np.linspace(-1, 1, 4), None, split="train")
+    _field(surface, row)[...] = values
+    surface.done[...] = done
+    surface.loss[done] = 1.0
+    line = row.shown.line(surface.values().shown[row.name], evaluated=bool(done.any()))
+    assert line == _describe_line(surface, row.shown.label)
 
 
 # --- a 2-rank torchrun: every row crosses the ranks' exchange ---------------------------------
