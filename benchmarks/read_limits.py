@@ -44,7 +44,9 @@ def write(path: Path, *, side: int, seeds: int) -> Path:
     axis = np.linspace(-1, 1, side)
     s = Surface.empty(axis, axis, split="train")
     ones = np.ones((side, side))
-    s.store(Ellipsis, ones, ones * 50, ones * 0.01, ones * 64)
+    s.store(
+        Ellipsis, {"loss": ones, "acc": ones * 50, "loss_sem": ones * 0.01, "samples": ones * 64}
+    )
     if seeds:
         full = np.ones((seeds, side, side))
         stack = SeedStack(

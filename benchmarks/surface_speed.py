@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import host_rss, resolve_device, synchronize
+from lossland.core import host_rss, reduce_sums, resolve_device, synchronize
 from lossland.directions import Directions, random_directions
-from lossland.engine import Engine, EngineOptions, eval_data, finish_stats, select_samples
+from lossland.engine import Engine, EngineOptions, eval_data, select_samples
 from lossland.io import Surface
 from lossland.run import surface
 from lossland.zoo import (
@@ -253,8 +253,8 @@ def alternate(
 
 def bf16_error(fp32: np.ndarray, bf16: np.ndarray) -> tuple[float, float]:
     """(max |bf16 − fp32| / SE(fp32), median |bf16 − fp32| / fp32) over the timed points."""
-    exact, sem, _ = finish_stats(fp32)
-    low, _, _ = finish_stats(bf16)
+    exact, sem = (reduce_sums(fp32)[name] for name in ("loss", "loss_sem"))
+    low = reduce_sums(bf16)["loss"]
     delta = np.abs(low - exact)
     return float(np.max(delta / sem)), float(np.median(delta / np.abs(exact)))
 

@@ -47,7 +47,9 @@ def bowl(nx: int = 5, ny: int | None = 5) -> Surface:
     x, y = _axis(nx), None if ny is None else _axis(ny)
     s = Surface.empty(x, y, split="train")
     z = 1.0 + x**2 if y is None else 1.0 + np.add.outer(y**2, x**2)
-    s.store(Ellipsis, z, np.full(z.shape, 50.0), np.full(z.shape, 0.01))
+    s.store(
+        Ellipsis, {"loss": z, "acc": np.full(z.shape, 50.0), "loss_sem": np.full(z.shape, 0.01)}
+    )
     return s
 
 

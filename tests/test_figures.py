@@ -70,7 +70,7 @@ def two_well(nx: int = 21, ny: int = 17) -> Surface:
     }
     s = Surface.empty(x, y, split="train", attrs=attrs)
     z = two_well_loss(xx, yy)
-    s.store((slice(None), slice(None)), z, np.exp(-z), 0.02 * z)
+    s.store((slice(None), slice(None)), {"loss": z, "acc": np.exp(-z), "loss_sem": 0.02 * z})
     if nx > 3 and ny > 8:
         s.loss[0, -1] = np.inf  # shown as the largest finite loss
         s.done[8, 3] = False  # blank
@@ -100,7 +100,7 @@ def pca_plane() -> Surface:
         "acc_unit": "percent",
     }
     s = Surface.empty(x, y, split="train", attrs=attrs)
-    s.store((slice(None), slice(None)), z, 100 * np.exp(-z), 0.01 * z)
+    s.store((slice(None), slice(None)), {"loss": z, "acc": 100 * np.exp(-z), "loss_sem": 0.01 * z})
     t = np.linspace(0, 1, 12)
     path = np.column_stack([15 * (1 - t) ** 1.5, 2.5 * np.sin(np.pi * (1 - t)) * (1 - t)])
     return Surface(s.x, s.y, s.loss, s.acc, s.loss_sem, s.done, s.split, s.attrs, {"sgd": path})
@@ -114,7 +114,10 @@ def line_1d(*, accuracy: str = "nan") -> Surface:
     s = Surface.empty(x, None, split="test", attrs=attrs)
     fraction = 0.95 - 0.5 * x**2
     acc = {"nan": np.full_like(x, np.nan), "percent": 100 * fraction}
-    s.store(slice(None), 0.1 + x**2 + 0.5 * x**4, acc[accuracy], 0.01 + 0.03 * x**2)
+    s.store(
+        slice(None),
+        {"loss": 0.1 + x**2 + 0.5 * x**4, "acc": acc[accuracy], "loss_sem": 0.01 + 0.03 * x**2},
+    )
     return s
 
 
@@ -127,7 +130,7 @@ def basins() -> Surface:
     z = 1.5 + np.sin(1.6 * xx) * np.sin(1.6 * yy) + 0.05 * (xx**2 + yy**2) + 0.1 * xx
     z += 0.006 * np.sin(23 * xx) * np.cos(19 * yy)
     s = Surface.empty(x, y, split="train", attrs={"directions_kind": "random", "norm": "filter"})
-    s.store(Ellipsis, z, np.full_like(z, 0.8), np.full_like(z, 0.02))
+    s.store(Ellipsis, {"loss": z, "acc": np.full_like(z, 0.8), "loss_sem": np.full_like(z, 0.02)})
     return s
 
 
@@ -332,7 +335,7 @@ def test_log_refuses_losses_not_positive(bad: float, tmp_path: Path) -> None:
 
 def filled(z: np.ndarray, x: np.ndarray, y: np.ndarray | None) -> Surface:
     s = Surface.empty(x, y, split="train")
-    s.store(Ellipsis, z, np.full_like(z, 0.5), np.zeros_like(z))
+    s.store(Ellipsis, {"loss": z, "acc": np.full_like(z, 0.5), "loss_sem": np.zeros_like(z)})
     return s
 
 
@@ -361,7 +364,14 @@ def test_nothing_drawable_is_a_clear_error(
     x = y = np.linspace(-1, 1, 4)
     s = Surface.empty(x, y, split="train")
     if fill is not None:
-        s.store(Ellipsis, np.full((4, 4), fill), np.full((4, 4), np.nan), np.zeros((4, 4)))
+        s.store(
+            Ellipsis,
+            {
+                "loss": np.full((4, 4), fill),
+                "acc": np.full((4, 4), np.nan),
+                "loss_sem": np.zeros((4, 4)),
+            },
+        )
     for draw in (F.contour, F.contourf, F.heatmap, F.surface3d):
         with pytest.raises(LosslandError, match=message):
             draw(s)

@@ -113,7 +113,7 @@ def constructed_line() -> Surface:
     t = np.linspace(0.0, 1.0, 11)
     s = Surface.empty(t, None, split="train", attrs={"directions_kind": "models"})
     loss = 0.5 + 0.3 * t + np.sin(np.pi * t)
-    s.store(slice(None), loss, 1 - loss / 3, np.zeros_like(t))
+    s.store(slice(None), {"loss": loss, "acc": 1 - loss / 3, "loss_sem": np.zeros_like(t)})
     return s
 
 
@@ -131,12 +131,12 @@ def test_barrier_on_a_constructed_line() -> None:
     assert any(line.startswith("barrier +") for line in format_figures(s))
     # A monotone line has no barrier: the height is ≤ 0.
     flat = Surface.empty(t, None, split="train", attrs={"directions_kind": "models"})
-    flat.store(slice(None), 1.0 - 0.5 * t, 0 * t, 0 * t)
+    flat.store(slice(None), {"loss": 1.0 - 0.5 * t, "acc": 0 * t, "loss_sem": 0 * t})
     b_flat = barrier(flat)
     assert b_flat is not None and b_flat.height == pytest.approx(0.0)
     # Without x = 1 on the grid there is no barrier to report.
     short = Surface.empty(np.linspace(0.0, 0.5, 3), None, split="train")
-    short.store(slice(None), np.ones(3), np.ones(3), np.zeros(3))
+    short.store(slice(None), {"loss": np.ones(3), "acc": np.ones(3), "loss_sem": np.zeros(3)})
     assert barrier(short) is None
 
 

@@ -261,5 +261,12 @@ def test_between_models_rows_measure_a_barrier(row: DirectionKind) -> None:
     surface = Surface.empty(
         np.linspace(0, 1, 5), None, split="test", attrs={"directions_kind": row.name}
     )
-    surface.store(..., np.array([1.0, 2.0, 3.0, 2.0, 1.5]), np.full(5, 50.0), np.zeros(5))
+    surface.store(
+        ...,
+        {
+            "loss": np.array([1.0, 2.0, 3.0, 2.0, 1.5]),
+            "acc": np.full(5, 50.0),
+            "loss_sem": np.zeros(5),
+        },
+    )
     assert ("barrier" in figures(surface)) == row.between_models

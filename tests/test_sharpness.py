@@ -17,7 +17,7 @@ def quadratic(x: np.ndarray, y: np.ndarray | None, a: float, b: float, c: float)
     else:
         xx, yy = np.meshgrid(x, y)
         z = 1 + 0.5 * (a * xx**2 + b * yy**2 + 2 * c * xx * yy)
-    s.store(slice(None), z, np.ones_like(z), np.zeros_like(z))
+    s.store(slice(None), {"loss": z, "acc": np.ones_like(z), "loss_sem": np.zeros_like(z)})
     return s
 
 

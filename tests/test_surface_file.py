@@ -61,7 +61,10 @@ def test_one_dimensional_file_layout(tiny_model, tiny_data, tmp_path: Path):
 
 def test_round_trip_keeps_values_attrs_and_trajectories(tmp_path: Path):
     s = Surface.empty(np.linspace(0, 1, 4), np.linspace(-1, 1, 3), split="train")
-    s.store((1, slice(None)), np.array([1.0, np.inf, np.nan, 2.0]), np.ones(4), np.zeros(4))
+    s.store(
+        (1, slice(None)),
+        {"loss": np.array([1.0, np.inf, np.nan, 2.0]), "acc": np.ones(4), "loss_sem": np.zeros(4)},
+    )
     s = s.with_attrs(model="small", cosine=0.01, info={"a": [1, 2]}, flag=True, count=3)
     s = Surface(**{**s.__dict__, "trajectories": {"adam": np.array([[0.0, 0.1], [0.2, 0.3]])}})
     path = s.save(tmp_path / "r.h5")
@@ -142,9 +145,11 @@ def test_argmin_and_describe(tmp_path: Path):
     s = Surface.empty(np.array([-1.0, 0.0, 1.0]), np.array([0.0, 1.0]), split="train")
     s.store(
         (slice(None), slice(None)),
-        np.array([[3.0, 1.0, 2.0], [0.5, 4.0, np.inf]]),
-        np.ones((2, 3)),
-        np.zeros((2, 3)),
+        {
+            "loss": np.array([[3.0, 1.0, 2.0], [0.5, 4.0, np.inf]]),
+            "acc": np.ones((2, 3)),
+            "loss_sem": np.zeros((2, 3)),
+        },
     )
     assert s.argmin() == (-1.0, 1.0, 0.5)
     text = s.describe()

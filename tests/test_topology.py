@@ -587,7 +587,10 @@ def well_surface(*, sem: float = 0.01, tilt: float = 0.1) -> Surface:
     """The tilted double well as a complete surface: 2 minima, barrier 0.9 at (0, 0)."""
     loss, x, y = two_wells(tilt=tilt)
     s = Surface.empty(x, y, split="train", attrs={"model": "wells"})
-    s.store(Ellipsis, loss, np.full(loss.shape, 0.5), np.full(loss.shape, sem))
+    s.store(
+        Ellipsis,
+        {"loss": loss, "acc": np.full(loss.shape, 0.5), "loss_sem": np.full(loss.shape, sem)},
+    )
     return s
 
 
@@ -605,7 +608,7 @@ def test_a_complete_run_stores_its_topology_and_reads_it_back(tmp_path: Path) ->
     partial = Surface.empty(s.x, s.y, split="train")
     assert "topology" not in with_figures(partial).attrs
     line = Surface.empty(X41, None, split="train")
-    line.store(Ellipsis, X41**2, X41 * 0, X41 * 0)
+    line.store(Ellipsis, {"loss": X41**2, "acc": X41 * 0, "loss_sem": X41 * 0})
     assert "topology" not in with_figures(line).attrs and T.surface_topology(line) is None
     assert T.surface_topology(Surface.empty(s.x, s.y, split="train")) is None
 

@@ -181,7 +181,7 @@ def bowl() -> Surface:
     x = np.linspace(-1, 1, 11)
     surface = Surface.empty(x, x, split="train")
     grid = 1.0 + x[None, :] ** 2 + x[:, None] ** 2
-    surface.store(Ellipsis, grid, grid * 0, grid * 0.01)
+    surface.store(Ellipsis, {"loss": grid, "acc": grid * 0, "loss_sem": grid * 0.01})
     return surface
 
 
@@ -561,7 +561,9 @@ def test_the_per_point_figures_hold_for_real_surfaces(tmp_path: Path) -> None:
     x = np.linspace(-1, 1, 300)
     surface = Surface.empty(x, x, split="train")
     values = 1.0 + x[None, :] ** 2 + x[:, None] ** 2
-    surface.store(Ellipsis, values, values, values * 0.01, values)
+    surface.store(
+        Ellipsis, {"loss": values, "acc": values, "loss_sem": values * 0.01, "samples": values}
+    )
     points = values.size
     arrays = sum(a.nbytes for a in (surface.loss, surface.acc, surface.loss_sem, surface.done))
     assert arrays + surface.samples.nbytes <= 0.5 * _cost.SURFACE_BYTES * points  # type: ignore[union-attr]

@@ -75,10 +75,12 @@ def base_surface(path: Path) -> Path:
     s = Surface.empty(np.linspace(-1, 1, 5), np.linspace(-1, 1, 4), split="train")
     s.store(
         Ellipsis,
-        rng.random((4, 5)) + 0.1,
-        rng.random((4, 5)) * 100,
-        rng.random((4, 5)) * 0.01,
-        np.full((4, 5), 64.0),
+        {
+            "loss": rng.random((4, 5)) + 0.1,
+            "acc": rng.random((4, 5)) * 100,
+            "loss_sem": rng.random((4, 5)) * 0.01,
+            "samples": np.full((4, 5), 64.0),
+        },
     )
     stack = SeedStack(
         (0, 1),
@@ -727,7 +729,9 @@ def _large(folder: Path) -> Path:
     """What a 2001x2001 run writes: loss, acc, sem, samples and done for every point."""
     s = Surface.empty(np.linspace(-1, 1, 2001), np.linspace(-1, 1, 2001), split="train")
     ones = np.ones((2001, 2001))
-    s.store(Ellipsis, ones, ones * 50, ones * 0.01, ones * 64)
+    s.store(
+        Ellipsis, {"loss": ones, "acc": ones * 50, "loss_sem": ones * 0.01, "samples": ones * 64}
+    )
     return s.save(folder / "large.h5")
 
 

@@ -139,7 +139,9 @@ def bowl(*, split: str = "train", x: np.ndarray | None = None, y: Any = "x") -> 
     ys = xs if isinstance(y, str) else y
     s = Surface.empty(xs, ys, split=split)
     z = 1.0 + xs**2 if ys is None else 1.0 + np.add.outer(ys**2, xs**2)
-    s.store(Ellipsis, z, np.full(z.shape, 50.0), np.full(z.shape, 0.01))
+    s.store(
+        Ellipsis, {"loss": z, "acc": np.full(z.shape, 50.0), "loss_sem": np.full(z.shape, 0.01)}
+    )
     return s.with_attrs(model="small(width=0.25)", norm="filter", seed=0)
 
 
@@ -611,7 +613,9 @@ EXTREME: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray, str | None, 
 def extreme(name: str) -> Surface:
     x, y, z, _, _ = EXTREME[name]
     s = Surface.empty(x, y, split="train")
-    s.store(Ellipsis, z, np.full(z.shape, 50.0), np.full(z.shape, 0.01))
+    s.store(
+        Ellipsis, {"loss": z, "acc": np.full(z.shape, 50.0), "loss_sem": np.full(z.shape, 0.01)}
+    )
     return s
 
 

@@ -30,6 +30,7 @@ from lossland.core import (
     AT_LEAST_1,
     POSITIVE,
     SEEDS,
+    SUM,
     Bounds,
     Need,
     check_needs,
@@ -105,7 +106,7 @@ class HessianOperator:
         self.products = 0
         self.bar: Any = None  # a progress bar counting the products (see counting())
         with torch.no_grad(), self._pass():  # Σ n: the set's weight (samples, or tokens)
-            self.weight = sum(float(self._stats(batch)[2]) for batch in self._batches())
+            self.weight = sum(float(self._stats(batch)[SUM["weight"]]) for batch in self._batches())
 
     @contextlib.contextmanager
     def _pass(self) -> Iterator[None]:
@@ -131,7 +132,7 @@ class HessianOperator:
     def _batch_loss(self, batch: Batch) -> Tensor:
         """The batch's summed loss divided by the whole set's weight: these add up to the
         set's mean loss."""
-        return self._stats(batch)[0].to(self.dtype) / self.weight
+        return self._stats(batch)[SUM["loss_sum"]].to(self.dtype) / self.weight
 
     def _split(self, v: Tensor) -> list[Tensor]:
         return [t.view(s) for t, s in zip(torch.split(v, self.numels), self.shapes, strict=True)]

@@ -15,7 +15,8 @@ An :class:`Evaluator` is ``forward(model, batch) -> output``, ``loss(output, bat
 A loss returns per-sample losses (B,), or ``(sums, counts)`` per sample for weighted means, or
 a scalar batch mean (no standard error). Anything else is an error, never silently summed.
 
-Per point the engine sums, over the batches, ``STATS`` numbers in float64 (see :func:`stats`).
+Per point the engine adds up, over the batches, one float64 number per row of
+:data:`lossland.core.SUMS` (see :meth:`Evaluator.stats` and :func:`accumulate`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import import_object
+from lossland.core import SUM, SUMS, import_object, reduce_sums
 from lossland.engine._data import Batch, batch_size_of, targets_of
 from lossland.errors import LosslandError, arg
 
@@ -39,10 +40,11 @@ Loss = Callable[[Any, Batch], "Tensor | tuple[Tensor, Tensor]"]
 Accuracy = Callable[[Any, Batch], tuple[Tensor, Tensor]]  # (correct, counted) sums
 LossFn = Callable[[Tensor, Tensor], Tensor]  # the classic loss(logits, targets)
 IGNORE_INDEX = -100
-# Per point: Σ s, Σ s², Σ n, Σ s·n, Σ n², units m, Σ correct, Σ counted — s a unit's summed
-# loss, n its weight (1 per sample, or its counted tokens).
-STATS = 8
-UNITS = 5  # the index of the unit count m: the samples (or sequences) a point averaged over
+# Old names of the packed width and of the unit count's index: read core.SUMS / core.SUM.
+STATS = len(SUMS)
+UNITS = SUM["units"]
+# Where a point's batches combine by their largest value instead of their sum (see accumulate).
+_LARGEST = tuple(s.combine == "max" for s in SUMS)
 FIX = "pass loss=... (a function of the output and the batch) or a preset evaluator"
 
 
@@ -59,24 +61,26 @@ class Evaluator:
         return (self.forward or default_forward)(model, batch)
 
     def stats(self, output: Any, batch: Batch) -> Tensor:
-        """(STATS,) float64 sums of one batch, on the output's device."""
+        """(len(SUMS),) float64: one batch's number for each row of :data:`lossland.core.SUMS`,
+        in that order, on the output's device."""
         sums, counts, mean_only = _per_unit((self.loss or default_loss)(output, batch), batch)
         correct, counted = (self.accuracy or default_accuracy)(output, batch)
         m = torch.tensor(float(len(sums)), dtype=torch.float64, device=sums.device)
         squares = (sums * sums).sum()
         if mean_only:  # a batch mean: no spread across units, so no standard error
             squares = torch.full_like(squares, math.nan)
-        parts = [
-            sums.sum(),
-            squares,
-            counts.sum(),
-            (sums * counts).sum(),
-            (counts * counts).sum(),
-            m,
-            correct.double().reshape(()),
-            counted.double().reshape(()),
-        ]
-        return torch.stack([p.to(sums.device) for p in parts])
+        parts = {  # s (m,) the units' summed losses, n (m,) their weights
+            "loss_sum": sums.sum(),
+            "loss_squares": squares,
+            "weight": counts.sum(),
+            "loss_weight": (sums * counts).sum(),
+            "weight_squares": (counts * counts).sum(),
+            "units": m,
+            "correct": correct.double().reshape(()),
+            "counted": counted.double().reshape(()),
+            "batch_loss_max": sums.sum() / counts.sum(),
+        }
+        return torch.stack([parts[s.name].to(sums.device) for s in SUMS])
 
 
 def with_loss(loss_fn: LossFn, name: str) -> Evaluator:
@@ -218,19 +222,23 @@ def _describe(value: Any) -> str:
     return "none" if value is None else f"targets of type {type(value).__name__}"
 
 
-def finish_stats(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sums (..., STATS) → mean loss, its standard error, accuracy in percent.
+def accumulate(total: Tensor | None, sums: Tensor) -> Tensor:
+    """A point's running sums (..., len(SUMS)) with one more batch's ``sums`` added: each row
+    of :data:`lossland.core.SUMS` combines by its ``combine`` (a sum, or the largest)."""
+    if total is None:
+        return sums
+    if not any(_LARGEST):
+        return total + sums
+    largest = torch.tensor(_LARGEST, device=sums.device)
+    return torch.where(largest, torch.maximum(total, sums), total + sums)
 
-    The mean is R = Σs / Σn; its standard error the ratio estimator's over the m units,
-    √(Σ (s − R·n)² / (m (m − 1))) / n̄ with n̄ = Σn / m (for n = 1 the usual s/√m).
-    """
-    s, q, n, sn, nn_, m, correct, counted = np.moveaxis(np.asarray(stats, dtype=np.float64), -1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s / n
-        spread = np.maximum(q - 2 * mean * sn + mean**2 * nn_, 0.0)
-        sem = np.where(m > 1, np.sqrt(spread / (m * (m - 1))) / (n / m), np.nan)
-        acc = 100.0 * correct / counted
-    return mean, sem, acc
+
+def finish_stats(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums (..., len(SUMS)) → (mean loss, its standard error, accuracy in percent): the old
+    positional form of :func:`lossland.core.reduce_sums`, kept for run._surface until it reads
+    the values by name."""
+    values = reduce_sums(stats)
+    return values["loss"], values["loss_sem"], values["acc"]
 
 
 def resolve_evaluator(evaluator: Evaluator | None, loss: LossFn | str | None) -> Evaluator:

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from lossland.core import (
+    SUM,
+    SUMS,
     FlatLayout,
     PlaneVectors,
     Scheme,
@@ -28,9 +30,10 @@ from lossland.core import (
     li_point_,
     linear2x_point_,
     moving_dtype,
+    reduce_sums,
 )
 from lossland.engine._compile import compile_failure, compiled
-from lossland.engine._contract import STATS, Evaluator, finish_stats
+from lossland.engine._contract import Evaluator, accumulate
 from lossland.engine._copy import (
     BNMode,
     batchnorm_statistics,
@@ -50,7 +53,9 @@ from lossland.errors import LosslandError, arg
 
 @dataclass(frozen=True)
 class Block:
-    """Results for some points of one grid row: sums shaped (len(cols), 3)."""
+    """Results for some points of one grid row: ``stats`` (len(cols), len(SUMS)) float64, each
+    point's sums in :data:`lossland.core.SUMS` order (:func:`lossland.core.reduce_sums` turns
+    them into the point's values)."""
 
     row: int
     cols: np.ndarray
@@ -159,7 +164,7 @@ class Engine:
             s = self.evaluator.stats(output, batch)
             if not self.checked:  # the first batch of the run: is the contract what we think?
                 self._check(output, s)
-            total = s if total is None else total + s
+            total = accumulate(total, s)
             if self._precise_enough(total, count):
                 break
         assert total is not None
@@ -171,7 +176,8 @@ class Engine:
         target = self.options.sem_target
         if target is None or batches < self.options.min_batches:
             return False
-        mean, sem, _ = finish_stats(total.cpu().numpy())
+        values = reduce_sums(total.cpu().numpy())
+        mean, sem = values["loss"], values["loss_sem"]
         return bool(np.isfinite(sem) and sem < target * abs(mean))
 
     def _recompute_bn(self) -> None:
@@ -264,7 +270,7 @@ class Engine:
             for i in rows if rows is not None else range(len(ys)):
                 cols = np.flatnonzero(pending[i])
                 cols = cols if i % 2 == 0 else cols[::-1]  # snake: neighbours differ along x only
-                out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
+                out = self._point_sums(len(cols))
                 start = done = 0
                 try:
                     for n, j in enumerate(cols):
@@ -285,6 +291,10 @@ class Engine:
                 if done > start:
                     yield Block(i, cols[start:done], out[start:done].cpu().numpy())
                     flushed = time.monotonic()
+
+    def _point_sums(self, points: int) -> Tensor:
+        """(points, len(SUMS)) float64 on the device: a row of sums per point, filled in place."""
+        return torch.empty(points, len(SUMS), dtype=torch.float64, device=self.flat.device)
 
     def _move_to(self, xs: np.ndarray, ys: np.ndarray, i: int, cols: np.ndarray, n: int) -> None:
         """Set the flat buffer to θ(xs[cols[n]], ys[i])."""
@@ -315,7 +325,7 @@ class Engine:
         models return one when the batch holds labels) must agree with the default one."""
         self.checked = True
         if self.evaluator.loss is None:
-            _compare_own_loss(output, float(stats[0] / stats[2]))
+            _compare_own_loss(output, float(stats[SUM["loss_sum"]] / stats[SUM["weight"]]))
 
     def _failed(self, exc: Exception, where: str) -> LosslandError:
         """The error for what the user's code raised ``where`` (a grid point): the data's,
@@ -364,7 +374,7 @@ class Engine:
                 if len(cols) == 0:
                     continue
                 self._anchor_(0.0, float(ys[i]), out=row_anchor)
-                out = torch.empty(len(cols), STATS, dtype=torch.float64, device=self.flat.device)
+                out = self._point_sums(len(cols))
                 for start in range(0, len(cols), k):
                     chunk = cols[start : start + k]
                     m = len(chunk)
@@ -398,7 +408,7 @@ class Engine:
             s = torch.stack([self.evaluator.stats(out, batch) for out in per_point])
             if not self.checked:
                 self._check(per_point[0], s[0])
-            total = s if total is None else total + s
+            total = accumulate(total, s)
         assert total is not None
         return total
 

@@ -7,9 +7,10 @@
   instead of the ``vtk`` package, which weighs hundreds of megabytes; tests read the file back.
 * ``obj``: Wavefront OBJ for Blender or 3-D printing: the same vertices and two triangles per
   cell (one where a corner is missing); faces touching a hole (not evaluated, NaN) are skipped.
-* ``csv``: one row per grid node, columns x, y, loss, acc, loss_sem, done (no y for 1-D).
-* ``npz``: arrays x, y (2-D only), loss, acc, loss_sem, done, ``split`` and ``attrs`` (JSON
-  text), and ``trajectories/<name>``; :func:`read_npz` turns it back into a :class:`Surface`.
+* ``csv``: one row per grid node, columns x, y (2-D only), one per exported row of
+  :data:`lossland.core.FIELDS` the surface holds (loss, acc, loss_sem), done.
+* ``npz``: arrays x, the exported rows, done, ``split`` and ``attrs`` (JSON text), y (2-D only)
+  and ``trajectories/<name>``; :func:`read_npz` turns it back into a :class:`Surface`.
 
 Heights for vtp and obj: the losses as every reader draws them (:meth:`Surface.values`: ±inf
 replaced by the largest finite value, NaN and not evaluated points left out), clipped at
@@ -34,7 +35,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from lossland.core import json_default
+from lossland.core import FIELDS, json_default
 from lossland.errors import LosslandError, LosslandWarning, arg, first_line
 from lossland.io._atomic import atomic_path, atomic_write_bytes, check_output
 from lossland.io._limits import check_zip, not_a_file
@@ -220,10 +221,17 @@ def _obj(mesh: _Mesh, surface: Surface, *, log: bool, zmax: float | None) -> str
 # --- csv and npz -------------------------------------------------------------------------------
 
 
+def _exported(surface: Surface) -> dict[str, np.ndarray]:
+    """The exported rows of FIELDS that the surface holds, in table order, as float64."""
+    held = {row.name: surface.field(row.name) for row in FIELDS if row.exported}
+    return {name: np.asarray(v, dtype=np.float64) for name, v in held.items() if v is not None}
+
+
 def _csv(surface: Surface) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = ["loss", "acc", "loss_sem", "done"]
+    fields = _exported(surface)
+    columns = [*fields, "done"]
     if surface.y is None:
         writer.writerow(["x", *columns])
         coords: list[list[float]] = [[float(x)] for x in surface.x]
@@ -231,16 +239,10 @@ def _csv(surface: Surface) -> str:
         writer.writerow(["x", "y", *columns])
         X, Y = surface.grid()
         coords = [[float(x), float(y)] for x, y in zip(X.ravel(), Y.ravel(), strict=True)]
-    rows = zip(
-        coords,
-        surface.loss.ravel().tolist(),
-        surface.acc.ravel().tolist(),
-        surface.loss_sem.ravel().tolist(),
-        surface.done.ravel().tolist(),
-        strict=True,
-    )
-    for coord, loss, acc, sem, done in rows:
-        writer.writerow([*map(repr, coord), repr(loss), repr(acc), repr(sem), int(bool(done))])
+    values = zip(*(v.ravel().tolist() for v in fields.values()), strict=True)
+    done = surface.done.ravel().tolist()
+    for coord, point, evaluated in zip(coords, values, done, strict=True):
+        writer.writerow([*map(repr, coord), *map(repr, point), int(bool(evaluated))])
     return buffer.getvalue()
 
 
@@ -248,9 +250,7 @@ def _write_npz(surface: Surface, out: Path) -> None:
     arrays: dict[str, np.ndarray] = {
         "format": np.array(NPZ_FORMAT),
         "x": np.asarray(surface.x, dtype=np.float64),
-        "loss": np.asarray(surface.loss, dtype=np.float64),
-        "acc": np.asarray(surface.acc, dtype=np.float64),
-        "loss_sem": np.asarray(surface.loss_sem, dtype=np.float64),
+        **_exported(surface),
         "done": np.asarray(surface.done, dtype=bool),
         "split": np.array(surface.split),
         "attrs": np.array(json.dumps(dict(surface.attrs), sort_keys=True, default=json_default)),
@@ -278,15 +278,19 @@ def read_npz(path: str | os.PathLike[str]) -> Surface:
         arrays = _npz_arrays(path, fail)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise fail(f"cannot be read ({first_line(exc)[:120]})") from None
-    missing = [k for k in ("x", "loss", "acc", "loss_sem", "done") if k not in arrays]
+    rows = [row for row in FIELDS if row.exported]
+    needed = ["x", *(row.name for row in rows if row.missing != "none"), "done"]
+    missing = [k for k in needed if k not in arrays]
     if missing:
         raise fail(f"lacks {', '.join(missing)}")
     x = check_array(arrays["x"], "x", fail, ndim=1, coordinates=True)
     y = check_array(arrays["y"], "y", fail, ndim=1, coordinates=True) if "y" in arrays else None
     shape = (len(x),) if y is None else (len(y), len(x))
-    loss, acc, sem = (
-        check_array(arrays[k], k, fail, shape=shape) for k in ("loss", "acc", "loss_sem")
-    )
+    values = {
+        row.name: check_array(arrays[row.name], row.name, fail, shape=shape)
+        for row in rows
+        if row.name in arrays
+    }
     done = check_mask(check_array(arrays["done"], "done", fail, shape=shape, numeric=False), fail)
     attrs = parse_json_object(_text(arrays, "attrs", "{}", fail), fail, what="attrs")
     check_schema(attrs, ATTR_SCHEMA, fail)
@@ -297,7 +301,7 @@ def read_npz(path: str | os.PathLike[str]) -> Surface:
     }
     split = _text(arrays, "split", "train", fail)
     check_contents(split=split, attrs=attrs, trajectories=trajectories)
-    return Surface(x, y, loss, acc, sem, done, split, attrs, trajectories)
+    return Surface.of(x, y, values, done, split=split, attrs=attrs, trajectories=trajectories)
 
 
 def _npz_arrays(path: Path, fail: Fail) -> dict[str, np.ndarray]:

@@ -1,26 +1,34 @@
 """The ``Surface`` result and its HDF5 file (readable by the reference implementation's readers).
 
-Layout: ``xcoordinates`` (nx,), ``ycoordinates`` (ny,) for 2-D; ``<split>_loss``,
-``<split>_acc``, ``<split>_loss_sem`` shaped (ny, nx) with Z[i, j] at (x[j], y[i]), or (nx,) for
-1-D; ``done`` (uint8 mask of evaluated points); ``trajectories/<name>`` (T, 2) projected training
-paths; attributes for everything needed to reproduce the run. The file on disk is always
-complete: every write goes to a temporary file that is fsynced and renamed over the old one.
+Layout: ``xcoordinates`` (nx,), ``ycoordinates`` (ny,) for 2-D; one float64 dataset
+``<split>_<suffix>`` per row of :data:`lossland.core.FIELDS` (``<split>_loss``, ``<split>_acc``,
+``<split>_loss_sem``, ``<split>_samples``) shaped (ny, nx) with Z[i, j] at (x[j], y[i]), or (nx,)
+for 1-D; ``done`` (uint8 mask of evaluated points); ``trajectories/<name>`` (T, 2) projected
+training paths; attributes for everything needed to reproduce the run. The file on disk is
+always complete: every write goes to a temporary file that is fsynced and renamed over the old
+one.
+
+The rows of FIELDS are written in table order: those a file must or may hold (``missing``
+"error" or "nan"), then ``done``, then the optional ones ("none") this surface holds; a seed
+stack the same under ``seeds/``. A file without a row is refused ("error"), read as NaN
+("nan") or as None ("none").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lossland.core import json_default, memory_text, printable
+from lossland.core import FIELD, FIELDS, Field, json_default, memory_text, printable
 from lossland.errors import LosslandError, SurfaceFileError, arg, first_line
 from lossland.io._atomic import atomic_path
 from lossland.io._hdf5 import H5_ERRORS, open_hdf5
@@ -46,6 +54,7 @@ TOPOLOGY_ATTR = "topology"  # the basins (lossland.show.Topology.as_dict), shown
 MEMORY_ATTR = "memory"  # the run's peak memory (lossland.core.MemoryProbe.report), one line
 RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
 _INT64 = (-(2**63), 2**63 - 1)
+_STACKED = tuple(row for row in FIELDS if row.stacked)
 
 
 class SurfaceReadError(SurfaceFileError):
@@ -59,9 +68,10 @@ class SurfaceReadError(SurfaceFileError):
 
 @dataclass(frozen=True)
 class SeedStack:
-    """The same grid computed with several direction seeds: arrays (seeds, *grid shape), in
-    the file as ``seeds/<split>_loss`` etc. with a leading seed axis, and each seed's run
-    attributes (settings included) in ``seeds/attrs``."""
+    """The same grid computed with several direction seeds: the ``stacked`` rows of
+    :data:`lossland.core.FIELDS` shaped (seeds, *grid shape), in the file as
+    ``seeds/<split>_loss`` etc. with a leading seed axis, and each seed's run attributes
+    (settings included) in ``seeds/attrs``."""
 
     seeds: tuple[int, ...]
     loss: np.ndarray
@@ -69,10 +79,30 @@ class SeedStack:
     loss_sem: np.ndarray
     done: np.ndarray
     attrs: tuple[Mapping[str, Any], ...]
+    # The stacked rows that are not attributes, by name (absent: a row the file does not hold).
+    extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        seeds: Iterable[int],
+        values: Mapping[str, np.ndarray | None],
+        done: np.ndarray,
+        attrs: Iterable[Mapping[str, Any]],
+    ) -> SeedStack:
+        """The stack of the named arrays (seeds, *grid shape) of the stacked rows of FIELDS: a
+        row left out (or None) is refused, NaN or not held, as its ``missing`` says."""
+        done = np.asarray(done, dtype=bool)
+        arguments = _arguments(values, _STACKED, done.shape)
+        return cls(seeds=tuple(seeds), done=done, attrs=tuple(attrs), **arguments)
 
     @property
     def complete(self) -> bool:
         return bool(self.done.all())
+
+    def field(self, name: str) -> np.ndarray | None:
+        """Row ``name`` of FIELDS, (seeds, *grid shape); None where the stack does not hold it."""
+        return _field_of(self, name, stacked=True)
 
 
 @dataclass(frozen=True)
@@ -86,8 +116,8 @@ class Surface:
     loss_sem: np.ndarray
     done: np.ndarray
     split: str = "train"
-    attrs: Mapping[str, Any] = field(default_factory=dict)
-    trajectories: Mapping[str, np.ndarray] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    trajectories: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     # Samples (units: sequences for language models) each point was averaged over; fewer than
     # the set where a standard-error target stopped early. None in files that do not say.
     samples: np.ndarray | None = None
@@ -95,6 +125,9 @@ class Surface:
     interpolated: np.ndarray | None = None
     # Several direction seeds (``lossland surface --seeds N``): this surface is the first.
     stack: SeedStack | None = None
+    # The rows of FIELDS that are not attributes, by name (absent: a row the file does not
+    # hold); every reader goes through field(name).
+    extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     # --- construction ---
 
@@ -107,19 +140,30 @@ class Surface:
         split: str,
         attrs: Mapping[str, Any] | None = None,
     ) -> Surface:
+        """Nothing evaluated yet: every row of FIELDS NaN, ``done`` false."""
         shape = (len(x),) if y is None else (len(y), len(x))
-        nan = np.full(shape, np.nan)
-        return cls(
-            x=np.asarray(x, dtype=np.float64),
-            y=None if y is None else np.asarray(y, dtype=np.float64),
-            loss=nan.copy(),
-            acc=nan.copy(),
-            loss_sem=nan.copy(),
-            done=np.zeros(shape, dtype=bool),
-            split=split,
-            attrs=dict(attrs or {}),
-            samples=nan.copy(),
-        )
+        values = {row.name: np.full(shape, np.nan) for row in FIELDS}
+        done = np.zeros(shape, dtype=bool)
+        return cls.of(x, y, values, done, split=split, attrs=dict(attrs or {}))
+
+    @classmethod
+    def of(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray | None,
+        values: Mapping[str, np.ndarray | None],
+        done: np.ndarray,
+        **rest: Any,
+    ) -> Surface:
+        """A surface of named arrays shaped like the grid, one per row of
+        :data:`lossland.core.FIELDS`: a row left out (or None) is refused, NaN or not held, as
+        its ``missing`` says (as a file without it reads). ``rest``: the other fields (split,
+        attrs, trajectories, interpolated, stack)."""
+        x = np.asarray(x, dtype=np.float64)
+        y = None if y is None else np.asarray(y, dtype=np.float64)
+        shape = (len(x),) if y is None else (len(y), len(x))
+        done = np.asarray(done, dtype=bool)
+        return cls(x=x, y=y, done=done, **rest, **_arguments(values, FIELDS, shape))
 
     # --- views ---
 
@@ -140,6 +184,11 @@ class Surface:
         raw = self.attrs.get(SETTINGS_ATTR, {})
         return dict(raw) if isinstance(raw, Mapping) else {}
 
+    def field(self, name: str) -> np.ndarray | None:
+        """Row ``name`` of :data:`lossland.core.FIELDS` (float64, the grid's shape, NaN where not
+        evaluated); None for an optional row this surface does not hold."""
+        return _field_of(self, name, stacked=False)
+
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
         """2-D meshgrid (X, Y), each (ny, nx), matching ``loss``'s layout."""
         if self.y is None:
@@ -153,7 +202,7 @@ class Surface:
     def values(self) -> SurfaceValues:
         """The values as every reader shows them: drawn losses, holes and why (NaN or not
         evaluated), whether a log scale is possible (see :class:`lossland.io.SurfaceValues`)."""
-        return SurfaceValues.of(self.loss, self.acc, self.loss_sem, self.done)
+        return SurfaceValues.of({row.name: self.field(row.name) for row in FIELDS}, self.done)
 
     def argmin(self) -> tuple[float, float | None, float]:
         """(x, y, loss) at the smallest evaluated finite loss (NaN, NaN, NaN: none); never at
@@ -176,22 +225,25 @@ class Surface:
         iy = np.flatnonzero(self.y == 0.0)
         return float(self.loss[iy[0], jx[0]]) if len(iy) else None
 
-    def store(
-        self,
-        index: Any,
-        loss: np.ndarray,
-        acc: np.ndarray,
-        sem: np.ndarray,
-        samples: np.ndarray | None = None,
-    ) -> None:
-        """Write evaluated points into the arrays, in place (the arrays are mutable even though
-        the dataclass is frozen: a run fills one surface as it goes)."""
-        self.loss[index] = loss
-        self.acc[index] = acc
-        self.loss_sem[index] = sem
+    def store(self, index: Any, values: Mapping[str, Any]) -> None:
+        """Write evaluated points into the arrays, in place, and mark them done (and not
+        interpolated); the arrays are mutable even though the dataclass is frozen: a run fills
+        one surface as it goes.
+
+        ``values`` maps names of :data:`lossland.core.FIELDS` to the points' values (what
+        :func:`lossland.core.reduce_sums` returns). The rows a file must hold (``missing``
+        "error": the loss) are required; a row left out, or one this surface does not hold,
+        keeps its values.
+        """
+        _check_names(values)
+        needed = [row.name for row in FIELDS if row.missing == "error" and row.name not in values]
+        if needed:
+            raise LosslandError(f"no {needed[0]!r} to store: a surface holds it at every point")
+        for name, value in values.items():
+            target = self.field(name)
+            if target is not None:
+                target[index] = value
         self.done[index] = True
-        if self.samples is not None and samples is not None:
-            self.samples[index] = samples
         if self.interpolated is not None:
             self.interpolated[index] = False
 
@@ -302,12 +354,7 @@ class Surface:
             dataset(f, "xcoordinates", self.x)
             if self.y is not None:
                 dataset(f, "ycoordinates", self.y)
-            dataset(f, f"{self.split}_loss", self.loss)
-            dataset(f, f"{self.split}_acc", self.acc)
-            dataset(f, f"{self.split}_loss_sem", self.loss_sem)
-            dataset(f, "done", self.done.astype(np.uint8))
-            if self.samples is not None:
-                dataset(f, f"{self.split}_samples", np.asarray(self.samples, dtype=np.float64))
+            _write_rows(f, self.split, self.field, FIELDS, self.done, dataset)
             if self.interpolated is not None:
                 dataset(f, "interpolated", self.interpolated.astype(np.uint8))
             for name, points in self.trajectories.items():
@@ -476,44 +523,133 @@ def _read(f: Any, path: Path) -> Surface:
     x = _array(f, "xcoordinates", fail, ndim=1)
     y = _array(f, "ycoordinates", fail, ndim=1) if "ycoordinates" in f else None
     shape = (len(x),) if y is None else (len(y), len(x))
-    if f"{split}_loss" not in f:
-        raise fail(f"has no {split}_loss dataset")
+    for row in FIELDS:
+        if row.missing == "error" and row.dataset(split) not in f:
+            raise fail(f"has no {row.dataset(split)} dataset")
     _check_memory(f, split, shape, path)
-    loss = _array(f, f"{split}_loss", fail, shape=shape)
-    acc = (
-        _array(f, f"{split}_acc", fail, shape=shape)
-        if f"{split}_acc" in f
-        else np.full(shape, np.nan)
-    )
-    sem = (
-        _array(f, f"{split}_loss_sem", fail, shape=shape)
-        if f"{split}_loss_sem" in f
-        else np.full(shape, np.nan)
-    )
+    values = _read_rows(f, split, shape, fail, (r for r in FIELDS if r.missing != "none"))
     # The reference marks unfinished points with -1 instead of a done mask.
-    done = _mask(f, "done", fail, shape) if "done" in f else loss != -1
+    done = _mask(f, "done", fail, shape) if "done" in f else np.asarray(values["loss"]) != -1
     interpolated = _mask(f, "interpolated", fail, shape) if "interpolated" in f else None
-    samples = _array(f, f"{split}_samples", fail, shape=shape) if f"{split}_samples" in f else None
+    values |= _read_rows(f, split, shape, fail, (r for r in FIELDS if r.missing == "none"))
     attrs = _attributes(f, fail)
     trajectories = _trajectories(f, fail)
-    acc, attrs = _percent(acc, attrs, f.attrs.get("format"), version)
-    stack = _read_stack(f, split, shape, fail) if "seeds" in f else None
-    return Surface(
-        x, y, loss, acc, sem, done, split, attrs, trajectories, samples, interpolated, stack
+    acc = values["acc"]  # a row every surface holds (NaN when the file has none)
+    if acc is not None:
+        values["acc"], attrs = _percent(acc, attrs, f.attrs.get("format"), version)
+    return Surface.of(
+        x,
+        y,
+        values,
+        done,
+        split=split,
+        attrs=attrs,
+        trajectories=trajectories,
+        interpolated=interpolated,
+        stack=_read_stack(f, split, shape, fail) if "seeds" in f else None,
     )
+
+
+def _read_rows(
+    f: Any,
+    name: str,
+    shape: tuple[int, ...],
+    fail: Callable[[str], SurfaceFileError],
+    rows: Iterable[Field],
+) -> dict[str, np.ndarray | None]:
+    """The ``rows`` of FIELDS from datasets ``<name>_<suffix>`` shaped ``shape``: a row the
+    file lacks is refused ("error"), NaN ("nan") or None ("none") by its ``missing``."""
+    values: dict[str, np.ndarray | None] = {}
+    for row in rows:
+        dataset = f"{name}_{row.suffix}"
+        if dataset in f:
+            values[row.name] = _array(f, dataset, fail, shape=shape)
+        elif row.missing == "error":
+            raise fail(f"has no {dataset} dataset")
+        else:
+            values[row.name] = np.full(shape, np.nan) if row.missing == "nan" else None
+    return values
+
+
+def _write_rows(
+    f: Any,
+    name: str,
+    field_of: Callable[[str], np.ndarray | None],
+    rows: Iterable[Field],
+    done: np.ndarray,
+    dataset: Callable[[Any, str, np.ndarray], None],
+) -> None:
+    """The ``rows`` of FIELDS as datasets ``<name>_<suffix>`` in the file's order: those a file
+    must or may hold (``missing`` "error", "nan"), ``done``, then the optional ones held."""
+    rows = tuple(rows)
+
+    def write(optional: bool) -> None:
+        for row in rows:
+            values = field_of(row.name)
+            if (row.missing == "none") == optional and values is not None:
+                dataset(f, f"{name}_{row.suffix}", np.asarray(values, dtype=np.float64))
+
+    write(optional=False)
+    dataset(f, "done", done.astype(np.uint8))
+    write(optional=True)
+
+
+def _arguments(
+    values: Mapping[str, np.ndarray | None], rows: Iterable[Field], shape: tuple[int, ...]
+) -> dict[str, Any]:
+    """The keyword arguments of a Surface or SeedStack holding ``rows`` of FIELDS: the attribute
+    rows as themselves, the others in ``extra``. A row that ``values`` lacks (or gives as None)
+    is refused ("error"), NaN-filled ("nan") or not held ("none": None, left out of extra)."""
+    _check_names(values)
+    held: dict[str, np.ndarray | None] = {}
+    for row in rows:
+        value = values.get(row.name)
+        if value is None and row.missing == "error":
+            raise LosslandError(f"no {row.name!r} values: every surface holds them")
+        held[row.name] = np.full(shape, np.nan) if value is None and row.missing == "nan" else value
+    arguments: dict[str, Any] = {row.name: held[row.name] for row in rows if row.attribute}
+    arguments["extra"] = {
+        row.name: value
+        for row in rows
+        if not row.attribute and (value := held[row.name]) is not None
+    }
+    return arguments
+
+
+def _check_names(values: Mapping[str, Any]) -> None:
+    unknown = [name for name in values if name not in FIELD]
+    if unknown:
+        raise LosslandError(f"no field {unknown[0]!r}: the fields are {', '.join(FIELD)}")
+
+
+def _field_of(holder: Surface | SeedStack, name: str, *, stacked: bool) -> np.ndarray | None:
+    """Row ``name`` of a surface or a stack: its attribute, or its entry of ``extra``."""
+    row = FIELD.get(name)
+    if row is None or (stacked and not row.stacked):
+        held = [r.name for r in FIELDS if r.stacked or not stacked]
+        raise LosslandError(f"no field {name!r}: the fields are {', '.join(held)}")
+    if row.attribute:
+        values: np.ndarray | None = getattr(holder, name)
+        return values
+    return holder.extra.get(name)
 
 
 def _check_memory(f: Any, split: str, shape: tuple[int, ...], path: Path) -> None:
-    """Refuse a grid this process cannot hold, before reading it: per point a surface holds its
-    loss, acc and sem (float64) and done mask, samples and interpolated when the file has them,
-    the same four for each seed of a stack, and one float64 array in flight (a conversion)."""
+    """Refuse a grid this process cannot hold, before reading it: per point a surface holds a
+    float64 per row of FIELDS (the optional ones when the file has them), its done mask and
+    interpolated when the file has it, the stacked rows and done for each seed of a stack, and
+    one float64 array in flight (a conversion)."""
+
+    def held(rows: Iterable[Field], prefix: str = "") -> int:
+        return sum(r.missing != "none" or f"{prefix}{r.dataset(split)}" in f for r in rows)
+
     points = math.prod(shape)
-    per_point = 3 * 8 + 1 + 8
-    per_point += 8 * (f"{split}_samples" in f) + ("interpolated" in f)
-    stack = f.get(f"seeds/{split}_loss")
+    per_point = 8 * held(FIELDS) + 1 + 8 + ("interpolated" in f)
+    stack = f.get(f"seeds/{FIELD['loss'].dataset(split)}")
     seeds = int(stack.shape[0]) if getattr(stack, "ndim", 0) else 0
+    per_seed = 8 * held(_STACKED, "seeds/") + 1
     what = f"a grid of {points:,} points" + (f" and {seeds:,} seeds" if seeds else "")
-    check_budget(points * (per_point + seeds * 25), source=f"surface file {path}", what=what)
+    check_budget(points * (per_point + seeds * per_seed), source=f"surface file {path}", what=what)
 
 
 def _format_version(f: Any, path: Path, fail: Callable[[str], SurfaceFileError]) -> int:
@@ -536,10 +672,12 @@ def _split(f: Any, fail: Callable[[str], SurfaceFileError]) -> str:
     """The file's split; a reference-implementation file has none: find its <split>_loss."""
     split = f.attrs.get("split")
     if split is None:
-        names = [k for k in f if k.endswith("_loss") and not k.endswith("_loss_sem")]
+        loss = f"_{FIELD['loss'].suffix}"
+        others = tuple(f"_{r.suffix}" for r in FIELDS if r.name != "loss")
+        names = [k for k in f if k.endswith(loss) and not k.endswith(others)]
         if not names:
             raise fail("has no <split>_loss dataset")
-        split = names[0][: -len("_loss")]
+        split = names[0][: -len(loss)]
     if isinstance(split, bytes):
         split = split.decode()
     if not isinstance(split, str) or not split or "/" in split:
@@ -579,13 +717,7 @@ def _trajectories(f: Any, fail: Callable[[str], SurfaceFileError]) -> dict[str, 
 
 def _write_stack(f: Any, stack: SeedStack, split: str, dataset: Any) -> None:
     group = f.create_group("seeds")
-    for name, values in (
-        (f"{split}_loss", stack.loss),
-        (f"{split}_acc", stack.acc),
-        (f"{split}_loss_sem", stack.loss_sem),
-        ("done", stack.done.astype(np.uint8)),
-    ):
-        dataset(group, name, np.asarray(values))
+    _write_rows(group, split, stack.field, _STACKED, stack.done, dataset)
     group.attrs["seeds"] = json.dumps(list(stack.seeds))
     group.attrs["attrs"] = json.dumps([dict(a) for a in stack.attrs], default=json_default)
 
@@ -604,15 +736,11 @@ def _read_stack(f: Any, split: str, shape: tuple[int, ...], fail: Any) -> SeedSt
         or not all(isinstance(a, dict) for a in attrs)
     ):
         raise fail("has malformed seed attributes")
-    full = (len(seeds), *shape)
-
-    def array(name: str) -> np.ndarray:
-        return _array(f, f"seeds/{split}_{name}", fail, shape=full)
-
+    full, name = (len(seeds), *shape), f"seeds/{split}"
+    values = _read_rows(f, name, full, fail, (r for r in _STACKED if r.missing != "none"))
     done = _mask(f, "seeds/done", fail, full)
-    return SeedStack(
-        tuple(seeds), array("loss"), array("acc"), array("loss_sem"), done, tuple(attrs)
-    )
+    values |= _read_rows(f, name, full, fail, (r for r in _STACKED if r.missing == "none"))
+    return SeedStack.of(seeds, values, done, attrs)
 
 
 def _percent(

@@ -11,18 +11,21 @@ printed summaries all read a surface through :class:`SurfaceValues`, so they agr
 * **missing**: never evaluated (``done`` false): a hole ("not evaluated").
 
 Standard errors count where evaluated, finite and >= 0 (anything else is unknown), accuracies
-where evaluated and finite. A log scale needs every finite loss > 0: no shift would keep the
-picture honest, so :meth:`SurfaceValues.drawn` refuses it with the one message every view uses.
-A surface with nothing finite to draw is refused by :meth:`SurfaceValues.require`.
+and every other shown field (:data:`lossland.core.FIELDS`) where evaluated and finite. A log
+scale needs every finite loss > 0: no shift would keep the picture honest, so
+:meth:`SurfaceValues.drawn` refuses it with the one message every view uses. A surface with
+nothing finite to draw is refused by :meth:`SurfaceValues.require`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from lossland.core import FIELDS, Values
 from lossland.errors import LosslandError, arg
 
 # A range narrower than this, relative to the values, is drawn as a constant: its ticks and
@@ -42,31 +45,35 @@ class SurfaceValues:
     finite: np.ndarray  # evaluated, finite loss
     infinite: np.ndarray  # evaluated, ±inf
     nan: np.ndarray  # evaluated, NaN
+    shown: Values  # each shown row of FIELDS the surface holds: where evaluated and finite
 
     @classmethod
-    def of(
-        cls, loss: np.ndarray, acc: np.ndarray, sem: np.ndarray, done: np.ndarray
-    ) -> SurfaceValues:
-        raw = np.asarray(loss, dtype=np.float64)
+    def of(cls, values: Mapping[str, np.ndarray | None], done: np.ndarray) -> SurfaceValues:
+        """``values``: a surface's rows of FIELDS by name (None: an optional row not held)."""
+        raw = np.asarray(values["loss"], dtype=np.float64)
         done = np.asarray(done, dtype=bool)
         finite = done & np.isfinite(raw)
         infinite = done & np.isinf(raw)
-        shown = np.where(finite, raw, np.nan)
+        drawn = np.where(finite, raw, np.nan)
         if finite.any():
-            shown[infinite] = raw[finite].max()
-        acc = np.asarray(acc, dtype=np.float64)
-        sem = np.asarray(sem, dtype=np.float64)
+            drawn[infinite] = raw[finite].max()
+        sem = np.asarray(values["loss_sem"], dtype=np.float64)
         with np.errstate(invalid="ignore"):
             known = done & np.isfinite(sem) & (sem >= 0)
         return cls(
             raw=raw,
-            loss=shown,
-            acc=np.where(done & np.isfinite(acc), acc, np.nan),
+            loss=drawn,
+            acc=_where_evaluated(values["acc"], done),
             sem=np.where(known, sem, np.nan),
             done=done,
             finite=finite,
             infinite=infinite,
             nan=done & np.isnan(raw),
+            shown={
+                row.name: _where_evaluated(held, done)
+                for row in FIELDS
+                if row.shown is not None and (held := values.get(row.name)) is not None
+            },
         )
 
     # --- the figures of it ---
@@ -188,6 +195,14 @@ class SurfaceValues:
         if log:
             check_log(values)
         return values
+
+
+def _where_evaluated(values: np.ndarray | None, done: np.ndarray) -> np.ndarray:
+    """``values`` where evaluated and finite, NaN elsewhere (and everywhere for None)."""
+    if values is None:
+        return np.full(done.shape, np.nan)
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(done & np.isfinite(values), values, np.nan)
 
 
 def check_log(values: np.ndarray) -> None:

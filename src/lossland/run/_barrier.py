@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from lossland.engine import Engine, finish_stats
+from lossland.core import reduce_sums
+from lossland.engine import Engine
 from lossland.io import Surface
 from lossland.show import barrier
 
@@ -34,8 +35,8 @@ def refine_barrier(
 
     def loss(t: float) -> tuple[float, float]:
         block = next(engine.rows(np.array([t]), np.zeros(1), np.ones((1, 1), dtype=bool)))
-        mean, sem, _ = finish_stats(block.stats)
-        return float(mean[0]), float(sem[0])
+        values = reduce_sums(block.stats)
+        return float(values["loss"][0]), float(values["loss_sem"][0])
 
     seen = {grid.at: (grid.max_loss, float(line.loss_sem[k]))}
     c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossland.core import SAVE_SHARE, progress_bar
-from lossland.engine import STATS, UNITS, Block, Engine, finish_stats
+from lossland.core import SAVE_SHARE, SUMS, progress_bar, reduce_sums
+from lossland.engine import Block, Engine
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.run._group import TIMEOUT_ENV, Group, PeerError, assign, backend_error
@@ -360,16 +360,15 @@ class _Exchange:
         return reports, payloads
 
     def _store(self, payload: np.ndarray) -> int:
-        points, i = 0, 0
+        points, i, width = 0, 0, len(SUMS)
         while i < payload.size:
             row, n = int(payload[i]), int(payload[i + 1])
             cols = payload[i + 2 : i + 2 + n].astype(np.int64)
-            stats = payload[i + 2 + n : i + 2 + (1 + STATS) * n].reshape(n, STATS)
-            mean, sem, acc = finish_stats(stats)
+            sums = payload[i + 2 + n : i + 2 + (1 + width) * n].reshape(n, width)
             index = cols if self.ndim == 1 else (row, cols)
-            self.result.store(index, mean, acc, sem, stats[:, UNITS])
+            self.result.store(index, reduce_sums(sums))
             points += n
-            i += 2 + (1 + STATS) * n
+            i += 2 + (1 + width) * n
         if points:
             self.dirty = True
         return points
@@ -421,13 +420,13 @@ class _Exchange:
 
 
 def _encode(blocks: list[Block]) -> np.ndarray:
-    """Blocks as one float64 vector: per block [row, n, cols (n), stats (n·STATS)]."""
+    """Blocks as one float64 vector: per block [row, n, cols (n), sums (n·len(SUMS))]."""
     parts: list[np.ndarray] = []
     for block in blocks:
         n = len(block.cols)
         parts += [
             np.array([block.row, n], dtype=np.float64),
             block.cols.astype(np.float64),
-            np.asarray(block.stats, dtype=np.float64).reshape(n * STATS),
+            np.asarray(block.stats, dtype=np.float64).reshape(n * len(SUMS)),
         ]
     return np.concatenate(parts) if parts else np.empty(0)

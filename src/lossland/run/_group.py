@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lossland.core import value_digest
+from lossland.core import FIELDS, Values, value_digest
 from lossland.errors import LosslandError, arg, first_line
 from lossland.io import Surface
 
@@ -320,19 +320,23 @@ class Group:
                 raise local_error
             raise PeerError(text.decode(errors="replace"))
         arrays = torch.from_numpy(
-            np.stack([*_fields(result), result.done.astype(np.float64)])
+            np.stack([*_fields(result).values(), result.done.astype(np.float64)])
         ).contiguous()
         self._collective("sharing the file", lambda: dist.broadcast(arrays, 0, group=self.pg))
         if self.main:
             return result
         *values, done = arrays.numpy()
-        for target, value in zip(_fields(result), values, strict=True):
+        for target, value in zip(_fields(result).values(), values, strict=True):
             target[...] = value
         result.done[...] = done.astype(bool)
         return result
 
 
-def _fields(result: Surface) -> list[np.ndarray]:
-    """The per-point arrays rank 0 shares when it resumes a file (filled in place)."""
-    samples = result.samples if result.samples is not None else np.full_like(result.loss, np.nan)
-    return [result.loss, result.acc, result.loss_sem, samples]
+def _fields(result: Surface) -> Values:
+    """The per-point arrays rank 0 shares when it resumes a file, one per row of FIELDS, in
+    table order (filled in place; NaN for a row the surface does not hold)."""
+    held = {row.name: result.field(row.name) for row in FIELDS}
+    return {
+        name: values if values is not None else np.full(result.shape, np.nan)
+        for name, values in held.items()
+    }

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from lossland.core import FINITE, SEEDS, as_real, check_number, progress_bar
+from lossland.core import FIELDS, FINITE, SEEDS, as_real, check_number, progress_bar
 from lossland.directions import cosine, dot, random_directions
 from lossland.errors import LosslandError, SurfaceFileError, arg
-from lossland.io import SeedStack, Surface, SurfaceReadError
+from lossland.io import SeedStack, Surface
 from lossland.run._group import is_main_process
 from lossland.run._options import SurfaceOptions
+from lossland.run._settings import load_resumable
 from lossland.show import robustness
 
 OneSeed = Callable[[int, Path | None], Surface]  # (seed, in-progress file) → that surface
@@ -51,16 +52,7 @@ def seeded(
         elif part is not None and overwrite and is_main_process():
             part.unlink(missing_ok=True)
         surfaces.append(one_seed(seed, part))
-    first = surfaces[0]
-    stack = SeedStack(
-        tuple(seeds),
-        np.stack([s.loss for s in surfaces]),
-        np.stack([s.acc for s in surfaces]),
-        np.stack([s.loss_sem for s in surfaces]),
-        np.stack([s.done for s in surfaces]),
-        tuple(dict(s.attrs) for s in surfaces),
-    )
-    result = replace(first, stack=stack)
+    result = replace(surfaces[0], stack=_stack(seeds, surfaces))
     result = result.with_attrs(
         robustness=robustness(result, progress=options.progress),
         direction_cosines=_cosines(model, seeds, options),
@@ -93,18 +85,24 @@ def _part(out: Path | None, seed: int) -> Path | None:
     return None if out is None else out.with_name(f".{out.name}.seed{seed}.h5")
 
 
+def _stack(seeds: Sequence[int], surfaces: Sequence[Surface]) -> SeedStack:
+    """The seeds' surfaces as one stack: each stacked row of FIELDS with a leading seed axis
+    (not held when a seed's surface does not hold it)."""
+    values: dict[str, np.ndarray | None] = {}
+    for row in (r for r in FIELDS if r.stacked):
+        held = [v for s in surfaces if (v := s.field(row.name)) is not None]
+        values[row.name] = np.stack(held) if len(held) == len(surfaces) else None
+    done = np.stack([s.done for s in surfaces])
+    return SeedStack.of(seeds, values, done, (dict(s.attrs) for s in surfaces))
+
+
 def _earlier_stack(out: Path | None, seeds: Sequence[int], overwrite: bool) -> Surface | None:
     """The output when it is a stack of these seeds (to resume); other files are refused
     unless ``overwrite``."""
     if out is None or overwrite or not out.exists():
         return None
     fix = f"pass {arg('overwrite')} to replace it or choose another {arg('out')}"
-    try:
-        earlier = Surface.load(out)
-    except SurfaceReadError as exc:
-        raise SurfaceFileError(
-            f"{out} exists but cannot be resumed: it {exc.problem}; {fix}"
-        ) from None
+    earlier = load_resumable(out, fix)
     if earlier.stack is None or list(earlier.stack.seeds) != list(seeds):
         found = "one seed" if earlier.stack is None else f"seeds {list(earlier.stack.seeds)}"
         raise SurfaceFileError(f"{out} holds {found}, this run {arg('seeds')} {list(seeds)}: {fix}")
@@ -118,7 +116,8 @@ def _restore(earlier: Surface, k: int, part: Path) -> None:
         return
     stack = earlier.stack
     surface = Surface.empty(earlier.x, earlier.y, split=earlier.split, attrs=stack.attrs[k])
-    surface.store(Ellipsis, stack.loss[k], stack.acc[k], stack.loss_sem[k])
+    held = {row.name: stack.field(row.name) for row in FIELDS if row.stacked}
+    surface.store(Ellipsis, {name: v[k] for name, v in held.items() if v is not None})
     surface.save(part)
 
 

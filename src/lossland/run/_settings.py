@@ -75,14 +75,7 @@ def start_or_resume(
     if not path.exists() or overwrite:
         return fresh
     fix = f"pass {arg('overwrite')} to replace it or choose another {arg('out')}"
-    try:
-        previous = Surface.load(path)
-    except SurfaceReadError as exc:
-        raise SurfaceFileError(
-            f"{path} exists but cannot be resumed: it {exc.problem}; {fix}"
-        ) from None
-    except SurfaceFileError as exc:
-        raise SurfaceFileError(f"{path} exists but cannot be resumed ({exc}); {fix}") from None
+    previous = load_resumable(path, fix)
     old = previous.settings
     if not old:
         raise SurfaceFileError(
@@ -102,6 +95,19 @@ def start_or_resume(
             detail += f"; and {len(differences) - 4} more"
         raise SurfaceFileError(f"{path} was computed with other settings ({detail}): {fix}")
     return previous
+
+
+def load_resumable(path: Path, fix: str) -> Surface:
+    """The existing surface file ``path`` that a run would resume; one that cannot be read is
+    refused in one line ending in ``fix`` (what to do instead)."""
+    try:
+        return Surface.load(path)
+    except SurfaceReadError as exc:
+        raise SurfaceFileError(
+            f"{path} exists but cannot be resumed: it {exc.problem}; {fix}"
+        ) from None
+    except SurfaceFileError as exc:
+        raise SurfaceFileError(f"{path} exists but cannot be resumed ({exc}); {fix}") from None
 
 
 # Resume settings as the user knows them: the option, or what a fingerprint stands for.
