@@ -488,21 +488,6 @@ def test_a_run_stores_each_row_of_its_sums(
     assert _field(runs["whole file"], row).tobytes() == _field(whole, row).tobytes()
 
 
-def test_max_batch_loss_is_the_largest_batch_mean(
-    model_and_data: tuple[nn.Module, tuple[Tensor, Tensor]], runs: dict[str, Surface]
-) -> None:
-    model, (inputs, targets) = model_and_data
-    with torch.no_grad():
-        means = [
-            float(F.cross_entropy(model(inputs[i : i + BATCH]), targets[i : i + BATCH]))
-            for i in range(0, len(inputs), BATCH)
-        ]
-    whole = runs["whole"]
-    at = (int(np.flatnonzero(whole.y == 0)[0]), int(np.flatnonzero(whole.x == 0)[0]))
-    assert len(means) == 3 and max(means) > whole.loss[at]
-    assert _field(whole, FIELD["max_batch_loss"])[at] == pytest.approx(max(means), rel=1e-6)
-
-
 @pytest.mark.parametrize("row", FIELDS, ids=_ids)
 def test_a_resumed_run_keeps_and_completes_each_row(runs: dict[str, Surface], row: Field) -> None:
     whole = _field(runs["whole"], row)

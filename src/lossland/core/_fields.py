@@ -46,7 +46,6 @@ SUMS: tuple[Sum, ...] = (
     Sum("units", "m: the units (samples or sequences) a point averaged over"),
     Sum("correct", "Σ correct predictions (NaN where accuracy is not defined)"),
     Sum("counted", "Σ predictions counted for accuracy"),
-    Sum("batch_loss_max", "the largest batch mean loss", combine="max"),
 )
 SUM: dict[str, int] = {s.name: i for i, s in enumerate(SUMS)}  # name → index in a packed vector
 
@@ -143,13 +142,6 @@ FIELDS: tuple[Field, ...] = (
         attribute=True,
         stacked=False,
         exported=False,
-    ),
-    Field(
-        name="max_batch_loss",
-        suffix="max_batch_loss",
-        reduce=lambda s: s["batch_loss_max"],
-        missing="none",
-        shown=Shown("largest batch loss", ".6g"),
     ),
 )
 FIELD: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -78,7 +78,6 @@ class Evaluator:
             "units": m,
             "correct": correct.double().reshape(()),
             "counted": counted.double().reshape(()),
-            "batch_loss_max": sums.sum() / counts.sum(),
         }
         return torch.stack([parts[s.name].to(sums.device) for s in SUMS])
 
