@@ -8,19 +8,18 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note
 from lossland.cli._output import say, shown
-from lossland.core import AT_LEAST_1, POSITIVE, SEEDS, Bounds, check_needs, resolve_device
+from lossland.core import AT_LEAST_1, check_needs
 from lossland.directions import (
-    DTYPES,
     SUMMARY_GRID_POINTS,
     GroupBy,
+    HessianOptions,
     HessianReport,
     HessianSpectrum,
-    Which,
     check_spectrum_arguments,
     hessian_cost,
     hessian_report,
@@ -32,10 +31,6 @@ from lossland.engine import known_samples
 from lossland.errors import LosslandError
 from lossland.io import atomic_write_bytes, check_output
 from lossland.show import save_density_figure
-
-
-def _default(name: str) -> object:
-    return default_of(hessian_report, name)
 
 
 def _spectrum_default(name: str) -> object:
@@ -52,35 +47,6 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
     """
 
     checkpoint: Path = flag(doc="trained checkpoint", positional=True)
-    k: int = flag(
-        _default("k"),
-        bounds=AT_LEAST_1,
-        doc="number of top eigenvalues (with --density: per group too)",
-    )
-    which: Which = flag(
-        _default("which"), doc="largest: most positive eigenvalues; magnitude: largest |λ|"
-    )
-    probes: int = flag(
-        _default("probes"),
-        bounds=Bounds(0),
-        doc="Rademacher probes for the Hutchinson trace (0: none)",
-    )
-    iterations: int = flag(
-        _default("iterations"),
-        bounds=AT_LEAST_1,
-        doc="most Lanczos iterations (memory: one vector each)",
-    )
-    tol: float = flag(
-        _default("tol"), bounds=POSITIVE, doc="stop when the residual bounds are below tol·|λ|max"
-    )
-    seed: int = flag(
-        _default("seed"), bounds=SEEDS, doc="seed for the sample subset, start vector and probes"
-    )
-    batch_size: int = flag(
-        _default("batch_size"), bounds=AT_LEAST_1, doc="samples per Hessian-vector-product batch"
-    )
-    device: str = flag("auto", doc="cpu, cuda, cuda:1, mps or auto")
-    dtype: Literal["float32", "float64"] = flag("float32", doc="compute dtype")
     save_directions: Path | None = flag(
         None, doc="save the top one or two eigenvectors as directions (for surface --directions)"
     )
@@ -110,13 +76,6 @@ class HessianArgs(CheckpointModelArgs, SampleArgs):
         "the same name with .png)",
     )
     overwrite: bool = flag(False, doc="replace existing output files")
-    allow_large: bool = flag(
-        _default("allow_large"),
-        doc="run even when the estimated work is above lossland's limits (1e9 sample "
-        "evaluations, a Hessian-vector product counting 8 per sample); what cannot fit the "
-        "memory is refused either way",
-    )
-    progress: bool = flag(_default("progress"), doc="show a progress bar over the products")
 
 
 def _outputs(args: HessianArgs) -> tuple[Path | None, Path | None]:
@@ -139,20 +98,12 @@ def _density_flag(name: str) -> str:
 
 def _check_density(args: HessianArgs) -> None:
     try:
-        check_spectrum_arguments(
-            probes=args.probes_density,
-            steps=args.steps,
-            groups=args.groups,
-            k=args.k,
-            iterations=args.iterations,
-            tol=args.tol,
-            batch_size=args.batch_size,
-        )
+        check_spectrum_arguments(probes=args.probes_density, steps=args.steps, groups=args.groups)
     except LosslandError as exc:
         raise LosslandError(exc.render(_density_flag)) from None
 
 
-def run(args: HessianArgs) -> int:
+def run(args: HessianArgs, options: HessianOptions) -> int:
     json_path, figure_path = _outputs(args)
     for path, name in ((args.save_directions, "save_directions"), (json_path, "out")):
         if path is not None:  # before any work
@@ -163,86 +114,69 @@ def run(args: HessianArgs) -> int:
         _check_density(args)
     model, _ = args.load(args.checkpoint)
     samples = args.known_samples()
-    _check_cost(args, model, samples)  # before the data is read
-    data = args.load_data(args.seed)
+    _check_cost(args, options, model, samples)  # before the data is read
+    data = args.load_data(options.seed)
     if samples is None:
-        _check_cost(args, model, known_samples(data))
-    common: dict[str, Any] = {
-        "evaluator": args.evaluator(),
-        "batch_size": args.batch_size,
-        "device": resolve_device(args.device),
-        "dtype": DTYPES[args.dtype],
-        "seed": args.seed,
-        "allow_large": args.allow_large,
-        "progress": args.progress,
-    }
-    report, op = hessian_report(
-        model,
-        data,
-        k=args.k,
-        probes=args.probes,
-        iterations=args.iterations,
-        tol=args.tol,
-        which=args.which,
-        **common,
-    )
+        _check_cost(args, options, model, known_samples(data))
+    evaluator = args.evaluator()
+    report, op = hessian_report(model, data, evaluator=evaluator, options=options)
     if args.save_directions is not None:
         save_eigen_directions(op, report, args.save_directions, model, source=str(args.checkpoint))
-        note(f"directions (top {min(args.k, 2)} eigenvectors) → {shown(args.save_directions)}")
+        note(f"directions (top {min(options.k, 2)} eigenvectors) → {shown(args.save_directions)}")
     say(report.summary(header=f"checkpoint {shown(args.checkpoint)}"))
     if json_path is None or figure_path is None:
         return 0
-    try:
+    try:  # the top --k of each group (the library's own default per group is 3), the largest
         spectrum = hessian_spectrum(
             model,
             data,
+            evaluator=evaluator,
             probes=args.probes_density,
             steps=args.steps,
             groups=args.groups,
-            k=args.k,
-            iterations=args.iterations,
-            tol=args.tol,
-            **common,
+            options=options,
         )
     except LosslandError as exc:
         raise LosslandError(exc.render(_density_flag)) from None
-    atomic_write_bytes(json_path, _summary_json(args, report, spectrum).encode("utf-8"))
+    atomic_write_bytes(json_path, _summary_json(args, options, report, spectrum).encode("utf-8"))
     save_density_figure(spectrum.density.as_dict(), figure_path)
     note(f"spectrum → {shown(json_path)}, figure → {shown(figure_path)}")
     say(spectrum.describe())
     return 0
 
 
-def _check_cost(args: HessianArgs, model: Any, samples: int | None) -> None:
+def _check_cost(
+    args: HessianArgs, options: HessianOptions, model: Any, samples: int | None
+) -> None:
     """The report's (and the density's) memory and work, for ``samples`` samples (None: not
     known yet), before the data is read or any product computed."""
-    common: dict[str, Any] = {
-        "samples": samples,
-        "k": args.k,
-        "iterations": args.iterations,
-        "dtype": DTYPES[args.dtype],
-        "device": resolve_device(args.device),
-    }
-    check_needs(hessian_cost(model, probes=args.probes, **common), allow_large=args.allow_large)
+    check_needs(hessian_cost(model, options, samples=samples), allow_large=options.allow_large)
     if not args.density:
         return
     needs = spectrum_cost(
-        model, probes=args.probes_density, steps=args.steps, groups=args.groups, **common
+        model,
+        options,
+        samples=samples,
+        probes=args.probes_density,
+        steps=args.steps,
+        groups=args.groups,
     )
     try:
-        check_needs(needs, allow_large=args.allow_large)
+        check_needs(needs, allow_large=options.allow_large)
     except LosslandError as exc:
         raise LosslandError(exc.render(_density_flag)) from None
 
 
-def _summary_json(args: HessianArgs, report: HessianReport, spectrum: HessianSpectrum) -> str:
+def _summary_json(
+    args: HessianArgs, options: HessianOptions, report: HessianReport, spectrum: HessianSpectrum
+) -> str:
     """What the density's JSON file holds: the run, the report's eigenvalues and trace, and
     under "spectrum" the density's summary (its curve at a reduced resolution) and the
     per-group eigenvalues."""
     summary = {
         "checkpoint": str(args.checkpoint),
         "split": args.split,
-        "seed": args.seed,
+        "seed": options.seed,
         "dtype": report.dtype,
         "device": report.device,
         **report.to_json(),
@@ -262,4 +196,4 @@ def _finite(value: Any) -> Any:
     return value
 
 
-COMMAND = Command("hessian", (HessianArgs,), run)
+COMMAND = Command("hessian", (HessianArgs, HessianOptions), run)

@@ -1,8 +1,10 @@
 """``lossland surface CHECKPOINT -o FILE``: load, choose the plane, compute, save, summarise.
 
-The plane: random directions (default), ``--directions FILE`` (reused exactly), ``--to CKPT``
-(once or twice: between models), ``--trajectory RUN`` (the PCA plane of training runs) or
-``--directions hessian`` (the top two Hessian eigenvectors).
+The plane: random directions (default: the run draws them), ``--directions FILE`` (reused
+exactly), or a kind of directions that its producer makes (a row of
+:data:`lossland.core.KINDS`): ``--to CKPT`` (once or twice: between models), ``--trajectory
+RUN`` (the PCA plane of training runs) or ``--directions NAME`` (e.g. ``hessian``: the top two
+Hessian eigenvectors).
 """
 
 from __future__ import annotations
@@ -17,30 +19,24 @@ from torch import nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note, surface_summary
-from lossland.cli._output import say, shown
-from lossland.core import check_grid_size, check_spec, resolve_device
-from lossland.directions import DTYPES as HESSIAN_DTYPES
-from lossland.directions import (
-    Directions,
-    Plane,
-    hessian_plane,
-    model_directions,
-    random_directions,
-    trajectory_plane,
-)
+from lossland.cli._output import say
+from lossland.core import KINDS, check_grid_size, check_spec
+from lossland.directions import Directions, Plane, make_plane
 from lossland.engine import Evaluator, known_samples
 from lossland.errors import LosslandError
-from lossland.io import Checkpoint, Surface, check_output, load_checkpoint, sha256_file
+from lossland.io import Checkpoint, Surface, check_output, sha256_file
 from lossland.run import (
     SurfaceOptions,
     check_cost,
     check_seed_range,
     is_main_process,
+    plane_request,
     surface,
 )
 from lossland.zoo import spec_to_build
 
-HESSIAN = "hessian"
+MADE = [name for name, row in KINDS.items() if row.producer is not None]  # --directions NAME
+FLAG_OF = {"pca": "--trajectory", "models": "--to"}  # the kinds other flags ask for
 
 
 @dataclass(kw_only=True)
@@ -59,8 +55,12 @@ class SurfaceArgs(CheckpointModelArgs, SampleArgs):
     y: str | None = flag(None, doc="y range min:max:num (omit for a 1-D line of random directions)")
     directions: str | None = flag(
         None,
-        doc="reuse directions from this safetensors file, or 'hessian': the plane of the top two "
-        "Hessian eigenvectors at the checkpoint (unit norm; default range ±sqrt(2/λ1))",
+        doc="reuse directions from this safetensors file, or make a kind of directions: "
+        + "; ".join(
+            f"'{name}': {KINDS[name].summary}"
+            + (f" (with {FLAG_OF[name]})" if name in FLAG_OF else "")
+            for name in MADE
+        ),
     )
     save_directions: Path | None = flag(
         None,
@@ -99,12 +99,17 @@ def run(args: SurfaceArgs, options: SurfaceOptions) -> int:
 
 
 def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
-    """Check the outputs and ranges, load the model and data, make the plane, compute (or
-    resume) the surface. New directions are saved only once the run has taken the lock of the
-    surface file and accepted it (``on_accept``), so a refused run writes nothing."""
+    """Check the flags, the outputs and ranges, load the model and data, make the plane (random
+    directions: the run draws them), compute (or resume) the surface. The directions are saved
+    only once the run has taken the lock of the surface file and accepted it (``on_accept``),
+    so a refused run writes nothing."""
     main = is_main_process()  # under torchrun only rank 0 writes files and prints
     out = Path(args.out)
-    outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite)
+    kind = chosen_kind(args)
+    if args.seeds != 1 and kind != "random":
+        raise LosslandError("--seeds compares random planes: drop --directions, --to, --trajectory")
+    given = Path(str(args.directions)) if kind is None else None
+    outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite, given)
     if main:
         outputs.check()
     nx, ny = _grid_size(args)
@@ -119,16 +124,14 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     data = args.load_data(options.seed)
     if samples is None:  # and before the plane (Hessian, PCA) is computed
         check_cost(model, options, samples=known_samples(data), **cost)
-    if args.seeds != 1:  # every seed draws its own random directions
-        if args.directions is not None or args.to or args.trajectory:
-            raise LosslandError(
-                "--seeds compares random planes: drop --directions, --to, --trajectory"
-            )
-        plane, new = Plane(Directions(x={}), args.x, args.y), None
-    else:
-        plane, new = choose_plane(args, options, model, checkpoint, data, evaluator)
-        if main and plane.directions.cosine is not None:
-            note(f"cosine(x, y) = {plane.directions.cosine:+.2e}")
+    plane, new = choose_plane(args, options, model, checkpoint, data, evaluator) or (None, None)
+    recipe = kind is not None and KINDS[kind].saved == "recipe"
+
+    def accept(used: Directions) -> dict[str, str]:  # rank 0, the run's file accepted
+        if args.seeds == 1 and used.cosine is not None:
+            note(f"cosine(x, y) = {used.cosine:+.2e}")
+        return outputs.accept(used if recipe else new)
+
     used_spec = spec_to_build(checkpoint, args.given())
     attrs = {
         "model": str(used_spec),
@@ -137,36 +140,59 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         "checkpoint_sha256": checkpoint.sha256 or "",
         "to": [str(p) for p in args.to],
         "samples_requested": args.samples,
-        **dict(plane.attrs),
+        **(dict(plane.attrs) if plane is not None else {}),
     }
-    given = Path(args.directions) if args.directions not in (None, HESSIAN) else None
     return surface(
         model,
         data,
-        x=plane.x,
-        y=plane.y,
-        directions=plane.directions if plane.directions.x else None,
+        x=plane.x if plane is not None else args.x,
+        y=plane.y if plane is not None else args.y,
+        directions=plane.directions if plane is not None else None,
         evaluator=evaluator,
         out=out,
         overwrite=args.overwrite,
         split=args.split,
         attrs=attrs,
-        trajectories=plane.trajectories or None,
+        trajectories=(plane.trajectories or None) if plane is not None else None,
         seeds=args.seeds,
         options=options,
-        on_accept=lambda: outputs.accept(new, given),
+        on_accept=accept,
     )
+
+
+def _asked(args: SurfaceArgs) -> list[tuple[str, str | None]]:
+    """(flag, the kind it asks for) for each flag set that chooses the plane; the kind is None
+    for ``--directions FILE``."""
+    asked: list[tuple[str, str | None]] = []
+    if args.trajectory:
+        asked.append(("--trajectory", "pca"))
+    if args.to:
+        asked.append(("--to", "models"))
+    if args.directions is not None:
+        made = args.directions if args.directions in MADE else None
+        asked.append((f"--directions {made}" if made else "--directions", made))
+    return asked
+
+
+def chosen_kind(args: SurfaceArgs) -> str | None:
+    """The kind of directions the flags ask for: "random" when none does, else the one kind
+    they all ask for (None: directions read from a file)."""
+    asked = _asked(args)
+    if not asked:
+        return "random"
+    other = [flag for flag, name in asked if name != asked[0][1]]
+    if other:
+        raise LosslandError(f"{asked[0][0]} and {other[0]} both set: choose one kind of plane")
+    return asked[0][1]
 
 
 def _grid_size(args: SurfaceArgs) -> tuple[int, int | None]:
     """The grid's points per axis as far as the flags tell (auto: its NUM), and whether it is
-    a plane (None: a line), before the plane is made."""
-    plane = (
-        args.y is not None
-        or bool(args.trajectory)
-        or args.directions == HESSIAN
-        or len(args.to) > 1
-    )
+    a plane (None: a line), before the plane is made: a plane where ``--y`` is given or the
+    kind makes one (between models: with two ``--to``)."""
+    kind = chosen_kind(args)
+    row = KINDS[kind] if kind is not None else None
+    plane = args.y is not None or (row is not None and row.y_by_default and len(args.to) != 1)
     nx = check_spec(args.x, name="x")
     return nx, check_spec(args.y, name="y") if plane else None
 
@@ -174,12 +200,14 @@ def _grid_size(args: SurfaceArgs) -> tuple[int, int | None]:
 @dataclass(frozen=True)
 class _Outputs:
     """The files a surface command writes: the surface (``out``) and, when the plane's
-    directions are new, their file (``directions``); never one of ``inputs``."""
+    directions are new, their file (``directions``); never one of ``inputs``. ``given``: the
+    directions file the plane was read from."""
 
     out: Path
     directions: Path | None
     inputs: list[Path]
     overwrite: bool
+    given: Path | None = None
 
     def check(self) -> None:
         """Before any work (rank 0). Replacing ``out`` is the run's choice (resume, or
@@ -189,14 +217,15 @@ class _Outputs:
         if self.directions is not None:
             self._check_directions(own=self.out.exists())
 
-    def accept(self, new: Directions | None, given: Path | None) -> dict[str, str]:
-        """``on_accept`` (rank 0, holding the lock, the surface file accepted): save new
-        directions, unless the file holds these very ones; the attributes naming the file."""
+    def accept(self, new: Directions | None) -> dict[str, str]:
+        """``on_accept`` (rank 0, holding the lock, the surface file accepted): save ``new``
+        directions (None: the plane's come from files), unless the file holds these very ones;
+        the attributes naming the file."""
         keep = self.directions
         if new is not None and keep is not None and not _same_directions(keep, new):
             self._check_directions(own=False)
             new.save(keep)
-        file = self.directions if new is not None else given
+        file = self.directions if new is not None else self.given
         return {
             "directions_file": str(file or ""),
             "directions_file_sha256": sha256_file(file) if file and file.exists() else "",
@@ -217,25 +246,32 @@ class _Outputs:
 def _inputs(args: SurfaceArgs) -> list[Path]:
     """The files this command reads: outputs must never be one of them."""
     files = [args.checkpoint, *args.to]
-    if args.directions not in (None, HESSIAN):
+    if chosen_kind(args) is None:
         files.append(Path(str(args.directions)))
     files += [f for folder in args.trajectory if folder.is_dir() for f in folder.iterdir()]
     return files
 
 
 def _directions_file(args: SurfaceArgs, out: Path) -> Path | None:
-    """Where the new directions of this plane go: random directions only with
+    """Where the new directions of this plane go, as its kind's row says: random ones only with
     --save-directions (the surface file records their recipe: seed, norm, ignore, and their
-    fingerprint), PCA and Hessian directions beside the surface by default (they cannot be
-    regenerated cheaply); None where they are read from files (--directions FILE, --to)."""
-    if args.to or args.directions not in (None, HESSIAN):
+    fingerprint; a seed stack records one per seed), PCA and Hessian ones beside the surface by
+    default (they cannot be regenerated cheaply); None where they are read from files
+    (--directions FILE, --to)."""
+    kind = chosen_kind(args)
+    saved = KINDS[kind].saved if kind is not None else "inputs"
+    if saved == "inputs":
         if args.save_directions is not None:
             raise LosslandError(
                 "--save-directions saves new directions; --directions FILE and --to read theirs "
                 "from files: drop --save-directions"
             )
         return None
-    if args.seeds != 1 or not (args.trajectory or args.directions == HESSIAN):
+    if saved == "recipe":
+        if args.seeds != 1 and args.save_directions is not None:
+            raise LosslandError(
+                "a seed stack stores its directions as recipes; drop --save-directions or --seeds"
+            )
         return args.save_directions
     return args.save_directions or out.with_name(out.name + ".directions.safetensors")
 
@@ -247,111 +283,42 @@ def choose_plane(
     checkpoint: Checkpoint,
     data: Any,
     evaluator: Evaluator | None,
-) -> tuple[Plane, Directions | None]:
+) -> tuple[Plane, Directions | None] | None:
     """The plane the flags ask for, and the new directions to save with it (None: its
-    directions come from files)."""
-    hessian = args.directions == HESSIAN
-    asked = [
-        name
-        for name, given in (
-            ("--trajectory", bool(args.trajectory)),
-            ("--to", bool(args.to)),
-            ("--directions hessian" if hessian else "--directions", args.directions is not None),
-        )
-        if given
-    ]
-    if len(asked) > 1:
-        raise LosslandError(f"{asked[0]} and {asked[1]} both set: choose one kind of plane")
+    directions come from files); None for random directions, which the run draws."""
+    kind = chosen_kind(args)
     if args.pca_runs != "all" and not args.trajectory:
         raise LosslandError("--pca-runs needs --trajectory: give the run folders")
-    if (args.trajectory or hessian) and options.scheme != "li":
-        raise LosslandError(f"{asked[0]} planes use scheme li, not {options.scheme}: drop --scheme")
-    if args.trajectory:
-        plane = _trajectory(args, model, checkpoint, allow_large=options.allow_large)
-        # The surface records the labels with the directions; the paths in its own datasets.
-        info = {**dict(plane.directions.info), "axis_labels": list(plane.attrs["axis_labels"])}
-        return replace(plane, directions=replace(plane.directions, info=info)), _with_paths(plane)
-    if hessian:
-        plane = replace(_hessian(options, model, data, evaluator), x=args.x, y=args.y)
-        return plane, plane.directions
-    if args.to:
-        if len(args.to) > 2:
-            raise LosslandError("--to takes one checkpoint (a line) or two (a plane)")
-        ends = [load_checkpoint(p).state_dict for p in args.to]
-        return Plane(model_directions(checkpoint.state_dict, *ends), args.x, args.y), None
-    if args.directions is not None:
+    if kind is None:
         return _from_file(args, model), None
-    directions = random_directions(
-        model,
-        seed=options.seed,
-        norm=options.norm,
-        ignore=options.ignore,
-        ndim=1 if args.y is None else 2,
-        orthogonalize=options.orthogonalize,
-    )
-    return Plane(directions, args.x, args.y), directions
-
-
-def _trajectory(
-    args: SurfaceArgs, model: nn.Module, checkpoint: Checkpoint, *, allow_large: bool
-) -> Plane:
+    row = KINDS[kind]
+    if options.scheme not in row.schemes:
+        flag = (_asked(args) or [(kind, None)])[0][0]
+        raise LosslandError(
+            f"{flag} planes use scheme {' or '.join(row.schemes)}, not {options.scheme}: "
+            "drop --scheme"
+        )
+    if row.producer is None:
+        return None
     started = time.perf_counter()
-    names = [n for n, _ in model.named_parameters()]
-    plane = trajectory_plane(
+    request = plane_request(
+        model,
         checkpoint.state_dict,
-        args.trajectory,
-        names=names,
-        pca_runs=args.pca_runs,
-        allow_large=allow_large,
-    )
-    info = plane.directions.info
-    ratio = info["explained_variance_ratio"]
-    note(
-        f"PCA of {info['pca_checkpoints']} checkpoints: PC1 {100 * ratio[0]:.1f} %, "
-        f"PC2 {100 * ratio[1]:.1f} % of the variance ({time.perf_counter() - started:.1f} s)"
-    )
-    for name, off in plane.attrs["trajectory_off_plane"].items():
-        if off > 0.5:
-            note(
-                f"note: run {shown(name)} lies far off the plane (up to {100 * off:.0f} % of its "
-                "largest distance from the final point): its drawn path is a shadow"
-            )
-    return replace(plane, x=args.x, y=args.y)
-
-
-def _with_paths(plane: Plane) -> Directions:
-    """PCA directions carrying their paths and labels, so --directions FILE restores them."""
-    info = {
-        **dict(plane.directions.info),
-        "trajectories": {k: np.asarray(v).tolist() for k, v in plane.trajectories.items()},
-        "axis_labels": list(plane.attrs["axis_labels"]),
-    }
-    return replace(plane.directions, info=info)
-
-
-def _hessian(
-    options: SurfaceOptions, model: nn.Module, data: Any, evaluator: Evaluator | None
-) -> Plane:
-    started = time.perf_counter()
-    plane = hessian_plane(
-        model,
         data,
-        evaluator=evaluator,
-        batch_size=min(options.batch_size, 256),
-        device=resolve_device(options.device),
-        dtype=HESSIAN_DTYPES[options.dtype],
-        seed=options.seed,
-        allow_large=options.allow_large,
-        progress=options.progress,
+        evaluator,
+        options,
+        x=args.x,
+        y=args.y,
+        to=args.to,
+        runs=args.trajectory,
+        pca_runs=args.pca_runs,
     )
-    info = plane.directions.info
-    note(
-        "Hessian eigenvalues "
-        + ", ".join(f"λ{i + 1} = {v:.4g}" for i, v in enumerate(info["eigenvalues"]))
-        + f" (Lanczos, {info['lanczos_iterations']} iterations, "
-        f"{time.perf_counter() - started:.1f} s)"
-    )
-    return plane
+    plane, new = make_plane(kind, request)
+    if row.notes is not None:
+        seconds = time.perf_counter() - started
+        for line in row.notes(plane.directions.info, plane.attrs, seconds):
+            note(line)
+    return plane, new
 
 
 def _from_file(args: SurfaceArgs, model: nn.Module) -> Plane:

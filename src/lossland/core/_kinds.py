@@ -8,7 +8,10 @@ that reads a file (figures, ``info``) looks its kind up with :func:`recorded_kin
 answers None for a kind this version does not know; :func:`kind` is for names the program
 chose itself, and refuses an unknown one.
 
-Adding a kind is one producer module in ``directions/`` plus one row here.
+Adding a kind is one producer module in ``directions/`` plus one row here: a producer is a
+function ``(request: PlaneRequest) -> (Plane, new directions or None)`` (see
+:mod:`lossland.directions._plane`), and ``lossland surface --directions NAME`` then makes the
+kind's plane, saves its directions as the row says and prints its notes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 from lossland.core._grid import auto_points, auto_range, grid_with_zero
 from lossland.core._schemes import Scheme
+from lossland.core._text import printable
 from lossland.errors import LosslandError, arg
 
 Kind = Literal["random", "pca", "hessian", "models"]
@@ -60,7 +64,8 @@ class DirectionKind:
     between_models: bool = False  # a barrier (and its 1-D refinement), node losses, BN note
     zero_fix: ZeroFix | None = None  # None: "recreate the directions"
     parallel_fix: str = "recreate them"
-    producer: str | None = None  # "lossland.directions._pca:pca_plane_for"
+    producer: str | None = None  # "lossland.directions._pca:pca_plane_for"; None: the run draws
+    summary: str = ""  # what a plane of this kind is, for the command line's help
     notes: Notes | None = None
 
     def heading(self, *, ndim: int, norm: object = None) -> str:
@@ -129,6 +134,34 @@ def _same_models(norm: str, ignore: str) -> str:
     return "the checkpoints hold the same weights; compare different checkpoints"
 
 
+# --- notes: what the command line prints once a plane is made -------------------------------
+
+
+def _pca_notes(info: Mapping[str, Any], attrs: Mapping[str, Any], seconds: float) -> list[str]:
+    """The variance the plane explains, and the runs whose drawn path is only a shadow."""
+    ratio = info["explained_variance_ratio"]
+    lines = [
+        f"PCA of {info['pca_checkpoints']} checkpoints: PC1 {100 * ratio[0]:.1f} %, "
+        f"PC2 {100 * ratio[1]:.1f} % of the variance ({seconds:.1f} s)"
+    ]
+    lines += [
+        f"note: run {printable(name)} lies far off the plane (up to {100 * off:.0f} % of its "
+        "largest distance from the final point): its drawn path is a shadow"
+        for name, off in attrs["trajectory_off_plane"].items()
+        if off > 0.5
+    ]
+    return lines
+
+
+def _hessian_notes(info: Mapping[str, Any], attrs: Mapping[str, Any], seconds: float) -> list[str]:
+    """The eigenvalues that span the plane, and what finding them took."""
+    values = ", ".join(f"λ{i + 1} = {v:.4g}" for i, v in enumerate(info["eigenvalues"]))
+    return [
+        f"Hessian eigenvalues {values} (Lanczos, {info['lanczos_iterations']} iterations, "
+        f"{seconds:.1f} s)"
+    ]
+
+
 # --- the table ------------------------------------------------------------------------------
 
 KINDS: Mapping[str, DirectionKind] = {
@@ -152,6 +185,9 @@ KINDS: Mapping[str, DirectionKind] = {
             y_by_default=True,
             saved="beside",
             schemes=("li",),
+            producer="lossland.directions._pca:pca_plane_for",
+            summary="the PCA plane of training runs around the checkpoint, their paths drawn",
+            notes=_pca_notes,
         ),
         DirectionKind(
             name="hessian",
@@ -161,6 +197,10 @@ KINDS: Mapping[str, DirectionKind] = {
             y_by_default=True,
             saved="beside",
             schemes=("li",),
+            producer="lossland.directions._hessian_plane:hessian_plane_for",
+            summary="the plane of the top two Hessian eigenvectors at the checkpoint (unit norm; "
+            "default range ±sqrt(2/λ1))",
+            notes=_hessian_notes,
         ),
         DirectionKind(
             name="models",
@@ -175,6 +215,8 @@ KINDS: Mapping[str, DirectionKind] = {
                 "the second and third checkpoints lie on one line through the first (the same "
                 "checkpoint twice?)"
             ),
+            producer="lossland.directions._models:models_plane_for",
+            summary="the line (or plane) from the checkpoint to one (or two) others",
         ),
     )
 }

@@ -1,6 +1,8 @@
 """Every producer of a :class:`Directions` value: random, between models, PCA of a training
-trajectory, Hessian eigenvectors; :class:`Plane`, what a surface is computed on; and the
-Hessian's spectrum (density by stochastic Lanczos quadrature, per-group top eigenvalues)."""
+trajectory, Hessian eigenvectors; :class:`Plane`, what a surface is computed on, and
+:func:`make_plane`, which makes the plane of a kind (a row of :data:`lossland.core.KINDS`)
+from a :class:`PlaneRequest`; and the Hessian's spectrum (density by stochastic Lanczos
+quadrature, per-group top eigenvalues) with :class:`HessianOptions`."""
 
 from lossland.directions._directions import (
     IGNORES,
@@ -8,7 +10,6 @@ from lossland.directions._directions import (
     Direction,
     Directions,
     Ignore,
-    Kind,
     Norm,
     check_finite,
     check_usable,
@@ -18,22 +19,22 @@ from lossland.directions._directions import (
     empty_direction,
 )
 from lossland.directions._hessian import (
-    DTYPES,
     Eigenpairs,
     HessianOperator,
+    HessianOptions,
     HessianReport,
     TraceEstimate,
     Which,
     hessian_cost,
     hessian_directions,
     hessian_eigen,
-    hessian_plane,
     hessian_report,
     hutchinson,
     lanczos,
     save_eigen_directions,
 )
-from lossland.directions._models import model_directions
+from lossland.directions._hessian_plane import hessian_plane
+from lossland.directions._models import model_directions, model_names
 from lossland.directions._pca import (
     Projection,
     Run,
@@ -45,7 +46,7 @@ from lossland.directions._pca import (
     projection,
     trajectory_plane,
 )
-from lossland.directions._plane import KINDS, DirectionKind, Plane, grid_specs, hessian_range
+from lossland.directions._plane import Plane, PlaneRequest, grid_specs, make_plane
 from lossland.directions._random import (
     from_recipe,
     normalize_,
@@ -73,14 +74,11 @@ from lossland.directions._spectrum import (
 )
 
 __all__ = [
-    "DTYPES",
     "GROUPINGS",
     "IGNORES",
-    "KINDS",
     "NORMS",
     "SUMMARY_GRID_POINTS",
     "Direction",
-    "DirectionKind",
     "Directions",
     "Eigenpairs",
     "Estimate",
@@ -88,13 +86,14 @@ __all__ = [
     "GroupEigen",
     "GroupSpectra",
     "HessianOperator",
+    "HessianOptions",
     "HessianReport",
     "HessianSpectrum",
     "Ignore",
-    "Kind",
     "Norm",
     "ParameterGroup",
     "Plane",
+    "PlaneRequest",
     "Projection",
     "Run",
     "SpectralDensity",
@@ -118,12 +117,13 @@ __all__ = [
     "hessian_directions",
     "hessian_eigen",
     "hessian_plane",
-    "hessian_range",
     "hessian_report",
     "hessian_spectrum",
     "hutchinson",
     "lanczos",
+    "make_plane",
     "model_directions",
+    "model_names",
     "normalize_",
     "orthogonalized",
     "parameter_groups",

@@ -20,7 +20,15 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from lossland.core import FlatLayout, as_real, check_storable, dtype_kind, fingerprint
+from lossland.core import (
+    FlatLayout,
+    Kind,
+    as_real,
+    check_storable,
+    dtype_kind,
+    fingerprint,
+    recorded_kind,
+)
 from lossland.errors import LosslandError, arg, first_line
 from lossland.io import (
     READ_SHARE,
@@ -39,7 +47,6 @@ from lossland.io import (
 
 Norm = Literal["filter", "layer", "none"]
 Ignore = Literal["biasbn", "none"]
-Kind = Literal["random", "pca", "hessian", "models"]
 NORMS: tuple[str, ...] = get_args(Norm)
 IGNORES: tuple[str, ...] = get_args(Ignore)
 Direction = dict[str, Tensor]
@@ -353,39 +360,21 @@ def check_usable(directions: Directions) -> None:
     norms = {"x": dot(directions.x, directions.x) ** 0.5}
     if directions.y is not None:
         norms["y"] = dot(directions.y, directions.y) ** 0.5
+    row = recorded_kind(directions.kind)  # directions a user built may name any kind
     for axis, norm in norms.items():
         if norm == 0:
-            raise LosslandError(
-                f"direction {axis} is zero in every tensor: {_why_zero(directions)}"
+            why = (
+                row.why_zero(norm=directions.norm, ignore=directions.ignore)
+                if row is not None
+                else "recreate the directions"
             )
+            raise LosslandError(f"direction {axis} is zero in every tensor: {why}")
     cos = directions.cosine
     if cos is not None and abs(cos) > PARALLEL:
-        why = (
-            "the second and third checkpoints lie on one line through the first (the same "
-            "checkpoint twice?)"
-            if directions.kind == "models"
-            else "recreate them"
-        )
+        why = row.parallel_fix if row is not None else "recreate them"
         raise LosslandError(
             f"the two directions are parallel (cosine {cos:+.7f}), so the plane is a line: {why}"
         )
-
-
-def _why_zero(directions: Directions) -> str:
-    """What made a direction zero, and the fix, by the kind of directions."""
-    if directions.kind == "models":
-        return "the checkpoints hold the same weights; compare different checkpoints"
-    if directions.kind == "random" and directions.ignore == "biasbn":
-        return (
-            f"every parameter of this model is 1-D (biases, norm scales), which {arg('ignore')} "
-            f"biasbn leaves still; pass {arg('ignore')} none (each then moves along itself)"
-        )
-    if directions.kind == "random" and directions.norm != "none":
-        return (
-            f"the model's weights are zero and {arg('norm')} {directions.norm} scales the "
-            f"directions to them; pass {arg('norm')} none"
-        )
-    return "recreate the directions"
 
 
 def check_finite(directions: Directions) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,15 +32,19 @@ from lossland.core import (
     SEEDS,
     SUM,
     Bounds,
+    DType,
     Need,
+    check_fields,
     check_needs,
-    check_number,
     hessian_needs,
     moves,
+    option,
+    options_from,
     progress_bar,
+    resolve_device,
+    torch_dtype,
 )
 from lossland.directions._directions import Directions
-from lossland.directions._plane import Plane
 from lossland.engine import (
     Batch,
     Evaluator,
@@ -58,7 +62,59 @@ from lossland.errors import LosslandError, arg
 
 Which = Literal["largest", "magnitude"]
 MatVec = Callable[[Tensor], Tensor]
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HessianOptions:
+    """How the Hessian at θ* is computed, and how much of it a verb asks for: the one place
+    these defaults live. The five Hessian verbs take each field as a keyword (``None``: this
+    default, or ``options``' value); ``lossland hessian`` makes one flag per field."""
+
+    k: int = option(
+        5, "number of top eigenvalues (a spectrum: per parameter group)", bounds=AT_LEAST_1
+    )
+    # (option() returns a dataclasses.field, as dataclasses.field itself would: RUF009 is moot)
+    which: Which = option(  # noqa: RUF009
+        "largest", "largest: most positive eigenvalues; magnitude: largest |λ|"
+    )
+    probes: int = option(
+        64, "Rademacher probes for the Hutchinson trace (0: none)", bounds=Bounds(0)
+    )
+    iterations: int = option(
+        100, "most Lanczos iterations (memory: one vector each)", bounds=AT_LEAST_1
+    )
+    tol: float = option(1e-6, "stop when the residual bounds are below tol·|λ|max", bounds=POSITIVE)
+    seed: int = option(0, "seed for the sample subset, start vector and probes", bounds=SEEDS)
+    batch_size: int = option(256, "samples per Hessian-vector-product batch", bounds=AT_LEAST_1)
+    device: str = option("auto", "cpu, cuda, cuda:1, mps or auto")
+    dtype: DType = option("float32", "compute dtype")  # noqa: RUF009
+    allow_large: bool = option(
+        False,
+        "run even when the estimated work is above lossland's limits (1e9 sample evaluations, a "
+        "Hessian-vector product counting 8 per sample); what cannot fit the memory is refused "
+        "either way",
+    )
+    progress: bool = option(True, "show a progress bar over the products")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # choices and the bounds declared above
+
+
+def hessian_options(
+    options: HessianOptions | None,
+    given: Mapping[str, Any],
+    *,
+    default: HessianOptions | None = None,
+    not_taken: Iterable[str] = (),
+) -> HessianOptions:
+    """A verb's options: ``options`` (else the verb's ``default``, else HessianOptions()) with
+    the keywords in ``given`` (its ``locals()``) that are not None. ``not_taken`` are fields
+    the verb has no keyword for (or a keyword of its own under that name); a torch dtype is
+    named by its dtype name."""
+    given = {**given, **dict.fromkeys(not_taken)}
+    if isinstance(given.get("dtype"), torch.dtype):
+        given["dtype"] = str(given["dtype"]).removeprefix("torch.")
+    return options_from(options or default or HessianOptions(), given)
 
 
 # --- Hessian-vector products ---------------------------------------------------------------------
@@ -379,89 +435,56 @@ def hutchinson(
     return TraceEstimate(float(samples.mean()), sem, probes, samples)
 
 
-# --- directions and reports ----------------------------------------------------------------------
+# --- the operator the verbs share --------------------------------------------------------------
 
 
-def hessian_eigen(
+def _operator(
     model: nn.Module,
     data: Any,
+    options: HessianOptions,
+    needs: Callable[[int | None], list[Need]],
     *,
-    k: int = 2,
-    evaluator: Evaluator | None = None,
-    loss: LossFn | str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    iterations: int = 100,
-    tol: float = 1e-6,
-    which: Which = "largest",
-    seed: int = 0,
-    allow_large: bool = False,
-    progress: bool = True,
-) -> tuple[HessianOperator, Eigenpairs]:
-    """The operator and its top-k eigenpairs (see :func:`lanczos`); the cost is checked first
-    (see :func:`hessian_cost`; ``allow_large`` lets work above lossland's limits run)."""
-    needs = _needs(model, k=k, iterations=iterations, probes=0, dtype=dtype, device=device)
-    op = checked_operator(
+    evaluator: Evaluator | None,
+    loss: LossFn | str | None,
+) -> HessianOperator:
+    """The operator of every Hessian verb, on ``options``' device in its dtype, with ``needs``
+    checked before the data is read (the samples known then) and, where only reading tells how
+    many samples the data holds, once more after."""
+    known = known_samples(data)
+    check_needs(needs(known), allow_large=options.allow_large)
+    op = HessianOperator(
         model,
         data,
-        needs,
-        allow_large=allow_large,
         evaluator=evaluator,
         loss=loss,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
+        batch_size=options.batch_size,
+        device=resolve_device(options.device),
+        dtype=torch_dtype(options.dtype),
     )
-    with counting(op, min(op.size, max(iterations, k)), enabled=progress):
-        pairs = lanczos(
-            op,
-            op.size,
-            k,
-            iterations=iterations,
-            tol=tol,
-            which=which,
-            seed=seed,
-            device=op.device,
-            dtype=dtype,
-        )
-    return op, pairs
+    if known is None:
+        check_needs(needs(op.count), allow_large=options.allow_large)
+    return op
 
 
-def hessian_cost(
-    model: nn.Module,
-    *,
-    samples: int | None,
-    k: int,
-    iterations: int,
-    probes: int,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-) -> list[Need]:
+def hessian_cost(model: nn.Module, options: HessianOptions, *, samples: int | None) -> list[Need]:
     """What the Hessian report needs (:func:`lossland.core.hessian_needs`): its Lanczos
-    vectors and ``probes`` Hutchinson probes over ``samples`` samples (None: not known yet)."""
-    return _needs(model, k=k, iterations=iterations, probes=probes, dtype=dtype, device=device)(
-        samples
-    )
+    vectors and ``options.probes`` Hutchinson probes over ``samples`` samples (None: not known
+    yet)."""
+    return _needs(model, options, probes=options.probes)(samples)
 
 
 def _needs(
-    model: nn.Module,
-    *,
-    k: int,
-    iterations: int,
-    probes: int,
-    dtype: torch.dtype,
-    device: str | torch.device,
+    model: nn.Module, options: HessianOptions, *, probes: int
 ) -> Callable[[int | None], list[Need]]:
     params = sum(p.numel() for p in model.parameters())
-    place = memory_place(device)
+    place = memory_place(resolve_device(options.device))
+    itemsize = torch_dtype(options.dtype).itemsize
     return lambda samples: hessian_needs(
         params=params,
-        itemsize=dtype.itemsize,
+        itemsize=itemsize,
         samples=samples,
-        k=k,
-        iterations=iterations,
+        k=options.k,
+        iterations=options.iterations,
         probes=probes,
         place=place,
     )
@@ -472,24 +495,6 @@ def memory_place(device: str | torch.device) -> str:
     names it."""
     device = torch.device(device)
     return str(device) if device.type == "cuda" else "host"
-
-
-def checked_operator(
-    model: nn.Module,
-    data: Any,
-    needs: Callable[[int | None], list[Need]],
-    *,
-    allow_large: bool,
-    **options: Any,
-) -> HessianOperator:
-    """The operator, with ``needs`` checked before the data is read (the samples known then)
-    and, where only reading tells how many samples the data holds, once more after."""
-    known = known_samples(data)
-    check_needs(needs(known), allow_large=allow_large)
-    op = HessianOperator(model, data, **options)
-    if known is None:
-        check_needs(needs(op.count), allow_large=allow_large)
-    return op
 
 
 @contextlib.contextmanager
@@ -504,55 +509,115 @@ def counting(op: HessianOperator, total: int, *, enabled: bool) -> Iterator[None
         op.bar = None
 
 
+def _lanczos(op: HessianOperator, options: HessianOptions) -> Eigenpairs:
+    o = options
+    return lanczos(
+        op,
+        op.size,
+        o.k,
+        iterations=o.iterations,
+        tol=o.tol,
+        which=o.which,
+        seed=o.seed,
+        device=op.device,
+        dtype=op.dtype,
+    )
+
+
+# --- the verbs: eigenpairs, directions, the report, the plane ------------------------------------
+
+TOP_TWO = HessianOptions(k=2)  # the default of the verbs that make directions
+
+
+def hessian_eigen(
+    model: nn.Module,
+    data: Any,
+    *,
+    evaluator: Evaluator | None = None,
+    loss: LossFn | str | None = None,
+    options: HessianOptions | None = None,
+    k: int | None = None,
+    which: Which | None = None,
+    iterations: int | None = None,
+    tol: float | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: DType | torch.dtype | None = None,
+    allow_large: bool | None = None,
+    progress: bool | None = None,
+) -> tuple[HessianOperator, Eigenpairs]:
+    """The operator and its top-k eigenpairs (see :func:`lanczos`; ``k`` 2 unless given or
+    in ``options``); the cost is checked first (see :func:`hessian_cost`; ``allow_large`` lets
+    work above lossland's limits run). The keywords are :class:`HessianOptions`' fields but
+    ``probes``."""
+    o = hessian_options(options, locals(), default=TOP_TWO, not_taken=("probes",))
+    return _eigen(model, data, o, evaluator=evaluator, loss=loss)
+
+
+def _eigen(
+    model: nn.Module,
+    data: Any,
+    o: HessianOptions,
+    *,
+    evaluator: Evaluator | None,
+    loss: LossFn | str | None,
+) -> tuple[HessianOperator, Eigenpairs]:
+    op = _operator(model, data, o, _needs(model, o, probes=0), evaluator=evaluator, loss=loss)
+    with counting(op, min(op.size, max(o.iterations, o.k)), enabled=o.progress):
+        pairs = _lanczos(op, o)
+    return op, pairs
+
+
 def hessian_directions(
     model: nn.Module,
     data: Any,
     *,
-    k: int = 2,
     evaluator: Evaluator | None = None,
     loss: LossFn | str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    iterations: int = 100,
-    tol: float = 1e-6,
-    which: Which = "largest",
-    seed: int = 0,
-    allow_large: bool = False,
-    progress: bool = True,
+    options: HessianOptions | None = None,
+    k: int | None = None,
+    which: Which | None = None,
+    iterations: int | None = None,
+    tol: float | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: DType | torch.dtype | None = None,
+    allow_large: bool | None = None,
+    progress: bool | None = None,
 ) -> Directions:
-    """Unit eigenvectors of the two (k ≥ 2) or one (k = 1) top Hessian eigenvalues at θ*.
+    """Unit eigenvectors of the two (k ≥ 2, the default) or one (k = 1) top Hessian
+    eigenvalues at θ*.
 
     With unit directions the surface's coordinates are Euclidean distances in weight space and
     its curvature at the centre along x is λ₁ (a check the sharpness figures print).
-    ``info`` holds all k eigenvalues, the Lanczos iterations and residual bounds.
+    ``info`` holds all k eigenvalues, the Lanczos iterations and residual bounds. The keywords
+    are :class:`HessianOptions`' fields but ``probes``.
     """
-    op, pairs = hessian_eigen(
-        model,
-        data,
-        k=k,
-        evaluator=evaluator,
-        loss=loss,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        iterations=iterations,
-        tol=tol,
-        which=which,
-        seed=seed,
-        allow_large=allow_large,
-        progress=progress,
-    )
+    o = hessian_options(options, locals(), default=TOP_TWO, not_taken=("probes",))
+    return _directions(model, data, o, evaluator=evaluator, loss=loss)
+
+
+def _directions(
+    model: nn.Module,
+    data: Any,
+    o: HessianOptions,
+    *,
+    evaluator: Evaluator | None,
+    loss: LossFn | str | None,
+) -> Directions:
+    op, pairs = _eigen(model, data, o, evaluator=evaluator, loss=loss)
     info = {
         "eigenvalues": [float(v) for v in pairs.values],
         "eigen_residuals": [float(r) for r in pairs.residuals],
         "lanczos_iterations": pairs.iterations,
         "lanczos_converged": pairs.converged,
-        "eigen_order": which,
+        "eigen_order": o.which,
         "hessian_samples": op.count,
-        "hessian_dtype": str(dtype).removeprefix("torch."),
+        "hessian_dtype": str(op.dtype).removeprefix("torch."),
     }
-    return op.directions(pairs, model, info, seed=seed)
+    return op.directions(pairs, model, info, seed=o.seed)
 
 
 @dataclass(frozen=True)
@@ -613,54 +678,37 @@ def hessian_report(
     model: nn.Module,
     data: Any,
     *,
-    k: int = 5,
-    probes: int = 64,
     evaluator: Evaluator | None = None,
     loss: LossFn | str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    iterations: int = 100,
-    tol: float = 1e-6,
-    which: Which = "largest",
-    seed: int = 0,
-    allow_large: bool = False,
-    progress: bool = True,
+    options: HessianOptions | None = None,
+    k: int | None = None,
+    which: Which | None = None,
+    probes: int | None = None,
+    iterations: int | None = None,
+    tol: float | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: DType | torch.dtype | None = None,
+    allow_large: bool | None = None,
+    progress: bool | None = None,
 ) -> tuple[HessianReport, HessianOperator]:
     """Top-k eigenvalues, a Hutchinson trace (``probes`` > 0) and the loss/gradient at θ*.
-    The cost is checked before any product (:func:`hessian_cost`: memory, and work above
-    lossland's limits only with ``allow_large``); ``progress`` shows a bar over the products."""
-    _check_report_arguments(
-        model, k=k, probes=probes, iterations=iterations, tol=tol, seed=seed, batch_size=batch_size
-    )
+    The keywords are :class:`HessianOptions`' fields (``None``: ``options``' value, or its
+    default). The cost is checked before any product (:func:`hessian_cost`: memory, and work
+    above lossland's limits only with ``allow_large``); ``progress`` shows a bar over the
+    products."""
+    o = hessian_options(options, locals())
+    _check_report(model, o)
     started = time.perf_counter()
-    needs = _needs(model, k=k, iterations=iterations, probes=probes, dtype=dtype, device=device)
-    op = checked_operator(
-        model,
-        data,
-        needs,
-        allow_large=allow_large,
-        evaluator=evaluator,
-        loss=loss,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
+    op = _operator(
+        model, data, o, _needs(model, o, probes=o.probes), evaluator=evaluator, loss=loss
     )
-    with counting(op, min(op.size, max(iterations, k)) + probes + 1, enabled=progress):
-        pairs = lanczos(
-            op,
-            op.size,
-            k,
-            iterations=iterations,
-            tol=tol,
-            which=which,
-            seed=seed,
-            device=op.device,
-            dtype=dtype,
-        )
+    with counting(op, min(op.size, max(o.iterations, o.k)) + o.probes + 1, enabled=o.progress):
+        pairs = _lanczos(op, o)
         trace = (
-            hutchinson(op, op.size, probes=probes, seed=seed, device=op.device, dtype=dtype)
-            if probes > 0
+            hutchinson(op, op.size, probes=o.probes, seed=o.seed, device=op.device, dtype=op.dtype)
+            if o.probes > 0
             else None
         )
         value, grad = op.loss_and_grad()
@@ -673,26 +721,16 @@ def hessian_report(
         trace=trace,
         seconds=time.perf_counter() - started,
         device=str(op.device),
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=str(op.dtype).removeprefix("torch."),
         products=op.products,
     )
     return report, op
 
 
-REPORT_BOUNDS: dict[str, tuple[Bounds, bool]] = {  # argument → (bounds, whole number)
-    "k": (AT_LEAST_1, True),
-    "probes": (Bounds(0), True),  # 0: no trace
-    "iterations": (AT_LEAST_1, True),
-    "tol": (POSITIVE, False),
-    "seed": (SEEDS, True),
-    "batch_size": (AT_LEAST_1, True),
-}
-
-
-def _check_report_arguments(model: nn.Module, **values: Any) -> None:
-    for name, (bounds, whole) in REPORT_BOUNDS.items():
-        check_number(name, values[name], bounds, whole=whole)
-    k, iterations = values["k"], values["iterations"]
+def _check_report(model: nn.Module, options: HessianOptions) -> None:
+    """What the report needs beyond each option's own bounds: k within the model's size, and
+    at least k Lanczos iterations."""
+    k, iterations = options.k, options.iterations
     size = sum(p.numel() for p in model.parameters())
     checks = [
         (
@@ -729,38 +767,3 @@ def save_eigen_directions(
         "hessian_trace_sem": None if report.trace is None else report.trace.sem,
     }
     return op.directions(report.eigen, model, info, seed=None).save(path)
-
-
-def hessian_plane(
-    model: nn.Module,
-    data: Any,
-    *,
-    evaluator: Evaluator | None = None,
-    loss: LossFn | str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    seed: int = 0,
-    allow_large: bool = False,
-    progress: bool = True,
-) -> Plane:
-    """The plane of the top two Hessian eigenvectors at θ* (unit norm), labelled with λ1, λ2."""
-    size = sum(p.numel() for p in model.parameters())
-    if size < 2:
-        raise LosslandError(f"the model has {size} parameter: too few for a Hessian plane")
-    directions = hessian_directions(
-        model,
-        data,
-        k=2,
-        evaluator=evaluator,
-        loss=loss,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        seed=seed,
-        allow_large=allow_large,
-        progress=progress,
-    )
-    values = directions.info["eigenvalues"]
-    labels = [f"v1 (λ1 = {values[0]:.4g})", f"v2 (λ2 = {values[1]:.4g})"]
-    return Plane(directions=directions, attrs={"axis_labels": labels})

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from lossland.core import dtype_kind, moves
 from lossland.directions._directions import Directions
-from lossland.errors import LosslandError
+from lossland.directions._plane import Plane, PlaneRequest
+from lossland.errors import LosslandError, arg
+from lossland.io import load_checkpoint
 
 
 def model_directions(
     start: Mapping[str, Tensor],
     *ends: Mapping[str, Tensor],
     include_buffers: bool = True,
+    names: Sequence[str] | None = None,
 ) -> Directions:
     """Directions from one model to others: x = θ₂ − θ₁ (and y = θ₃ − θ₁), origin θ₁.
 
     Floating-point buffers (BatchNorm running statistics) are interpolated with the weights
     when ``include_buffers``; integer buffers (``num_batches_tracked``) are never moved.
+    ``names`` limits the directions to those tensors: pass the model's own
+    (:func:`model_names`) where a checkpoint holds a tied weight under two names (GPT-2's
+    ``lm_head.weight`` is ``transformer.wte.weight``), which the model moves once.
     """
     if not 1 <= len(ends) <= 2:
         raise LosslandError("model-to-model directions need two or three checkpoints")
+    wanted = None if names is None else set(names)
     names = [
         k
         for k, v in start.items()
-        if moves(k, v.dtype, where="the first checkpoint")
+        if (wanted is None or k in wanted)
+        and moves(k, v.dtype, where="the first checkpoint")
         and (include_buffers or not _is_buffer_name(k))
     ]
     for end in ends:
@@ -57,3 +65,19 @@ def model_directions(
 
 def _is_buffer_name(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in ("running_mean", "running_var")
+
+
+def model_names(model: nn.Module) -> list[str]:
+    """The names under which ``model`` holds its tensors, each tensor once (a tied weight under
+    its first name): the names a surface run moves."""
+    return [n for n, _ in [*model.named_parameters(), *model.named_buffers()]]
+
+
+def models_plane_for(request: PlaneRequest) -> tuple[Plane, None]:
+    """The producer of kind "models": the line from the checkpoint to ``request.to``'s one
+    checkpoint, or the plane through it and two; the directions come from those files."""
+    if not 1 <= len(request.to) <= 2:
+        raise LosslandError(f"{arg('to')} takes one checkpoint (a line) or two (a plane)")
+    ends = [load_checkpoint(p).state_dict for p in request.to]
+    directions = model_directions(request.state, *ends, names=model_names(request.model))
+    return Plane(directions, request.x, request.y), None

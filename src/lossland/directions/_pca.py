@@ -35,7 +35,7 @@ from torch import Tensor
 
 from lossland.core import check_needs, dtype_kind, moves, pca_needs
 from lossland.directions._directions import Directions
-from lossland.directions._plane import Plane
+from lossland.directions._plane import Plane, PlaneRequest
 from lossland.errors import LosslandError, arg
 from lossland.io import is_safetensors, load_checkpoint
 
@@ -500,3 +500,24 @@ def trajectory_plane(
             "trajectory_off_plane": off,
         },
     )
+
+
+def pca_plane_for(request: PlaneRequest) -> tuple[Plane, Directions]:
+    """The producer of kind "pca": the plane of ``request.runs`` around the checkpoint (its
+    parameters move). The directions the surface uses record the axis labels; the ones saved
+    beside it also carry the projected paths, so a surface on them (reused as a directions
+    file) draws the paths again."""
+    names = [n for n, _ in request.model.named_parameters()]
+    plane = trajectory_plane(
+        request.state,
+        list(request.runs),
+        names=names,
+        pca_runs=request.pca_runs,
+        allow_large=request.allow_large,
+    )
+    labels = list(plane.attrs["axis_labels"])
+    info = dict(plane.directions.info)
+    used = replace(plane.directions, info={**info, "axis_labels": labels})
+    paths = {k: np.asarray(v).tolist() for k, v in plane.trajectories.items()}
+    saved = replace(plane.directions, info={**info, "trajectories": paths, "axis_labels": labels})
+    return replace(plane, directions=used, x=request.x, y=request.y), saved

@@ -1,27 +1,30 @@
-"""A plane to evaluate, and the registry of direction kinds that knows how to lay out its grid.
+"""A plane to evaluate, what a producer of directions is asked for, and the grid of a plane.
 
 A :class:`Plane` is what every producer of directions hands to :func:`lossland.surface`: the
 directions, the grid ranges (``None`` or ``auto[:NUM]`` meaning "choose for me"), attributes
 the surface file records (axis labels, the runs a PCA came from) and projected trajectories.
 
-Each kind of directions has one row in :data:`KINDS`: how it chooses a grid. Adding a kind is
-one producer module plus one row here.
+Each kind of directions is one row of :data:`lossland.core.KINDS`; a kind that is made from
+inputs (a Hessian, training runs, other checkpoints) names its producer there, a function
+``(PlaneRequest) -> (Plane, new directions or None)`` that :func:`make_plane` calls. Random
+directions have none: :func:`lossland.surface` draws them itself.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import Tensor, nn
 
-from lossland.core import auto_points, auto_range, grid_with_zero, is_auto
+from lossland.core import import_object, is_auto, kind
 from lossland.directions._directions import Directions
+from lossland.directions._hessian import HessianOptions
+from lossland.engine import Evaluator
 from lossland.errors import LosslandError
-
-HESSIAN_RISE = 1.0  # auto range of Hessian planes: where ½·λ₁·r² reaches this loss rise
 
 
 @dataclass(frozen=True)
@@ -35,57 +38,39 @@ class Plane:
     trajectories: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
-# (directions, the range asked for, trajectory points (N, 2), axis 0 or 1) → min:max:num
-RangeRule = Callable[[Directions, "str | None", np.ndarray, int], str]
+@dataclass(frozen=True, kw_only=True)
+class PlaneRequest:
+    """Everything a producer of directions may use: the model at the checkpoint, the data and
+    its evaluator (a Hessian), other checkpoints (``to``: between models), training runs
+    (``runs``, ``pca_runs``: a PCA plane), and the ranges asked for (None or ``auto[:NUM]``:
+    the kind's choice). Each producer reads what its kind needs and ignores the rest."""
+
+    model: nn.Module
+    state: Mapping[str, Tensor]  # the checkpoint's tensors (θ*, or θ₁ between models)
+    data: Any = None
+    evaluator: Evaluator | None = None
+    x: str | None = None
+    y: str | None = None
+    to: Sequence[str | os.PathLike[str]] = ()
+    runs: Sequence[str | os.PathLike[str]] = ()
+    pca_runs: str | Sequence[int] | None = None
+    seed: int = 0
+    allow_large: bool = False
+    hessian: HessianOptions = field(default_factory=HessianOptions)  # a Hessian's options
 
 
-@dataclass(frozen=True)
-class DirectionKind:
-    """What a kind of directions decides about its grid."""
-
-    name: str
-    default_range: RangeRule
-    y_by_default: bool  # a 2-D plane unless a 1-D line is asked for (PCA, Hessian planes)
+# What a producer returns: the plane and the new directions to save beside the surface (None
+# where the directions come from files the user gave).
+Producer = Callable[[PlaneRequest], "tuple[Plane, Directions | None]"]
 
 
-def _fixed(low: float, high: float, num: int) -> RangeRule:
-    def rule(directions: Directions, spec: str | None, points: np.ndarray, axis: int) -> str:
-        points_asked = (
-            num if spec is None or ":" not in spec else auto_points(spec, name="xy"[axis])
-        )
-        return f"{low:g}:{high:g}:{points_asked}"
-
-    return rule
-
-
-def _around_points(directions: Directions, spec: str | None, points: np.ndarray, axis: int) -> str:
-    return auto_range(points[:, axis] if len(points) else np.zeros(0), spec, name="xy"[axis])
-
-
-def hessian_range(eigenvalue: float, spec: str | None, *, axis: int = 0) -> str:
-    """±√(2·HESSIAN_RISE/λ) with ``auto:NUM`` points: where the quadratic model rises by 1."""
-    num = auto_points(spec, name="xy"[axis])
-    if not eigenvalue > 0 or not math.isfinite(eigenvalue):
-        return f"-1:1:{num}"
-    r = math.sqrt(2 * HESSIAN_RISE / eigenvalue)
-    return grid_with_zero(-r, r, num)
-
-
-def _from_curvature(directions: Directions, spec: str | None, points: np.ndarray, axis: int) -> str:
-    # One range for both axes (from λ₁), so the picture shows how much flatter v2 is.
-    values = directions.info.get("eigenvalues") or [math.nan]
-    return hessian_range(float(values[0]), spec, axis=axis)
-
-
-KINDS: dict[str, DirectionKind] = {
-    kind.name: kind
-    for kind in (
-        DirectionKind("random", _fixed(-1, 1, 51), y_by_default=False),
-        DirectionKind("models", _fixed(0, 1, 21), y_by_default=True),
-        DirectionKind("pca", _around_points, y_by_default=True),
-        DirectionKind("hessian", _from_curvature, y_by_default=True),
-    )
-}
+def make_plane(name: str, request: PlaneRequest) -> tuple[Plane, Directions | None]:
+    """The plane of kind ``name`` that its producer makes from ``request``."""
+    row = kind(name)
+    if row.producer is None:
+        raise LosslandError(f"directions of kind {name!r} are drawn by the surface run itself")
+    producer: Producer = import_object(row.producer, what=f"producer of {name} directions")
+    return producer(request)
 
 
 def grid_specs(
@@ -96,9 +81,7 @@ def grid_specs(
 ) -> tuple[str, str | None]:
     """The ``min:max:num`` specs of a plane: given ranges as they are, ``None``/``auto`` ones
     chosen by the directions' kind (a 1-D line when the kind or the directions want one)."""
-    kind = KINDS.get(directions.kind)
-    if kind is None:
-        raise LosslandError(f"unknown kind of directions {directions.kind!r}")
+    row = kind(directions.kind)
     points = (
         np.concatenate(
             [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in trajectories.values()]
@@ -106,8 +89,9 @@ def grid_specs(
         if trajectories
         else np.zeros((0, 2))
     )
-    xs = kind.default_range(directions, x, points, 0) if is_auto(x) else str(x)
-    two_d = directions.y is not None and (y is not None or kind.y_by_default)
+    info = directions.info
+    xs = row.default_range(info, x, points, 0) if is_auto(x) else str(x)
+    two_d = directions.y is not None and (y is not None or row.y_by_default)
     if not two_d:
         return xs, None if y is None else str(y)
-    return xs, kind.default_range(directions, y, points, 1) if is_auto(y) else str(y)
+    return xs, row.default_range(info, y, points, 1) if is_auto(y) else str(y)

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from lossland.core import as_real, moves, rescale_
+from lossland.core import as_real, moves, recorded_kind, rescale_
 from lossland.directions._directions import (
     IGNORES,
     METADATA_SCHEMA,
@@ -127,7 +127,8 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
         for out, ys, xs in zip(chunks(t), chunks(y[k]), chunks(x[k]), strict=True):
             out_real = as_real(out)  # complex tensors: the same arithmetic on their reals
             out_real.copy_(as_real(ys).double() - coef * as_real(xs).double())
-    if directions.kind == "random":  # drawn by Li et al.'s rule: apply it again (any norm)
+    row = recorded_kind(directions.kind)
+    if row is not None and row.normalized:  # drawn by Li et al.'s rule: apply it again
         normalize_(y_new, reference, norm=directions.norm, ignore=directions.ignore)
     info = dict(directions.info)
     info["cosine_before_orthogonalization"] = directions.cosine
@@ -143,7 +144,8 @@ def from_recipe(surface: Surface, model: nn.Module) -> Directions:
     verified against the file's directions fingerprint, so they are the very same directions."""
     attrs = surface.attrs
     kind = attrs.get("directions_kind")
-    if kind != "random":
+    row = recorded_kind(kind)
+    if row is None or row.saved != "recipe":
         where = attrs.get("directions_file") or "the directions file saved with the run"
         raise LosslandError(
             f"the surface's directions are of kind {kind!r}, which no recipe redraws: load them "

@@ -40,13 +40,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.core import Need, spectrum_needs
+from lossland.core import DType, Need, resolve_device, spectrum_needs, torch_dtype
 from lossland.directions._hessian import (
     HessianOperator,
+    HessianOptions,
     MatVec,
     Which,
-    checked_operator,
+    _operator,
     counting,
+    hessian_options,
     lanczos,
     memory_place,
 )
@@ -808,23 +810,13 @@ class HessianSpectrum:
         return "\n".join(lines)
 
 
-def check_spectrum_arguments(
-    *,
-    probes: int,
-    steps: int,
-    groups: str,
-    k: int,
-    iterations: int,
-    tol: float,
-    batch_size: int,
-) -> None:
-    """The checks of :func:`hessian_spectrum`, to run before any other work is done."""
+def check_spectrum_arguments(*, probes: int, steps: int, groups: str) -> None:
+    """The checks of :func:`hessian_spectrum`'s own arguments (its :class:`HessianOptions`
+    check themselves), to run before any other work is done."""
     if groups not in GROUPINGS:
         raise LosslandError(
             f"unknown grouping {arg('groups')} {groups!r}: choose one of {', '.join(GROUPINGS)}"
         )
-    if batch_size < 1:
-        raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
     _check_density_args(
         size=1,
         probes=probes,
@@ -833,7 +825,9 @@ def check_spectrum_arguments(
         grid_points=DEFAULT_GRID_POINTS,
         negative_tol=None,
     )
-    _check_group_args(k=k, iterations=iterations, tol=tol)
+
+
+PER_GROUP = HessianOptions(k=DEFAULT_GROUP_K)  # the spectrum's default: k eigenvalues per group
 
 
 def hessian_spectrum(
@@ -845,15 +839,16 @@ def hessian_spectrum(
     probes: int = DEFAULT_PROBES,
     steps: int = DEFAULT_STEPS,
     groups: GroupBy = "parameter",
-    k: int = DEFAULT_GROUP_K,
-    iterations: int = 100,
-    tol: float = 1e-6,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    seed: int = 0,
-    allow_large: bool = False,
-    progress: bool = True,
+    options: HessianOptions | None = None,
+    k: int | None = None,
+    iterations: int | None = None,
+    tol: float | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: DType | torch.dtype | None = None,
+    allow_large: bool | None = None,
+    progress: bool | None = None,
 ) -> HessianSpectrum:
     """The Hessian's spectral density and per-group top eigenvalues at ``model``'s weights.
 
@@ -861,37 +856,30 @@ def hessian_spectrum(
     copy in eval mode, through ``evaluator`` or ``loss``; see :class:`HessianOperator`). The
     density is :func:`spectral_density` with ``probes`` × ``steps`` products (memory: ``steps``
     vectors of the parameter count); each group's block (``groups``: one per parameter tensor,
-    or one per module) gets its top ``k`` eigenvalues by :func:`lanczos` (``iterations``, ``tol``).
-    The probes are Hutchinson's with the same ``seed``. The cost is checked before any product
+    or one per module) gets its top ``k`` eigenvalues (3 unless given or in ``options``; the
+    largest, whatever ``options.which``) by :func:`lanczos` (``iterations``, ``tol``). The
+    probes are Hutchinson's with the same ``seed``. The other keywords are
+    :class:`HessianOptions`' fields but ``which`` (and its ``probes``, the report's trace: here
+    ``probes`` are the density's). The cost is checked before any product
     (:func:`spectrum_cost`: memory, and work above lossland's limits only with
     ``allow_large``); ``progress`` shows a bar over the products.
     """
-    check_spectrum_arguments(
-        probes=probes,
-        steps=steps,
-        groups=groups,
-        k=k,
-        iterations=iterations,
-        tol=tol,
-        batch_size=batch_size,
-    )
+    o = hessian_options(options, locals(), default=PER_GROUP, not_taken=("probes", "which"))
+    check_spectrum_arguments(probes=probes, steps=steps, groups=groups)
     started = time.perf_counter()
     sizes: dict[str, Any] = dict(
-        probes=probes, steps=steps, k=k, iterations=iterations, groups=groups
+        probes=probes, steps=steps, k=o.k, iterations=o.iterations, groups=groups
     )
-    op = checked_operator(
+    op = _operator(
         model,
         data,
-        lambda n: spectrum_cost(model, samples=n, dtype=dtype, device=device, **sizes),
-        allow_large=allow_large,
+        o,
+        lambda n: spectrum_cost(model, o, samples=n, probes=probes, steps=steps, groups=groups),
         evaluator=evaluator,
         loss=loss,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
     )
-    with counting(op, _products(op, **sizes), enabled=progress):
-        density, blocks = _density_and_blocks(op, seed=seed, tol=tol, dtype=dtype, **sizes)
+    with counting(op, _products(op, **sizes), enabled=o.progress):
+        density, blocks = _density_and_blocks(op, seed=o.seed, tol=o.tol, **sizes)
     return HessianSpectrum(
         density=density,
         groups=blocks,
@@ -912,10 +900,9 @@ def _density_and_blocks(
     groups: GroupBy,
     seed: int,
     tol: float,
-    dtype: torch.dtype,
 ) -> tuple[SpectralDensity, GroupSpectra]:
     density = spectral_density(
-        op.matvec, op.size, probes=probes, steps=steps, seed=seed, device=op.device, dtype=dtype
+        op.matvec, op.size, probes=probes, steps=steps, seed=seed, device=op.device, dtype=op.dtype
     )
     blocks = group_eigenvalues(
         op.matvec,
@@ -928,37 +915,35 @@ def _density_and_blocks(
         tol=tol,
         seed=seed,
         device=op.device,
-        dtype=dtype,
+        dtype=op.dtype,
     )
     return density, blocks
 
 
 def spectrum_cost(
     model: nn.Module,
+    options: HessianOptions,
     *,
     samples: int | None,
     probes: int,
     steps: int,
-    k: int,
-    iterations: int,
     groups: GroupBy = "parameter",
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
 ) -> list[Need]:
     """What :func:`hessian_spectrum` needs (:func:`lossland.core.spectrum_needs`) over
-    ``samples`` samples (None: not known yet)."""
+    ``samples`` samples (None: not known yet): ``probes`` × ``steps`` for the density and
+    ``options.k`` eigenvalues per group."""
     named = list(model.named_parameters())
     found = parameter_groups([n for n, _ in named], [p.numel() for _, p in named], by=groups)
     return spectrum_needs(
         params=sum(p.numel() for _, p in named),
-        itemsize=dtype.itemsize,
+        itemsize=torch_dtype(options.dtype).itemsize,
         samples=samples,
         probes=probes,
         steps=steps,
-        k=k,
-        iterations=iterations,
+        k=options.k,
+        iterations=options.iterations,
         group_sizes=[g.parameters for g in found],
-        place=memory_place(device),
+        place=memory_place(resolve_device(options.device)),
     )
 
 

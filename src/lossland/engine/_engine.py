@@ -46,7 +46,13 @@ from lossland.engine._copy import (
 )
 from lossland.engine._data import Batch, EvalData
 from lossland.engine._failures import DataReadError, user_failure
-from lossland.engine._precision import Precision, precision_mode
+from lossland.engine._precision import (
+    Precision,
+    layout_channels_last,
+    network_dtype,
+    one_point_only,
+    precision_mode,
+)
 from lossland.engine._state import ModelState
 from lossland.errors import LosslandError, arg
 
@@ -103,17 +109,17 @@ class Engine:
         names = list(directions[0])
         if options.bn == "recompute":
             if options.points_per_batch > 1:
-                raise LosslandError("bn recompute evaluates one point at a time: use K=1")
+                raise LosslandError(f"{one_point_only(options.bn, None)}: use K=1")
             # The statistics are recomputed per point, so they must not be flat-buffer views.
             names = [n for n in names if not is_bn_statistic(model, n)]
         moving: dict[str, Tensor] = dict(model.named_parameters())
         moving.update(dict(model.named_buffers()))
-        vmapped = options.points_per_batch > 1
+        laid_out = layout_channels_last(options.channels_last, options.points_per_batch)
         device, dtype = options.device, options.dtype
         wants = moving_dtypes(moving, names, dtype)  # complex tensors move as complex
         self.layout = FlatLayout.of(
             {n: moving[n].shape for n in names},
-            channels_last=options.channels_last and not vmapped,
+            channels_last=laid_out,
             complex=[n for n in names if wants[n].is_complex],
         )
         # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
@@ -130,9 +136,9 @@ class Engine:
         # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a
         # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
         self.low = options.precision == "bf16"
-        net_dtype = torch.bfloat16 if self.low else dtype
+        net_dtype = network_dtype(options.precision, dtype)
         self.net = cast_copy(working_copy(model, names), device, net_dtype)
-        if options.channels_last and not vmapped:
+        if laid_out:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():

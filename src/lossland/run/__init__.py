@@ -16,8 +16,8 @@ from lossland.run._group import (
     timeout_seconds,
 )
 from lossland.run._lock import lock_path, run_lock, stale_temporaries
-from lossland.run._options import DTYPES, DType, MemoryFormat, SurfaceOptions
-from lossland.run._planes import trajectory_surface
+from lossland.run._options import MemoryFormat, SurfaceOptions
+from lossland.run._planes import plane_request, trajectory_surface
 from lossland.run._seeds import check_seed_range
 from lossland.run._settings import RESUME_KEYS, setting_differences, start_or_resume
 from lossland.run._signals import Interrupted, held_signals, signal_number, stop_on_signals
@@ -25,10 +25,8 @@ from lossland.run._surface import check_cost, surface
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "DTYPES",
     "RESUME_KEYS",
     "TIMEOUT_ENV",
-    "DType",
     "Group",
     "Interrupted",
     "MemoryFormat",
@@ -43,6 +41,7 @@ __all__ = [
     "join",
     "launched",
     "lock_path",
+    "plane_request",
     "rank",
     "rank_device",
     "run_lock",

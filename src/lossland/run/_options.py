@@ -10,16 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from lossland.core import AT_LEAST_1, SEEDS, Bounds, Scheme, check_fields, option
+from lossland.core import AT_LEAST_1, SEEDS, Bounds, DType, Scheme, check_fields, option
 from lossland.directions import Ignore, Norm
-from lossland.engine import BNMode, DataMode, Precision
+from lossland.engine import BNMode, DataMode, Precision, one_point_only
 from lossland.errors import LosslandError, arg
 
-DType = Literal["float32", "float64"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,8 +94,6 @@ class SurfaceOptions:
                 f"{self.scheme} needs θ* on the device at every point: use {arg('scheme')} li "
                 f"or drop {arg('offload')}"
             )
-        if self.sem_target is not None and (self.points_per_batch or 1) > 1:
-            raise LosslandError(
-                f"{arg('sem_target')} stops each point on its own: set {arg('points_per_batch')} "
-                "to 1"
-            )
+        reason = one_point_only(self.bn, self.sem_target)
+        if reason is not None and (self.points_per_batch or 1) > 1:
+            raise LosslandError(f"{reason}: set {arg('points_per_batch')} to 1")

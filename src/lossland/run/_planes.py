@@ -1,18 +1,65 @@
-"""Surfaces on planes that other producers define: a training trajectory's PCA plane."""
+"""Surfaces on planes that other producers define: what a producer is asked for in a surface
+run (:func:`plane_request`), and a training trajectory's PCA plane."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from lossland.directions import trajectory_plane
+from lossland.directions import HessianOptions, PlaneRequest, trajectory_plane
+from lossland.engine import Evaluator
 from lossland.io import ModelSpec, Surface
+from lossland.run._options import SurfaceOptions
 from lossland.run._surface import surface
 from lossland.zoo import load_model
+
+# A surface run's Hessian batches hold at most the Hessian's default batch size (a surface's
+# batches are larger: a forward only, where a Hessian-vector product keeps a double graph).
+HESSIAN_BATCH = HessianOptions().batch_size
+
+
+def plane_request(
+    model: nn.Module,
+    state: Mapping[str, Tensor],
+    data: Any,
+    evaluator: Evaluator | None,
+    options: SurfaceOptions,
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    to: Sequence[str | os.PathLike[str]] = (),
+    runs: Sequence[str | os.PathLike[str]] = (),
+    pca_runs: str | Sequence[int] | None = None,
+) -> PlaneRequest:
+    """What a producer of directions gets in a surface run with ``options``: a Hessian is
+    computed with the run's seed, device, dtype, limits and progress bar, in batches of at most
+    :data:`HESSIAN_BATCH` samples."""
+    hessian = HessianOptions(
+        batch_size=min(options.batch_size, HESSIAN_BATCH),
+        device=options.device,
+        dtype=options.dtype,
+        seed=options.seed,
+        allow_large=options.allow_large,
+        progress=options.progress,
+    )
+    return PlaneRequest(
+        model=model,
+        state=state,
+        data=data,
+        evaluator=evaluator,
+        x=x,
+        y=y,
+        to=to,
+        runs=runs,
+        pca_runs=pca_runs,
+        seed=options.seed,
+        allow_large=options.allow_large,
+        hessian=hessian,
+    )
 
 
 def trajectory_surface(

@@ -14,29 +14,46 @@ from torch import Tensor, nn
 
 from lossland.core import (
     Axis,
+    DType,
     MemoryProbe,
+    Scheme,
     axis_text,
     check_grid_size,
     check_needs,
     coordinates,
+    kind,
+    options_from,
     resolve_device,
     surface_needs,
     tensor_fingerprint,
-    updated,
+    torch_dtype,
 )
-from lossland.directions import Directions, check_usable, grid_specs, random_directions
+from lossland.directions import (
+    Directions,
+    Ignore,
+    Norm,
+    check_usable,
+    grid_specs,
+    random_directions,
+)
 from lossland.engine import (
+    BNMode,
+    DataMode,
     Engine,
     EngineOptions,
     EvalData,
     Evaluator,
     LossFn,
+    Precision,
     check_compile_cache,
     check_dtypes,
     check_precision,
     eval_data,
     finish_stats,
     known_samples,
+    layout_channels_last,
+    network_dtype,
+    one_point_only,
     resolve_evaluator,
     use_channels_last,
 )
@@ -46,13 +63,16 @@ from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join
 from lossland.run._lock import run_lock
-from lossland.run._options import DTYPES, SurfaceOptions
+from lossland.run._options import MemoryFormat, SurfaceOptions
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
 from lossland.show import with_figures
 
 Coordinates = str | Axis | Sequence[float] | np.ndarray
+# Called on rank 0 with the directions the run uses, once it has accepted its file: returns
+# attributes to record in the surface file.
+OnAccept = Callable[[Directions], Mapping[str, Any]]
 
 
 def surface(
@@ -71,29 +91,29 @@ def surface(
     trajectories: Mapping[str, np.ndarray] | None = None,
     seeds: int | None = None,
     options: SurfaceOptions | None = None,
-    norm: Any = None,
-    ignore: Any = None,
+    norm: Norm | None = None,
+    ignore: Ignore | None = None,
     orthogonalize: bool | None = None,
     seed: int | None = None,
-    scheme: Any = None,
-    bn: Any = None,
+    scheme: Scheme | None = None,
+    bn: BNMode | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    dtype: Any = None,
-    precision: Any = None,
+    dtype: DType | None = None,
+    precision: Precision | None = None,
     points_per_batch: int | None = None,
     compile: bool | None = None,
     offload: bool | None = None,
-    memory_format: Any = None,
+    memory_format: MemoryFormat | None = None,
     samples: int | None = None,
-    data_mode: Any = None,
+    data_mode: DataMode | None = None,
     sem_target: float | None = None,
     min_batches: int | None = None,
     refine: float | None = None,
     checkpoint_every: float | None = None,
     progress: bool | None = None,
     allow_large: bool | None = None,
-    on_accept: Callable[[], Mapping[str, Any]] | None = None,
+    on_accept: OnAccept | None = None,
 ) -> Surface:
     """Loss and accuracy of ``model`` on ``data`` over a 1-D line or a 2-D plane of weight space.
 
@@ -117,21 +137,13 @@ def surface(
     samples, memory, disk) is estimated before any data is read, lock taken or file written:
     what cannot fit is refused, and work above lossland's limits needs ``allow_large=True``.
 
-    ``on_accept`` runs on rank 0 once every check has passed, the run holds the lock of ``out``
-    and has accepted the file (new, replaced or resumed), before any point is computed: the
-    place to write files that belong to the run (the CLI saves the directions there, so a
-    refused run writes nothing). It returns attributes to record in the surface file.
+    ``on_accept(directions)`` runs on rank 0 once every check has passed, the run holds the
+    lock of ``out`` and has accepted the file (new, replaced or resumed), before any point is
+    computed, with the directions the run uses (with ``seeds``: the first seed's): the place
+    to write files that belong to the run (the CLI saves the directions there, so a refused
+    run writes nothing). It returns attributes to record in the surface file.
     """
-    opts = updated(
-        options or SurfaceOptions(),
-        **dict(norm=norm, ignore=ignore, orthogonalize=orthogonalize, seed=seed, scheme=scheme),
-        **dict(bn=bn, batch_size=batch_size, device=device, dtype=dtype, precision=precision),
-        **dict(points_per_batch=points_per_batch, compile=compile, offload=offload),
-        **dict(memory_format=memory_format),
-        **dict(samples=samples, data_mode=data_mode),
-        **dict(sem_target=sem_target, min_batches=min_batches, refine=refine),
-        **dict(checkpoint_every=checkpoint_every, progress=progress, allow_large=allow_large),
-    )
+    opts = options_from(options or SurfaceOptions(), locals())  # every field is a keyword
     if seeds is not None and seeds != 1:
         return _seeded(
             model,
@@ -163,7 +175,7 @@ def surface(
             if out is not None:
                 held.enter_context(run_lock(check_writable(out)))
             accepted = start_or_resume(out, run.xs, run.ys, split, settings, overwrite)
-            return accepted.with_attrs(**(on_accept() if on_accept is not None else {}))
+            return accepted.with_attrs(**(on_accept(run.directions) if on_accept else {}))
 
         # the other ranks learn the done points, or rank 0's refusal
         empty = Surface.empty(run.xs, run.ys, split=split)
@@ -214,7 +226,8 @@ def _compute(
     result = (
         evaluate(result, pending) if opts.refine is None else refined(result, evaluate, opts.refine)
     )
-    if run.directions.kind == "models" and run.ys is None and group.main and result.complete:
+    between = kind(run.directions.kind).between_models
+    if between and run.ys is None and group.main and result.complete:
         found = refine_barrier(engine, result)
         result = result.with_attrs(barrier_refined=found) if found else result
     return result
@@ -298,8 +311,8 @@ class _Run:
             data,
             batch_size=o.batch_size,
             device=engine.device,
-            dtype=torch.bfloat16 if engine.precision == "bf16" else engine.dtype,
-            channels_last=engine.channels_last and engine.points_per_batch == 1,
+            dtype=network_dtype(engine.precision, engine.dtype),
+            channels_last=engine.channels_last,  # as laid out: layout_channels_last
             samples=o.samples,
             seed=o.seed,
             mode=o.data_mode,
@@ -361,17 +374,14 @@ class _Run:
         """``simple``: a tensor pair through the default loss (vmap over points is safe)."""
         o = self.options
         simple = simple and self.evaluator.loss is None and self.evaluator.forward is None
-        simple = simple and o.sem_target is None  # early stopping is per point: one at a time
+        one = one_point_only(o.bn, o.sem_target) is not None  # (an explicit K > 1 was refused)
+        k = 1 if one else _points_per_batch(o, device, model, len(self.xs), simple)
         return EngineOptions(
             device=device,
-            dtype=DTYPES[o.dtype],
+            dtype=torch_dtype(o.dtype),
             bn=o.bn,
-            channels_last=_channels_last(model, device, o),
-            points_per_batch=(
-                1
-                if o.bn == "recompute"
-                else _points_per_batch(o, device, model, len(self.xs), simple)
-            ),
+            channels_last=layout_channels_last(_channels_last(model, device, o), k),
+            points_per_batch=k,
             compile=o.compile,
             precision=o.precision,
             flush_seconds=o.checkpoint_every,
@@ -438,7 +448,7 @@ def check_cost(
     or whose work is above lossland's limits without ``allow_large`` (see
     :func:`lossland.core.check_needs`)."""
     device = resolve_device(options.device)
-    itemsize = DTYPES[options.dtype].itemsize
+    itemsize = torch_dtype(options.dtype).itemsize
     needs = surface_needs(
         nx=nx,
         ny=ny,
@@ -542,7 +552,7 @@ def _validate(
             f"{arg('scheme')} {options.scheme} needs two directions: give a {arg('y')} range"
         )
     directions.check_fits(model)
-    check_dtypes(model, torch.bfloat16 if options.precision == "bf16" else DTYPES[options.dtype])
+    check_dtypes(model, network_dtype(options.precision, torch_dtype(options.dtype)))
     if ys is not None and directions.y is None:
         raise LosslandError(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"
