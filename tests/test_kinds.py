@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from helpers import assert_one_line
+from lossland.analysis import measures
 from lossland.cli._surface import _directions_file, choose_plane
 from lossland.core import KINDS, DirectionKind, Kind, kind, recorded_kind
 from lossland.directions import Directions, check_usable, from_recipe, orthogonalized
@@ -25,8 +26,8 @@ from lossland.directions._plane import KINDS as PLANE_KINDS
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.run import SurfaceOptions
-from lossland.show import axis_labels, figures
-from lossland.show._figures import default_title, loss_name
+from lossland.show import axis_labels
+from lossland.show._scales import default_title, loss_name
 
 ROWS = list(KINDS.values())
 
@@ -262,4 +263,4 @@ def test_between_models_rows_measure_a_barrier(row: DirectionKind) -> None:
         np.linspace(0, 1, 5), None, split="test", attrs={"directions_kind": row.name}
     )
     surface.store(..., np.array([1.0, 2.0, 3.0, 2.0, 1.5]), np.full(5, 50.0), np.zeros(5))
-    assert ("barrier" in figures(surface)) == row.between_models
+    assert ("barrier" in measures(surface)) == row.between_models
