@@ -552,6 +552,21 @@ def test_lossland_plot_is_callable_and_holds_the_figures(tmp_path: Path) -> None
         lossland.plot(two_well(), tmp_path, style="poster")  # type: ignore[arg-type]
 
 
+def test_one_table_lists_the_standard_figures() -> None:
+    """``FIGURES`` decides which files plot() writes, in order; each drawer but the seeds' is
+    also an attribute of ``lossland.plot`` (written out there, so type checkers see it)."""
+    import lossland
+
+    kinds = [f.kind for f in F.FIGURES]
+    assert len(set(kinds)) == len(kinds)
+    attributes = [getattr(lossland.plot, n) for n in dir(F.Plotter) if not n.startswith("_")]
+    assert [f.kind for f in F.FIGURES if f.draw not in attributes] == ["seeds"]
+    assert F.figure_kinds(1) == F.figure_kinds(1, thin=True, seeds=True) == ["1d"]
+    assert F.figure_kinds(2, thin=True, seeds=True) == ["heatmap", "topology"]
+    planes = ["contour", "contourf", "heatmap", "3d", "topology"]
+    assert F.figure_kinds(2) == planes and F.figure_kinds(2, seeds=True) == [*planes, "seeds"]
+
+
 # --- aspect, titles, captions, units, colours --------------------------------------------------
 
 

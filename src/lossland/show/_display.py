@@ -1,5 +1,6 @@
-"""How a ``Surface`` shows itself in a notebook: a small contour image and a summary table
-(``Surface._repr_png_`` and ``_repr_html_`` import this module when called)."""
+"""How a ``Surface`` shows itself in a notebook: a small contour image and a summary table,
+drawn for its display hooks (``Surface._repr_png_``, ``_repr_html_``) when a notebook calls
+them."""
 
 from __future__ import annotations
 
