@@ -12,21 +12,13 @@ from lossland.analysis._descent import (
     HYPER_RANGES,
     OPTIMIZERS,
     OptimizerName,
-    default_label,
     descend,
     descend_all,
-    descend_grid,
     edge_point,
     parse_start,
     resolve_hyper,
 )
-from lossland.analysis._interpolant import (
-    INTERPOLATIONS,
-    Grid,
-    Interpolant,
-    Interpolation,
-    surface_grid,
-)
+from lossland.analysis._interpolant import Grid, Interpolant, Interpolation, surface_grid
 from lossland.analysis._measures import (
     Barrier,
     Sharpness,
@@ -62,7 +54,6 @@ __all__ = [
     "FLAGS",
     "HYPER_DEFAULTS",
     "HYPER_RANGES",
-    "INTERPOLATIONS",
     "OPTIMIZERS",
     "Barrier",
     "BasinArea",
@@ -76,10 +67,8 @@ __all__ = [
     "Topology",
     "barrier",
     "basin_areas",
-    "default_label",
     "descend",
     "descend_all",
-    "descend_grid",
     "describe",
     "edge_point",
     "global_basin",

@@ -52,18 +52,16 @@ from lossland.show._display import contour_png, summary_html
 from lossland.show._plotter import (
     Plotter,
     figure_files,
-    figure_kinds,
     plot,
     seeds_figure,
 )
-from lossland.show._scales import axis_labels, loss_values, settings_caption
+from lossland.show._scales import axis_labels, loss_values
 from lossland.show._spectrum_figure import density_figure, save_density_figure
 from lossland.show._style import PlotStyle, StyleName
 from lossland.show.viewer import (
     ViewerPage,
     make_server,
     page_data,
-    render_page,
     serve,
     write_viewer,
 )
@@ -90,17 +88,14 @@ __all__ = [
     "contour_png",
     "density_figure",
     "figure_files",
-    "figure_kinds",
     "loss_values",
     "make_server",
     "page_data",
     "plot",
-    "render_page",
     "robustness",  # moved: P4 removes
     "save_density_figure",
     "seeds_figure",
     "serve",
-    "settings_caption",
     "summary_html",
     "topology_lines",  # moved: P4 removes
     "with_figures",  # moved: P4 removes

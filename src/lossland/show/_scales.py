@@ -257,6 +257,9 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * c[0] - middle[0]], middle, [2 * c[-1] - middle[-1]]])
 
 
+# --- frames and captions -----------------------------------------------------------------------
+
+
 def _extent(surface: Surface, kind: MapKind) -> tuple[float, float, float, float]:
     """(x0, x1, y0, y1) the axes show: cell edges for a heat map, the grid otherwise."""
     assert surface.y is not None

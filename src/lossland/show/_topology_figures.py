@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 _FloatArray = npt.NDArray[np.float64]
 
 
+# --- drawers of a Topology ---------------------------------------------------------------------
+
+
 def _new_axes(ax: Axes | None) -> Axes:
     if ax is not None:
         return ax
@@ -211,7 +214,7 @@ def mark_critical_points(
     return ax
 
 
-# --- topology ----------------------------------------------------------------------------------
+# --- figures of a surface ----------------------------------------------------------------------
 
 
 @draws_text
