@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lossland.analysis import descend
 from lossland.io import Surface
-from lossland.show import descend, write_viewer
+from lossland.show import write_viewer
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"

@@ -29,11 +29,11 @@ import pytest
 
 import lossland
 from helpers import assert_one_line
-from lossland import show
+from lossland import analysis, show
 from lossland.cli import main
 from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import SeedStack, Surface, read_npz
-from lossland.show import _figures as F
+from lossland.show import _plotter as F
 
 AXIS = np.linspace(-1.0, 1.0, 5)  # holds 0: the centre's sharpness is computed
 
@@ -96,7 +96,7 @@ def stacked(other: np.ndarray) -> Surface:
         ({}, {}, {}),
     )
     s = replace(s, stack=stack)
-    return s.with_attrs(robustness=show.robustness(s))  # as a run stores it: info prints it
+    return s.with_attrs(robustness=analysis.robustness(s))  # as a run stores it: info prints it
 
 
 NOTHING = "no evaluated points yet"
@@ -129,7 +129,7 @@ CASES: dict[str, Case] = {
     "partially evaluated": Case(lambda: edited(bowl(), _partial)),
     "negative losses": Case(lambda: edited(bowl(), lambda s: s.loss.__isub__(1.5)), positive=False),
     "zero losses": Case(lambda: filled(0.0), positive=False),
-    # Up to the largest a figure draws (show._figures.DRAWABLE); beyond it (the float maximum),
+    # Up to the largest a figure draws (show._scales.DRAWABLE); beyond it (the float maximum),
     # plot refuses with one line: tests/test_trust_text.py.
     "losses near the largest drawn": Case(lambda: edited(bowl(), lambda s: s.loss.__imul__(3e199))),
     "no accuracy": Case(lambda: edited(bowl(), lambda s: s.acc.fill(np.nan))),
@@ -389,7 +389,7 @@ def test_view(files, tmp_path, capsys, name, log):
     if data["seeds"] is not None:
         assert s.stack is not None
         for k, seed in enumerate(data["seeds"]):
-            one = show.seed_surface(s, k)
+            one = analysis.seed_surface(s, k)
             np.testing.assert_array_equal(np.array(seed["z"], dtype=float), Truth(one).drawn())
             check_page_notes(seed["notes"], one)
 
@@ -621,20 +621,20 @@ def test_sharpness_topology_and_basins(name):
     if sharp is not None:
         assert truth.finite[centre] and sharp.centre_loss == s.loss[centre]
         json.dumps(sharp.as_dict(), allow_nan=False)
-    for line in call(lambda: show.format_figures(s)).result:
+    for line in call(lambda: analysis.measure_lines(s)).result:
         assert not re.search(r"\bnan\b", line), line
-    json.dumps(call(lambda: show.figures(s)).result, allow_nan=False)
-    found = call(lambda: show.surface_topology(s)).result
+    json.dumps(call(lambda: analysis.measures(s)).result, allow_nan=False)
+    found = call(lambda: analysis.surface_topology(s)).result
     if s.y is None or not truth.finite.any():
-        assert found is None and call(lambda: show.topology_lines(s)).result == []
+        assert found is None and call(lambda: analysis.topology_lines(s)).result == []
         return
     best = found.minima[0]
     assert best.loss == truth.low and truth.finite[best.row, best.col]
     for m in found.minima:  # every minimum at a finite evaluated point
         assert truth.finite[m.row, m.col] and m.loss == s.loss[m.row, m.col]
-    assert f"global {truth.low:.4g}" in call(lambda: show.topology_lines(s)).result[0]
-    loss, done = show.surface_graph(s)
-    basin = show.global_basin(found, loss, delta=0.5, done=done)
+    assert f"global {truth.low:.4g}" in call(lambda: analysis.topology_lines(s)).result[0]
+    loss, done = analysis.surface_graph(s)
+    basin = analysis.global_basin(found, loss, delta=0.5, done=done)
     assert basin.points >= 1 and basin.area > 0
 
 
@@ -644,7 +644,7 @@ SEEDED = [name for name in CASES if name.startswith("seed stack")]
 @pytest.mark.parametrize("name", list(CASES))
 def test_seed_figures(name):
     s = case_surface(name)
-    results = [call(lambda f=f: f(s)) for f in (show.robustness, show.mean_and_spread)]
+    results = [call(lambda f=f: f(s)) for f in (analysis.robustness, analysis.mean_and_spread)]
     figure = call(lambda: show.seeds_figure(s))
     if name not in SEEDED:
         for called in (*results, figure):
@@ -655,12 +655,12 @@ def test_seed_figures(name):
     assert s.stack is not None
     minima = summary["minimum"]["loss"]
     for k, value in enumerate(minima):
-        seed = Truth(show.seed_surface(s, k))
+        seed = Truth(analysis.seed_surface(s, k))
         assert value == (seed.low if seed.finite.any() else None)
-    for line in show.robustness_lines(summary):
+    for line in analysis.robustness_lines(summary):
         assert not re.search(r"\bnan\b", line), line
     titles = [ax.get_title() for ax in figure.result.axes[: len(minima)]]
-    blank = [not Truth(show.seed_surface(s, k)).finite.any() for k in range(len(minima))]
+    blank = [not Truth(analysis.seed_surface(s, k)).finite.any() for k in range(len(minima))]
     assert [title.endswith("no finite loss") for title in titles] == blank
     bar = figure.result.axes[len(minima) + 1]  # the seeds' colour bar
     assert (bar.get_yscale() == "log") is CASES[name].seeds_positive
@@ -741,10 +741,10 @@ def test_seed_summary_without_any_finite_loss():
     """Every seed NaN: the figures across seeds are None, printed as n/a (not nan, no crash)."""
     s = stacked(np.full((5, 5), np.nan))
     s.stack.loss[:2] = np.nan  # type: ignore[union-attr]
-    summary = call(lambda: show.robustness(s)).result
+    summary = call(lambda: analysis.robustness(s)).result
     json.dumps(summary, allow_nan=False)
     assert summary["minimum"]["loss"] == [None, None, None]
-    lines = show.robustness_lines(summary)
+    lines = analysis.robustness_lines(summary)
     assert "  minimum: loss n/a, spread n/a; position spread n/a" in lines
     refuses(call(lambda: show.seeds_figure(s)), NON_FINITE)
 

@@ -35,10 +35,11 @@ import numpy as np
 import pytest
 from matplotlib.testing.compare import compare_images
 
+from lossland.analysis import summary_lines, surface_topology
 from lossland.errors import LosslandError, LosslandWarning
-from lossland.io import Surface
-from lossland.show import OptimizerPath, surface_topology
-from lossland.show import _figures as F
+from lossland.io import OptimizerPath, Surface
+from lossland.show import _display, _maps, _scales, _style
+from lossland.show import _plotter as F
 
 BASELINES = Path(__file__).parent / "baseline_images"
 REGENERATE = os.environ.get("LOSSLAND_REGENERATE_BASELINES") == "1"
@@ -220,7 +221,7 @@ def test_no_global_state_changed(tmp_path: Path) -> None:
         F.plot(two_well(7, 5), tmp_path / fmt, format=fmt, paths=optimizer_paths(), dpi=40)
     F.contourf(basins(), critical_points=True)
     F.topology_figure(basins())
-    F.summary_html(s)
+    _display.summary_html(s)
     assert s._repr_png_() is not None and "<img" in s._repr_html_()
     assert matplotlib.get_backend() == backend
     assert plt.get_fignums() == figures
@@ -280,7 +281,7 @@ def test_log_contour_levels_and_labels() -> None:
     # count that passes through 2 and 5 as well as the decades.
     steps = np.log10(levels) * 10
     assert np.allclose(steps, np.round(steps)) and set(np.diff(np.round(steps))) == {1.0}
-    values = F.loss_values(two_well())
+    values = _scales.loss_values(two_well())
     low, high = np.nanmin(values), np.nanmax(values)  # the hole excluded
     assert levels[0] <= low < levels[1] and levels[-2] < high <= levels[-1]
     # Labels only where a level meets a colour-bar tick (0.1, 0.2, 0.5, 1, 2): round losses.
@@ -289,13 +290,13 @@ def test_log_contour_levels_and_labels() -> None:
 
 
 def test_log_ticks_choose_round_losses() -> None:
-    assert F.log_ticks(0.3, 30) == [0.3, 1, 3, 10, 30]
-    assert F.log_ticks(1e-3, 10) == [1e-3, 1e-2, 0.1, 1, 10]
-    assert F.log_ticks(0.07, 2.9) == [0.1, 0.2, 0.5, 1, 2]
-    assert len(F.log_ticks(1e-12, 1e12)) <= 8
-    narrow = F.log_ticks(2.0, 2.5)
+    assert _scales.log_ticks(0.3, 30) == [0.3, 1, 3, 10, 30]
+    assert _scales.log_ticks(1e-3, 10) == [1e-3, 1e-2, 0.1, 1, 10]
+    assert _scales.log_ticks(0.07, 2.9) == [0.1, 0.2, 0.5, 1, 2]
+    assert len(_scales.log_ticks(1e-12, 1e12)) <= 8
+    narrow = _scales.log_ticks(2.0, 2.5)
     assert len(narrow) >= 3 and all(2.0 <= v <= 2.5 for v in narrow)
-    assert F.loss_text(1e-5) == "1e-5" and F.loss_text(0.30000000000000004) == "0.3"
+    assert _scales.loss_text(1e-5) == "1e-5" and _scales.loss_text(0.30000000000000004) == "0.3"
 
 
 def test_3d_log_height_is_natural_log_with_loss_labels() -> None:
@@ -377,7 +378,7 @@ def test_nothing_drawable_is_a_clear_error(
             draw(s)
     with pytest.raises(LosslandError, match=message):
         F.plot(s, tmp_path)
-    assert message in F.summary_html(s)
+    assert message in _display.summary_html(s)
 
 
 @pytest.mark.filterwarnings("error")
@@ -391,7 +392,7 @@ def test_single_row_or_column_gets_a_heat_map(shape: tuple[int, int], tmp_path: 
             draw(s)
     F.heatmap(s, log=True)
     assert [f.name for f in F.plot(s, tmp_path)] == ["surface_heatmap.png", "surface_topology.png"]
-    assert "data:image/png;base64," in F.summary_html(s)
+    assert "data:image/png;base64," in _display.summary_html(s)
 
 
 @pytest.mark.filterwarnings("error")
@@ -417,11 +418,11 @@ def test_wrong_dimension_and_bad_options() -> None:
 
 def test_infinite_losses_become_the_largest_and_holes_stay_blank() -> None:
     s = two_well()  # loss[0, -1] is inf, point [8, 3] was never evaluated
-    values = F.loss_values(s)
+    values = _scales.loss_values(s)
     largest = s.loss[np.isfinite(s.loss)].max()
     assert values[0, -1] == largest == np.nanmax(values)
     assert np.isnan(values[8, 3]) and int(np.isnan(values).sum()) == 1
-    clipped = F.loss_values(s, zmax=1.0)
+    clipped = _scales.loss_values(s, zmax=1.0)
     assert np.nanmax(clipped) == 1.0 and np.nanmin(clipped) == np.nanmin(values)
     # The log scale is a colour norm over the clipped losses, not a transform of them.
     from matplotlib.colors import LogNorm
@@ -502,7 +503,7 @@ def test_plot_marks_critical_points_on_the_contours_only(
         marked.append(ax.get_title())
         return original(ax, surface, **options)
 
-    monkeypatch.setattr(F, "critical_points", record)
+    monkeypatch.setattr(_maps, "critical_points", record)
     F.plot(basins(), tmp_path / "on", title="t", dpi=30)
     assert marked == ["t", "t"]  # contour and contourf
     F.plot(basins(), tmp_path / "off", critical_points=False, dpi=30)
@@ -561,6 +562,21 @@ def test_lossland_plot_is_callable_and_holds_the_figures(tmp_path: Path) -> None
         lossland.plot(two_well(), tmp_path, style="poster")  # type: ignore[arg-type]
 
 
+def test_one_table_lists_the_standard_figures() -> None:
+    """``FIGURES`` decides which files plot() writes, in order; each drawer but the seeds' is
+    also an attribute of ``lossland.plot`` (written out there, so type checkers see it)."""
+    import lossland
+
+    kinds = [f.kind for f in F.FIGURES]
+    assert len(set(kinds)) == len(kinds)
+    attributes = [getattr(lossland.plot, n) for n in dir(F.Plotter) if not n.startswith("_")]
+    assert [f.kind for f in F.FIGURES if f.draw not in attributes] == ["seeds"]
+    assert F.figure_kinds(1) == F.figure_kinds(1, thin=True, seeds=True) == ["1d"]
+    assert F.figure_kinds(2, thin=True, seeds=True) == ["heatmap", "topology"]
+    planes = ["contour", "contourf", "heatmap", "3d", "topology"]
+    assert F.figure_kinds(2) == planes and F.figure_kinds(2, seeds=True) == [*planes, "seeds"]
+
+
 # --- aspect, titles, captions, units, colours --------------------------------------------------
 
 
@@ -584,8 +600,8 @@ def test_titles_from_attributes() -> None:
         "models": "train loss · between checkpoints",
     }
     for kind, title in kinds.items():
-        assert F.default_title(s.with_attrs(directions_kind=kind)) == title
-    assert F.default_title(line_1d()) == "test loss · random direction (filter norm)"
+        assert _scales.default_title(s.with_attrs(directions_kind=kind)) == title
+    assert _scales.default_title(line_1d()) == "test loss · random direction (filter norm)"
     assert F.heatmap(s, title="").get_title() == ""
     assert F.heatmap(s, title="Figure 2").get_title() == "Figure 2"
 
@@ -632,7 +648,7 @@ def test_no_accuracy_axis_when_accuracy_is_all_nan() -> None:
 
 def test_path_colours_are_the_same_in_every_figure() -> None:
     s, ps = two_well(), optimizer_paths()
-    expected = {p.label: F.path_colour(i) for i, p in enumerate(ps)}
+    expected = {p.label: _style.path_colour(i) for i, p in enumerate(ps)}
     assert len(set(expected.values())) == len(ps)
     for draw in (F.contour, F.heatmap, F.surface3d):
         ax = F.paths(draw(s), ps)
@@ -761,20 +777,20 @@ def test_cli_plot_leaves_every_default_to_the_library(
 
 def test_summary_html_and_png() -> None:
     s = two_well().with_attrs(norm="<filter>")
-    page = F.summary_html(s)
+    page = _display.summary_html(s)
     for part in ("<table", "21 × 17", "train", "356/357 points", "random", "512"):
         assert part in page, part
     assert "min loss</th><td style='text-align:left'>0.091131 at x=-1.05, y=-0.125" in page
     assert "loss at (0, 0)</th><td style='text-align:left'>1.17" in page
     assert "&lt;filter&gt;" in page and "<filter>" not in page
     assert "data:image/png;base64," in page
-    png = F.contour_png(s, dpi=60)
+    png = _display.contour_png(s, dpi=60)
     assert png.startswith(b"\x89PNG") and len(png) < 60_000
-    assert "loss at centre (x=0.07895, y=0.06667)" in F.summary_html(two_well(20, 16))
-    assert F.contour_png(line_1d()).startswith(b"\x89PNG")
+    assert "loss at centre (x=0.07895, y=0.06667)" in _display.summary_html(two_well(20, 16))
+    assert _display.contour_png(line_1d()).startswith(b"\x89PNG")
     found = surface_topology(s)
     assert found is not None
-    basins_row = html.escape(F.summary_lines(found)[0])
+    basins_row = html.escape(summary_lines(found)[0])
     assert f"basins</th><td style='text-align:left'>{basins_row}</td>" in page
 
 
@@ -785,7 +801,7 @@ def test_a_surface_displays_itself_compactly() -> None:
         "x=-1.05, y=-0.125)"
     )
     assert repr(line_1d()) == "Surface(1-D 41, split='test', done 41/41, min loss 0.1 at x=0)"
-    assert s._repr_html_() == F.summary_html(s)
+    assert s._repr_html_() == _display.summary_html(s)
     png = s._repr_png_()
     assert png is not None and png.startswith(b"\x89PNG")
     empty = Surface.empty(np.arange(3.0), np.arange(2.0), split="train")

@@ -13,6 +13,7 @@ from torch import nn
 
 from helpers import assert_one_line, run_cli
 from lossland import run as landscape
+from lossland.analysis import sharpness
 from lossland.directions import (
     Directions,
     HessianOperator,
@@ -24,7 +25,6 @@ from lossland.directions import (
 )
 from lossland.errors import LosslandError
 from lossland.io import Surface
-from lossland.show import sharpness
 
 
 def mlp() -> nn.Module:

@@ -13,10 +13,10 @@ from torch import nn
 
 from helpers import assert_one_line, run_cli
 from lossland import run as landscape
+from lossland.analysis import barrier, measure_lines, measures, node_losses
 from lossland.directions import model_directions
 from lossland.engine import select_samples
 from lossland.io import Surface
-from lossland.show import barrier, figures, format_figures, node_losses
 
 
 def bn_model(seed: int) -> nn.Module:
@@ -127,8 +127,8 @@ def test_barrier_on_a_constructed_line() -> None:
     assert b.height_linear == pytest.approx(1.0)  # sin(π/2) above the straight line
     assert b.at == pytest.approx(t[np.argmax(loss)])
     assert b.start_loss == pytest.approx(0.5) and b.end_loss == pytest.approx(0.8)
-    assert figures(s)["barrier"]["height"] == pytest.approx(b.height)
-    assert any(line.startswith("barrier +") for line in format_figures(s))
+    assert measures(s)["barrier"]["height"] == pytest.approx(b.height)
+    assert any(line.startswith("barrier +") for line in measure_lines(s))
     # A monotone line has no barrier: the height is ≤ 0.
     flat = Surface.empty(t, None, split="train", attrs={"directions_kind": "models"})
     flat.store(slice(None), {"loss": 1.0 - 0.5 * t, "acc": 0 * t, "loss_sem": 0 * t})
@@ -238,7 +238,7 @@ def test_the_barrier_is_refined_past_the_grid() -> None:
     assert found["at"] == pytest.approx(float(scan.x[np.argmax(scan.loss)]), abs=5e-3)
     assert found["bracket"][0] < found["at"] < found["bracket"][1]
     assert found["height"] == pytest.approx(found["max_loss"] - max(line.loss[0], line.loss[-1]))
-    assert any(text.startswith("barrier refined by a 1-D search") for text in format_figures(line))
+    assert any(text.startswith("barrier refined by a 1-D search") for text in measure_lines(line))
     # a line whose maximum is a checkpoint has nothing to refine
     monotone = landscape.surface(a, d, x=[0, 0.5, 1], directions=plane, progress=False)
     if np.argmax(monotone.loss) in (0, 2):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from helpers import assert_one_line, run_cli
+from lossland.analysis import measures
 from lossland.cli._surface import _directions_file, choose_plane, chosen_kind
 from lossland.core import KINDS, DirectionKind, Kind, import_object, kind, recorded_kind
 from lossland.directions import (
@@ -36,8 +37,8 @@ from lossland.directions._directions import METADATA_SCHEMA
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.run import SurfaceOptions
-from lossland.show import axis_labels, figures
-from lossland.show._figures import default_title, loss_name
+from lossland.show import axis_labels
+from lossland.show._scales import default_title, loss_name
 
 ROWS = list(KINDS.values())
 
@@ -404,7 +405,7 @@ def test_between_models_rows_measure_a_barrier(row: DirectionKind) -> None:
             "loss_sem": np.zeros(5),
         },
     )
-    assert ("barrier" in figures(surface)) == row.between_models
+    assert ("barrier" in measures(surface)) == row.between_models
 
 
 # --- the models producer moves what the run moves: tied weights once ----------------------------

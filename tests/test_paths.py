@@ -13,22 +13,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lossland.cli import main
-from lossland.errors import LosslandError
-from lossland.io import Surface
-from lossland.show import (
+from lossland.analysis import (
     HYPER_DEFAULTS,
     OPTIMIZERS,
     Interpolant,
-    OptimizerPath,
     descend,
     edge_point,
     parse_start,
-    read_paths,
     resolve_hyper,
     surface_grid,
-    write_paths,
 )
+from lossland.cli import main
+from lossland.errors import LosslandError
+from lossland.io import OptimizerPath, Surface, read_paths, write_paths
 
 X = np.linspace(-1.0, 1.0, 21)
 Y = np.linspace(-1.0, 1.0, 17)

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import lossland
+from lossland.analysis import mean_and_spread, robustness, seed_surface
 from lossland.errors import LosslandError
-from lossland.show import mean_and_spread, robustness, seed_surface, seeds_figure
+from lossland.show import seeds_figure
 from lossland.zoo import small
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lossland.analysis import measure_lines, measures, sharpness, with_measures
 from lossland.io import Surface
-from lossland.show import figures, format_figures, sharpness, with_figures
 
 
 def quadratic(x: np.ndarray, y: np.ndarray | None, a: float, b: float, c: float) -> Surface:
@@ -51,12 +51,12 @@ def test_uneven_spacing_and_one_dimensional_lines() -> None:
     sh = sharpness(s)
     assert sh is not None and sh.curvature_xx == pytest.approx(3.0)
     assert sh.curvature_yy is None and sh.principal is None
-    assert "d²L/dx² = 3" in "\n".join(format_figures(s))
+    assert "d²L/dx² = 3" in "\n".join(measure_lines(s))
 
 
 def test_no_centre_no_figures() -> None:
     s = quadratic(np.linspace(0.1, 1, 5), np.linspace(-1, 1, 5), 1, 1, 0)
-    assert sharpness(s) is None and figures(s) == {}
+    assert sharpness(s) is None and measures(s) == {}
     # Centre at the edge of the grid: rise one way, no central difference.
     edge = quadratic(np.linspace(0, 1, 11), np.linspace(0, 1, 11), 2, 2, 0)
     sh = sharpness(edge)
@@ -68,17 +68,17 @@ def test_unevaluated_points_are_skipped() -> None:
     s.done[2, 3] = False
     sh = sharpness(s)
     assert sh is not None and sh.curvature_xx is None and sh.curvature_yy == pytest.approx(1.0)
-    assert with_figures(s) is s  # incomplete: nothing attached
+    assert with_measures(s) is s  # incomplete: nothing attached
 
 
 def test_eigenvalues_and_attributes() -> None:
     s = quadratic(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5), 2, 1, 0).with_attrs(
         directions_info={"eigenvalues": [2.0, 1.0]}
     )
-    out = with_figures(s)
+    out = with_measures(s)
     assert out.attrs["sharpness"]["eigenvalues"] == [2.0, 1.0]
     assert out.attrs["sharpness"]["curvature_xx"] == pytest.approx(2.0)
-    assert "Hessian eigenvalues: 2, 1" in format_figures(out)
+    assert "Hessian eigenvalues: 2, 1" in measure_lines(out)
 
 
 def test_a_non_finite_neighbour_blocks_the_rise_on_its_side() -> None:
@@ -87,5 +87,5 @@ def test_a_non_finite_neighbour_blocks_the_rise_on_its_side() -> None:
     sh = sharpness(s, radius=0.25)
     assert sh is not None and sh.rise_directions == 3
     assert sh.rise_max == pytest.approx(0.0625)  # halfway to L(0.5) − L(0) = ½·0.25
-    noted = format_figures(s.with_attrs(directions_kind="models", bn="eval"))
+    noted = measure_lines(s.with_attrs(directions_kind="models", bn="eval"))
     assert any("non-finite" in line for line in noted)

@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lossland import analysis as T
+from lossland.analysis import with_measures
 from lossland.errors import LosslandWarning
 from lossland.io import Surface
-from lossland.show import _topology as T
-from lossland.show import with_figures
+from lossland.show import _topology_figures as TF
 
 INF, NAN = math.inf, math.nan
 
@@ -532,12 +533,12 @@ def agg_axes() -> Any:
 def test_persistence_diagram(wavy: tuple[np.ndarray, ...]) -> None:
     t = T.topology(*wavy)
     ax = agg_axes()
-    assert T.persistence_diagram(t, ax=ax) is ax
+    assert TF.persistence_diagram(t, ax=ax) is ax
     mortal, immortal = ax.collections
     assert len(mortal.get_offsets()) == len(t.merges) and len(immortal.get_offsets()) == 1
     assert len(ax.lines) == 1 and immortal.get_offsets()[0][1] == ax.get_ylim()[1]  # top edge
     ax.figure.canvas.draw()
-    fresh = T.persistence_diagram(t)  # a new Figure, outside pyplot
+    fresh = TF.persistence_diagram(t)  # a new Figure, outside pyplot
     assert len(fresh.collections) == 2
 
 
@@ -545,7 +546,7 @@ def test_persistence_diagram(wavy: tuple[np.ndarray, ...]) -> None:
 def test_merge_tree_draws_without_crossings(wavy: tuple[np.ndarray, ...]) -> None:
     t = T.topology(*wavy, connectivity=8)
     ax = agg_axes()
-    assert T.merge_tree(t, ax=ax) is ax
+    assert TF.draw_merge_tree(t, ax=ax) is ax
     rises, joins, dots = ax.collections
     assert len(rises.get_segments()) == len(t.minima) and len(dots.get_offsets()) == len(t.minima)
     assert len(joins.get_segments()) == len(t.merges)
@@ -553,7 +554,7 @@ def test_merge_tree_draws_without_crossings(wavy: tuple[np.ndarray, ...]) -> Non
         low, high = sorted((a, b))
         assert all(top <= h for (p, _), (_, top) in rises.get_segments() if low < p < high)
     ax.figure.canvas.draw()
-    assert len(T.merge_tree(t).collections) == 3
+    assert len(TF.draw_merge_tree(t).collections) == 3
 
 
 @pytest.mark.usefixtures("no_pyplot_leak")
@@ -563,18 +564,18 @@ def test_mark_critical_points_on_a_contour(wavy: tuple[np.ndarray, ...]) -> None
     ax = agg_axes()
     ax.contourf(x, y, loss, levels=12)
     before, limits = len(ax.collections), (ax.get_xlim(), ax.get_ylim())
-    assert T.mark_critical_points(t, ax, max_points=4) is ax
+    assert TF.mark_critical_points(t, ax, max_points=4) is ax
     star, dots, saddles = ax.collections[before:]
     assert len(dots.get_offsets()) == 3 and len(saddles.get_offsets()) == 3
     assert tuple(star.get_offsets()[0]) == at(t.minima[0])
     assert (ax.get_xlim(), ax.get_ylim()) == limits
     ax.figure.canvas.draw()
     with pytest.raises(ValueError, match="max_points"):
-        T.mark_critical_points(t, ax, max_points=0)
+        TF.mark_critical_points(t, ax, max_points=0)
 
 
 def test_module_imports_without_matplotlib() -> None:
-    code = "import sys, lossland.show._topology; assert 'matplotlib' not in sys.modules"
+    code = "import sys, lossland.analysis._topology; assert 'matplotlib' not in sys.modules"
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
@@ -597,7 +598,8 @@ def well_surface(*, sem: float = 0.01, tilt: float = 0.1) -> Surface:
 def test_a_complete_run_stores_its_topology_and_reads_it_back(tmp_path: Path) -> None:
     s = well_surface()
     expected = T.topology(s.loss, s.x, s.y, sem=s.loss_sem)
-    stored = with_figures(s, tmp_path / "s.h5")
+    stored = with_measures(s)
+    stored.save(tmp_path / "s.h5")
     assert stored.attrs["topology"] == expected.as_dict()
     loaded = Surface.load(tmp_path / "s.h5")
     assert T.surface_topology(loaded) == expected
@@ -606,21 +608,21 @@ def test_a_complete_run_stores_its_topology_and_reads_it_back(tmp_path: Path) ->
     assert T.surface_topology(s.with_attrs(topology=eight)).connectivity == 8  # type: ignore[union-attr]
     # Unfinished surfaces get no figures, 1-D ones no topology.
     partial = Surface.empty(s.x, s.y, split="train")
-    assert "topology" not in with_figures(partial).attrs
+    assert "topology" not in with_measures(partial).attrs
     line = Surface.empty(X41, None, split="train")
     line.store(Ellipsis, {"loss": X41**2, "acc": X41 * 0, "loss_sem": X41 * 0})
-    assert "topology" not in with_figures(line).attrs and T.surface_topology(line) is None
+    assert "topology" not in with_measures(line).attrs and T.surface_topology(line) is None
     assert T.surface_topology(Surface.empty(s.x, s.y, split="train")) is None
 
 
 def test_a_very_noisy_grid_keeps_its_topology_out_of_the_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lossland.show import _sharpness
+    from lossland.analysis import _measures
 
     s = well_surface()  # two minima
-    monkeypatch.setattr(_sharpness, "STORED_MINIMA", 1)
-    computed = with_figures(s)
+    monkeypatch.setattr(_measures, "STORED_MINIMA", 1)
+    computed = with_measures(s)
     assert "topology" not in computed.attrs and "sharpness" in computed.attrs
     assert "topology: 2 minima" in computed.describe()  # recomputed when shown
 
@@ -668,7 +670,7 @@ def test_describe_prints_the_basins_for_old_files_too(
     s = well_surface()
     expected = ["topology: " + T.summary_lines(T.topology(s.loss, s.x, s.y, sem=s.loss_sem))[0]]
     expected.append("  next: 0.1 at (1, 0), barrier 0.9 at saddle (0, 0), significant")
-    for surface in (s, with_figures(s)):  # computed on the fly, and read from the attribute
+    for surface in (s, with_measures(s)):  # computed on the fly, and read from the attribute
         lines = surface.describe().splitlines()
         assert [ln for ln in lines if ln.startswith(("topology", "  next"))] == expected
         assert "lossland.topology" not in surface.describe()  # the attribute is not dumped

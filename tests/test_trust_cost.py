@@ -161,8 +161,8 @@ API: dict[str, Callable[[Path], object]] = {
     "spectrum probes 1e9": lambda f: lossland.hessian_spectrum(
         tiny_model(), tiny_pair(), probes=10**9, progress=False
     ),
-    "paths 12 x 100,000 steps": lambda f: lossland.show.descend_all(
-        lossland.show.surface_grid(bowl()),
+    "paths 12 x 100,000 steps": lambda f: lossland.analysis.descend_all(
+        lossland.analysis.surface_grid(bowl()),
         starts=[(0.1 * i, 0.1) for i in range(-6, 6)],
         steps=100_000,
         progress=False,
@@ -444,8 +444,8 @@ LOWERED = [
     ),
     (
         "optimizer steps",
-        lambda large: lossland.show.descend_all(
-            lossland.show.surface_grid(bowl()),
+        lambda large: lossland.analysis.descend_all(
+            lossland.analysis.surface_grid(bowl()),
             starts=[(0.5, 0.5)],
             steps=10,
             allow_large=large,

@@ -34,11 +34,11 @@ from safetensors.torch import load_file, save_file
 import lossland
 from faultkit import SPEC, surface_args, write_checkpoint, write_data
 from helpers import assert_one_line, run_capped, torch_threads
+from lossland.analysis import robustness
 from lossland.cli import main
 from lossland.directions import Directions
 from lossland.errors import LosslandError
-from lossland.io import SeedStack, Surface
-from lossland.show import read_paths, robustness
+from lossland.io import SeedStack, Surface, read_paths
 from lossland.zoo import build_model, write_idx
 
 SECRET = Path("/etc/passwd")
@@ -806,9 +806,9 @@ def test_path_files(world, case, tmp_path, capsys):
 @pytest.mark.parametrize("kind", ["p.csv", "p.json"])
 def test_path_points_are_counted_as_read(kind, tmp_path, monkeypatch):
     """Past MAX_PATH_POINTS (lowered here from 2,000,020), a file is refused as it is read."""
-    import lossland.show._descent as descent
+    import lossland.io._paths as paths
 
-    monkeypatch.setattr(descent, "MAX_PATH_POINTS", 100)
+    monkeypatch.setattr(paths, "MAX_PATH_POINTS", 100)
     path = tmp_path / kind
     points = [[0.0, 0.0]] * 101
     if kind == "p.csv":

@@ -40,13 +40,13 @@ from matplotlib.text import Text
 import lossland
 from faultkit import env, write_checkpoint, write_data
 from helpers import assert_one_line, torch_threads
-from lossland import show
+from lossland import analysis, show
 from lossland.cli import main
 from lossland.core import printable
 from lossland.engine import _compile
 from lossland.errors import LosslandError, LosslandWarning
-from lossland.io import ModelSpec, SeedStack, Surface, save_checkpoint
-from lossland.show import _figures as F
+from lossland.io import ModelSpec, OptimizerPath, SeedStack, Surface, save_checkpoint
+from lossland.show import _plotter as F
 from lossland.show import make_server
 
 HOSTILE = {
@@ -158,7 +158,7 @@ def stack_of(s: Surface, seed_attrs: dict[str, Any] | None = None) -> Surface:
             (dict(seed_attrs or {}), dict(seed_attrs or {})),
         ),
     )
-    return stacked.with_attrs(robustness=show.robustness(stacked))
+    return stacked.with_attrs(robustness=analysis.robustness(stacked))
 
 
 def hostile_path_file(folder: Path, kind: str, label: str) -> Path:
@@ -300,7 +300,7 @@ def test_the_viewer_page_embeds_outside_text_escaped():
     """Every string the page's data carries (title, trajectory names, path labels, the
     metadata rows of attributes and settings) is escaped like the terminal's."""
     s, _ = surface_with_everything()
-    path = show.OptimizerPath(
+    path = OptimizerPath(
         points=np.array([[0.5, 0.5], [0.0, 0.0]]),
         losses=np.array([1.5, 1.0]),
         optimizer="sgd",
@@ -497,7 +497,7 @@ def draw_everything(text: str) -> list[Any]:
     """Every figure function with ``text`` where it can carry one; returns their figures."""
     s = bowl(split=text.replace("/", "") or "x").with_attrs(model=text, axis_labels=[text, text])
     s = replace(s, trajectories={(text.replace("/", "") or "t"): np.array([[0.5, 0.5], [0, 0]])})
-    path = show.OptimizerPath(
+    path = OptimizerPath(
         label=text,
         optimizer="sgd",
         points=np.array([[0.5, 0.5], [0.0, 0.0]]),

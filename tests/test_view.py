@@ -20,22 +20,23 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lossland.cli import main
-from lossland.errors import LosslandError, LosslandWarning
-from lossland.io import Surface
-from lossland.show import (
+from lossland.analysis import (
     OPTIMIZERS,
     Interpolant,
     Interpolation,
-    ViewerPage,
     descend,
-    make_server,
-    page_data,
     resolve_hyper,
-    serve,
     surface_grid,
     surface_topology,
-    write_paths,
+)
+from lossland.cli import main
+from lossland.errors import LosslandError, LosslandWarning
+from lossland.io import Surface, write_paths
+from lossland.show import (
+    ViewerPage,
+    make_server,
+    page_data,
+    serve,
     write_viewer,
 )
 

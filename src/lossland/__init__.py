@@ -13,15 +13,16 @@ In Jupyter a ``Surface`` displays as a summary table with a small contour.
 
 The layers, each a subpackage (see docs/design.md): ``core`` (layouts, grids, schemes),
 ``engine`` (the hot loop), ``directions`` (random, models, PCA, Hessian), ``run`` (surface
-runs: resume, torchrun), ``io`` (files), ``show`` (figures, viewer, descent), ``compare``
-(permutation alignment), ``zoo`` (datasets, models, training) and ``cli``. Plotting and browser
-libraries are imported only when a figure or page is made.
+runs: resume, torchrun), ``io`` (files), ``analysis`` (topology, sharpness, descent), ``show``
+(figures, viewer), ``compare`` (permutation alignment), ``zoo`` (datasets, models, training)
+and ``cli``. Plotting and browser libraries are imported only when a figure or page is made.
 """
 
 from __future__ import annotations
 
 from lossland import presets
 from lossland._version import __version__
+from lossland.analysis import descend, sharpness
 from lossland.compare import Alignment, AlignOptions, Permutation, align
 from lossland.directions import (
     Directions,
@@ -39,9 +40,18 @@ from lossland.directions import (
 )
 from lossland.engine import Evaluator
 from lossland.errors import LosslandError, LosslandWarning
-from lossland.io import ModelSpec, Surface, export, load_checkpoint, read_npz, save_checkpoint
+from lossland.io import (
+    ModelSpec,
+    Surface,
+    export,
+    load_checkpoint,
+    read_npz,
+    read_paths,
+    save_checkpoint,
+    write_paths,
+)
 from lossland.run import SurfaceOptions, surface, trajectory_surface
-from lossland.show import PlotStyle, descend, plot, read_paths, sharpness, write_paths
+from lossland.show import PlotStyle, plot
 from lossland.show import write_viewer as view
 from lossland.zoo import (
     TrainOptions,

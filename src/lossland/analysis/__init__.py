@@ -1,11 +1,98 @@
 """Analysis: numbers measured on a computed surface, never drawn and never evaluated on a
 model. Topology (basins, merge tree), sharpness and barrier measures, robustness across seeds,
-descent on the interpolated surface.
+descent on the interpolated surface, and the text summary of a surface.
 
 It imports core and io; run, show, cli and the public API import it.
 """
 
-__all__: list[str] = []
+from lossland.analysis._descent import (
+    DEFAULT_LR,
+    FLAGS,
+    HYPER_DEFAULTS,
+    HYPER_RANGES,
+    OPTIMIZERS,
+    OptimizerName,
+    descend,
+    descend_all,
+    edge_point,
+    parse_start,
+    resolve_hyper,
+)
+from lossland.analysis._interpolant import Grid, Interpolant, Interpolation, surface_grid
+from lossland.analysis._measures import (
+    Barrier,
+    Sharpness,
+    barrier,
+    measure_lines,
+    measures,
+    node_losses,
+    sharpness,
+    with_measures,
+)
+from lossland.analysis._robustness import (
+    mean_and_spread,
+    robustness,
+    robustness_lines,
+    seed_logs,
+    seed_stack,
+    seed_surface,
+)
+from lossland.analysis._summary import describe
+from lossland.analysis._topology import (
+    basin_areas,
+    global_basin,
+    most_persistent,
+    surface_graph,
+    surface_topology,
+    topology,
+)
+from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology
+from lossland.analysis._topology_text import summary_lines, topology_lines
+
+__all__ = [
+    "DEFAULT_LR",
+    "FLAGS",
+    "HYPER_DEFAULTS",
+    "HYPER_RANGES",
+    "OPTIMIZERS",
+    "Barrier",
+    "BasinArea",
+    "Grid",
+    "Interpolant",
+    "Interpolation",
+    "Merge",
+    "Minimum",
+    "OptimizerName",
+    "Sharpness",
+    "Topology",
+    "barrier",
+    "basin_areas",
+    "descend",
+    "descend_all",
+    "describe",
+    "edge_point",
+    "global_basin",
+    "mean_and_spread",
+    "measure_lines",
+    "measures",
+    "most_persistent",
+    "node_losses",
+    "parse_start",
+    "resolve_hyper",
+    "robustness",
+    "robustness_lines",
+    "seed_logs",
+    "seed_stack",
+    "seed_surface",
+    "sharpness",
+    "summary_lines",
+    "surface_graph",
+    "surface_grid",
+    "surface_topology",
+    "topology",
+    "topology_lines",
+    "with_measures",
+]
 
 
 def __dir__() -> list[str]:

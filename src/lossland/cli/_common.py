@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from lossland.analysis import measure_lines, robustness_lines
 from lossland.cli._args import flag
 from lossland.cli._output import say, shown
 from lossland.core import import_object, is_import_path, memory_text
@@ -25,7 +26,6 @@ from lossland.engine import (
 )
 from lossland.errors import LosslandError, first_line, render
 from lossland.io import MEMORY_ATTR, Checkpoint, ModelSpec, Surface
-from lossland.show import format_figures, robustness_lines
 from lossland.zoo import DATASETS, REGISTRY, Activation, Split, load_dataset, load_model, model_spec
 
 
@@ -238,7 +238,7 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
             f"{check['max_sem_ratio']:.3g} standard errors, "
             f"median {100 * check['median_relative']:.3g} %"
         )
-    lines += format_figures(result)  # sharpness, eigenvalues, barrier
+    lines += measure_lines(result)  # sharpness, eigenvalues, barrier
     lines += seed_lines(result)
     memory = memory_text(result.attrs.get(MEMORY_ATTR))
     if memory is not None:
@@ -247,7 +247,7 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
 
 
 def seed_lines(surface: Surface) -> list[str]:
-    """How much a stacked surface depends on its direction seeds (see lossland.show)."""
+    """How much a stacked surface depends on its direction seeds (see lossland.analysis)."""
     summary = surface.attrs.get("robustness")
     if surface.stack is None or not isinstance(summary, dict):
         return []

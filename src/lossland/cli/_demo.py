@@ -15,24 +15,16 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor, nn
 
+from lossland.analysis import OptimizerName, descend, topology_lines
 from lossland.cli._args import Command, flag
 from lossland.cli._common import DataArgs, note, seed_lines, surface_summary
 from lossland.cli._output import say, shown
 from lossland.core import Bounds
 from lossland.engine import select_samples
 from lossland.errors import LosslandError
-from lossland.io import Surface, check_length, check_output
+from lossland.io import OptimizerPath, Surface, check_length, check_output, write_paths
 from lossland.run import surface, trajectory_surface
-from lossland.show import (
-    OptimizerName,
-    OptimizerPath,
-    descend,
-    figure_files,
-    plot,
-    topology_lines,
-    write_paths,
-    write_viewer,
-)
+from lossland.show import figure_files, plot, write_viewer
 from lossland.zoo import (
     TrainOptions,
     TrainResult,

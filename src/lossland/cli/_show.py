@@ -6,27 +6,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from lossland.analysis import (
+    FLAGS,
+    HYPER_DEFAULTS,
+    Interpolation,
+    descend_all,
+    describe,
+    parse_start,
+    surface_grid,
+)
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
 from lossland.cli._output import say, shown
 from lossland.core import FINITE, Bounds, check_needs, descent_needs
-from lossland.io import ExportFormat, Surface, check_output, export, export_format
-from lossland.show import (
-    FLAGS,
-    HYPER_DEFAULTS,
+from lossland.io import (
     MAX_STEPS,
-    Interpolation,
-    StyleName,
-    descend_all,
-    parse_start,
+    ExportFormat,
+    Surface,
+    check_output,
+    export,
+    export_format,
     path_file_kind,
-    plot,
     read_paths,
-    serve,
-    surface_grid,
     write_paths,
-    write_viewer,
 )
+from lossland.show import StyleName, plot, serve, write_viewer
 
 ImageFormat = Literal["png", "pdf", "svg"]
 
@@ -40,7 +44,7 @@ class InfoArgs:
 
 def info(args: InfoArgs) -> int:
     surface = Surface.load(args.file)
-    say("\n".join([surface.describe(), *seed_lines(surface)]))
+    say("\n".join([describe(surface), *seed_lines(surface)]))
     return 0
 
 

@@ -58,6 +58,7 @@ from lossland.core._grid import (
 from lossland.core._imports import import_object, is_import_path
 from lossland.core._json import json_default
 from lossland.core._kinds import (
+    AXIS_LABELS,
     KINDS,
     DirectionKind,
     Kind,
@@ -107,6 +108,7 @@ __all__ = [
     "AT_LEAST_1",
     "AUTO_MARGIN",
     "AUTO_POINTS",
+    "AXIS_LABELS",
     "DTYPES",
     "FIELD",
     "FIELDS",

@@ -1,4 +1,5 @@
-"""Files: surface files (HDF5), checkpoints (safetensors), exports, atomic writes.
+"""Files: surface files (HDF5), checkpoints (safetensors), exports, optimizer paths (CSV, JSON),
+atomic writes.
 
 Depends only on :mod:`lossland.core` and :mod:`lossland.errors`. Every value read from a file
 is parsed as data and validated by type; nothing read from a file is ever imported or called.
@@ -48,6 +49,13 @@ from lossland.io._metadata import (
     parse_json,
     parse_json_object,
 )
+from lossland.io._paths import (
+    MAX_STEPS,
+    OptimizerPath,
+    path_file_kind,
+    read_paths,
+    write_paths,
+)
 from lossland.io._surface_file import (
     FORMAT,
     FORMAT_VERSION,
@@ -70,6 +78,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_OBJECTS",
     "MAX_RATIO",
+    "MAX_STEPS",
     "MEMORY_ATTR",
     "METADATA_KEY",
     "READ_SHARE",
@@ -81,6 +90,7 @@ __all__ = [
     "Checkpoint",
     "ExportFormat",
     "ModelSpec",
+    "OptimizerPath",
     "SeedStack",
     "Surface",
     "SurfaceReadError",
@@ -116,10 +126,13 @@ __all__ = [
     "open_hdf5",
     "parse_json",
     "parse_json_object",
+    "path_file_kind",
     "path_length_problem",
     "read_npz",
+    "read_paths",
     "replace_infinite",
     "save_checkpoint",
     "sha256_file",
     "state_of",
+    "write_paths",
 ]

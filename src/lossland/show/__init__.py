@@ -1,152 +1,103 @@
-"""What a surface shows: figures, the offline viewer, optimizer descent, sharpness, topology;
-and the figure of a Hessian spectral density.
+"""What a surface shows: figures, the offline viewer, the notebook display; and the figure of a
+Hessian spectral density. Show only draws: the numbers it draws are :mod:`lossland.analysis`'s,
+the files it reads are :mod:`lossland.io`'s, and it never evaluates a model or writes a surface.
 
-Reads surfaces (:mod:`lossland.io`); never evaluates a model.
+Figures of a loss surface are matplotlib objects: each function draws into an Axes and returns it.
+
+    ax = contour(surface)                      # a new Figure (never pyplot), ax.figure to show
+    fig, axs = plt.subplots(1, 2); contourf(surface, ax=axs[0], log=True, critical_points=True)
+    trajectories(ax, surface); paths(ax, optimizer_paths)
+    plot(surface, "figures/", style="paper")   # the standard set of files (``lossland.plot``)
+
+Rules shared by every figure:
+
+* The values are :meth:`lossland.io.Surface.values`, as every reader shows them: ±inf losses
+  become the largest finite loss (the seed's rule); points not evaluated (``done`` false) and
+  evaluated NaN losses stay blank; ``zmax`` clips the loss from above. :func:`plot` notes (a
+  ``LosslandWarning``) what its figures leave blank or replace; a constant surface (up to float
+  noise) is one colour, never contour bands of rounding errors.
+* ``log=True`` is a logarithmic colour norm on the loss itself: geometric contour levels, colour
+  bar and contour labels in loss units (ticks such as 0.1, 0.2, 0.5, 1). The one logarithm that is
+  computed, the height of the 3-D plot, is the natural log (as the viewer, the descent and the
+  exports use), with z tick labels in loss units. Losses ≤ 0 refuse log with the one-line
+  ``LosslandError`` of :meth:`lossland.io.SurfaceValues.drawn`.
+* 2-D planes are drawn with equal aspect (both axes are in the same weight-space units) and the
+  figure is sized from the plane's aspect, so a 20 × 6 PCA plane comes out wide; ``aspect="auto"``
+  fills the axes instead.
+* Nothing global changes: no ``matplotlib.use``, no pyplot figures, no rcParams assignments. The
+  font embedding options (TrueType in PDF, text as paths in SVG) are set only inside
+  ``matplotlib.rc_context`` around each save.
+* Optimizer paths take colours from the Okabe–Ito colour-blind-safe cycle by their position in the
+  list, so a path has the same colour in every figure; training trajectories are black with a
+  marker per run.
+* The topology figures (critical points on a contour, the persistence diagram, the merge tree)
+  draw :func:`lossland.analysis.surface_topology`: the stored attribute, or computed.
+
+Matplotlib is imported inside the functions: importing this package does not load it.
+
+Modules: ``_style`` (styles, colours, new figures), ``_scales`` (values, colour scales, titles,
+labels, captions, frames), ``_maps``, ``_surface3d``, ``_overlays``, ``_lines``,
+``_topology_figures``, ``_plotter`` (the standard figures, one table), ``_display`` (notebooks),
+``_spectrum_figure``, ``_text`` (text drawn as written) and ``viewer``.
 """
 
-from lossland.show._descent import (
-    DEFAULT_LR,
-    FLAGS,
-    HYPER_DEFAULTS,
-    HYPER_RANGES,
-    INTERPOLATIONS,
-    MAX_STEPS,
-    OPTIMIZERS,
-    Grid,
-    Interpolant,
-    Interpolation,
-    OptimizerName,
-    OptimizerPath,
-    default_label,
-    descend,
-    descend_all,
-    descend_grid,
-    edge_point,
-    parse_start,
-    path_file_kind,
-    read_paths,
-    resolve_hyper,
-    surface_grid,
-    write_paths,
-)
-from lossland.show._figures import (
-    PlotStyle,
+from __future__ import annotations
+
+import os
+
+from lossland.analysis import barrier, robustness, topology_lines  # moved: P4 removes
+from lossland.analysis import with_measures as _with_measures
+from lossland.io import Surface
+from lossland.show._display import contour_png, summary_html
+from lossland.show._plotter import (
     Plotter,
-    StyleName,
-    axis_labels,
-    contour_png,
     figure_files,
-    figure_kinds,
-    loss_values,
     plot,
     seeds_figure,
-    settings_caption,
-    summary_html,
 )
-from lossland.show._robustness import (
-    mean_and_spread,
-    robustness,
-    robustness_lines,
-    seed_surface,
-)
-from lossland.show._sharpness import (
-    Barrier,
-    Sharpness,
-    barrier,
-    figures,
-    format_figures,
-    node_losses,
-    sharpness,
-    with_figures,
-)
+from lossland.show._scales import axis_labels, loss_values
 from lossland.show._spectrum_figure import density_figure, save_density_figure
-from lossland.show._topology import (
-    BasinArea,
-    Merge,
-    Minimum,
-    Topology,
-    basin_areas,
-    global_basin,
-    summary_lines,
-    surface_graph,
-    surface_topology,
-    topology,
-    topology_lines,
-)
+from lossland.show._style import PlotStyle, StyleName
 from lossland.show.viewer import (
     ViewerPage,
     make_server,
     page_data,
-    render_page,
     serve,
     write_viewer,
 )
 
+
+# moved: P4 removes (run saves itself, after with_measures)
+def with_figures(surface: Surface, out: str | os.PathLike[str] | None = None) -> Surface:
+    """:func:`lossland.analysis.with_measures`, re-saved to ``out`` for complete surfaces."""
+    if not surface.complete:
+        return surface
+    result = _with_measures(surface)
+    if out is not None:
+        result.save(out)
+    return result
+
+
 __all__ = [
-    "DEFAULT_LR",
-    "FLAGS",
-    "HYPER_DEFAULTS",
-    "HYPER_RANGES",
-    "INTERPOLATIONS",
-    "MAX_STEPS",
-    "OPTIMIZERS",
-    "Barrier",
-    "BasinArea",
-    "Grid",
-    "Interpolant",
-    "Interpolation",
-    "Merge",
-    "Minimum",
-    "OptimizerName",
-    "OptimizerPath",
     "PlotStyle",
     "Plotter",
-    "Sharpness",
     "StyleName",
-    "Topology",
     "ViewerPage",
     "axis_labels",
-    "barrier",
-    "basin_areas",
+    "barrier",  # moved: P4 removes
     "contour_png",
-    "default_label",
     "density_figure",
-    "descend",
-    "descend_all",
-    "descend_grid",
-    "edge_point",
     "figure_files",
-    "figure_kinds",
-    "figures",
-    "format_figures",
-    "global_basin",
     "loss_values",
     "make_server",
-    "mean_and_spread",
-    "node_losses",
     "page_data",
-    "parse_start",
-    "path_file_kind",
     "plot",
-    "read_paths",
-    "render_page",
-    "resolve_hyper",
-    "robustness",
-    "robustness_lines",
+    "robustness",  # moved: P4 removes
     "save_density_figure",
-    "seed_surface",
     "seeds_figure",
     "serve",
-    "settings_caption",
-    "sharpness",
     "summary_html",
-    "summary_lines",
-    "surface_graph",
-    "surface_grid",
-    "surface_topology",
-    "topology",
-    "topology_lines",
-    "with_figures",
-    "write_paths",
+    "topology_lines",  # moved: P4 removes
+    "with_figures",  # moved: P4 removes
     "write_viewer",
 ]

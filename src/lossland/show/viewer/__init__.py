@@ -2,8 +2,8 @@
 
 The page inlines plotly.min.js from the installed ``plotly`` package (no CDN), the surface as
 JSON (with the minima and saddles of its topology), ``optimizers.js`` (the interpolant and
-PyTorch's optimizers, mirrored from :mod:`lossland.show._descent`) and ``viewer.js`` (the plots
-and controls). :func:`write_viewer` writes it to a file, or without one returns a
+PyTorch's optimizers, mirrored from :mod:`lossland.analysis`'s descent) and ``viewer.js`` (the
+plots and controls). :func:`write_viewer` writes it to a file, or without one returns a
 :class:`ViewerPage` that a notebook shows inline; :func:`serve` shows a file on a loopback port.
 """
 
@@ -28,19 +28,20 @@ from typing import Any, overload
 import numpy as np
 
 from lossland._version import __version__
-from lossland.core import printable
-from lossland.errors import LosslandError, LosslandWarning, arg, first_line
-from lossland.io import Surface, SurfaceValues, atomic_write_bytes, check_output
-from lossland.show._descent import (
+from lossland.analysis import (
     DEFAULT_LR,
     HYPER_DEFAULTS,
     HYPER_RANGES,
     Interpolation,
-    OptimizerPath,
+    most_persistent,
+    seed_surface,
     surface_grid,
+    surface_topology,
 )
-from lossland.show._figures import default_title
-from lossland.show._topology import most_persistent, surface_topology
+from lossland.core import printable
+from lossland.errors import LosslandError, LosslandWarning, arg, first_line
+from lossland.io import OptimizerPath, Surface, SurfaceValues, atomic_write_bytes, check_output
+from lossland.show._scales import default_title
 
 MARKED_MINIMA = 20  # the most persistent significant minima marked, as in the figures
 
@@ -180,8 +181,6 @@ def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
     """Every seed's losses, accuracies and notes, as the page draws them (None: one seed)."""
     if surface.stack is None:
         return None
-    from lossland.show._robustness import seed_surface
-
     out = []
     for k, seed in enumerate(surface.stack.seeds):
         one = seed_surface(surface, k)

@@ -1,10 +1,10 @@
 """Does the picture depend on the random directions drawn? The same grid for several seeds,
 compared: the correlation of the log-surfaces, the spread of the minimum, of the basin radius
-and of the sharpness figures, and a per-point mean and spread map.
+and of the sharpness measures, and a per-point mean and spread map.
 
 The write-up that started this project claims landscapes "look nearly identical" on every
 run because random directions are "orthogonal enough"; the cosines say whether they are
-orthogonal, these figures whether the landscape agrees.
+orthogonal, these measures whether the landscape agrees.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from lossland.analysis._measures import sharpness
+from lossland.analysis._topology import global_basin, surface_graph, surface_topology
 from lossland.core import printable, progress_bar
 from lossland.errors import LosslandError, arg
 from lossland.io import SeedStack, Surface
-from lossland.show._sharpness import sharpness
-from lossland.show._topology import global_basin, surface_graph, surface_topology
 
 BASIN_FACTOR = 2.0  # the basin radius is that of {L ≤ 2·L_min} around the minimum
 
@@ -41,7 +41,7 @@ def seed_surface(surface: Surface, k: int) -> Surface:
 
 
 def robustness(surface: Surface, *, progress: bool = False) -> dict[str, Any]:
-    """The figures across the seeds of a stacked surface (JSON-ready); a figure no seed has
+    """The measures across the seeds of a stacked surface (JSON-ready); a measure no seed has
     (every loss of the seeds NaN, say) is None. ``progress``: a bar over the N² comparisons."""
     with warnings.catch_warnings():  # all-NaN slices and constant rows: None, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)

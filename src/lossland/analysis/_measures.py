@@ -1,4 +1,4 @@
-"""Sharpness figures read off a computed surface, so every picture comes with numbers.
+"""Sharpness measures read off a computed surface, so every picture comes with numbers.
 
 * **rise**: the loss increase L(±r·e) − L(0) at a fixed radius r along the plane's axes
   (linear interpolation between grid points), mean and max over the directions the grid
@@ -12,22 +12,22 @@
   losses at the three checkpoints of a plane.
 
 Coordinates are the surface's own (for random planes, multiples of the filter-normalized
-directions), so the figures compare surfaces computed with the same kind of directions.
+directions), so the measures compare surfaces computed with the same kind of directions.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from lossland.analysis._topology import surface_topology
+from lossland.core import recorded_kind
 from lossland.errors import arg
 from lossland.io import TOPOLOGY_ATTR, Surface
-from lossland.show._topology import surface_topology
 
 RADIUS_FRACTION = 0.1
 STORED_MINIMA = 2000  # at most this many minima in a stored topology attribute (~600 kB)
@@ -35,7 +35,7 @@ STORED_MINIMA = 2000  # at most this many minima in a stored topology attribute 
 
 @dataclass(frozen=True)
 class Sharpness:
-    """Figures at the centre (0, 0) of a surface; None where the grid does not allow them."""
+    """Measures at the centre (0, 0) of a surface; None where the grid does not allow them."""
 
     centre_loss: float
     radius: float | None
@@ -133,7 +133,7 @@ def eigenvalues_of(attrs: Mapping[str, Any]) -> tuple[float, ...] | None:
 
 
 def sharpness(surface: Surface, *, radius: float | None = None) -> Sharpness | None:
-    """Figures at (0, 0), or None when the grid does not contain an evaluated centre."""
+    """Measures at (0, 0), or None when the grid does not contain an evaluated centre."""
     z = _values(surface)
     jx = _index(surface.x, 0.0)
     if jx is None:
@@ -231,13 +231,13 @@ def node_losses(surface: Surface) -> dict[str, float] | None:
     return out or None
 
 
-def figures(surface: Surface, *, radius: float | None = None) -> dict[str, Any]:
+def measures(surface: Surface, *, radius: float | None = None) -> dict[str, Any]:
     """Everything above as one JSON-ready dict (stored as the surface attribute ``sharpness``)."""
     out: dict[str, Any] = {}
     s = sharpness(surface, radius=radius)
     if s is not None:
         out.update(s.as_dict())
-    if surface.attrs.get("directions_kind") == "models":
+    if _between_models(surface):
         b = barrier(surface)
         if b is not None:
             out["barrier"] = b.as_dict()
@@ -247,11 +247,17 @@ def figures(surface: Surface, *, radius: float | None = None) -> dict[str, Any]:
     return out
 
 
+def _between_models(surface: Surface) -> bool:
+    """A surface between checkpoints (its kind's row says so): barrier, node losses, BN note."""
+    row = recorded_kind(surface.attrs.get("directions_kind"))
+    return row is not None and row.between_models
+
+
 def _g(value: float | None, fmt: str = ".4g") -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
-def format_figures(surface: Surface, *, radius: float | None = None) -> list[str]:
+def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]:
     """Summary lines: sharpness at the centre, eigenvalues, barrier, node losses."""
     lines = []
     s = sharpness(surface, radius=radius)
@@ -276,7 +282,7 @@ def format_figures(surface: Surface, *, radius: float | None = None) -> list[str
     eig = eigenvalues_of(surface.attrs)
     if eig is not None:
         lines.append("Hessian eigenvalues: " + ", ".join(f"{v:.4g}" for v in eig))
-    if surface.attrs.get("directions_kind") == "models":
+    if _between_models(surface):
         values = surface.values()
         bad = int((values.nan | values.infinite).sum())
         if bad and surface.attrs.get("bn") == "eval":
@@ -316,20 +322,18 @@ def _refined_line(found: dict[str, Any]) -> str:
         return "barrier refined: unreadable attribute (recompute the line)"
 
 
-def with_figures(surface: Surface, out: str | os.PathLike[str] | None = None) -> Surface:
-    """``surface`` with the attributes ``sharpness`` and, for a plane, ``topology`` (its basins,
-    ``Topology.as_dict()``), computed for complete surfaces; re-saved to ``out``.
+def with_measures(surface: Surface) -> Surface:
+    """``surface`` with the attributes ``sharpness`` (:func:`measures`) and, for a plane,
+    ``topology`` (its basins, ``Topology.as_dict()``), computed for complete surfaces; an
+    incomplete one is returned as it is. Saving it is the caller's (``run`` saves).
 
     A noisy grid can have a minimum at every few points: its topology (about 300 bytes per
     minimum) is stored only up to ``STORED_MINIMA`` minima, and otherwise recomputed when shown.
     """
     if not surface.complete:
         return surface
-    attrs: dict[str, Any] = {"sharpness": figures(surface)}
+    attrs: dict[str, Any] = {"sharpness": measures(surface)}
     basins = surface_topology(surface, stored=False)  # fresh: a stored one may be stale
     if basins is not None and len(basins.minima) <= STORED_MINIMA:
         attrs[TOPOLOGY_ATTR] = basins.as_dict()
-    result = surface.with_attrs(**attrs)
-    if out is not None:
-        result.save(out)
-    return result
+    return surface.with_attrs(**attrs)

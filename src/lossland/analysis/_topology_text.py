@@ -1,0 +1,57 @@
+"""The basins of a surface as a few lines of terminal text (``lossland info``, ``describe``)."""
+
+from __future__ import annotations
+
+from lossland.analysis._topology import surface_topology
+from lossland.analysis._topology_schema import Minimum, Topology
+from lossland.io import Surface
+
+
+def summary_lines(topology: Topology, *, top: int = 5) -> list[str]:
+    """A few lines for a terminal: the global minimum, then the ``top`` most persistent others.
+
+    e.g. ``3 minima in 1 component (2 significant, k=2); global 0.212 at (0.04, -0.02)``
+    then ``next: 0.54 at (0.6, 0.7), barrier 0.31 at saddle (0.4, 0.5), significant``.
+    """
+    if top < 0:
+        raise ValueError(f"top must be >= 0, got {top}")
+    minima, best = topology.minima, topology.minima[0]
+    components = topology.n_components
+    parts = [
+        f"{_count(len(minima), 'minimum', 'minima')} in "
+        f"{_count(components, 'component', 'components')}"
+    ]
+    if topology.k is not None:
+        parts.append(
+            f" ({sum(m.significant is True for m in minima)} significant, k={topology.k:g})"
+        )
+    lines = ["".join(parts) + f"; global {best.loss:.4g} at ({best.x:.3g}, {best.y:.3g})"]
+    others = sorted(range(1, len(minima)), key=lambda i: (-minima[i].persistence, i))
+    for index in others[:top]:
+        lines.append("next: " + _describe(topology, minima[index]))
+    if len(others) > top:
+        rest = max(minima[i].persistence for i in others[top:])
+        lines.append(f"... {len(others) - top} more minima with barrier <= {rest:.3g}")
+    return lines
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _describe(topology: Topology, m: Minimum) -> str:
+    text = f"{m.loss:.4g} at ({m.x:.3g}, {m.y:.3g}), "
+    if m.merge is None:
+        text += "separate component (no path to the global minimum)"
+    else:
+        s = topology.merges[m.merge]
+        text += f"barrier {m.persistence:.3g} at saddle ({s.x:.3g}, {s.y:.3g})"
+    if m.significant is not None:
+        text += ", significant" if m.significant else ", not significant"
+    return text
+
+
+def topology_lines(surface: Surface) -> list[str]:
+    """The basin summary (:func:`summary_lines`) of a 2-D surface; [] when it has none."""
+    found = surface_topology(surface)
+    return [] if found is None else summary_lines(found)
