@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: on this machine it is a local file; elsewhere a plain
 	# torch requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu || true
-	$(PY) -m pip install -q -e '.[dev,models]'
+	$(PY) -m pip install -q -e '.[dev,models,training]'
 	touch $(STAMP)
 
 demo: $(STAMP)
