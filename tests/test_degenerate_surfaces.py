@@ -576,7 +576,7 @@ def test_figure_functions(name, figure):
 @pytest.mark.parametrize("name", list(CASES))
 def test_surface_methods(name):
     s, truth = case_surface(name), Truth(case_surface(name))
-    text = s.describe()
+    text = analysis.describe(s)
     assert f"done: {truth.done_text()}" in text and not re.search(r"\bnan\b", text)
     assert f"done {truth.done_text().replace(' points', '')}" in repr(s)
     x, _, low = s.argmin()

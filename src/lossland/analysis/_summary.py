@@ -3,10 +3,8 @@ and the basins of a plane, one line each."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from lossland.analysis._topology_text import topology_lines
-from lossland.core import memory_text, printable
+from lossland.core import FIELDS, memory_text, printable
 from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, TOPOLOGY_ATTR, Surface
 
 
@@ -24,11 +22,12 @@ def describe(surface: Surface) -> str:
         lines.append(f"loss: min {values.low:.6g} at ({where}), max {values.high:.6g}")
     elif values.done.any():
         lines.append("loss: no finite value")
-    acc = values.acc[np.isfinite(values.acc)]
-    if acc.size:
-        lines.append(f"accuracy: min {acc.min():.2f} %, max {acc.max():.2f} %")
-    elif values.done.any():
-        lines.append("accuracy: not recorded")
+    evaluated = bool(values.done.any())
+    for row in FIELDS:  # the shown rows this surface holds: "accuracy: min 9.50 %, max 71.25 %"
+        held = values.shown.get(row.name)
+        if row.shown is not None and held is not None:
+            line = row.shown.line(held, evaluated=evaluated)
+            lines += [] if line is None else [line]
     holes = values.holes()
     if holes:
         lines.append(f"non-finite losses: {holes}")

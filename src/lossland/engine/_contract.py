@@ -26,12 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import SUM, SUMS, import_object, reduce_sums
+from lossland.core import SUM, SUMS, import_object
 from lossland.engine._data import Batch, batch_size_of, targets_of
 from lossland.errors import LosslandError, arg
 
@@ -230,14 +229,6 @@ def accumulate(total: Tensor | None, sums: Tensor) -> Tensor:
         return total + sums
     largest = torch.tensor(_LARGEST, device=sums.device)
     return torch.where(largest, torch.maximum(total, sums), total + sums)
-
-
-def finish_stats(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sums (..., len(SUMS)) → (mean loss, its standard error, accuracy in percent): the old
-    positional form of :func:`lossland.core.reduce_sums`, kept for run._surface until it reads
-    the values by name."""
-    values = reduce_sums(stats)
-    return values["loss"], values["loss_sem"], values["acc"]
 
 
 def resolve_evaluator(evaluator: Evaluator | None, loss: LossFn | str | None) -> Evaluator:

@@ -1,4 +1,4 @@
-"""``surface(model, data, ...)``: validate → settings → open or resume → drive → figures."""
+"""``surface(model, data, ...)``: validate → settings → open or resume → drive → measures → save."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lossland.analysis import with_measures
 from lossland.core import (
     Axis,
     DType,
@@ -23,6 +24,7 @@ from lossland.core import (
     coordinates,
     kind,
     options_from,
+    reduce_sums,
     resolve_device,
     surface_needs,
     tensor_fingerprint,
@@ -49,7 +51,6 @@ from lossland.engine import (
     check_dtypes,
     check_precision,
     eval_data,
-    finish_stats,
     known_samples,
     layout_channels_last,
     network_dtype,
@@ -67,7 +68,6 @@ from lossland.run._options import MemoryFormat, SurfaceOptions
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
-from lossland.show import with_figures
 
 Coordinates = str | Axis | Sequence[float] | np.ndarray
 # Called on rank 0 with the directions the run uses, once it has accepted its file: returns
@@ -243,13 +243,14 @@ def _finish(
     probe: MemoryProbe,
 ) -> Surface:
     """A run's record: bf16 checked in fp32 at a few points (rank 0), its peak memory, its
-    figures (sharpness, basins) in the attributes, all saved to ``out``."""
+    measures (sharpness, basins: complete surfaces only) in the attributes, all saved
+    to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
-    result = result.with_attrs(**{MEMORY_ATTR: probe.report()})
-    if out is not None and group.main and not result.complete:
-        result.save(out)  # with the memory record (complete surfaces: with_figures saves)
-    return with_figures(result, out if group.main else None)
+    result = with_measures(result.with_attrs(**{MEMORY_ATTR: probe.report()}))
+    if out is not None and group.main:
+        result.save(out)
+    return result
 
 
 def _seeded(
@@ -484,9 +485,9 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
     fp32 = np.full(loss.size, np.nan)
     sem = np.full(loss.size, np.nan)
     for block in engine.rows(result.x, ys, mask.reshape(len(ys), len(result.x))):
-        mean, error, _ = finish_stats(block.stats)
-        fp32[block.row * len(result.x) + block.cols] = mean
-        sem[block.row * len(result.x) + block.cols] = error
+        values = reduce_sums(block.stats)
+        fp32[block.row * len(result.x) + block.cols] = values["loss"]
+        sem[block.row * len(result.x) + block.cols] = values["loss_sem"]
     delta = np.abs(loss[chosen] - fp32[chosen])
     return {
         "points": [
