@@ -38,7 +38,7 @@ OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "nadam", "rmsprop
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DEFAULT_LR = 0.1
 
-# The hyper-parameters each optimizer accepts and their defaults: PyTorch's, except the seed's
+# The hyper-parameters each optimizer accepts and their defaults: PyTorch's, except the write-up's
 # NAdam betas (0.99, 0.999), and momentum 0.9 for "momentum"/"nesterov" (PyTorch's 0 would make
 # them plain SGD). Flags are stored as 0/1 so every value is a float. The viewer embeds this table,
 # so the page and Python cannot disagree on a default.

@@ -12,7 +12,7 @@ Figures of a loss surface are matplotlib objects: each function draws into an Ax
 Rules shared by every figure:
 
 * The values are :meth:`lossland.io.Surface.values`, as every reader shows them: ±inf losses
-  become the largest finite loss (the seed's rule); points not evaluated (``done`` false) and
+  become the largest finite loss (the write-up's rule); points not evaluated (``done`` false) and
   evaluated NaN losses stay blank; ``zmax`` clips the loss from above. :func:`plot` notes (a
   ``LosslandWarning``) what its figures leave blank or replace; a constant surface (up to float
   noise) is one colour, never contour bands of rounding errors.

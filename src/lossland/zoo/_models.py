@@ -1,5 +1,5 @@
-"""Model registry: the seed VGG, a small demo network, Li et al.'s CIFAR-10 ResNet-56 (with and
-without shortcuts), and user models by import path."""
+"""Model registry: the write-up's VGG, a small demo network, Li et al.'s CIFAR-10 ResNet-56
+(with and without shortcuts), and user models by import path."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-# Output channels of the seed's ten 3x3 convolutions; "M" is a 2x2 max-pool.
+# Output channels of the write-up's ten 3x3 convolutions; "M" is a 2x2 max-pool.
 VGG_LAYOUT: tuple[int | str, ...] = (
     64,
     64,
@@ -63,7 +63,7 @@ VGG_LAYOUT: tuple[int | str, ...] = (
 
 
 def vgg(*, width: float = 1.0, activation: Activation = "relu", num_classes: int = 10) -> nn.Module:
-    """The seed network: 10 conv(3x3)→activation→BatchNorm, 4 pools, Dense 512→4096→4096→10.
+    """The write-up's network: 10 conv(3x3)→activation→BatchNorm, 4 pools, Dense 512→4096→4096→10.
 
     With width 1 it has 26,563,018 parameters. ``width`` scales every channel and hidden size,
     so ``width=0.25`` is a CPU-friendly variant with the same depth.

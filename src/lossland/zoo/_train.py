@@ -44,7 +44,7 @@ _UNIT = Bounds(0, 1, below=True)  # Adam's betas and SGD's momentum: 0 <= value 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:
-    """How to train (the defaults are the seed's: Adam 1e-3, batch 64, one epoch)."""
+    """How to train (the defaults are the write-up's: Adam 1e-3, batch 64, one epoch)."""
 
     epochs: int = option(1, "passes over the training data", bounds=AT_LEAST_1)
     limit: int | None = option(
@@ -381,7 +381,7 @@ def batches(
 ) -> Iterator[tuple[int, Tensor | None]]:
     """(epoch, sample indices) for every step; ``None`` marks the start of each epoch.
 
-    One seeded permutation per epoch: the demo uses this to find the seed's "last batch".
+    One seeded permutation per epoch: the demo uses this to find the write-up's "last batch".
     """
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
