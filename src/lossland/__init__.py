@@ -66,7 +66,22 @@ from lossland.zoo import (
 
 
 def load(path: str) -> Surface:
-    """Read a surface file (HDF5) written by lossland or by the reference implementation."""
+    """Read a surface file (HDF5) written by lossland or by the reference implementation.
+
+    Args:
+        path: the ``.h5`` file.
+
+    Returns:
+        The :class:`Surface` (complete or not; a resumable run's file too).
+
+    Raises:
+        SurfaceFileError: a missing, corrupt or malformed file, one over the size bounds, or
+            values that fail its checks; one line naming the file and the problem.
+
+    Example:
+        >>> s = lossland.load("surface.h5")
+        >>> print(lossland.describe(s))
+    """
     return Surface.load(path)
 
 

@@ -9,7 +9,23 @@ from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, TOPOLOGY_ATTR, Surface
 
 
 def describe(surface: Surface) -> str:
-    """A human summary: settings, shape, progress, min/max/argmin, the basins of a plane."""
+    """A human summary of a surface, one fact a line (what ``lossland info`` prints).
+
+    Settings, shape, progress, min/max/argmin of the loss, a line per shown row of
+    :data:`lossland.core.FIELDS` (accuracy), the non-finite losses, the basins of a plane and
+    the file's attributes; text from the file is escaped (:func:`lossland.core.printable`).
+
+    Args:
+        surface: any surface, complete or not.
+
+    Returns:
+        The lines, joined by newlines.
+
+    Example:
+        >>> print(lossland.describe(lossland.load("surface.h5")))
+        2-D surface, train split, shape (21, 21)
+        ...
+    """
     lines = [f"{surface.ndim}-D surface, {printable(surface.split)} split, shape {surface.shape}"]
     lines.append(f"x: {surface.x[0]:g} .. {surface.x[-1]:g} ({len(surface.x)} points)")
     if surface.y is not None:

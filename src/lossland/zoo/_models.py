@@ -149,6 +149,19 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
     The caller vouches for ``spec`` (the user named it): a spec read from a file goes through
     :func:`load_model`, which never builds an import path that the user did not give.
+
+    Args:
+        spec: a registry name ("vgg", "small", "resnet56", "resnet56_noshort") or
+            ``package.module:factory``, with its options.
+
+    Returns:
+        The new model (random weights).
+
+    Raises:
+        LosslandError: an unknown name or option, or a factory that fails or returns no module.
+
+    Example:
+        >>> model = lossland.build_model(lossland.ModelSpec("vgg", {"width": 0.25}))
     """
     if is_import_path(spec.name):
         factory = import_object(spec.name, what="model factory")
@@ -270,6 +283,21 @@ def load_model(
 
     The model is the one :func:`spec_to_build` allows: a registry model the metadata names, or
     what ``spec`` names (an import path runs only when given here, never from the file).
+
+    Args:
+        path: the checkpoint file.
+        spec: the model to build instead of the one the metadata names (a ``ModelSpec``, a
+            registry name or ``package.module:factory``).
+
+    Returns:
+        The model in eval mode with the checkpoint's weights, and the :class:`Checkpoint`.
+
+    Raises:
+        LosslandError: an unreadable checkpoint, a model the metadata does not name (pass
+            ``spec``), or weights that do not fit the model.
+
+    Example:
+        >>> model, ck = lossland.load_model("vgg.safetensors")
     """
     checkpoint = load_checkpoint(path)
     model = build_model(spec_to_build(checkpoint, spec))

@@ -314,9 +314,28 @@ def write_viewer(
     interpolation: Interpolation = "cubic",
     overwrite: bool = False,
 ) -> Path | ViewerPage:
-    """The self-contained viewer page for ``surface``: written to ``out`` (atomically; the
-    path is returned; an existing ``out`` is replaced only with ``overwrite``), or with
-    ``out=None`` returned as a :class:`ViewerPage` (inline in notebooks)."""
+    """The self-contained viewer page for ``surface`` (``lossland.view``).
+
+    Args:
+        surface: a 2-D surface with at least 2 points on each axis.
+        out: the HTML file to write (atomically); None returns the page instead (shown inline
+            in notebooks).
+        paths: optimizer paths to draw (the page can also descend itself).
+        title: the page's title (default: from the surface).
+        log: open on the log scale; ``interpolation``: the page's interpolation at start.
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        The path written, or with ``out=None`` a :class:`ViewerPage`.
+
+    Raises:
+        LosslandError: a line or a grid too small to draw, no finite loss, a log scale over
+            non-positive losses, or an ``out`` that exists (without ``overwrite``).
+
+    Example:
+        >>> lossland.view(s, "viewer.html")
+        >>> lossland.view(s)            # in a notebook: the viewer inline
+    """
     if out is not None:
         check_output(Path(out), overwrite=overwrite)
     if title is None:
