@@ -1,4 +1,4 @@
-"""Issue 10: no surface a reader is given crashes it or makes it print a wrong number.
+"""No surface a reader is given crashes it or makes it print a wrong number.
 
 One table of degenerate surfaces, built directly with the io API from tiny arrays, and every
 reader of a surface file run on each: ``lossland info``, ``plot`` (with and without ``--log``),

@@ -1,6 +1,6 @@
-"""The sublevel-set topology (show/_topology.py) on grids whose topology is known analytically,
-against a brute-force reference; then on surfaces: the stored attribute, its validation, the
-summary in ``describe()`` and the figures."""
+"""The sublevel-set topology (analysis/_topology.py) on grids whose topology is known
+analytically, against a brute-force reference; then on surfaces: the stored attribute, its
+validation, the summary in ``describe`` and the figures."""
 
 from __future__ import annotations
 
