@@ -1,7 +1,7 @@
 """GPU figures for the engine, sized for a short lease (about 5 minutes on one H100/H200).
 
-Prints, for the seed VGG (untrained, seeded) on a batch of 32: ms per grid point for the engine
-with K = 1, 8, 32 and the automatic K (points per batched forward); the wall time of a whole
+Prints, for the write-up's VGG (untrained, seeded) on a batch of 32: ms per grid point for the
+engine with K = 1, 8, 32 and the automatic K (points per batched forward); the wall time of a whole
 51×51 surface; the largest difference to a surface computed on the CPU, for fp32, tf32 and
 bf16. Then the table of ``benchmarks/surface_speed.py`` on the GPU (trained checkpoints, bare
 forward fp32/bf16, the reference loop, loss-landscapes, lossland fp32/bf16 with the bf16 error,

@@ -1,4 +1,4 @@
-"""Training throughput (samples/s) of the seed VGG and the small model, side by side.
+"""Training throughput (samples/s) of the write-up's VGG and the small model, side by side.
 
 Each configuration runs the same Adam steps on in-memory data (batch 64) in both memory
 formats; rounds alternate between configurations so machine noise hits them alike.
@@ -73,7 +73,7 @@ def main() -> None:
         fmt = "channels_last" if cl else "contiguous"
         print(f"{label:<14}{fmt:<16}{statistics.median(values):>20.0f}")
     epoch = 60000 / max(statistics.median(rates[("vgg", 1.0, True)]), 1e-9)
-    print(f"one epoch of the seed VGG (60,000 samples, channels_last) ≈ {epoch / 60:.1f} min")
+    print(f"one epoch of the write-up's VGG (60,000 samples, channels_last) ≈ {epoch / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 from torch import nn
 
 import lossland
-from lossland.show import barrier
+from lossland.analysis import barrier
 
 MODEL = "align_mlps:make_mlp"
 

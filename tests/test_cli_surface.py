@@ -57,7 +57,7 @@ def test_surface_info_and_plot(checkpoints, fashion_dir, tmp_path, capsys):
     s = Surface.load(out)
     assert s.loss.shape == (4, 5) and s.complete
     assert s.attrs["checkpoint_sha256"] and s.attrs["samples"] == 64
-    # Random directions are stored as their recipe, not as a file (issue 10.6).
+    # Random directions are stored as their recipe, not as a file.
     assert s.attrs["directions_file"] == "" and s.attrs["directions_kind"] == "random"
     assert not list(tmp_path.glob("*.safetensors"))
     assert run("info", out) == 0

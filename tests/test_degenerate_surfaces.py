@@ -1,4 +1,4 @@
-"""Issue 10: no surface a reader is given crashes it or makes it print a wrong number.
+"""No surface a reader is given crashes it or makes it print a wrong number.
 
 One table of degenerate surfaces, built directly with the io API from tiny arrays, and every
 reader of a surface file run on each: ``lossland info``, ``plot`` (with and without ``--log``),
@@ -576,7 +576,7 @@ def test_figure_functions(name, figure):
 @pytest.mark.parametrize("name", list(CASES))
 def test_surface_methods(name):
     s, truth = case_surface(name), Truth(case_surface(name))
-    text = s.describe()
+    text = analysis.describe(s)
     assert f"done: {truth.done_text()}" in text and not re.search(r"\bnan\b", text)
     assert f"done {truth.done_text().replace(' points', '')}" in repr(s)
     x, _, low = s.argmin()

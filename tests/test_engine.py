@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossland import run as landscape
-from lossland.core import FlatLayout
+from lossland.core import FlatLayout, reduce_sums
 from lossland.directions import Directions, random_directions
-from lossland.engine import bind_flat, finish_stats, working_copy
+from lossland.engine import bind_flat, working_copy
 from lossland.errors import LosslandError
 
 
@@ -179,10 +179,11 @@ def test_standard_error_of_the_mean_loss(tiny_model, tiny_data):
     assert s.loss_sem[0] == pytest.approx((losses.std() / len(losses) ** 0.5).item(), rel=1e-5)
 
 
-def test_finish_stats_single_sample_has_no_standard_error():
+def test_reduce_sums_single_sample_has_no_standard_error():
     # Σs, Σs², Σn, Σs·n, Σn², units, correct, counted: one sample of loss 2, classified right
-    mean, sem, acc = finish_stats(np.array([[2.0, 4.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]]))
-    assert mean[0] == 2.0 and acc[0] == 100.0 and np.isnan(sem[0])
+    values = reduce_sums(np.array([[2.0, 4.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]]))
+    assert values["loss"][0] == 2.0 and values["acc"][0] == 100.0
+    assert np.isnan(values["loss_sem"][0])
 
 
 def test_user_loss_per_sample_and_scalar(tiny_model, tiny_data):

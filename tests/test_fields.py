@@ -27,12 +27,14 @@ from torch import Tensor, nn
 
 from faultkit import env, lossland_lines, surface_args, torchrun, write_checkpoint, write_data
 from helpers import run_cli, torch_threads
+from lossland.analysis import describe
 from lossland.cli import main
 from lossland.core import FIELD, FIELDS, SUM, SUMS, Field, Values, reduce_sums
 from lossland.engine import IGNORE_INDEX, Evaluator
 from lossland.errors import LosslandError, SurfaceFileError
 from lossland.io import SeedStack, Surface, export, read_npz
 from lossland.run import surface
+from lossland.show import page_data
 
 STACKED = [f for f in FIELDS if f.stacked]
 EXPORTED = [f for f in FIELDS if f.exported]
@@ -585,7 +587,7 @@ def _without_optional(s: Surface) -> dict[str, Any]:
 
 
 def _describe_line(surface: Surface, label: str) -> str | None:
-    lines = [line for line in surface.describe().splitlines() if line.startswith(f"{label}:")]
+    lines = [line for line in describe(surface).splitlines() if line.startswith(f"{label}:")]
     assert len(lines) <= 1
     return lines[0] if lines else None
 
@@ -610,6 +612,28 @@ def test_a_shown_row_is_the_line_describe_prints(case: str, row: Field) -> None:
     surface.loss[done] = 1.0
     line = row.shown.line(surface.values().shown[row.name], evaluated=bool(done.any()))
     assert line == _describe_line(surface, row.shown.label)
+
+
+@pytest.mark.parametrize("row", SHOWN, ids=_ids)
+def test_a_shown_row_is_in_the_viewers_hover(row: Field) -> None:
+    """The viewer's page holds every shown row the surface holds, on the drawn grid (decreasing
+    axes flipped): accuracy as ``acc``, the others in ``fields`` with their label and format."""
+    assert row.shown is not None
+    surface = Surface.empty(np.array([1.0, 0.0, -1.0]), np.array([-1.0, 1.0]), split="train")
+    values = np.arange(6.0).reshape(2, 3) + 0.25
+    surface.store(..., {"loss": np.ones((2, 3)), row.name: values})
+    data = page_data(surface, title="t")
+    shown = values[:, ::-1].tolist()  # x is decreasing: the page draws it increasing
+    if row.name == "acc":
+        assert data["acc"] == shown and data["fields"] == []
+        return
+    (entry,) = [f for f in data["fields"] if f["label"] == row.shown.label]
+    assert entry == {
+        "label": row.shown.label,
+        "fmt": row.shown.fmt,
+        "unit": row.shown.unit,
+        "z": shown,
+    }
 
 
 # --- a 2-rank torchrun: every row crosses the ranks' exchange ---------------------------------

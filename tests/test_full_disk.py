@@ -1,4 +1,4 @@
-"""Issue 10, class 3: a full disk ends every writer with one line, exit 2, the old file intact.
+"""A full disk ends every writer with one line, exit 2, the old file intact.
 
 The disk is real: a 100 KiB tmpfs (CI runs as root; elsewhere the tests skip), filled to its
 last page after the old file is in place. Every writer of the CLI then replaces that old file

@@ -4,6 +4,7 @@ command line prints or names flags. Reads the sources (module-level and in-funct
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -33,9 +34,10 @@ ALLOWED = {
     },
 }
 # The one exception, and nothing broader: a Surface's notebook display (``_repr_html_``,
-# ``_repr_png_``) and ``describe()``'s basin summary are drawn by ``show``, which
-# io/_surface_file.py imports inside those methods only (so importing io never loads show).
-DISPLAY_IMPORT = ("lossland.io._surface_file", "lossland.show")
+# ``_repr_png_``) is drawn by ``show._display``, which io/_surface_file.py imports inside those
+# two methods only (so importing that module never loads show).
+DISPLAY_IMPORT = ("lossland.io._surface_file", "lossland.show._display")
+DISPLAY_HOOKS = ("_repr_html_", "_repr_png_")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+(?![a-z_-])")
 FOREIGN_FLAGS = ("--nproc_per_node",)  # torchrun's, which errors may name
 
@@ -95,11 +97,30 @@ def test_every_import_respects_the_layers() -> None:
     assert not broken, "\n".join(broken)
 
 
-def test_the_display_exception_stays_inside_functions() -> None:
+def test_the_display_exception_stays_inside_the_display_hooks() -> None:
+    """io imports show only in ``Surface._repr_html_``/``_repr_png_``, and only ``_display``."""
     module, target = DISPLAY_IMPORT
     path = MODULES[module]
     assert target in {t for _, t in imports(path)}, "the exception is unused: remove it"
-    assert all(layer(t) != "show" for _, t in imports(path, nested=False))
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    hooks = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name in DISPLAY_HOOKS
+    ]
+    assert sorted(h.name for h in hooks) == sorted(DISPLAY_HOOKS)
+    inside = {id(n) for hook in hooks for n in ast.walk(hook)}
+    upward = [
+        f"line {node.lineno} imports {node.module}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and layer(node.module or "lossland") == "show"
+        if id(node) not in inside or node.module != target
+    ]
+    assert not upward, "\n".join(upward)
+    for hook in hooks:  # each hook imports the display module itself (lazily)
+        assert any(isinstance(n, ast.ImportFrom) and n.module == target for n in ast.walk(hook)), (
+            hook.name
+        )
 
 
 def test_nothing_imports_the_command_line_but_main() -> None:
@@ -203,3 +224,24 @@ def test_no_function_is_longer_than_a_screen() -> None:
                 if _body_lines(node) > MAX_FUNCTION_LINES and not why:
                     long.append(f"{name}.{node.name} ({_body_lines(node)} lines)")
     assert not long, f"split into named steps, or say why in a '# long:' comment: {long}"
+
+
+PACKAGES = [
+    "lossland",
+    *(
+        f"lossland.{m.name}"
+        for m in sorted(SRC.iterdir())
+        if (m / "__init__.py").exists() and m.name not in ("cli", "presets")
+    ),
+]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_shows_what_it_exports(package: str) -> None:
+    """A layer's ``__all__`` names what it exports (each once, each there) and ``dir()`` shows
+    those names only (the private modules stay out of sight)."""
+    module = importlib.import_module(package)
+    names = list(module.__all__)
+    assert len(set(names)) == len(names), package
+    assert [n for n in names if not hasattr(module, n)] == []
+    assert dir(module) == sorted(names)

@@ -1,4 +1,4 @@
-"""Tests for the model registry: the seed VGG, the small CNN, user factories, errors."""
+"""Tests for the model registry: the write-up's VGG, the small CNN, user factories, errors."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     sys.modules.pop(name, None)  # the next test imports its own copy
 
 
-# --- the seed VGG -------------------------------------------------------------------------------
+# --- the write-up's VGG --------------------------------------------------------------------------
 
 
 def test_vgg_has_the_seed_parameter_count(seed_vgg: nn.Module) -> None:

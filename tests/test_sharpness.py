@@ -1,4 +1,4 @@
-"""Sharpness figures: exact on quadratic surfaces, sensible where the grid does not allow them."""
+"""Sharpness measures: exact on quadratic surfaces, sensible where the grid does not allow them."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from lossland import run as landscape
+from lossland.analysis import describe
 from lossland.errors import SurfaceFileError
-from lossland.io import Surface, replace_infinite
+from lossland.io import Surface, SurfaceValues
 
 
 def test_plain_h5py_reads_the_documented_keys(tiny_model, tiny_data, tmp_path: Path):
@@ -137,7 +138,8 @@ def test_truncated_and_missing_files(tmp_path: Path):
 
 def test_infinities_become_the_largest_finite_value():
     z = np.array([1.0, np.inf, -np.inf, np.nan, 3.0])
-    out = replace_infinite(z)
+    rows = {"loss": z, "acc": np.full_like(z, np.nan), "loss_sem": np.full_like(z, np.nan)}
+    out = SurfaceValues.of(rows, np.ones(z.shape, dtype=bool)).loss
     assert out.tolist()[:3] == [1.0, 3.0, 3.0] and np.isnan(out[3]) and out[4] == 3.0
 
 
@@ -152,5 +154,5 @@ def test_argmin_and_describe(tmp_path: Path):
         },
     )
     assert s.argmin() == (-1.0, 1.0, 0.5)
-    text = s.describe()
+    text = describe(s)
     assert "min 0.5 at (x=-1, y=1)" in text and "non-finite losses: 1" in text

@@ -1,6 +1,6 @@
-"""The sublevel-set topology (show/_topology.py) on grids whose topology is known analytically,
-against a brute-force reference; then on surfaces: the stored attribute, its validation, the
-summary in ``describe()`` and the figures."""
+"""The sublevel-set topology (analysis/_topology.py) on grids whose topology is known
+analytically, against a brute-force reference; then on surfaces: the stored attribute, its
+validation, the summary in ``describe`` and the figures."""
 
 from __future__ import annotations
 
@@ -624,7 +624,7 @@ def test_a_very_noisy_grid_keeps_its_topology_out_of_the_file(
     monkeypatch.setattr(_measures, "STORED_MINIMA", 1)
     computed = with_measures(s)
     assert "topology" not in computed.attrs and "sharpness" in computed.attrs
-    assert "topology: 2 minima" in computed.describe()  # recomputed when shown
+    assert "topology: 2 minima" in T.describe(computed)  # recomputed when shown
 
 
 def _other_grid(d: dict[str, Any]) -> dict[str, Any]:
@@ -659,7 +659,7 @@ def test_a_bad_stored_topology_is_ignored_with_a_warning(
     ):
         assert T.surface_topology(loaded) == fresh
     with pytest.warns(LosslandWarning):
-        assert "topology: 2 minima" in loaded.describe()
+        assert "topology: 2 minima" in T.describe(loaded)
 
 
 def test_describe_prints_the_basins_for_old_files_too(
@@ -671,9 +671,9 @@ def test_describe_prints_the_basins_for_old_files_too(
     expected = ["topology: " + T.summary_lines(T.topology(s.loss, s.x, s.y, sem=s.loss_sem))[0]]
     expected.append("  next: 0.1 at (1, 0), barrier 0.9 at saddle (0, 0), significant")
     for surface in (s, with_measures(s)):  # computed on the fly, and read from the attribute
-        lines = surface.describe().splitlines()
+        lines = T.describe(surface).splitlines()
         assert [ln for ln in lines if ln.startswith(("topology", "  next"))] == expected
-        assert "lossland.topology" not in surface.describe()  # the attribute is not dumped
+        assert "lossland.topology" not in T.describe(surface)  # the attribute is not dumped
     path = s.save(tmp_path / "old.h5")  # a file written before topology existed
     assert main(["info", str(path)]) == 0
     assert "\n".join(expected) in capsys.readouterr().out

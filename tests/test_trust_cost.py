@@ -1,4 +1,4 @@
-"""Issue 19 §2 (work): a run's cost is estimated and bounded before it starts.
+"""A run's cost is estimated and bounded before it starts.
 
 Every kind of run lists what it needs (``lossland.core.check_needs``): memory and disk that
 cannot fit are refused, work above ``lossland.core.LIMITS`` needs ``allow_large``, all before

@@ -1,5 +1,5 @@
-"""Issue 19, class 1 and the reader side of class 2: a file reads only itself, and what it
-declares is bounded before anything is read or decompressed.
+"""A file reads only itself, and what it declares is bounded before anything is read or
+decompressed.
 
 Every HDF5 reader opens through ``lossland.io.open_hdf5``; npz archives and torch checkpoints
 through ``io.check_zip``; IDX ``.gz`` files decompress up to what their header declares; path

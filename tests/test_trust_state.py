@@ -1,5 +1,4 @@
-"""Issue 19, class 4: a model's state and dtypes are kept, and what the user's code raises is
-one line.
+"""A model's state and dtypes are kept, and what the user's code raises is one line.
 
 Every class is a table:
 

@@ -1,4 +1,4 @@
-"""Issue 19 §3 and part of §5: text from outside cannot forge what lossland prints or draws.
+"""Text from outside cannot forge what lossland prints or draws.
 
 One table of hostile strings (terminal escapes, a clipboard write, lines forged with ``\\r`` and
 ``\\n``, a C1 control, a bidi override, NUL, a lone surrogate, mathtext, ordinary Unicode) is put

@@ -8,6 +8,7 @@ The typed public API::
     lossland.plot.contour(s, ax=ax, log=True)   # one figure into your Axes (also .contourf,
                                                 # .heatmap, .surface3d, .line, .paths, ...)
     lossland.view(s)                            # in a notebook: the viewer inline
+    print(lossland.describe(s))                 # the text summary (``lossland info``)
 
 In Jupyter a ``Surface`` displays as a summary table with a small contour.
 
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 from lossland import presets
 from lossland._version import __version__
-from lossland.analysis import descend, sharpness
+from lossland.analysis import descend, describe, sharpness
 from lossland.compare import Alignment, AlignOptions, Permutation, align
 from lossland.directions import (
     Directions,
     HessianOperator,
+    HessianOptions,
     Plane,
     hessian_directions,
     hessian_plane,
@@ -64,7 +66,22 @@ from lossland.zoo import (
 
 
 def load(path: str) -> Surface:
-    """Read a surface file (HDF5) written by lossland or by the reference implementation."""
+    """Read a surface file (HDF5) written by lossland or by the reference implementation.
+
+    Args:
+        path: the ``.h5`` file.
+
+    Returns:
+        The :class:`Surface` (complete or not; a resumable run's file too).
+
+    Raises:
+        SurfaceFileError: a missing, corrupt or malformed file, one over the size bounds, or
+            values that fail its checks; one line naming the file and the problem.
+
+    Example:
+        >>> s = lossland.load("surface.h5")
+        >>> print(lossland.describe(s))
+    """
     return Surface.load(path)
 
 
@@ -74,6 +91,7 @@ __all__ = [
     "Directions",
     "Evaluator",
     "HessianOperator",
+    "HessianOptions",
     "LosslandError",
     "LosslandWarning",
     "ModelSpec",
@@ -87,6 +105,7 @@ __all__ = [
     "align",
     "build_model",
     "descend",
+    "describe",
     "export",
     "hessian_directions",
     "hessian_plane",
@@ -114,3 +133,7 @@ __all__ = [
     "view",
     "write_paths",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -38,7 +38,7 @@ OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "nadam", "rmsprop
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DEFAULT_LR = 0.1
 
-# The hyper-parameters each optimizer accepts and their defaults: PyTorch's, except the seed's
+# The hyper-parameters each optimizer accepts and their defaults: PyTorch's, except the write-up's
 # NAdam betas (0.99, 0.999), and momentum 0.9 for "momentum"/"nesterov" (PyTorch's 0 would make
 # them plain SGD). Flags are stored as 0/1 so every value is a float. The viewer embeds this table,
 # so the page and Python cannot disagree on a default.
@@ -214,11 +214,32 @@ def descend(
 ) -> OptimizerPath:
     """Run ``steps`` steps of a PyTorch optimizer on the interpolated surface from ``start``.
 
-    ``hyper`` takes the optimizer's hyper-parameters (see :data:`HYPER_DEFAULTS`: momentum,
-    dampening, beta1, beta2, eps, weight_decay, alpha, momentum_decay, and the flags amsgrad,
-    centered, decoupled_weight_decay). ``log`` descends on ln(loss); the returned losses are in
-    loss units either way. The path stops early, saying why in ``stopped``, when a step leaves the
-    grid (the last point is then on the edge), reaches a hole (not evaluated, or NaN), or diverges.
+    The path stops early, saying why in ``stopped``, when a step leaves the grid (the last
+    point is then on the edge), reaches a hole (not evaluated, or NaN), or diverges.
+
+    Args:
+        surface: a complete 2-D surface.
+        start: the (x, y) to start from.
+        optimizer: one of :data:`OPTIMIZERS` ("sgd", "adam", "nadam", ...).
+        lr, steps: the learning rate and the number of steps.
+        log: descend on ln(loss); the returned losses are in loss units either way.
+        interpolation: how the surface is interpolated between grid points.
+        label: the path's name in figures and files (default: the optimizer and its settings).
+        **hyper: the optimizer's hyper-parameters (see :data:`HYPER_DEFAULTS`: momentum,
+            dampening, beta1, beta2, eps, weight_decay, alpha, momentum_decay, and the flags
+            amsgrad, centered, decoupled_weight_decay).
+
+    Returns:
+        The :class:`lossland.io.OptimizerPath`: points, losses, settings and why it stopped.
+
+    Raises:
+        LosslandError: a surface that cannot be descended (1-D, no finite loss, log of a
+            non-positive loss), a start off the grid, or a hyper-parameter the optimizer does
+            not take or out of its range.
+
+    Example:
+        >>> path = lossland.descend(s, start=(0.8, -0.5), optimizer="adam", lr=0.05)
+        >>> lossland.write_paths([path], "paths.json")
     """
     return descend_grid(
         surface_grid(surface),

@@ -133,7 +133,22 @@ def eigenvalues_of(attrs: Mapping[str, Any]) -> tuple[float, ...] | None:
 
 
 def sharpness(surface: Surface, *, radius: float | None = None) -> Sharpness | None:
-    """Measures at (0, 0), or None when the grid does not contain an evaluated centre."""
+    """The measures of a surface at its centre (0, 0), the trained model.
+
+    Args:
+        surface: a line or a plane whose grid holds (0, 0), evaluated.
+        radius: how far from the centre the rise of the loss is measured (default: a tenth of
+            the shorter axis's half-span).
+
+    Returns:
+        A :class:`Sharpness` (the centre's loss, the mean and largest rise within ``radius``,
+        the curvatures and their principal values), or None when the grid does not contain an
+        evaluated centre.
+
+    Example:
+        >>> m = lossland.sharpness(s)
+        >>> m.rise_mean if m else None
+    """
     z = _values(surface)
     jx = _index(surface.x, 0.0)
     if jx is None:

@@ -3,15 +3,29 @@ and the basins of a plane, one line each."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from lossland.analysis._topology_text import topology_lines
-from lossland.core import memory_text, printable
+from lossland.core import FIELDS, memory_text, printable
 from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, TOPOLOGY_ATTR, Surface
 
 
 def describe(surface: Surface) -> str:
-    """A human summary: settings, shape, progress, min/max/argmin, the basins of a plane."""
+    """A human summary of a surface, one fact a line (what ``lossland info`` prints).
+
+    Settings, shape, progress, min/max/argmin of the loss, a line per shown row of
+    :data:`lossland.core.FIELDS` (accuracy), the non-finite losses, the basins of a plane and
+    the file's attributes; text from the file is escaped (:func:`lossland.core.printable`).
+
+    Args:
+        surface: any surface, complete or not.
+
+    Returns:
+        The lines, joined by newlines.
+
+    Example:
+        >>> print(lossland.describe(lossland.load("surface.h5")))
+        2-D surface, train split, shape (21, 21)
+        ...
+    """
     lines = [f"{surface.ndim}-D surface, {printable(surface.split)} split, shape {surface.shape}"]
     lines.append(f"x: {surface.x[0]:g} .. {surface.x[-1]:g} ({len(surface.x)} points)")
     if surface.y is not None:
@@ -24,11 +38,12 @@ def describe(surface: Surface) -> str:
         lines.append(f"loss: min {values.low:.6g} at ({where}), max {values.high:.6g}")
     elif values.done.any():
         lines.append("loss: no finite value")
-    acc = values.acc[np.isfinite(values.acc)]
-    if acc.size:
-        lines.append(f"accuracy: min {acc.min():.2f} %, max {acc.max():.2f} %")
-    elif values.done.any():
-        lines.append("accuracy: not recorded")
+    evaluated = bool(values.done.any())
+    for row in FIELDS:  # the shown rows this surface holds: "accuracy: min 9.50 %, max 71.25 %"
+        held = values.shown.get(row.name)
+        if row.shown is not None and held is not None:
+            line = row.shown.line(held, evaluated=evaluated)
+            lines += [] if line is None else [line]
     holes = values.holes()
     if holes:
         lines.append(f"non-finite losses: {holes}")

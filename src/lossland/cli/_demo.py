@@ -1,7 +1,7 @@
 """``lossland demo``: train, compute a 51×51 surface and, on a coarse grid, the same for three
 direction seeds (how much the picture depends on them), write every figure into one folder.
 
-The default run is sized for a 2-core CPU (minutes); ``--full`` is the seed's exact setting:
+The default run is sized for a 2-core CPU (minutes); ``--full`` is the write-up's exact setting:
 the full VGG trained for one epoch, a 51×51 surface on the last training batch of 32 images.
 """
 
@@ -44,13 +44,13 @@ class DemoPlan:
     width: float
     samples: int | str  # evaluation samples from the training split
     checkpoints: int  # trajectory checkpoints to save during the epoch (0: none)
-    last_batch: bool = False  # the seed evaluated the last training batch only
+    last_batch: bool = False  # the write-up evaluated the last training batch only
 
 
 SMALL = DemoPlan(model="small", width=1.0, samples=256, checkpoints=10)
 # No trajectory for the full VGG: ten 106 MB checkpoints would be a gigabyte for one figure.
 FULL = DemoPlan(model="vgg", width=1.0, samples=32, checkpoints=0, last_batch=True)
-BATCH = 64  # the seed's training batch
+BATCH = 64  # the write-up's training batch
 
 
 @dataclass(kw_only=True)
@@ -59,7 +59,7 @@ class DemoArgs(DataArgs):
 
     out: Path = flag(Path("demo"), short="-o", doc="output folder")
     full: bool = flag(
-        False, doc="the seed's exact setting: full VGG, one epoch, 51x51 on 32 images"
+        False, doc="the write-up's exact setting: full VGG, one epoch, 51x51 on 32 images"
     )
     grid: int = flag(51, doc="grid points per axis", bounds=Bounds(2, 1001))
     device: str = flag("auto", doc="cpu, cuda, cuda:1, mps or auto")
@@ -92,7 +92,7 @@ def demo(args: DemoArgs) -> str:
     model, _ = load_model(trained.checkpoint)
     note(f"[2/4] {args.grid}×{args.grid} filter-normalized surface on {plan.samples} samples")
     if plan.last_batch:
-        # The seed's setting: the last training batch of the epoch (32 images); the order is
+        # The write-up's setting: the last training batch of the epoch (32 images); the order is
         # the seeded permutation the training run used, so this is that batch exactly.
         data = last_training_batch(images, labels, batch_size=BATCH, seed=TrainOptions().seed)
     else:
@@ -227,7 +227,7 @@ def _trajectory(
 TRAJECTORY_GRID = 25
 
 # Three optimizers from one start, on ln(loss) so the steep rim does not fling them off the
-# grid; NAdam with the seed's settings (lr 0.1, betas 0.99/0.999).
+# grid; NAdam with the write-up's settings (lr 0.1, betas 0.99/0.999).
 DEMO_START = (-0.7, 0.7)
 DEMO_OPTIMIZERS: tuple[tuple[OptimizerName, float], ...] = (
     ("sgd", 0.02),

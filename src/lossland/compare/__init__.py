@@ -29,3 +29,7 @@ __all__ = [
     "derive",
     "recompute_batchnorm",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -11,7 +11,6 @@ from lossland.core._cost import (
     Need,
     available_memory,
     check_needs,
-    count_text,
     descent_needs,
     hessian_needs,
     pca_needs,
@@ -21,7 +20,6 @@ from lossland.core._cost import (
 from lossland.core._devices import DTYPES, DType, resolve_device, synchronize, torch_dtype
 from lossland.core._dtypes import (
     as_real,
-    check_dtype,
     check_storable,
     dtype_kind,
     moves,
@@ -41,18 +39,12 @@ from lossland.core._fields import (
 from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
 from lossland.core._flat import FlatLayout, LayoutEntry
 from lossland.core._grid import (
-    AUTO_MARGIN,
-    AUTO_POINTS,
-    MAX_AXIS_POINTS,
-    MAX_GRID_POINTS,
     Axis,
-    auto_points,
     auto_range,
     axis_text,
     check_grid_size,
     check_spec,
     coordinates,
-    grid_with_zero,
     is_auto,
 )
 from lossland.core._imports import import_object, is_import_path
@@ -63,7 +55,6 @@ from lossland.core._kinds import (
     DirectionKind,
     Kind,
     RangeRule,
-    hessian_range,
     kind,
     recorded_kind,
 )
@@ -74,8 +65,6 @@ from lossland.core._memory import (
     host_available,
     host_rss,
     memory_text,
-    param_bytes,
-    reset_host_peak,
 )
 from lossland.core._options import (
     AT_LEAST_1,
@@ -92,12 +81,9 @@ from lossland.core._options import (
 )
 from lossland.core._progress import progress_bar
 from lossland.core._schemes import (
-    SCHEMES,
     PlaneVectors,
     Scheme,
     barycentric_point_,
-    filter_norms,
-    layer_norm,
     li_point_,
     linear2x_point_,
     rescale_,
@@ -106,8 +92,6 @@ from lossland.core._text import printable
 
 __all__ = [
     "AT_LEAST_1",
-    "AUTO_MARGIN",
-    "AUTO_POINTS",
     "AXIS_LABELS",
     "DTYPES",
     "FIELD",
@@ -115,12 +99,9 @@ __all__ = [
     "FINITE",
     "KINDS",
     "LIMITS",
-    "MAX_AXIS_POINTS",
-    "MAX_GRID_POINTS",
     "MEMORY_KEYS",
     "POSITIVE",
     "SAVE_SHARE",
-    "SCHEMES",
     "SEEDS",
     "SUM",
     "SUMS",
@@ -142,13 +123,11 @@ __all__ = [
     "Sum",
     "Values",
     "as_real",
-    "auto_points",
     "auto_range",
     "available_memory",
     "axis_text",
     "barycentric_point_",
     "bytes_text",
-    "check_dtype",
     "check_fields",
     "check_grid_size",
     "check_needs",
@@ -157,14 +136,10 @@ __all__ = [
     "check_storable",
     "choices",
     "coordinates",
-    "count_text",
     "descent_needs",
     "dtype_kind",
-    "filter_norms",
     "fingerprint",
-    "grid_with_zero",
     "hessian_needs",
-    "hessian_range",
     "host_available",
     "host_rss",
     "import_object",
@@ -172,7 +147,6 @@ __all__ = [
     "is_import_path",
     "json_default",
     "kind",
-    "layer_norm",
     "li_point_",
     "linear2x_point_",
     "memory_text",
@@ -180,14 +154,12 @@ __all__ = [
     "moving_dtype",
     "option",
     "options_from",
-    "param_bytes",
     "pca_needs",
     "printable",
     "progress_bar",
     "recorded_kind",
     "reduce_sums",
     "rescale_",
-    "reset_host_peak",
     "resolve_device",
     "spectrum_needs",
     "surface_needs",
@@ -197,3 +169,7 @@ __all__ = [
     "updated",
     "value_digest",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

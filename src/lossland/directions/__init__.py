@@ -5,15 +5,11 @@ from a :class:`PlaneRequest`; and the Hessian's spectrum (density by stochastic 
 quadrature, per-group top eigenvalues) with :class:`HessianOptions`."""
 
 from lossland.directions._directions import (
-    IGNORES,
-    NORMS,
     Direction,
     Directions,
     Ignore,
     Norm,
-    check_finite,
     check_usable,
-    chunks,
     cosine,
     dot,
     empty_direction,
@@ -34,12 +30,10 @@ from lossland.directions._hessian import (
     save_eigen_directions,
 )
 from lossland.directions._hessian_plane import hessian_plane
-from lossland.directions._models import model_directions, model_names
+from lossland.directions._models import model_directions
 from lossland.directions._pca import (
     Projection,
     Run,
-    check_compatible,
-    default_names,
     find_run,
     parse_pca_runs,
     pca_directions,
@@ -54,7 +48,6 @@ from lossland.directions._random import (
     random_directions,
 )
 from lossland.directions._spectrum import (
-    GROUPINGS,
     SUMMARY_GRID_POINTS,
     Estimate,
     GroupBy,
@@ -64,7 +57,6 @@ from lossland.directions._spectrum import (
     ParameterGroup,
     SpectralDensity,
     check_spectrum_arguments,
-    gaussian_density,
     group_eigenvalues,
     hessian_spectrum,
     parameter_groups,
@@ -74,9 +66,6 @@ from lossland.directions._spectrum import (
 )
 
 __all__ = [
-    "GROUPINGS",
-    "IGNORES",
-    "NORMS",
     "SUMMARY_GRID_POINTS",
     "Direction",
     "Directions",
@@ -99,18 +88,13 @@ __all__ = [
     "SpectralDensity",
     "TraceEstimate",
     "Which",
-    "check_compatible",
-    "check_finite",
     "check_spectrum_arguments",
     "check_usable",
-    "chunks",
     "cosine",
-    "default_names",
     "dot",
     "empty_direction",
     "find_run",
     "from_recipe",
-    "gaussian_density",
     "grid_specs",
     "group_eigenvalues",
     "hessian_cost",
@@ -123,7 +107,6 @@ __all__ = [
     "lanczos",
     "make_plane",
     "model_directions",
-    "model_names",
     "normalize_",
     "orthogonalized",
     "parameter_groups",
@@ -137,3 +120,7 @@ __all__ = [
     "spectrum_cost",
     "trajectory_plane",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -587,13 +587,31 @@ def hessian_directions(
     allow_large: bool | None = None,
     progress: bool | None = None,
 ) -> Directions:
-    """Unit eigenvectors of the two (k ≥ 2, the default) or one (k = 1) top Hessian
-    eigenvalues at θ*.
+    """Unit eigenvectors of the two (k ≥ 2, the default) or one (k = 1) top Hessian eigenvalues at
+    θ*.
 
     With unit directions the surface's coordinates are Euclidean distances in weight space and
-    its curvature at the centre along x is λ₁ (a check the sharpness figures print).
-    ``info`` holds all k eigenvalues, the Lanczos iterations and residual bounds. The keywords
-    are :class:`HessianOptions`' fields but ``probes``.
+    its curvature at the centre along x is λ₁ (a check the sharpness measures print).
+
+    Args:
+        model: the network at θ*.
+        data: the evaluation set the loss is averaged over, as for :func:`lossland.surface`.
+        evaluator, loss: how a batch becomes a loss, as for :func:`lossland.surface`.
+        options: a :class:`HessianOptions`; each other keyword (``k``, ``which``,
+            ``iterations``, ``tol``, ``seed``, ``batch_size``, ``device``, ``dtype``, ...) is one
+            of its fields (``None``: ``options``' value, or its default), ``probes`` excepted.
+
+    Returns:
+        :class:`Directions` of kind "hessian"; ``info`` holds all k eigenvalues, the Lanczos
+        iterations and residual bounds.
+
+    Raises:
+        LosslandError: an option out of its bounds, a model or data the evaluation contract
+            refuses, or a cost that cannot fit (memory) or is above lossland's limits without
+            ``allow_large``; checked before any Hessian-vector product.
+
+    Example:
+        >>> d = lossland.hessian_directions(model, (inputs, targets), k=2, iterations=50)
     """
     o = hessian_options(options, locals(), default=TOP_TWO, not_taken=("probes",))
     return _directions(model, data, o, evaluator=evaluator, loss=loss)
@@ -694,10 +712,26 @@ def hessian_report(
     progress: bool | None = None,
 ) -> tuple[HessianReport, HessianOperator]:
     """Top-k eigenvalues, a Hutchinson trace (``probes`` > 0) and the loss/gradient at θ*.
-    The keywords are :class:`HessianOptions`' fields (``None``: ``options``' value, or its
-    default). The cost is checked before any product (:func:`hessian_cost`: memory, and work
-    above lossland's limits only with ``allow_large``); ``progress`` shows a bar over the
-    products."""
+
+    Args:
+        model, data, evaluator, loss: as for :func:`hessian_directions`.
+        options: a :class:`HessianOptions`; each other keyword is one of its fields
+            (``None``: ``options``' value, or its default); ``progress`` shows a bar over the
+            products.
+
+    Returns:
+        The :class:`HessianReport` (what ``lossland hessian`` prints) and the
+        :class:`HessianOperator` it used (for more products on the same model and data).
+
+    Raises:
+        LosslandError: an option out of its bounds, a model or data the evaluation contract
+            refuses, or a cost that cannot fit (memory) or is above lossland's limits without
+            ``allow_large``; checked before any Hessian-vector product.
+
+    Example:
+        >>> report, op = lossland.hessian_report(model, (inputs, targets), k=3, probes=32)
+        >>> report.eigen.values
+    """
     o = hessian_options(options, locals())
     _check_report(model, o)
     started = time.perf_counter()

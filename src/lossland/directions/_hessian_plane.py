@@ -34,7 +34,24 @@ def hessian_plane(
     progress: bool | None = None,
 ) -> Plane:
     """The plane of the top two Hessian eigenvectors at θ* (unit norm), labelled with λ1, λ2.
-    The keywords are :class:`HessianOptions`' fields but ``k`` (always 2) and ``probes``."""
+
+    Args:
+        model, data, evaluator, loss: as for :func:`hessian_directions`.
+        options: a :class:`HessianOptions`; the other keywords are its fields but ``k``
+            (always 2) and ``probes``.
+
+    Returns:
+        A :class:`Plane` for :func:`lossland.surface` (``x``/``y`` chosen from the curvature).
+
+    Raises:
+        LosslandError: an option out of its bounds, a model or data the evaluation contract
+            refuses, or a cost that cannot fit (memory) or is above lossland's limits without
+            ``allow_large``; checked before any Hessian-vector product.
+
+    Example:
+        >>> plane = lossland.hessian_plane(model, (inputs, targets))
+        >>> s = lossland.surface(model, data, directions=plane.directions)
+    """
     o = hessian_options(options, locals(), not_taken=("k", "probes"))
     return _plane(model, data, o, evaluator=evaluator, loss=loss)
 

@@ -21,11 +21,25 @@ def model_directions(
 ) -> Directions:
     """Directions from one model to others: x = θ₂ − θ₁ (and y = θ₃ − θ₁), origin θ₁.
 
-    Floating-point buffers (BatchNorm running statistics) are interpolated with the weights
-    when ``include_buffers``; integer buffers (``num_batches_tracked``) are never moved.
-    ``names`` limits the directions to those tensors: pass the model's own
-    (:func:`model_names`) where a checkpoint holds a tied weight under two names (GPT-2's
-    ``lm_head.weight`` is ``transformer.wte.weight``), which the model moves once.
+    Args:
+        start: θ₁, a state dict.
+        *ends: θ₂ (a line), or θ₂ and θ₃ (a plane): state dicts of the same architecture.
+        include_buffers: interpolate floating-point buffers (BatchNorm running statistics)
+            with the weights; integer buffers (``num_batches_tracked``) are never moved.
+        names: limits the directions to those tensors: pass the model's own
+            (:func:`model_names`) where a checkpoint holds a tied weight under two names
+            (GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``), which the model moves
+            once.
+
+    Returns:
+        The :class:`Directions` of kind "models", origin θ₁ (x = 1 is θ₂).
+
+    Raises:
+        LosslandError: not two or three checkpoints, or checkpoints of different models.
+
+    Example:
+        >>> d = lossland.model_directions(a.state_dict(), b.state_dict())
+        >>> s = lossland.surface(a, data, directions=d, x="0:1:21")
     """
     if not 1 <= len(ends) <= 2:
         raise LosslandError("model-to-model directions need two or three checkpoints")

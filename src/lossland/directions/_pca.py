@@ -208,11 +208,28 @@ def pca_directions(
 ) -> Directions:
     """The first two principal components of θ_t − θ_final over ``checkpoints``.
 
-    Directions are unit vectors (norm "none") on the tensors ``names`` (default: the weights,
-    not BatchNorm statistics); ``info`` holds the explained variance ratios. Checkpoints given as
-    paths are streamed: memory is the two directions plus ``max_chunk_bytes`` plus the T × T
-    Gram matrix. Reading more than lossland's limit (1e11 checkpoint bytes, three passes) needs
-    ``allow_large``; a Gram matrix that cannot fit the memory is refused.
+    Checkpoints given as paths are streamed: memory is the two directions plus
+    ``max_chunk_bytes`` plus the T × T Gram matrix.
+
+    Args:
+        final_state: θ_final, the state dict the plane is centred on.
+        checkpoints: the θ_t: state dicts, or checkpoint files (streamed).
+        names: the tensors analysed (default: the weights, not BatchNorm statistics).
+        center: subtract the mean of the θ_t − θ_final first (needs 3 checkpoints, else 2).
+        max_chunk_bytes: how much of the checkpoints is read at a time.
+        allow_large: read more than lossland's limit (1e11 checkpoint bytes, three passes).
+
+    Returns:
+        Unit :class:`Directions` (norm "none") of kind "pca"; ``info`` holds the explained
+        variance ratios.
+
+    Raises:
+        LosslandError: too few checkpoints, checkpoints that do not match ``final_state``, a
+            Gram matrix that cannot fit the memory, or a read above the limit without
+            ``allow_large``.
+
+    Example:
+        >>> d = lossland.pca_directions(final.state_dict(), sorted(Path("run/").glob("*.pt")))
     """
     sources = [Path(s) if isinstance(s, (str, os.PathLike)) else s for s in checkpoints]
     names = list(names) if names is not None else default_names(final_state)
@@ -336,6 +353,22 @@ def projection(
 
     Uses the Gram matrix of the directions (not the cosine shortcut), so a point of the plane
     is recovered exactly whatever the angle between the directions.
+
+    Args:
+        states: the θ_t: state dicts or checkpoint files.
+        directions: the plane's directions.
+        origin: the plane's origin (θ*).
+
+    Returns:
+        A :class:`Projection`: the coordinates (T, ndim), and how far each state lies off the
+        plane and from the origin.
+
+    Raises:
+        LosslandError: states that do not hold the directions' tensors.
+
+    Example:
+        >>> p = lossland.projection(checkpoints, d, final.state_dict())
+        >>> p.coords[:, 0], p.off_plane
     """
     dirs = [directions.x] if directions.y is None else [directions.x, directions.y]
     names = list(directions.x)
@@ -462,9 +495,26 @@ def trajectory_plane(
     center: bool = True,
     allow_large: bool = False,
 ) -> Plane:
-    """PCA over the checkpoints of the chosen runs (default all) relative to ``final_state``,
-    then every run projected onto the plane; ``attrs`` record the runs and "PC1 (xx.x %)"
-    axis labels."""
+    """The PCA plane of training runs around ``final_state``, with every run projected onto it.
+
+    Args:
+        final_state: θ_final, the state dict the plane is centred on.
+        runs: folders of checkpoints (or :class:`Run` values), one per training run.
+        names, center, allow_large: as for :func:`pca_directions`.
+        pca_runs: the runs whose checkpoints make the PCA (indices or a spec such as
+            ``"1,3"``; default: all); every run is projected.
+
+    Returns:
+        A :class:`Plane` whose ``trajectories`` are the runs' coordinates and whose ``attrs``
+        record the runs and the "PC1 (xx.x %)" axis labels.
+
+    Raises:
+        LosslandError: no run, an unreadable or mismatched checkpoint, or any refusal of
+            :func:`pca_directions`.
+
+    Example:
+        >>> plane = lossland.trajectory_plane(final.state_dict(), ["run0/", "run1/"])
+    """
     found = _unique_names([r if isinstance(r, Run) else find_run(r) for r in runs])
     if not found:
         raise LosslandError(f"no trajectory given: pass {arg('runs')} RUN_FOLDER")

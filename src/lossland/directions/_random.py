@@ -89,6 +89,24 @@ def random_directions(
     """Gaussian directions shaped like ``model``'s parameters, normalized as Li et al.
 
     The x direction depends only on the seed, so a 1-D line is the x axis of the 2-D plane.
+
+    Args:
+        model: the network; its floating-point parameters and buffers get a direction each.
+        seed: the random seed (the same seed draws the same directions).
+        norm: "filter" (each filter scaled to the norm of the model's filter), "layer" or "none".
+        ignore: "biasbn" zeroes the directions of biases and BatchNorm parameters; "none".
+        ndim: 1 (x only) or 2 (x and y).
+        orthogonalize: make y orthogonal to x (and normalize again).
+
+    Returns:
+        The :class:`Directions`, with the recipe to draw them again in ``info``.
+
+    Raises:
+        LosslandError: an unknown ``norm`` or ``ignore``, or a model with nothing to move.
+
+    Example:
+        >>> d = lossland.random_directions(model, seed=1)
+        >>> s = lossland.surface(model, data, directions=d, x="-1:1:21", y="-1:1:21")
     """
     if norm not in NORMS:
         raise LosslandError(f"unknown {arg('norm')} {norm!r}: choose one of {', '.join(NORMS)}")

@@ -853,16 +853,32 @@ def hessian_spectrum(
     """The Hessian's spectral density and per-group top eigenvalues at ``model``'s weights.
 
     The Hessian is that of the mean loss over ``data`` as the surfaces evaluate it (a private
-    copy in eval mode, through ``evaluator`` or ``loss``; see :class:`HessianOperator`). The
-    density is :func:`spectral_density` with ``probes`` × ``steps`` products (memory: ``steps``
-    vectors of the parameter count); each group's block (``groups``: one per parameter tensor,
-    or one per module) gets its top ``k`` eigenvalues (3 unless given or in ``options``; the
-    largest, whatever ``options.which``) by :func:`lanczos` (``iterations``, ``tol``). The
-    probes are Hutchinson's with the same ``seed``. The other keywords are
-    :class:`HessianOptions`' fields but ``which`` (and its ``probes``, the report's trace: here
-    ``probes`` are the density's). The cost is checked before any product
-    (:func:`spectrum_cost`: memory, and work above lossland's limits only with
-    ``allow_large``); ``progress`` shows a bar over the products.
+    copy in eval mode; see :class:`HessianOperator`). The probes are Hutchinson's with the same
+    ``seed``.
+
+    Args:
+        model, data, evaluator, loss: as for :func:`hessian_directions`.
+        probes, steps: the density is :func:`spectral_density` with ``probes`` × ``steps``
+            products (memory: ``steps`` vectors of the parameter count).
+        groups: one block per parameter tensor ("parameter") or per module ("module"); each
+            gets its top ``k`` eigenvalues (3 unless given or in ``options``; the largest,
+            whatever ``options.which``) by :func:`lanczos` (``iterations``, ``tol``).
+        options: a :class:`HessianOptions`; the other keywords are its fields but ``which``
+            (and its ``probes``, the report's trace: here ``probes`` are the density's);
+            ``progress`` shows a bar over the products.
+
+    Returns:
+        The :class:`HessianSpectrum`: the density curve, its key numbers and the groups'
+        eigenvalues (``describe()`` prints them).
+
+    Raises:
+        LosslandError: an option out of its bounds, a model or data the evaluation contract
+            refuses, or a cost that cannot fit (memory) or is above lossland's limits without
+            ``allow_large``; checked before any Hessian-vector product.
+
+    Example:
+        >>> spectrum = lossland.hessian_spectrum(model, (inputs, targets), probes=4, steps=60)
+        >>> print(spectrum.describe())
     """
     o = hessian_options(options, locals(), default=PER_GROUP, not_taken=("probes", "which"))
     check_spectrum_arguments(probes=probes, steps=steps, groups=groups)

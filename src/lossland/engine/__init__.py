@@ -1,49 +1,33 @@
 """The evaluation engine: the hot loop, the evaluation contract and the evaluation set,
 per-point statistics, precision and memory formats, BatchNorm modes."""
 
-from lossland.engine._compile import check_compile_cache, compile_failure
+from lossland.engine._compile import check_compile_cache
 from lossland.engine._contract import (
     IGNORE_INDEX,
-    STATS,
-    UNITS,
     Accuracy,
     Evaluator,
     Forward,
     Loss,
     LossFn,
-    default_accuracy,
-    default_forward,
-    default_loss,
-    finish_stats,
     resolve_evaluator,
-    resolve_loss,
-    token_losses,
-    unwrap,
-    with_loss,
 )
 from lossland.engine._copy import (
     BNMode,
-    batchnorm_statistics,
     batchnorms,
     bind_flat,
     cast_copy,
     check_dtypes,
-    is_bn_statistic,
-    set_bn_mode,
     working_copy,
 )
 from lossland.engine._data import (
     Batch,
     DataMode,
     EvalData,
-    batch_size_of,
     eval_data,
     known_samples,
     select_samples,
     subset,
     subset_index,
-    targets_of,
-    to_device,
 )
 from lossland.engine._engine import Block, Engine, EngineOptions
 from lossland.engine._failures import DataReadError, user_failure
@@ -67,8 +51,6 @@ from lossland.engine._state import ModelState
 __all__ = [
     "IGNORE_INDEX",
     "PRESETS",
-    "STATS",
-    "UNITS",
     "Accuracy",
     "BNMode",
     "Batch",
@@ -84,8 +66,6 @@ __all__ = [
     "LossFn",
     "ModelState",
     "Precision",
-    "batch_size_of",
-    "batchnorm_statistics",
     "batchnorms",
     "bind_flat",
     "cast_copy",
@@ -93,32 +73,23 @@ __all__ = [
     "check_compile_cache",
     "check_dtypes",
     "check_precision",
-    "compile_failure",
-    "default_accuracy",
-    "default_forward",
-    "default_loss",
     "eval_data",
-    "finish_stats",
     "image_classification",
-    "is_bn_statistic",
     "known_samples",
     "layout_channels_last",
     "network_dtype",
     "one_point_only",
     "precision_mode",
     "resolve_evaluator",
-    "resolve_loss",
     "select_samples",
     "sequence_classification",
-    "set_bn_mode",
     "subset",
     "subset_index",
-    "targets_of",
-    "to_device",
-    "token_losses",
-    "unwrap",
     "use_channels_last",
     "user_failure",
-    "with_loss",
     "working_copy",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -26,12 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossland.core import SUM, SUMS, import_object, reduce_sums
+from lossland.core import SUMS, import_object
 from lossland.engine._data import Batch, batch_size_of, targets_of
 from lossland.errors import LosslandError, arg
 
@@ -40,9 +39,6 @@ Loss = Callable[[Any, Batch], "Tensor | tuple[Tensor, Tensor]"]
 Accuracy = Callable[[Any, Batch], tuple[Tensor, Tensor]]  # (correct, counted) sums
 LossFn = Callable[[Tensor, Tensor], Tensor]  # the classic loss(logits, targets)
 IGNORE_INDEX = -100
-# Old names of the packed width and of the unit count's index: read core.SUMS / core.SUM.
-STATS = len(SUMS)
-UNITS = SUM["units"]
 # Where a point's batches combine by their largest value instead of their sum (see accumulate).
 _LARGEST = tuple(s.combine == "max" for s in SUMS)
 FIX = "pass loss=... (a function of the output and the batch) or a preset evaluator"
@@ -65,11 +61,12 @@ class Evaluator:
         in that order, on the output's device."""
         sums, counts, mean_only = _per_unit((self.loss or default_loss)(output, batch), batch)
         correct, counted = (self.accuracy or default_accuracy)(output, batch)
-        m = torch.tensor(float(len(sums)), dtype=torch.float64, device=sums.device)
-        squares = (sums * sums).sum()
+        # sums, counts: (m,) per unit; correct, counted: () each
+        m = torch.tensor(float(len(sums)), dtype=torch.float64, device=sums.device)  # ()
+        squares = (sums * sums).sum()  # ()
         if mean_only:  # a batch mean: no spread across units, so no standard error
             squares = torch.full_like(squares, math.nan)
-        parts = {  # s (m,) the units' summed losses, n (m,) their weights
+        parts = {  # each (): s (m,) the units' summed losses, n (m,) their weights
             "loss_sum": sums.sum(),
             "loss_squares": squares,
             "weight": counts.sum(),
@@ -79,7 +76,7 @@ class Evaluator:
             "correct": correct.double().reshape(()),
             "counted": counted.double().reshape(()),
         }
-        return torch.stack([parts[s.name].to(sums.device) for s in SUMS])
+        return torch.stack([parts[s.name].to(sums.device) for s in SUMS])  # (len(SUMS),)
 
 
 def with_loss(loss_fn: LossFn, name: str) -> Evaluator:
@@ -87,7 +84,7 @@ def with_loss(loss_fn: LossFn, name: str) -> Evaluator:
     evaluator with the default forward and accuracy."""
 
     def loss(output: Any, batch: Batch) -> Tensor:
-        result = loss_fn(unwrap(output), targets_of(batch))
+        result = loss_fn(unwrap(output), targets_of(batch))  # (B,) or ()
         if not isinstance(result, Tensor):
             raise LosslandError(
                 f"the {arg('loss')} returned {type(result).__name__}, not a tensor: return "
@@ -137,7 +134,7 @@ def _classes(output: Any, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
     if logits.dim() == 2 and targets.dim() == 1 and len(logits) == len(targets):
         return logits, targets, None
     if logits.dim() == 3 and targets.dim() == 2 and logits.shape[:2] == targets.shape:
-        mask = targets != IGNORE_INDEX
+        mask = targets != IGNORE_INDEX  # (B, T)
         attention = batch.get("attention_mask") if isinstance(batch, Mapping) else None
         if isinstance(attention, Tensor) and attention.shape == targets.shape:
             mask = mask & attention.bool()
@@ -158,11 +155,11 @@ def default_loss(output: Any, batch: Batch) -> Tensor | tuple[Tensor, Tensor]:
 
 def token_losses(logits: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Per sequence: (Σ token losses, counted tokens) over the tokens ``mask`` keeps."""
-    losses = F.cross_entropy(
+    losses = F.cross_entropy(  # (B·T, V) logits, (B·T,) targets → (B, T)
         logits.flatten(0, 1), targets.masked_fill(~mask, 0).flatten(), reduction="none"
     ).view(targets.shape)
-    weights = mask.to(losses.dtype)
-    return (losses * weights).sum(dim=1), weights.sum(dim=1)
+    weights = mask.to(losses.dtype)  # (B, T): 1 for a counted token
+    return (losses * weights).sum(dim=1), weights.sum(dim=1)  # (B,), (B,)
 
 
 def default_accuracy(output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -172,7 +169,7 @@ def default_accuracy(output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
     except LosslandError:
         nan = torch.tensor(math.nan, dtype=torch.float64)
         return nan, nan
-    hits = logits.argmax(dim=-1) == targets
+    hits = logits.argmax(dim=-1) == targets  # (B,) or (B, T)
     if mask is None:
         return hits.sum(), torch.tensor(float(len(targets)), device=hits.device)
     return (hits & mask).sum(), mask.sum()
@@ -203,7 +200,7 @@ def _per_unit(result: Any, batch: Batch) -> tuple[Tensor, Tensor, bool]:
             "return per-sample losses (B,), (sums, counts) per sample for weighted means "
             "(e.g. per-token losses), or a scalar batch mean"
         )
-    return losses, torch.ones_like(losses), False
+    return losses, torch.ones_like(losses), False  # (B,), (B,) of ones
 
 
 def _as_tensor(value: Any, what: str) -> Tensor:
@@ -228,16 +225,8 @@ def accumulate(total: Tensor | None, sums: Tensor) -> Tensor:
         return sums
     if not any(_LARGEST):
         return total + sums
-    largest = torch.tensor(_LARGEST, device=sums.device)
+    largest = torch.tensor(_LARGEST, device=sums.device)  # (len(SUMS),) bool
     return torch.where(largest, torch.maximum(total, sums), total + sums)
-
-
-def finish_stats(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sums (..., len(SUMS)) → (mean loss, its standard error, accuracy in percent): the old
-    positional form of :func:`lossland.core.reduce_sums`, kept for run._surface until it reads
-    the values by name."""
-    values = reduce_sums(stats)
-    return values["loss"], values["loss_sem"], values["acc"]
 
 
 def resolve_evaluator(evaluator: Evaluator | None, loss: LossFn | str | None) -> Evaluator:

@@ -131,6 +131,7 @@ class Engine:
             if options.offload
             else ([t.to(device=device, dtype=wants[n]) for n, t in source.items()], None)
         )
+        # δ and η (P,) each, P = layout.size: the directions in the flat layout
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
         # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a
@@ -143,7 +144,8 @@ class Engine:
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)
+        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)  # (P,) θ(α, β)
+        # (P,): what the network reads (``flat`` itself, or its bf16 copy)
         self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
         bind_flat(self.net, self.layout, self.weights)
         self.plane = None if scheme == "li" else self._plane()
@@ -167,10 +169,10 @@ class Engine:
         total = None
         for count, batch in enumerate(self.data.batches(), 1):
             output = self.evaluator.run(self.module, batch)
-            s = self.evaluator.stats(output, batch)
+            s = self.evaluator.stats(output, batch)  # (len(SUMS),)
             if not self.checked:  # the first batch of the run: is the contract what we think?
                 self._check(output, s)
-            total = accumulate(total, s)
+            total = accumulate(total, s)  # (len(SUMS),)
             if self._precise_enough(total, count):
                 break
         assert total is not None
@@ -223,7 +225,7 @@ class Engine:
 
     def _plane(self) -> PlaneVectors:
         """Flat θ* and per-tensor views for the non-linear schemes (one more copy of θ*)."""
-        base = torch.empty_like(self.flat)
+        base = torch.empty_like(self.flat)  # (P,) θ*
         for view, theta in zip(self.layout.views(base).values(), self.theta, strict=True):
             view.copy_(theta)
         segs = self.layout.segments
@@ -276,7 +278,7 @@ class Engine:
             for i in rows if rows is not None else range(len(ys)):
                 cols = np.flatnonzero(pending[i])
                 cols = cols if i % 2 == 0 else cols[::-1]  # snake: neighbours differ along x only
-                out = self._point_sums(len(cols))
+                out = self._point_sums(len(cols))  # (len(cols), len(SUMS))
                 start = done = 0
                 try:
                     for n, j in enumerate(cols):
@@ -364,6 +366,7 @@ class Engine:
         tick: Callable[[int], None] | None,
     ) -> Generator[Block, None, None]:
         k = self.options.points_per_batch
+        # (K, P): the K points of one forward; (P,): θ(0, y) of the row
         work = torch.empty(k, self.layout.size, device=self.flat.device, dtype=self.flat.dtype)
         row_anchor = torch.empty_like(self.flat)
         call = _Call(self.net, self.evaluator)
@@ -380,12 +383,13 @@ class Engine:
                 if len(cols) == 0:
                     continue
                 self._anchor_(0.0, float(ys[i]), out=row_anchor)
-                out = self._point_sums(len(cols))
+                out = self._point_sums(len(cols))  # (len(cols), len(SUMS))
                 for start in range(0, len(cols), k):
                     chunk = cols[start : start + k]
                     m = len(chunk)
                     if self.scheme == "li":
                         alphas = torch.as_tensor(xs[chunk], dtype=work.dtype, device=work.device)
+                        # (m, P) = θ(0, y) + α (m,) ⊗ δ (P,)
                         work[:m].copy_(row_anchor.expand(m, -1)).addr_(alphas, self.dx)
                     else:
                         for r, j in enumerate(chunk):
@@ -411,6 +415,7 @@ class Engine:
         for batch in self.data.batches():
             outputs = batched(params, batch)  # every tensor of the output gains a leading K
             per_point = [tree_map(lambda t, m=m: t[m], outputs) for m in range(k)]
+            # (K, len(SUMS)): each point's sums for this batch
             s = torch.stack([self.evaluator.stats(out, batch) for out in per_point])
             if not self.checked:
                 self._check(per_point[0], s[0])

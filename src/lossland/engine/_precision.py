@@ -1,7 +1,7 @@
 """Numerical precision of the forward pass: true fp32, TF32 (CUDA), or bf16.
 
 bf16 is not autocast: the engine runs a bf16 copy of the network whose weights are cast from
-the exact θ(α, β) at each point (measured on the seed VGG, batch 32, a Xeon with AMX-BF16:
+the exact θ(α, β) at each point (measured on the write-up's VGG, batch 32, a Xeon with AMX-BF16:
 fp32 98–101 ms per forward, bf16 autocast 48–51 ms, the whole model in bf16 28–32 ms), and
 computes the losses from float32 logits in float64 sums.
 """

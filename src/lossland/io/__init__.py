@@ -26,12 +26,11 @@ from lossland.io._checkpoint import (
     save_checkpoint,
     state_of,
 )
-from lossland.io._export import FORMATS, ExportFormat, export, export_format, heights, read_npz
-from lossland.io._hdf5 import MAX_OBJECTS, check_hdf5, open_hdf5
+from lossland.io._export import ExportFormat, export, export_format, heights, read_npz
+from lossland.io._hdf5 import open_hdf5
 from lossland.io._limits import (
     MAX_RATIO,
     READ_SHARE,
-    SMALL_BYTES,
     check_budget,
     check_ratio,
     check_zip,
@@ -46,7 +45,6 @@ from lossland.io._metadata import (
     is_pair_of_texts,
     is_points,
     is_texts,
-    parse_json,
     parse_json_object,
 )
 from lossland.io._paths import (
@@ -57,8 +55,6 @@ from lossland.io._paths import (
     write_paths,
 )
 from lossland.io._surface_file import (
-    FORMAT,
-    FORMAT_VERSION,
     MEMORY_ATTR,
     RESERVED_ATTRS,
     SETTINGS_ATTR,
@@ -68,15 +64,10 @@ from lossland.io._surface_file import (
     SurfaceReadError,
     check_contents,
     log_loss,
-    replace_infinite,
 )
 from lossland.io._values import SurfaceValues, is_flat
 
 __all__ = [
-    "FORMAT",
-    "FORMATS",
-    "FORMAT_VERSION",
-    "MAX_OBJECTS",
     "MAX_RATIO",
     "MAX_STEPS",
     "MEMORY_ATTR",
@@ -84,7 +75,6 @@ __all__ = [
     "READ_SHARE",
     "RESERVED_ATTRS",
     "SETTINGS_ATTR",
-    "SMALL_BYTES",
     "TOPOLOGY_ATTR",
     "Check",
     "Checkpoint",
@@ -99,7 +89,6 @@ __all__ = [
     "atomic_write_bytes",
     "check_budget",
     "check_contents",
-    "check_hdf5",
     "check_length",
     "check_output",
     "check_ratio",
@@ -124,15 +113,17 @@ __all__ = [
     "mismatch_report",
     "not_a_file",
     "open_hdf5",
-    "parse_json",
     "parse_json_object",
     "path_file_kind",
     "path_length_problem",
     "read_npz",
     "read_paths",
-    "replace_infinite",
     "save_checkpoint",
     "sha256_file",
     "state_of",
     "write_paths",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -104,7 +104,23 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model``'s state dict atomically as safetensors, with ``spec`` and ``metadata``.
 
-    ``overwrite=False`` refuses an existing ``path`` (see :func:`lossland.io.check_output`)."""
+    Args:
+        model: a module, or its state dict.
+        path: the file to write.
+        spec: the model's :class:`ModelSpec`, so that :func:`lossland.load_model` can rebuild it.
+        overwrite: ``False`` refuses an existing ``path`` (see :func:`lossland.io.check_output`).
+        **metadata: recorded beside the weights as JSON (other values as their ``str``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        LosslandError: a ``path`` that may not be written, or tensors safetensors cannot
+            store.
+
+    Example:
+        >>> lossland.save_checkpoint(model, "model.safetensors", spec=lossland.ModelSpec("small"))
+    """
     from safetensors.torch import save_file
 
     tensors = (
@@ -134,6 +150,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a safetensors checkpoint, or a plain state dict saved with ``torch.save``.
 
     Pickles are opened only with ``weights_only=True``: no code in the file ever runs.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        A :class:`Checkpoint`: the state dict, lossland's metadata (model spec, training
+        settings), the path and its sha256.
+
+    Raises:
+        CheckpointError: a missing, unreadable or malformed file, or one over the size bounds.
+
+    Example:
+        >>> ck = lossland.load_checkpoint("model.safetensors")
+        >>> model.load_state_dict(ck.state_dict)
     """
     path = Path(path)
     if not path.is_file():

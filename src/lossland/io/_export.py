@@ -75,8 +75,27 @@ def export(
     zmax: float | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``surface`` to ``out`` in ``format`` (default: from the suffix), atomically; an
-    existing ``out`` is replaced only with ``overwrite``."""
+    """Write ``surface`` to ``out`` in another format, atomically.
+
+    Args:
+        surface: the surface to write.
+        out: the file to write.
+        format: "csv", "npz", "vtp" or "obj" (default: from the suffix of ``out``).
+        log: heights of the meshes (vtp, obj) in ln(loss); meshes only.
+        zmax: clip the meshes' losses from above; meshes only.
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        LosslandError: an unknown format, ``log``/``zmax`` for csv or npz, a mesh of a line,
+            or an ``out`` that exists (without ``overwrite``) or cannot be written.
+
+    Example:
+        >>> lossland.export(s, "surface.csv")
+        >>> lossland.read_npz(lossland.export(s, "surface.npz"))
+    """
     out = Path(out)
     fmt = export_format(out, format)
     mesh = fmt in MESH_FORMATS
@@ -265,8 +284,21 @@ def _write_npz(surface: Surface, out: Path) -> None:
 
 
 def read_npz(path: str | os.PathLike[str]) -> Surface:
-    """Read an npz written by :func:`export` back into a :class:`Surface` (every array and
-    attribute checked as the surface file's are)."""
+    """Read an npz written by :func:`export` back into a :class:`Surface`.
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        The surface, with its attributes.
+
+    Raises:
+        SurfaceFileError: a file that is not such an npz, or an array or attribute that fails
+            the checks the surface file's pass.
+
+    Example:
+        >>> s = lossland.read_npz("surface.npz")
+    """
     path = Path(path)
     if not path.is_file():
         raise LosslandError(f"npz file {path} {not_a_file(path)}: check the path")

@@ -64,13 +64,27 @@ def _finite_or_none(value: float) -> float | None:
 def write_paths(
     paths: Sequence[OptimizerPath], file: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
-    """Write paths as CSV or JSON (by the suffix), atomically; an existing ``file`` is replaced
-    only with ``overwrite``.
+    """Write paths as CSV or JSON (by the suffix), atomically.
 
     CSV: one row per point with columns path, label, optimizer, step, x, y, loss, stopped,
     settings; ``stopped`` and ``settings`` (JSON) are filled on each path's first row only.
     JSON: ``{"format": "lossland-paths", "version": 1, "paths": [{label, optimizer, stopped,
     settings, points, losses}]}``. Floats are written in full precision.
+
+    Args:
+        paths: the paths (:func:`lossland.descend` makes them).
+        file: a ``.csv`` or ``.json`` file.
+        overwrite: replace an existing ``file``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        LosslandError: an unknown suffix, or a ``file`` that exists (without ``overwrite``)
+            or cannot be written (:func:`lossland.io.check_output`).
+
+    Example:
+        >>> lossland.write_paths([lossland.descend(s, start=(0.5, 0.5))], "paths.csv")
     """
     file = Path(file)
     kind = path_file_kind(file)
@@ -141,8 +155,21 @@ def read_paths(file: str | os.PathLike[str]) -> list[OptimizerPath]:
 
     A hand-made CSV needs only x and y columns (one path); ``path`` splits rows into several
     paths and ``loss`` gives the losses (NaN where absent). A UTF-8 byte-order mark is allowed.
-    A file may hold at most :data:`MAX_PATHS` paths, :data:`MAX_PATH_POINTS` points and
-    :data:`MAX_PATH_FILE_BYTES` bytes, checked before anything is drawn.
+
+    Args:
+        file: a ``.csv`` or ``.json`` file.
+
+    Returns:
+        The paths, in the file's order.
+
+    Raises:
+        LosslandError: a missing, malformed or oversized file: at most :data:`MAX_PATHS` paths,
+            :data:`MAX_PATH_POINTS` points and :data:`MAX_PATH_FILE_BYTES` bytes, checked
+            before anything is drawn.
+
+    Example:
+        >>> paths = lossland.read_paths("paths.csv")
+        >>> lossland.plot(s, "figures/", paths=paths)
     """
     file = Path(file)
     kind = path_file_kind(file)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.core import FIELD, FIELDS, Field, json_default, memory_text, printable
+from lossland.core import FIELD, FIELDS, Field, json_default
 from lossland.errors import LosslandError, SurfaceFileError, arg, first_line
 from lossland.io._atomic import atomic_path
 from lossland.io._hdf5 import H5_ERRORS, open_hdf5
@@ -50,7 +50,7 @@ FORMAT = "lossland-surface"
 FORMAT_VERSION = 2  # 2: accuracy in percent, as the reference stores it (1: fractions)
 ACC_UNIT = "percent"
 SETTINGS_ATTR = "settings"  # JSON of what identifies a run, compared on resume
-TOPOLOGY_ATTR = "topology"  # the basins (lossland.show.Topology.as_dict), shown as a summary
+TOPOLOGY_ATTR = "topology"  # the basins (lossland.analysis.Topology.as_dict), shown as a summary
 MEMORY_ATTR = "memory"  # the run's peak memory (lossland.core.MemoryProbe.report), one line
 RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -195,10 +195,6 @@ class Surface:
             raise SurfaceFileError("a 1-D surface has no 2-D grid")
         return np.meshgrid(self.x, self.y)
 
-    def finite_loss(self) -> np.ndarray:
-        """Losses with ±inf replaced by the largest finite value (as the seed did); NaN stays."""
-        return replace_infinite(self.loss)
-
     def values(self) -> SurfaceValues:
         """The values as every reader shows them: drawn losses, holes and why (NaN or not
         evaluated), whether a log scale is possible (see :class:`lossland.io.SurfaceValues`)."""
@@ -255,8 +251,8 @@ class Surface:
     def with_attrs(self, **attrs: Any) -> Surface:
         return replace(self, attrs={**self.attrs, **attrs})
 
-    # --- display (drawn by lossland.show, imported inside these methods: the one import of io
-    # from a higher layer, allowed for display only; see tests/test_layers.py) ---
+    # --- display (drawn by lossland.show._display, imported inside these two methods: the one
+    # import of io from a higher layer, allowed for display only; see tests/test_layers.py) ---
 
     def __repr__(self) -> str:
         """Shape, split, progress and the minimum; never the arrays."""
@@ -272,57 +268,18 @@ class Surface:
 
     def _repr_html_(self) -> str:
         """Jupyter's rich display: a summary table beside a small contour (or line) image."""
-        from lossland.show import summary_html
+        from lossland.show._display import summary_html
 
         return summary_html(self)
 
     def _repr_png_(self) -> bytes | None:
         """The small contour alone, for frontends without HTML; None when nothing is drawable."""
-        from lossland.show import contour_png
+        from lossland.show._display import contour_png
 
         try:
             return contour_png(self)
         except LosslandError:
             return None
-
-    def describe(self) -> str:
-        """A human summary: settings, shape, progress, min/max/argmin, the basins of a plane."""
-        from lossland.show import topology_lines
-
-        lines = [f"{self.ndim}-D surface, {printable(self.split)} split, shape {self.shape}"]
-        lines.append(f"x: {self.x[0]:g} .. {self.x[-1]:g} ({len(self.x)} points)")
-        if self.y is not None:
-            lines.append(f"y: {self.y[0]:g} .. {self.y[-1]:g} ({len(self.y)} points)")
-        values = self.values()
-        lines.append(f"done: {values.counts()}")
-        if values.low is not None and values.high is not None:
-            ax, ay, _ = self.argmin()
-            where = f"x={ax:g}" + ("" if ay is None else f", y={ay:g}")
-            lines.append(f"loss: min {values.low:.6g} at ({where}), max {values.high:.6g}")
-        elif values.done.any():
-            lines.append("loss: no finite value")
-        acc = values.acc[np.isfinite(values.acc)]
-        if acc.size:
-            lines.append(f"accuracy: min {acc.min():.2f} %, max {acc.max():.2f} %")
-        elif values.done.any():
-            lines.append("accuracy: not recorded")
-        holes = values.holes()
-        if holes:
-            lines.append(f"non-finite losses: {holes}")
-        # The stored topology when valid, else computed: so older files get the summary too.
-        basins = topology_lines(self)
-        lines += [f"topology: {text}" for text in basins[:1]]
-        lines += [f"  {text}" for text in basins[1:]]
-        for key in sorted(self.attrs):
-            if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
-                continue
-            shown = memory_text(self.attrs[key]) if key == MEMORY_ATTR else None
-            # Names and values are the file's: one line each, whatever they hold.
-            value = printable(self.attrs[key] if shown is None else shown)
-            lines.append(f"{printable(key)}: {value}")
-        for name, points in self.trajectories.items():
-            lines.append(f"trajectory {printable(name)}: {len(points)} points")
-        return "\n".join(lines)
 
     # --- files ---
 
@@ -478,7 +435,7 @@ def _is_figures(value: Any) -> bool:
 
 
 def _is_robustness(value: Any) -> bool:
-    """What :func:`lossland.show.robustness` writes and ``robustness_lines`` reads back."""
+    """What :func:`lossland.analysis.robustness` writes and ``robustness_lines`` reads back."""
     if not isinstance(value, dict):
         return False
     seeds, correlation = value.get("seeds"), value.get("log_correlation") or {}
@@ -816,15 +773,6 @@ def check_mask(raw: np.ndarray, fail: Any, *, name: str = "done") -> np.ndarray:
     if raw.dtype.kind == "f" or not np.isin(raw, (0, 1)).all():
         raise fail(f"has a {name} mask that is not 0/1")
     return raw.astype(bool)
-
-
-def replace_infinite(values: np.ndarray) -> np.ndarray:
-    """±inf → the largest finite value (the seed's rule); NaN (not evaluated) stays NaN."""
-    out = np.array(values, dtype=np.float64, copy=True)
-    finite = np.isfinite(out)
-    if finite.any():
-        out[np.isinf(out)] = out[finite].max()
-    return out
 
 
 def log_loss(loss: np.ndarray) -> np.ndarray:

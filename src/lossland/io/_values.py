@@ -6,7 +6,7 @@ printed summaries all read a surface through :class:`SurfaceValues`, so they agr
 
 * **finite**: evaluated (``done``) with a finite loss: drawn as it is;
 * **infinite**: evaluated, the loss overflowed to ±inf: drawn as the largest finite loss (the
-  seed's rule), and counted, so a note can say so;
+  write-up's rule), and counted, so a note can say so;
 * **NaN**: evaluated, the loss is not a number ("evaluated, NaN"): a hole;
 * **missing**: never evaluated (``done`` false): a hole ("not evaluated").
 

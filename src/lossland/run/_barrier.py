@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from lossland.analysis import barrier
 from lossland.core import reduce_sums
 from lossland.engine import Engine
 from lossland.io import Surface
-from lossland.show import barrier
 
 EVALUATIONS = 10  # the bracket shrinks to 0.618⁸ ≈ 2 % of 2h: well below any grid spacing
 _GOLDEN = (math.sqrt(5) - 1) / 2

@@ -74,14 +74,34 @@ def trajectory_surface(
     model: ModelSpec | str | None = None,
     **surface_options: Any,
 ) -> Surface:
-    """The loss surface on the PCA plane of ``run_dirs`` around ``final`` (the trained model, or
-    its checkpoint file), with each run's projected path in ``surface.trajectories`` and
-    "PC1 (xx.x %)" axis labels.
+    """The loss surface on the PCA plane of ``run_dirs`` around ``final``.
 
-    ``x``/``y``: ``None`` or ``"auto[:NUM]"`` fit the paths with a margin; else ``min:max:num``.
-    ``surface_options`` go to :func:`lossland.surface` (``bn``, ``device``, ...). ``model``
-    names the factory of a checkpoint file whose metadata gives an import path (or no model):
-    lossland never imports code that a file names (see :func:`lossland.load_model`).
+    Each run's projected path is in ``surface.trajectories``, the axes are labelled
+    "PC1 (xx.x %)".
+
+    Args:
+        final: the trained model, or its checkpoint file.
+        run_dirs: folders of training checkpoints, one per run.
+        data: the evaluation set, as for :func:`lossland.surface`.
+        x, y: ``None`` or ``"auto[:NUM]"`` fit the paths with a margin; else ``min:max:num``.
+        pca_runs: the runs (indices, or a spec such as ``"0,2"``) whose checkpoints make the
+            PCA (default: all).
+        out: the HDF5 file to write and resume.
+        model: the factory of a checkpoint file whose metadata gives an import path (or no
+            model): lossland never imports code that a file names (see
+            :func:`lossland.load_model`).
+        **surface_options: passed to :func:`lossland.surface` (``bn``, ``device``, ...).
+
+    Returns:
+        The :class:`lossland.io.Surface` on the PCA plane.
+
+    Raises:
+        LosslandError: unreadable or mismatched checkpoints, too few of them for a plane, or
+            any refusal of :func:`lossland.surface`.
+
+    Example:
+        >>> s = lossland.trajectory_surface("model.safetensors", ["run0/", "run1/"],
+        ...                                 (inputs, targets), out="pca.h5")
     """
     attrs = dict(surface_options.pop("attrs", None) or {})
     if isinstance(final, nn.Module):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from lossland.analysis import robustness
 from lossland.core import FIELDS, FINITE, SEEDS, as_real, check_number, progress_bar
 from lossland.directions import cosine, dot, random_directions
 from lossland.errors import LosslandError, SurfaceFileError, arg
@@ -26,7 +27,6 @@ from lossland.io import SeedStack, Surface
 from lossland.run._group import is_main_process
 from lossland.run._options import SurfaceOptions
 from lossland.run._settings import load_resumable
-from lossland.show import robustness
 
 OneSeed = Callable[[int, Path | None], Surface]  # (seed, in-progress file) → that surface
 

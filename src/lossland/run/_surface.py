@@ -1,4 +1,4 @@
-"""``surface(model, data, ...)``: validate → settings → open or resume → drive → figures."""
+"""``surface(model, data, ...)``: validate → settings → open or resume → drive → measures → save."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lossland.analysis import with_measures
 from lossland.core import (
     Axis,
     DType,
@@ -23,6 +24,7 @@ from lossland.core import (
     coordinates,
     kind,
     options_from,
+    reduce_sums,
     resolve_device,
     surface_needs,
     tensor_fingerprint,
@@ -49,7 +51,6 @@ from lossland.engine import (
     check_dtypes,
     check_precision,
     eval_data,
-    finish_stats,
     known_samples,
     layout_channels_last,
     network_dtype,
@@ -67,7 +68,6 @@ from lossland.run._options import MemoryFormat, SurfaceOptions
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
-from lossland.show import with_figures
 
 Coordinates = str | Axis | Sequence[float] | np.ndarray
 # Called on rank 0 with the directions the run uses, once it has accepted its file: returns
@@ -119,29 +119,53 @@ def surface(
 
     θ(α, β) = θ* + α·δ + β·η for ``scheme="li"`` (Li et al.), with δ, η random Gaussian
     directions normalized filter by filter (``norm="filter"``) unless ``directions`` is given.
-    ``data`` is the fixed evaluation set: an ``(inputs, targets)`` pair, a ``Dataset``, a
-    ``DataLoader`` or any re-iterable of batches, evaluated through ``evaluator`` (default:
-    cross-entropy, token-weighted for per-token logits; see :class:`lossland.engine.Evaluator`
-    and :mod:`lossland.presets`) or the classic ``loss(logits, targets)``. ``x``/``y`` are
-    ``min:max:num`` specs or coordinates; ``None`` (or ``auto[:NUM]``) lets the kind of
-    directions choose (no ``y``: a 1-D line for random directions). With ``out``, progress is
-    checkpointed atomically into that HDF5 file and a rerun resumes it. ``model`` is never
-    modified: the engine evaluates a private copy. The remaining keywords are the fields of
-    :class:`SurfaceOptions` (``None``: its default, or ``options``' value). ``seeds=N``
-    computes the surface for N direction seeds (``seed``, ``seed + 1``, …) into one file with a
-    leading seed axis (``surface.stack``) and measures how much the picture depends on them
-    (``attrs["robustness"]``). ``attrs["memory"]`` holds the run's peak host and device
-    memory, as bytes and as multiples of the parameter bytes (:class:`lossland.core.MemoryProbe`;
-    on Linux it resets the process's peak-RSS counter when the run starts). ``offload=True``
-    keeps θ* on the host for models that barely fit the device. The run's cost (points ×
+    ``model`` is never modified: the engine evaluates a private copy. With ``out``, progress is
+    checkpointed atomically into that HDF5 file and a rerun resumes it. The run's cost (points ×
     samples, memory, disk) is estimated before any data is read, lock taken or file written:
     what cannot fit is refused, and work above lossland's limits needs ``allow_large=True``.
+    ``attrs["memory"]`` holds the run's peak host and device memory, as bytes and as multiples
+    of the parameter bytes (:class:`lossland.core.MemoryProbe`; on Linux it resets the
+    process's peak-RSS counter when the run starts).
 
-    ``on_accept(directions)`` runs on rank 0 once every check has passed, the run holds the
-    lock of ``out`` and has accepted the file (new, replaced or resumed), before any point is
-    computed, with the directions the run uses (with ``seeds``: the first seed's): the place
-    to write files that belong to the run (the CLI saves the directions there, so a refused
-    run writes nothing). It returns attributes to record in the surface file.
+    Args:
+        model: the trained network; its weights are θ*.
+        data: the fixed evaluation set: an ``(inputs, targets)`` pair, a ``Dataset``, a
+            ``DataLoader`` or any re-iterable of batches.
+        x, y: ``min:max:num`` specs or coordinates; ``None`` (or ``auto[:NUM]``) lets the kind
+            of directions choose (no ``y``: a 1-D line for random directions).
+        directions: the plane's directions (default: random, drawn from ``seed``).
+        evaluator: forward, loss and accuracy of a batch (default: cross-entropy, token-weighted
+            for per-token logits; see :class:`lossland.engine.Evaluator` and
+            :mod:`lossland.presets`); or ``loss``, the classic ``loss(logits, targets)``.
+        out: the HDF5 file to write and resume; ``overwrite`` replaces one that cannot be
+            resumed.
+        split, attrs, trajectories: recorded in the file (paths drawn on the figures).
+        seeds: N direction seeds (``seed``, ``seed + 1``, …) into one file with a leading seed
+            axis (``surface.stack``), with how much the picture depends on them
+            (``attrs["robustness"]``).
+        options: a :class:`SurfaceOptions`; each other keyword (``norm``, ``batch_size``,
+            ``device``, ``precision``, ``offload``, ``sem_target``, ``refine``, ...) is one of
+            its fields, ``None`` meaning ``options``' value or the field's default.
+        on_accept: ``on_accept(directions)`` runs on rank 0 once every check has passed, the
+            run holds the lock of ``out`` and has accepted the file (new, replaced or resumed),
+            before any point is computed, with the directions the run uses (with ``seeds``: the
+            first seed's): the place to write files that belong to the run (the CLI saves the
+            directions there, so a refused run writes nothing). It returns attributes to record
+            in the surface file.
+
+    Returns:
+        The :class:`lossland.io.Surface`, with its measures (sharpness, basins) in ``attrs``
+        when complete, saved to ``out`` when given.
+
+    Raises:
+        LosslandError: a bad argument, a run that cannot fit, or a file that cannot be written
+            or resumed; one line naming the argument and the fix, before any point.
+        Interrupted: a signal stopped the run; the points done are saved in ``out``.
+
+    Example:
+        >>> s = lossland.surface(model, (inputs, targets), x="-1:1:21", y="-1:1:21",
+        ...                      out="surface.h5", batch_size=128)
+        >>> print(lossland.describe(s))
     """
     opts = options_from(options or SurfaceOptions(), locals())  # every field is a keyword
     if seeds is not None and seeds != 1:
@@ -243,13 +267,14 @@ def _finish(
     probe: MemoryProbe,
 ) -> Surface:
     """A run's record: bf16 checked in fp32 at a few points (rank 0), its peak memory, its
-    figures (sharpness, basins) in the attributes, all saved to ``out``."""
+    measures (sharpness, basins: complete surfaces only) in the attributes, all saved
+    to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
-    result = result.with_attrs(**{MEMORY_ATTR: probe.report()})
-    if out is not None and group.main and not result.complete:
-        result.save(out)  # with the memory record (complete surfaces: with_figures saves)
-    return with_figures(result, out if group.main else None)
+    result = with_measures(result.with_attrs(**{MEMORY_ATTR: probe.report()}))
+    if out is not None and group.main:
+        result.save(out)
+    return result
 
 
 def _seeded(
@@ -484,9 +509,9 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
     fp32 = np.full(loss.size, np.nan)
     sem = np.full(loss.size, np.nan)
     for block in engine.rows(result.x, ys, mask.reshape(len(ys), len(result.x))):
-        mean, error, _ = finish_stats(block.stats)
-        fp32[block.row * len(result.x) + block.cols] = mean
-        sem[block.row * len(result.x) + block.cols] = error
+        values = reduce_sums(block.stats)
+        fp32[block.row * len(result.x) + block.cols] = values["loss"]
+        sem[block.row * len(result.x) + block.cols] = values["loss_sem"]
     delta = np.abs(loss[chosen] - fp32[chosen])
     return {
         "points": [

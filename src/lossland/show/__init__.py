@@ -12,7 +12,7 @@ Figures of a loss surface are matplotlib objects: each function draws into an Ax
 Rules shared by every figure:
 
 * The values are :meth:`lossland.io.Surface.values`, as every reader shows them: ±inf losses
-  become the largest finite loss (the seed's rule); points not evaluated (``done`` false) and
+  become the largest finite loss (the write-up's rule); points not evaluated (``done`` false) and
   evaluated NaN losses stay blank; ``zmax`` clips the loss from above. :func:`plot` notes (a
   ``LosslandWarning``) what its figures leave blank or replace; a constant surface (up to float
   noise) is one colour, never contour bands of rounding errors.
@@ -43,12 +43,6 @@ labels, captions, frames), ``_maps``, ``_surface3d``, ``_overlays``, ``_lines``,
 
 from __future__ import annotations
 
-import os
-
-from lossland.analysis import barrier, robustness, topology_lines  # moved: P4 removes
-from lossland.analysis import with_measures as _with_measures
-from lossland.io import Surface
-from lossland.show._display import contour_png, summary_html
 from lossland.show._plotter import (
     Plotter,
     figure_files,
@@ -66,38 +60,24 @@ from lossland.show.viewer import (
     write_viewer,
 )
 
-
-# moved: P4 removes (run saves itself, after with_measures)
-def with_figures(surface: Surface, out: str | os.PathLike[str] | None = None) -> Surface:
-    """:func:`lossland.analysis.with_measures`, re-saved to ``out`` for complete surfaces."""
-    if not surface.complete:
-        return surface
-    result = _with_measures(surface)
-    if out is not None:
-        result.save(out)
-    return result
-
-
 __all__ = [
     "PlotStyle",
     "Plotter",
     "StyleName",
     "ViewerPage",
     "axis_labels",
-    "barrier",  # moved: P4 removes
-    "contour_png",
     "density_figure",
     "figure_files",
     "loss_values",
     "make_server",
     "page_data",
     "plot",
-    "robustness",  # moved: P4 removes
     "save_density_figure",
     "seeds_figure",
     "serve",
-    "summary_html",
-    "topology_lines",  # moved: P4 removes
-    "with_figures",  # moved: P4 removes
     "write_viewer",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

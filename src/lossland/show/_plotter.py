@@ -225,16 +225,34 @@ class Plotter:
         paths: Sequence[OptimizerPath] = (),
         overwrite: bool = False,
     ) -> list[Path]:
-        """Write the standard figures as ``<stem>_<kind>.<format>`` and return the files: for a
-        plane contour, contourf, heatmap, 3d (the surface's trajectories and ``paths`` on each)
-        and topology (persistence diagram and merge tree); for a line 1d.
+        """Write the standard figures as ``<stem>_<kind>.<format>`` and return the files.
 
-        ``surface`` may be a file (its folder and stem are then the defaults). ``style`` is a
-        ``PlotStyle`` or its name ("default", "paper"); ``format``, ``dpi`` and ``caption``
-        override the style's. ``critical_points`` marks minima and saddles on the contours. A
-        grid with one row or column gets the heat map and the topology only. Every file is
-        checked before the first is drawn: an existing one is replaced only with
-        ``overwrite``, the surface file itself never (:func:`lossland.io.check_output`).
+        For a plane: contour, contourf, heatmap, 3d (the surface's trajectories and ``paths`` on
+        each) and topology (persistence diagram and merge tree); for a line: 1d. A grid with one
+        row or column gets the heat map and the topology only.
+
+        Args:
+            surface: a surface, or its file (whose folder and stem are then the defaults).
+            out_dir: the folder to write into.
+            stem: the files' name before ``_<kind>``.
+            style: a ``PlotStyle`` or its name ("default", "paper"); ``format``, ``dpi`` and
+                ``caption`` override the style's, as do ``cmap`` and ``title``.
+            log: a logarithmic colour scale on the loss; ``levels`` contour levels; ``zmax`` clips
+                the loss from above.
+            critical_points: mark minima and saddles on the contours.
+            paths: optimizer paths drawn on each figure (:func:`lossland.descend`).
+            overwrite: replace existing files (the surface file itself never).
+
+        Returns:
+            The files written.
+
+        Raises:
+            LosslandError: a surface with nothing to draw, log of non-positive losses, or a file
+                that exists (without ``overwrite``) or cannot be written; every file is checked
+                before the first is drawn (:func:`lossland.io.check_output`).
+
+        Example:
+            >>> lossland.plot(s, "figures/", log=True, style="paper")
         """
         source = None if isinstance(surface, Surface) else Path(surface)
         loaded = Surface.load(source) if source is not None else surface

@@ -71,7 +71,7 @@ class PlotStyle:
 
     @classmethod
     def default(cls) -> PlotStyle:
-        """Screen figures: the seed's coolwarm colours and the settings caption."""
+        """Screen figures: the write-up's coolwarm colours and the settings caption."""
         return cls()
 
     @classmethod

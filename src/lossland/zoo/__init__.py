@@ -1,10 +1,9 @@
 """Datasets, the model registry and training: what lossland brings besides your own model."""
 
-from lossland.zoo._cifar10 import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from lossland.zoo._cifar10 import load_cifar10
 from lossland.zoo._datasets import DATASETS, Dataset, load_dataset
-from lossland.zoo._fashion_mnist import Split, fingerprint, load_fashion_mnist, read_idx, write_idx
+from lossland.zoo._fashion_mnist import Split, fingerprint, load_fashion_mnist, write_idx
 from lossland.zoo._models import (
-    ACTIVATIONS,
     REGISTRY,
     Activation,
     build_model,
@@ -15,17 +14,13 @@ from lossland.zoo._models import (
     spec_to_build,
     vgg,
 )
-from lossland.zoo._resnet_cifar import BasicBlock, CifarResNet, resnet56, resnet56_noshort
+from lossland.zoo._resnet_cifar import CifarResNet, resnet56, resnet56_noshort
 from lossland.zoo._train import TrainOptions, TrainResult, batches, evaluate, train
 
 __all__ = [
-    "ACTIVATIONS",
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
     "DATASETS",
     "REGISTRY",
     "Activation",
-    "BasicBlock",
     "CifarResNet",
     "Dataset",
     "Split",
@@ -41,7 +36,6 @@ __all__ = [
     "load_fashion_mnist",
     "load_model",
     "model_spec",
-    "read_idx",
     "resnet56",
     "resnet56_noshort",
     "small",
@@ -50,3 +44,7 @@ __all__ = [
     "vgg",
     "write_idx",
 ]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -340,8 +340,22 @@ def load_cifar10(
     (``Normalize``), exactly as in Li et al.'s code. The training split is the five training
     batches in order, 50,000 images; the test split is 10,000.
 
-    User copies (``data_dir`` or ``$LOSSLAND_CIFAR10``) may hold fewer records per batch;
-    downloads are md5-checked and cached batches must be complete.
+    Args:
+        split: "train" or "test".
+        data_dir: a user copy (default: ``$LOSSLAND_CIFAR10``, else the cache); it may hold
+            fewer records per batch.
+        download: fetch the archive into the cache when it is missing (md5-checked).
+        normalize: standardise per channel after scaling.
+
+    Returns:
+        (images, labels).
+
+    Raises:
+        DataError: a missing copy without ``download``, a failed download or checksum, or a
+            malformed or incomplete batch file.
+
+    Example:
+        >>> inputs, targets = lossland.load_cifar10("test", download=False)
     """
     names = _split_names(split)
     directory = find_data_dir(data_dir, split=split)

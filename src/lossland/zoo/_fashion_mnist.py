@@ -322,8 +322,22 @@ def load_fashion_mnist(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a split as float32 images ``(N, 1, 28, 28)`` in [0, 1] and int64 labels ``(N,)``.
 
-    User-supplied copies are validated (IDX headers, sizes, labels) but not checksum-matched;
-    only downloads into the cache are checked against the official md5 sums.
+    Args:
+        split: "train" or "test".
+        data_dir: a user copy (default: ``$LOSSLAND_DATA``, else the cache); validated (IDX
+            headers, sizes, labels) but not checksum-matched.
+        download: fetch the files into the cache when they are missing; only downloads are
+            checked against the official md5 sums.
+
+    Returns:
+        (images, labels).
+
+    Raises:
+        DataError: missing files without ``download``, a failed download or checksum, or a
+            malformed IDX file.
+
+    Example:
+        >>> inputs, targets = lossland.load_fashion_mnist("test")
     """
     names = _split_names(split)
     directory = find_data_dir(data_dir, split=split)

@@ -1,5 +1,5 @@
-"""Model registry: the seed VGG, a small demo network, Li et al.'s CIFAR-10 ResNet-56 (with and
-without shortcuts), and user models by import path."""
+"""Model registry: the write-up's VGG, a small demo network, Li et al.'s CIFAR-10 ResNet-56
+(with and without shortcuts), and user models by import path."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-# Output channels of the seed's ten 3x3 convolutions; "M" is a 2x2 max-pool.
+# Output channels of the write-up's ten 3x3 convolutions; "M" is a 2x2 max-pool.
 VGG_LAYOUT: tuple[int | str, ...] = (
     64,
     64,
@@ -63,7 +63,7 @@ VGG_LAYOUT: tuple[int | str, ...] = (
 
 
 def vgg(*, width: float = 1.0, activation: Activation = "relu", num_classes: int = 10) -> nn.Module:
-    """The seed network: 10 conv(3x3)→activation→BatchNorm, 4 pools, Dense 512→4096→4096→10.
+    """The write-up's network: 10 conv(3x3)→activation→BatchNorm, 4 pools, Dense 512→4096→4096→10.
 
     With width 1 it has 26,563,018 parameters. ``width`` scales every channel and hidden size,
     so ``width=0.25`` is a CPU-friendly variant with the same depth.
@@ -149,6 +149,19 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
     The caller vouches for ``spec`` (the user named it): a spec read from a file goes through
     :func:`load_model`, which never builds an import path that the user did not give.
+
+    Args:
+        spec: a registry name ("vgg", "small", "resnet56", "resnet56_noshort") or
+            ``package.module:factory``, with its options.
+
+    Returns:
+        The new model (random weights).
+
+    Raises:
+        LosslandError: an unknown name or option, or a factory that fails or returns no module.
+
+    Example:
+        >>> model = lossland.build_model(lossland.ModelSpec("vgg", {"width": 0.25}))
     """
     if is_import_path(spec.name):
         factory = import_object(spec.name, what="model factory")
@@ -270,6 +283,21 @@ def load_model(
 
     The model is the one :func:`spec_to_build` allows: a registry model the metadata names, or
     what ``spec`` names (an import path runs only when given here, never from the file).
+
+    Args:
+        path: the checkpoint file.
+        spec: the model to build instead of the one the metadata names (a ``ModelSpec``, a
+            registry name or ``package.module:factory``).
+
+    Returns:
+        The model in eval mode with the checkpoint's weights, and the :class:`Checkpoint`.
+
+    Raises:
+        LosslandError: an unreadable checkpoint, a model the metadata does not name (pass
+            ``spec``), or weights that do not fit the model.
+
+    Example:
+        >>> model, ck = lossland.load_model("vgg.safetensors")
     """
     checkpoint = load_checkpoint(path)
     model = build_model(spec_to_build(checkpoint, spec))

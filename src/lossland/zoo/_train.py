@@ -44,7 +44,7 @@ _UNIT = Bounds(0, 1, below=True)  # Adam's betas and SGD's momentum: 0 <= value 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:
-    """How to train (the defaults are the seed's: Adam 1e-3, batch 64, one epoch)."""
+    """How to train (the defaults are the write-up's: Adam 1e-3, batch 64, one epoch)."""
 
     epochs: int = option(1, "passes over the training data", bounds=AT_LEAST_1)
     limit: int | None = option(
@@ -140,11 +140,31 @@ def train(
     progress: bool = True,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train the model ``spec`` names on Fashion-MNIST; save the checkpoint (and trajectory).
+    """Train the model ``spec`` names on a built-in data set; save the checkpoint (and
+    trajectory).
 
-    ``out`` defaults to ``<model>.safetensors``, ``trajectory_dir`` to ``<out>_trajectory/``
-    (used with ``options.save_every``); ``init`` starts from saved weights. Existing files are
-    replaced only with ``overwrite``, and a run that diverges saves nothing.
+    Args:
+        spec: the model (see :func:`build_model`).
+        options: a :class:`TrainOptions` (default: the write-up's Adam 1e-3, batch 64, one
+            epoch).
+        dataset: "fashion-mnist" (the default) or "cifar10".
+        out: the checkpoint (default ``<model>.safetensors``).
+        data_dir: a user copy of the data.
+        init: start from these saved weights.
+        trajectory_dir: where ``options.save_every`` writes checkpoints (default
+            ``<out>_trajectory/``).
+        progress: show a progress bar.
+        overwrite: replace existing files.
+
+    Returns:
+        A :class:`TrainResult`: the checkpoint, the steps, the time and the accuracies.
+
+    Raises:
+        LosslandError: bad options or data, files that exist (without ``overwrite``), or a run
+            that diverges (which saves nothing).
+
+    Example:
+        >>> result = lossland.train(lossland.ModelSpec("small"), out="small.safetensors")
     """
     options = options or TrainOptions()
     path = Path(out or f"{spec.name.replace(':', '_').replace('.', '_')}.safetensors")
@@ -381,7 +401,7 @@ def batches(
 ) -> Iterator[tuple[int, Tensor | None]]:
     """(epoch, sample indices) for every step; ``None`` marks the start of each epoch.
 
-    One seeded permutation per epoch: the demo uses this to find the seed's "last batch".
+    One seeded permutation per epoch: the demo uses this to find the write-up's "last batch".
     """
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):

@@ -33,12 +33,13 @@ from lossland.analysis import (
     HYPER_DEFAULTS,
     HYPER_RANGES,
     Interpolation,
+    describe,
     most_persistent,
     seed_surface,
     surface_grid,
     surface_topology,
 )
-from lossland.core import printable
+from lossland.core import FIELDS, printable
 from lossland.errors import LosslandError, LosslandWarning, arg, first_line
 from lossland.io import OptimizerPath, Surface, SurfaceValues, atomic_write_bytes, check_output
 from lossland.show._scales import default_title
@@ -117,7 +118,7 @@ def page_data(
     grid = surface_grid(surface)
     seeds = _seed_grids(surface)
     log_allowed = _log_allowed(values, seeds, log=log)
-    description = surface.describe()
+    description = describe(surface)
     return {
         "title": printable(title),  # a file name that is not UTF-8 shows its bytes as \xff
         "version": __version__,
@@ -166,15 +167,32 @@ def _log_allowed(values: SurfaceValues, seeds: list[dict[str, Any]] | None, *, l
 
 
 def _point_data(surface: Surface, values: SurfaceValues) -> dict[str, Any]:
-    """The accuracies and the notes of the points without a finite loss (why each is a hole,
-    or what an infinite one is drawn as), in the order of :func:`surface_grid`'s grid (which
-    flips decreasing axes): ``acc`` (None: none recorded) and ``notes``, [row, column, text]."""
+    """The accuracies, the other shown rows of FIELDS and the notes of the points without a
+    finite loss (why each is a hole, or what an infinite one is drawn as), in the order of
+    :func:`surface_grid`'s grid (which flips decreasing axes): ``acc`` (None: none recorded),
+    ``fields`` ([{label, fmt, unit, z}] for each other shown row the surface holds, in table
+    order) and ``notes``, [row, column, text]."""
     assert surface.y is not None
     order_x, order_y = np.argsort(surface.x), np.argsort(surface.y)
-    acc = values.acc[np.ix_(order_y, order_x)]
+    shown = np.ix_(order_y, order_x)
+    acc = values.acc[shown]
     row, col = np.argsort(order_y), np.argsort(order_x)  # where each stored index is shown
     notes = [[int(row[i]), int(col[j]), text] for (i, j), text in values.status()]
-    return {"acc": _grid_json(acc) if values.has_accuracy else None, "notes": notes}
+    fields = [
+        {
+            "label": f.shown.label,
+            "fmt": f.shown.fmt,
+            "unit": f.shown.unit,
+            "z": _grid_json(z[shown]),
+        }
+        for f in FIELDS
+        if f.name != "acc" and f.shown is not None and (z := values.shown.get(f.name)) is not None
+    ]
+    return {
+        "acc": _grid_json(acc) if values.has_accuracy else None,
+        "fields": fields,
+        "notes": notes,
+    }
 
 
 def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
@@ -296,9 +314,28 @@ def write_viewer(
     interpolation: Interpolation = "cubic",
     overwrite: bool = False,
 ) -> Path | ViewerPage:
-    """The self-contained viewer page for ``surface``: written to ``out`` (atomically; the
-    path is returned; an existing ``out`` is replaced only with ``overwrite``), or with
-    ``out=None`` returned as a :class:`ViewerPage` (inline in notebooks)."""
+    """The self-contained viewer page for ``surface`` (``lossland.view``).
+
+    Args:
+        surface: a 2-D surface with at least 2 points on each axis.
+        out: the HTML file to write (atomically); None returns the page instead (shown inline
+            in notebooks).
+        paths: optimizer paths to draw (the page can also descend itself).
+        title: the page's title (default: from the surface).
+        log: open on the log scale; ``interpolation``: the page's interpolation at start.
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        The path written, or with ``out=None`` a :class:`ViewerPage`.
+
+    Raises:
+        LosslandError: a line or a grid too small to draw, no finite loss, a log scale over
+            non-positive losses, or an ``out`` that exists (without ``overwrite``).
+
+    Example:
+        >>> lossland.view(s, "viewer.html")
+        >>> lossland.view(s)            # in a notebook: the viewer inline
+    """
     if out is not None:
         check_output(Path(out), overwrite=overwrite)
     if title is None:

@@ -50,6 +50,12 @@
     return Number(v.toPrecision(digits)).toString();
   }
 
+  function fieldText(v, spec) {
+    const digits = Number((/\.(\d+)/.exec(spec) || [0, 4])[1]);
+    if (spec.endsWith("f") && Number.isFinite(v)) return v.toFixed(digits);
+    return fmt(v, Math.max(digits, 1));
+  }
+
   const interpolants = new Map();
   function interpolant(interpolation, log) {
     const key = interpolation + "|" + log;
@@ -94,6 +100,11 @@
       row.map((v, j) => {
         let text = notes.get(i + "," + j) || "loss " + fmt(v, 6);
         if (data.acc && data.acc[i][j] !== null) text += "<br>accuracy " + fmt(data.acc[i][j], 4) + " %";
+        for (const f of data.fields || []) {
+          // The other shown rows of FIELDS, each with its Python format spec (".6g", ".2f").
+          const z = f.z[i][j];
+          if (z !== null) text += "<br>" + f.label + " " + fieldText(z, f.fmt) + f.unit;
+        }
         return text;
       }),
     );
@@ -105,6 +116,7 @@
     const s = data.seeds[k];
     grid.z = s.z;
     data.acc = s.acc;
+    data.fields = s.fields;
     data.notes = s.notes;
     notes = pointNotes();
     data.critical = k === 0 ? data.critical_first : null; // the markers are the first seed's
