@@ -1,6 +1,7 @@
 """The evaluation engine: the hot loop, the evaluation contract and the evaluation set,
 per-point statistics, precision and memory formats, BatchNorm modes."""
 
+from lossland.engine._batchnorm import call_order, dataset_statistics
 from lossland.engine._compile import check_compile_cache, compile_failure
 from lossland.engine._contract import (
     IGNORE_INDEX,
@@ -33,6 +34,7 @@ from lossland.engine._copy import (
     working_copy,
 )
 from lossland.engine._data import (
+    CACHE_FRACTION,
     Batch,
     DataMode,
     EvalData,
@@ -65,6 +67,7 @@ from lossland.engine._presets import (
 from lossland.engine._state import ModelState
 
 __all__ = [
+    "CACHE_FRACTION",
     "IGNORE_INDEX",
     "PRESETS",
     "STATS",
@@ -88,6 +91,7 @@ __all__ = [
     "batchnorm_statistics",
     "batchnorms",
     "bind_flat",
+    "call_order",
     "cast_copy",
     "causal_lm",
     "check_compile_cache",
@@ -96,6 +100,7 @@ __all__ = [
     "compile_failure",
     "default_accuracy",
     "default_forward",
+    "dataset_statistics",
     "default_loss",
     "eval_data",
     "finish_stats",

@@ -32,12 +32,12 @@ from lossland.core import (
     moving_dtype,
     reduce_sums,
 )
+from lossland.engine._batchnorm import call_order, dataset_statistics
 from lossland.engine._compile import compile_failure, compiled
 from lossland.engine._contract import Evaluator, accumulate
 from lossland.engine._copy import (
     BNMode,
     batchnorm_statistics,
-    batchnorms,
     bind_flat,
     cast_copy,
     is_bn_statistic,
@@ -159,6 +159,7 @@ class Engine:
         own = batchnorm_statistics(self.net) if options.bn == "recompute" else ()
         self.state = ModelState(self.net, model, moving=self.weights, skip=own)
         self._stale = False  # the forward wrote the moving weights: re-anchor the next point
+        self._bn_order: list[nn.modules.batchnorm._BatchNorm] | None = None
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
@@ -187,16 +188,15 @@ class Engine:
         return bool(np.isfinite(sem) and sem < target * abs(mean))
 
     def _recompute_bn(self) -> None:
-        """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: reset, then a
-        cumulative average (momentum None) over the evaluation batches in train mode."""
-        norms = batchnorms(self.net)
-        for m in norms:
-            m.reset_running_stats()
-            m.train()
-        for batch in self.data.batches():
-            self.evaluator.run(self.module, batch)
-        for m in norms:
-            m.eval()
+        """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: those of the
+        evaluation set, whatever its batching (:mod:`lossland.engine._batchnorm`)."""
+
+        def run(batch: Batch) -> Any:
+            return self.evaluator.run(self.net, batch)  # not compiled: it carries hooks
+
+        if self._bn_order is None:  # the layers in the order the forward reaches them
+            self._bn_order = call_order(self.net, run, self.data.first())
+        dataset_statistics(self.net, self.data.batches, run, self._bn_order)
 
     def _point_(self, alpha: float, beta: float) -> None:
         """Exact θ(α, β) into the flat buffer for the non-linear schemes."""

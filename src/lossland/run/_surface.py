@@ -107,6 +107,7 @@ def surface(
     memory_format: MemoryFormat | None = None,
     samples: int | None = None,
     data_mode: DataMode | None = None,
+    cache_fraction: float | None = None,
     sem_target: float | None = None,
     min_batches: int | None = None,
     refine: float | None = None,
@@ -120,7 +121,8 @@ def surface(
     θ(α, β) = θ* + α·δ + β·η for ``scheme="li"`` (Li et al.), with δ, η random Gaussian
     directions normalized filter by filter (``norm="filter"``) unless ``directions`` is given.
     ``data`` is the fixed evaluation set: an ``(inputs, targets)`` pair, a ``Dataset``, a
-    ``DataLoader`` or any re-iterable of batches, evaluated through ``evaluator`` (default:
+    ``DataLoader``, a list of batches or of samples (the table of :mod:`lossland.engine._inputs`
+    says what each kind becomes), evaluated through ``evaluator`` (default:
     cross-entropy, token-weighted for per-token logits; see :class:`lossland.engine.Evaluator`
     and :mod:`lossland.presets`) or the classic ``loss(logits, targets)``. ``x``/``y`` are
     ``min:max:num`` specs or coordinates; ``None`` (or ``auto[:NUM]``) lets the kind of
@@ -316,6 +318,7 @@ class _Run:
             samples=o.samples,
             seed=o.seed,
             mode=o.data_mode,
+            cache_fraction=o.cache_fraction,
             seeded_order=o.sem_target is not None,
         )
 
