@@ -12,10 +12,10 @@ per point for L BatchNorm layers.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 Batch = Any
@@ -67,9 +67,7 @@ def call_order(net: nn.Module, run: Callable[[Batch], Any], batch: Batch) -> lis
         if module not in reached:
             reached.append(module)  # type: ignore[arg-type]
 
-    norms = [
-        m for m in net.modules() if isinstance(m, Norm) and m.running_mean is not None
-    ]
+    norms = [m for m in net.modules() if isinstance(m, Norm) and m.running_mean is not None]
     handles = [m.register_forward_pre_hook(hook) for m in norms]
     try:
         run(batch)
@@ -100,10 +98,8 @@ def dataset_statistics(
         handle = norm.register_forward_pre_hook(measure)
         try:
             for batch in batches():
-                try:
+                with contextlib.suppress(_Reached):
                     run(batch)
-                except _Reached:
-                    pass
         finally:
             handle.remove()
         if moments.n > 1:  # a layer never reached (or one value per channel) keeps its reset

@@ -2,9 +2,9 @@
 
 What each kind of data becomes is decided in one place, :mod:`lossland.engine._inputs` (its
 table: pairs and columns of tensors, DataLoaders, indexable samples, lists of batches,
-generators). Two modes: **cached** (every batch moved to the device once; the default when the set fits a
-memory budget) and **streamed** (batches moved per point, pinned and one batch ahead, for sets
-that do not fit). Every grid point sees the same batches in the same order.
+generators). Two modes: **cached** (every batch moved to the device once; the default when the
+set fits a memory budget) and **streamed** (batches moved per point, pinned and one batch
+ahead, for sets that do not fit). Every grid point sees the same batches in the same order.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, Subset
 
 from lossland.core import Digest, available_memory, bytes_text, tensor_fingerprint
 from lossland.engine._failures import DataReadError
 from lossland.engine._inputs import (
+    Source,
     column_batches,
     column_length,
     fixed_order,
@@ -111,12 +112,8 @@ def eval_data(
     if pair is not None:
         return _from_pair(*pair, batch_size, device, dtype, channels_last)
     columns = column_batches(data, batch_size)
-    if columns is not None:
-        return _cache_or_stream(columns, device, dtype, channels_last, mode, False, cache_fraction)
-    got = source(data, batch_size)
-    return _cache_or_stream(
-        got.batches, device, dtype, channels_last, mode, got.one_shot, cache_fraction
-    )
+    got = Source(columns, one_shot=False) if columns is not None else source(data, batch_size)
+    return _cache_or_stream(got, device, dtype, channels_last, mode, cache_fraction)
 
 
 def _in_seeded_order(data: Any, seed: int) -> Any:
@@ -259,14 +256,16 @@ def _loader_subset(loader: DataLoader[Any], samples: int, seed: int) -> Iterable
         size = len(next(iter(loader.batch_sampler)))
     if size is None:
         return rebuilt(loader, subset, sampler=None, batch_sampler=None)
-    batching = BatchSampler(range(samples), size, drop_last=False)  # type: ignore[arg-type]
+    batching = BatchSampler(range(samples), size, drop_last=False)
     return rebuilt(loader, subset, batch_sampler=batching)
 
 
 class _First:
     """The first ``samples`` samples of a source of batches (the last one cut) or of samples;
     ``one_shot`` when the source can be read once only (a generator: the subset can then not
-    be streamed either)."""
+    be streamed either). Its end is known (``bounded``): at most ``samples``."""
+
+    bounded = True
 
     def __init__(self, source: Iterable[Batch], samples: int) -> None:
         self.source, self.samples = source, samples
@@ -283,16 +282,16 @@ class _First:
 
 
 def _cache_or_stream(
-    source: Iterable[Batch],
+    got: Source,
     device: torch.device,
     dtype: torch.dtype,
     channels_last: bool,
     mode: DataMode,
-    one_shot: bool,
     fraction: float,
 ) -> EvalData:
     """One pass over the source: count and fingerprint the samples, and keep the batches on
-    the device when they fit the budget (or streaming is impossible: ``one_shot``)."""
+    the device when they fit the budget (or streaming is impossible: one-shot data)."""
+    source, one_shot = got.batches, got.one_shot
     if mode == "streamed" and one_shot:
         raise LosslandError(
             "the data is a one-shot iterator and cannot be streamed at every point: pass a "
@@ -301,7 +300,7 @@ def _cache_or_stream(
     budget = _cache_budget(device, fraction)
     # A stream of unknown length is read at most the budget; data_mode="cached" keeps at most
     # CACHED_FRACTION of the memory (or the budget, if larger).
-    bound = _read_bound(source, budget, mode, fraction)
+    bound = _read_bound(got.sized, budget, mode, fraction)
     kept: list[Batch] | None = [] if mode != "streamed" else None
     digest = Digest()
     count = used = 0
@@ -354,16 +353,16 @@ def _cache_budget(device: torch.device, fraction: float) -> float:
 
 
 def _read_bound(
-    source: Iterable[Batch], budget: float, mode: DataMode, fraction: float
+    sized: bool, budget: float, mode: DataMode, fraction: float
 ) -> tuple[float, str] | None:
     """(bytes, the refusal) past which the first pass stops: a source of unknown length is
     read at most ``budget`` bytes; data_mode="cached" keeps at most CACHED_FRACTION."""
-    if not _sized(source):
+    if not sized:
         return budget, (
             "the evaluation data has no length and had not ended after {count:,} samples "
             f"({{size}}, the most lossland reads from a stream of unknown length: "
-            f"{fraction:.0%} of the free memory, {arg('cache_fraction')}): pass {arg('samples')} N to evaluate its "
-            "first N samples"
+            f"{fraction:.0%} of the free memory, {arg('cache_fraction')}): pass "
+            f"{arg('samples')} N to evaluate its first N samples"
         )
     if mode == "cached":
         kept = max(fraction, CACHED_FRACTION)
@@ -373,15 +372,6 @@ def _read_bound(
             f"{arg('data_mode')} to streamed or pass a smaller {arg('samples')}"
         )
     return None
-
-
-def _sized(source: Iterable[Batch]) -> bool:
-    """Whether the source's length is known before it is read (a stream's is not)."""
-    if isinstance(source, _First):
-        return True
-    if isinstance(source, DataLoader):
-        return not isinstance(source.dataset, IterableDataset)
-    return hasattr(source, "__len__")
 
 
 # --- batches ------------------------------------------------------------------------------

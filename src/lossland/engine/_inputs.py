@@ -63,10 +63,12 @@ _TARGET_KEYS = ("labels", "label", "targets", "target")
 
 @dataclass(frozen=True)
 class Source:
-    """Batches in a fixed order; ``one_shot`` when they can be read only once."""
+    """Batches in a fixed order; ``one_shot`` when they can be read only once; ``sized`` when
+    their end is known before they are read (a stream's is not)."""
 
     batches: Iterable[Batch]
     one_shot: bool
+    sized: bool = True
 
 
 def input_kind(data: Any) -> str:
@@ -205,7 +207,7 @@ def collate(samples: list[Any]) -> Batch:
     """One batch of ``samples``: fields stacked (Python numbers and lists of numbers become
     tensors first, so a list field is not transposed); samples of different shapes refused."""
     try:
-        return default_collate([_tensors_of(s) for s in samples])
+        return default_collate([_tensors_of(s) for s in samples])  # type: ignore[no-untyped-call]
     except RuntimeError as exc:
         if "equal size" not in str(exc) and "same size" not in str(exc):
             raise
@@ -273,13 +275,16 @@ def source(data: Any, batch_size: int) -> Source:
     """The batches of ``data`` (anything but tensor columns) in a fixed order, per the table."""
     kind = input_kind(data)
     if kind == "loader":
-        return Source(fixed_order(data), False)
+        loader = fixed_order(data)
+        return Source(loader, False, not isinstance(loader.dataset, IterableDataset))
     if kind == "samples":
         return Source(DataLoader(data, batch_size=batch_size, collate_fn=collate), False)
     if kind == "batches":
         return Source(data, False)
     if isinstance(data, IterableDataset):
-        return Source(DataLoader(data, batch_size=batch_size, collate_fn=collate), False)
+        loader = DataLoader(data, batch_size=batch_size, collate_fn=collate)
+        return Source(loader, False, False)
+    sized = hasattr(data, "__len__") or bool(getattr(data, "bounded", False))
     one_shot = kind == "iterator" or bool(getattr(data, "one_shot", False))
     items = iter(data)
     first = next(items, _END)
@@ -288,7 +293,7 @@ def source(data: Any, batch_size: int) -> Source:
     if one_shot:  # read once: the item already read is put back in front
         data = _Peeked(first, items)
     batches = Batched(data, batch_size) if is_sample(first) else data
-    return Source(iter(batches) if one_shot else batches, one_shot)
+    return Source(iter(batches) if one_shot else batches, one_shot, sized)
 
 
 _END = object()
@@ -312,11 +317,14 @@ def fixed_order(loader: DataLoader[Any]) -> DataLoader[Any]:
             LosslandWarning,
             stacklevel=5,
         )
-        return rebuilt(loader, batch_sampler=BatchSampler(
-            SequentialSampler(range(len(loader.dataset))),  # type: ignore[arg-type]
-            loader.batch_size or 1,
-            loader.drop_last,
-        ))
+        return rebuilt(
+            loader,
+            batch_sampler=BatchSampler(
+                SequentialSampler(range(len(loader.dataset))),  # type: ignore[arg-type]
+                loader.batch_size or 1,
+                loader.drop_last,
+            ),
+        )
     if (plain and isinstance(sampler, SequentialSampler)) or (
         batches is None and isinstance(sampler, SequentialSampler)
     ):
