@@ -53,6 +53,7 @@ from lossland.engine._precision import (
     one_point_only,
     precision_mode,
 )
+from lossland.engine._presets import fitting_preset
 from lossland.engine._state import ModelState
 from lossland.errors import LosslandError, arg
 
@@ -170,7 +171,7 @@ class Engine:
             output = self.evaluator.run(self.module, batch)
             s = self.evaluator.stats(output, batch)
             if not self.checked:  # the first batch of the run: is the contract what we think?
-                self._check(output, s)
+                self._check(output, s, batch)
             total = accumulate(total, s)
             if self._precise_enough(total, count):
                 break
@@ -326,12 +327,13 @@ class Engine:
             self._stale = True
         return stats
 
-    def _check(self, output: Any, stats: Tensor) -> None:
+    def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
         models return one when the batch holds labels) must agree with the default one."""
         self.checked = True
         if self.evaluator.loss is None:
-            _compare_own_loss(output, float(stats[SUM["loss_sum"]] / stats[SUM["weight"]]))
+            ours = float(stats[SUM["loss_sum"]] / stats[SUM["weight"]])
+            _compare_own_loss(output, ours, batch)
 
     def _failed(self, exc: Exception, where: str) -> LosslandError:
         """The error for what the user's code raised ``where`` (a grid point): the data's,
@@ -413,7 +415,7 @@ class Engine:
             per_point = [tree_map(lambda t, m=m: t[m], outputs) for m in range(k)]
             s = torch.stack([self.evaluator.stats(out, batch) for out in per_point])
             if not self.checked:
-                self._check(per_point[0], s[0])
+                self._check(per_point[0], s[0], batch)
             total = accumulate(total, s)
         assert total is not None
         return total
@@ -466,7 +468,7 @@ class _Call(nn.Module):
         return self.evaluator.run(self.net, batch)
 
 
-def _compare_own_loss(output: Any, ours: float) -> None:
+def _compare_own_loss(output: Any, ours: float, batch: Batch) -> None:
     """Hugging Face models return their own loss when the batch holds labels: where it is not
     the default cross-entropy (a causal LM shifts its labels), say which evaluator fits."""
     own = getattr(output, "loss", None)
@@ -478,6 +480,7 @@ def _compare_own_loss(output: Any, ours: float) -> None:
     if math.isfinite(theirs) and abs(theirs - ours) > 1e-3 * max(1.0, abs(theirs)):
         raise LosslandError(
             f"the model's own loss on the first batch is {theirs:.6g} but lossland's default "
-            f"cross-entropy gives {ours:.6g}: pass the {arg('evaluator')} that matches the "
-            "model (lossland.presets.causal_lm() for causal language models) or a loss"
+            f"cross-entropy gives {ours:.6g}: pass {arg('evaluator')} "
+            f"{fitting_preset(output, batch)}, or another evaluator or loss that matches the "
+            "model"
         )
