@@ -296,8 +296,9 @@ def test_own_loss_needs_labels_in_the_batch() -> None:
 def _gpt2() -> tuple[nn.Module, list[dict[str, torch.Tensor]]]:
     torch.manual_seed(0)
     config = transformers.GPT2Config(
-        n_layer=1, n_embd=16, n_head=2, vocab_size=V, n_positions=16, attn_implementation="eager"
-    )
+        n_layer=1, n_embd=16, n_head=2, vocab_size=V, n_positions=16,
+        attn_implementation="eager", bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
     batches = []
     for k in range(2):
         batch = _ids(k)

@@ -7,7 +7,9 @@ forward reaches them, gets the mean and the unbiased variance of its input over 
 (float64, batches combined by their element counts: Chan et al.'s pairwise update), with the
 layers before it already holding theirs: the statistics the evaluated (eval-mode) network
 really sees. A pass stops at the layer it measures, so the cost is about L/2 forward passes
-per point for L BatchNorm layers.
+per point for L BatchNorm layers. A layer the forward calls more than once (shared) is measured
+at its first call; one the first batch never reaches keeps the reset statistics (mean 0,
+variance 1).
 """
 
 from __future__ import annotations
