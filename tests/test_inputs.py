@@ -159,6 +159,26 @@ def test_data_lossland_cannot_batch_is_refused_in_one_line(data: Any, words: str
     assert words in message and "\n" not in message, message
 
 
+def _raising() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    raise KeyError("column 'x'")
+    yield X, Y
+
+
+class _RaisingIterable:
+    def __iter__(self) -> Iterator[Any]:
+        raise OSError("disk gone")
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [(_raising(), "raised KeyError"), (_RaisingIterable(), "raised OSError")],
+)
+def test_what_a_users_iterable_raises_first_is_the_datas_error(data: Any, words: str) -> None:
+    with pytest.raises(LosslandError) as info:
+        lossland.surface(Net(), data, x="0:0:1", progress=False)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
 def _samples_generator() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     return ((X[i], Y[i]) for i in range(N))
 

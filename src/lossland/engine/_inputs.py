@@ -51,6 +51,7 @@ from torch.utils.data import (
 )
 from torch.utils.data._utils.collate import default_collate
 
+from lossland.engine._failures import DataReadError
 from lossland.errors import LosslandError, LosslandWarning, arg
 
 Batch = Any
@@ -286,8 +287,13 @@ def source(data: Any, batch_size: int) -> Source:
         return Source(loader, False, False)
     sized = hasattr(data, "__len__") or bool(getattr(data, "bounded", False))
     one_shot = kind == "iterator" or bool(getattr(data, "one_shot", False))
-    items = iter(data)
-    first = next(items, _END)
+    try:  # the user's iterable runs here first: what it raises is the data's error
+        items = iter(data)
+        first = next(items, _END)
+    except LosslandError:
+        raise
+    except Exception as exc:
+        raise DataReadError(exc, 0, "while first reading the data") from exc
     if first is _END:
         raise LosslandError("the evaluation set is empty: pass at least one sample")
     if one_shot:  # read once: the item already read is put back in front
