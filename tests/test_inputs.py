@@ -149,7 +149,7 @@ def test_every_kind_of_input_gives_the_mean_over_all_samples(kind: str) -> None:
         ([{"x": [0.1] * 5, "labels": 0}, {"x": [0.1] * 4, "labels": 1}], "pad them"),
         ([], "empty"),
         (iter([]), "empty"),
-        (datasets.DatasetDict({"train": _hf(False)}), "cannot evaluate on"),
+        (datasets.DatasetDict({"train": _hf(False)}), "pass one of them, e.g. data['train']"),
     ],
 )
 def test_data_lossland_cannot_batch_is_refused_in_one_line(data: Any, words: str) -> None:

@@ -244,11 +244,18 @@ def test_heads_equal_their_losses_written_by_hand(preset: str, make, data, truth
     assert np.all(np.isfinite(s.loss_sem))
 
 
-def test_the_default_loss_on_float_labels_names_the_regression_preset() -> None:
-    with pytest.raises(LosslandError, match=r"presets\.regression\(\)"):
+@pytest.mark.parametrize("preset", [None, "sequence_classification"])
+def test_classification_on_float_labels_names_the_regression_preset(preset: str | None) -> None:
+    evaluator = None if preset is None else lossland.presets.PRESETS[preset]()
+    with pytest.raises(LosslandError, match=r"presets\.regression\(\)") as info:
         lossland.surface(
-            _bert("SequenceClassification", 1), regression_batches(), x="0:0:1", progress=False
+            _bert("SequenceClassification", 1),
+            regression_batches(),
+            x="0:0:1",
+            evaluator=evaluator,
+            progress=False,
         )
+    assert_one_line(str(info.value))
 
 
 class Odd(nn.Module):

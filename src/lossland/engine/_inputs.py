@@ -84,6 +84,11 @@ def input_kind(data: Any) -> str:
         return "stream"
     if isinstance(data, Iterator):
         return "iterator"
+    if isinstance(data, Mapping) and data and all(_sized(v) for v in data.values()):
+        raise LosslandError(
+            f"cannot evaluate on a mapping of data sets ({', '.join(map(str, data))}): pass one "
+            f"of them, e.g. data[{next(iter(data))!r}]"
+        )
     if isinstance(data, (str, bytes, Mapping, set, frozenset)) or data is None:
         raise LosslandError(f"cannot evaluate on {_kind(data)}: {FIX}")
     if isinstance(data, (list, tuple)):
@@ -93,6 +98,14 @@ def input_kind(data: Any) -> str:
     if isinstance(data, Iterable):
         return "stream"
     raise LosslandError(f"cannot evaluate on {_kind(data)}: {FIX}")
+
+
+def _sized(value: Any) -> bool:
+    """A data set, not a column: indexable and sized, not a tensor, array, string or list."""
+    plain = (Tensor, np.ndarray, str, bytes, list, tuple, Mapping)
+    return (
+        hasattr(value, "__getitem__") and hasattr(value, "__len__") and not isinstance(value, plain)
+    )
 
 
 def _kind(data: Any) -> str:

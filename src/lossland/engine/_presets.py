@@ -89,6 +89,12 @@ def _class_loss(output: Any, batch: Batch) -> Tensor:
         raise LosslandError(
             "a classification preset needs (B, C) logits and (B,) labels in each batch"
         )
+    if labels.is_floating_point():
+        raise LosslandError(
+            "a classification preset needs integer class labels, and these are "
+            f"{str(labels.dtype).removeprefix('torch.')}: for a regression head (num_labels=1) "
+            "pass lossland.presets.regression()"
+        )
     return F.cross_entropy(wide(logits), labels, reduction="none")
 
 
