@@ -89,15 +89,16 @@ def test_bn_recompute_equals_a_recomputation_by_hand() -> None:
         dtype="float64",
         progress=False,
     )
-    # By hand: the midpoint's weights, then BatchNorm statistics from its own activations.
+    # By hand: the midpoint's weights, then BatchNorm statistics from its own activations
+    # over the whole evaluation set (whatever the batch size: issue 21).
     mid = copy.deepcopy(a).double()
     sa, sb = a.state_dict(), b.state_dict()
     with torch.no_grad():
         for name, p in mid.named_parameters():
             p.copy_((sa[name].double() + sb[name].double()) / 2)
-        feats = [F.relu(mid[0](x.double())) for x in d[0].split(10)]  # BatchNorm's input
-        mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
-        var = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats]).mean(0)
+        feats = F.relu(mid[0](d[0].double()))  # BatchNorm's input, every sample
+        mean = feats.mean(dim=(0, 2, 3))
+        var = feats.var(dim=(0, 2, 3), unbiased=True)
         mid[2].running_mean.copy_(mean)
         mid[2].running_var.copy_(var)
         want = float(F.cross_entropy(mid.eval()(d[0].double()), d[1]))

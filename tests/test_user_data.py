@@ -102,6 +102,18 @@ def test_a_seeded_subset_of_user_data(in_folder, capsys):
     assert Surface.load(in_folder / "sub.h5").attrs["samples"] == 20
 
 
+def test_the_evaluator_flag_equals_the_preset(in_folder, capsys):
+    """--evaluator pkg.mod:obj (here a factory of lossland's) gives the preset's surface."""
+    common = ["surface", "gpt2.safetensors", *GPT2, "--x", "-0.5:0.5:3", "--samples", "16"]
+    losses = []
+    for flags, out in ((["--preset", "causal_lm"], "p.h5"),
+                       (["--evaluator", "lossland.presets:causal_lm"], "e.h5")):  # fmt: skip
+        code, _, err = run_cli([*common, *flags, "--no-progress", "-o", out], capsys)
+        assert code == 0, err
+        losses.append(Surface.load(in_folder / out).loss)
+    np.testing.assert_array_equal(losses[0], losses[1])
+
+
 def _readme_examples() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Your own model and data", 1)[1].split("\n## ", 1)[0]

@@ -307,7 +307,7 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
             )
         b = barrier(surface)
         if b is not None:
-            acc = "" if b.min_accuracy is None else f"; min accuracy {b.min_accuracy:.4f}"
+            acc = "" if b.min_accuracy is None else f"; min accuracy {b.min_accuracy:.2f} %"
             lines.append(
                 f"barrier {b.height:+.4g} (max loss {b.max_loss:.4g} at x={b.at:g} vs ends "
                 f"{b.start_loss:.4g}, {b.end_loss:.4g}); {b.height_linear:+.4g} above the "

@@ -52,7 +52,7 @@ def run(args: AlignArgs, options: AlignOptions) -> int:
         model_a,
         model_b,
         data=args.load_data(options.seed) if activations else None,
-        evaluator=args.evaluator() if activations else None,
+        evaluator=args.make_evaluator() if activations else None,
         options=options,
     )
     metadata = {

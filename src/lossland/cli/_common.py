@@ -102,7 +102,12 @@ class SampleArgs(DataArgs):
     preset: str | None = flag(
         None,
         doc="evaluator for a model family: causal_lm, sequence_classification, "
-        "image_classification",
+        "image_classification, seq2seq_lm, token_classification, regression, own_loss",
+    )
+    evaluator: str | None = flag(
+        None,
+        doc="your evaluator as package.module:name: a lossland Evaluator, or a function of no "
+        "arguments returning one (e.g. a token-weighted loss)",
     )
     forward: str | None = flag(
         None, doc="forward as package.module:function(model, batch) returning the output"
@@ -134,8 +139,14 @@ class SampleArgs(DataArgs):
             return None if is_import_path(self.data) else 1024
         return int(self.samples) if self.samples.isdigit() else None
 
-    def evaluator(self) -> Evaluator | None:
+    def make_evaluator(self) -> Evaluator | None:
         """The evaluator the flags ask for (None: the default cross-entropy)."""
+        if self.evaluator is not None:
+            if self.preset is not None or self.forward is not None or self.loss is not None:
+                raise LosslandError(
+                    "--evaluator sets forward and loss: drop --preset/--forward/--loss"
+                )
+            return imported_evaluator(self.evaluator)
         if self.preset is not None:
             if self.forward is not None or self.loss is not None:
                 raise LosslandError("--preset sets forward and loss: drop --forward/--loss")
@@ -151,6 +162,25 @@ class SampleArgs(DataArgs):
         if not callable(forward):
             raise LosslandError(f"--forward {self.forward!r} is not callable")
         return replace(base, forward=forward, name=f"{base.name}+{self.forward}")
+
+
+def imported_evaluator(path: str) -> Evaluator:
+    """The Evaluator at ``path`` (package.module:name), or what a function there returns."""
+    found = import_object(path, what="evaluator")
+    if not isinstance(found, Evaluator) and callable(found):
+        try:
+            found = found()
+        except TypeError as exc:
+            raise LosslandError(
+                f"--evaluator {path!r} could not be called without arguments ({exc}): point "
+                "to an Evaluator or a function of no arguments returning one"
+            ) from None
+    if not isinstance(found, Evaluator):
+        raise LosslandError(
+            f"--evaluator {path!r} is a {type(found).__name__}, not a lossland Evaluator: "
+            "build one with lossland.Evaluator(forward=..., loss=...)"
+        )
+    return found
 
 
 def _count(text: str) -> int:

@@ -118,7 +118,7 @@ def run(args: HessianArgs, options: HessianOptions) -> int:
     data = args.load_data(options.seed)
     if samples is None:
         _check_cost(args, options, model, known_samples(data))
-    evaluator = args.evaluator()
+    evaluator = args.make_evaluator()
     report, op = hessian_report(model, data, evaluator=evaluator, options=options)
     if args.save_directions is not None:
         save_eigen_directions(op, report, args.save_directions, model, source=str(args.checkpoint))

@@ -13,7 +13,9 @@ from lossland.analysis import (
     descend_all,
     describe,
     parse_start,
+    seed_surface,
     surface_grid,
+    topology_lines,
 )
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
@@ -44,8 +46,20 @@ class InfoArgs:
 
 def info(args: InfoArgs) -> int:
     surface = Surface.load(args.file)
-    say("\n".join([describe(surface), *seed_lines(surface)]))
+    say("\n".join([describe(surface), *seed_lines(surface), *_seed_basins(surface)]))
     return 0
+
+
+def _seed_basins(surface: Surface) -> list[str]:
+    """The basins of every seed of a stacked plane, one line each (``describe`` gives the
+    file's own surface, the first seed, in full)."""
+    if surface.stack is None or surface.y is None:
+        return []
+    lines = []
+    for k, seed in enumerate(surface.stack.seeds):
+        found = topology_lines(seed_surface(surface, k))
+        lines.append(f"seed {seed} topology: {found[0] if found else 'no finite loss'}")
+    return lines
 
 
 @dataclass(kw_only=True)

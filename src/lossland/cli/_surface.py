@@ -120,7 +120,7 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     cost: dict[str, Any] = {"nx": nx, "ny": ny, "seeds": args.seeds, "out": out}
     samples = args.known_samples()
     check_cost(model, options, samples=samples, **cost)  # before the data is read
-    evaluator = args.evaluator()
+    evaluator = args.make_evaluator()
     data = args.load_data(options.seed)
     if samples is None:  # and before the plane (Hessian, PCA) is computed
         check_cost(model, options, samples=known_samples(data), **cost)

@@ -17,7 +17,14 @@ from lossland.compare._derive import derive
 from lossland.compare._match import WeightMatching, weight_objective
 from lossland.compare._permutation import Permutation
 from lossland.core import AT_LEAST_1, SEEDS, check_fields, option, updated
-from lossland.engine import Evaluator, batchnorms, eval_data, resolve_evaluator
+from lossland.engine import (
+    Evaluator,
+    batchnorms,
+    call_order,
+    dataset_statistics,
+    eval_data,
+    resolve_evaluator,
+)
 from lossland.errors import LosslandError, arg
 from lossland.io import load_state_into
 
@@ -195,7 +202,7 @@ def blend(
 ) -> nn.Module:
     """A copy of ``model`` holding (1 − t)·θ_A + t·θ_B (integer buffers from A). A model with
     BatchNorm gets the statistics of the blend itself, recomputed on ``data`` (a reset, then a
-    cumulative average in train mode, as ``bn="recompute"`` does): the blend of A's and B's
+    statistics of ``data``, as ``bn="recompute"`` computes them): the blend of A's and B's
     statistics is not the statistics of the blended network."""
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
         raise LosslandError(f"{arg('t')} must be a finite number, got {t!r}")
@@ -218,17 +225,15 @@ def blend(
 def recompute_batchnorm(
     model: nn.Module, data: Any, *, evaluator: Evaluator | None = None, batch_size: int = 256
 ) -> None:
-    """Reset ``model``'s BatchNorm statistics and average them over ``data`` (momentum None)."""
-    norms = batchnorms(model)
+    """``model``'s BatchNorm statistics become those of ``data``, whatever its batching
+    (:func:`lossland.engine.dataset_statistics`)."""
     device, dtype = _placed(model)
     batches = eval_data(data, batch_size=batch_size, device=device, dtype=dtype)
-    run = resolve_evaluator(evaluator, None)
-    model.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
+    evaluate = resolve_evaluator(evaluator, None)
+
+    def run(batch: Any) -> Any:
+        return evaluate.run(model, batch)
+
     with torch.no_grad():
-        for batch in batches.batches():
-            run.run(model, batch)
-    model.eval()
+        order = call_order(model, run, batches.first())
+        dataset_statistics(model, batches.batches, run, order)

@@ -1,6 +1,7 @@
 """The evaluation engine: the hot loop, the evaluation contract and the evaluation set,
 per-point statistics, precision and memory formats, BatchNorm modes."""
 
+from lossland.engine._batchnorm import call_order, dataset_statistics
 from lossland.engine._compile import check_compile_cache
 from lossland.engine._contract import (
     IGNORE_INDEX,
@@ -20,6 +21,7 @@ from lossland.engine._copy import (
     working_copy,
 )
 from lossland.engine._data import (
+    CACHE_FRACTION,
     Batch,
     DataMode,
     EvalData,
@@ -44,11 +46,16 @@ from lossland.engine._presets import (
     PRESETS,
     causal_lm,
     image_classification,
+    own_loss,
+    regression,
+    seq2seq_lm,
     sequence_classification,
+    token_classification,
 )
 from lossland.engine._state import ModelState
 
 __all__ = [
+    "CACHE_FRACTION",
     "IGNORE_INDEX",
     "PRESETS",
     "Accuracy",
@@ -68,23 +75,29 @@ __all__ = [
     "Precision",
     "batchnorms",
     "bind_flat",
+    "call_order",
     "cast_copy",
     "causal_lm",
     "check_compile_cache",
     "check_dtypes",
     "check_precision",
+    "dataset_statistics",
     "eval_data",
     "image_classification",
     "known_samples",
     "layout_channels_last",
     "network_dtype",
     "one_point_only",
+    "own_loss",
     "precision_mode",
+    "regression",
     "resolve_evaluator",
     "select_samples",
+    "seq2seq_lm",
     "sequence_classification",
     "subset",
     "subset_index",
+    "token_classification",
     "use_channels_last",
     "user_failure",
     "working_copy",

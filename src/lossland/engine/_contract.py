@@ -8,8 +8,10 @@ An :class:`Evaluator` is ``forward(model, batch) -> output``, ``loss(output, bat
 * outputs with ``.logits``, ``["logits"]`` or a tuple's first element are unwrapped;
 * loss: cross-entropy per sample for (B, C) logits and (B,) class targets; for per-token
   logits (B, T, V) and (B, T) targets the **token-weighted** mean (Σ token losses / Σ counted
-  tokens), honouring ``ignore_index`` −100 and an ``attention_mask``; the standard error is
-  then the ratio estimator's over sequences;
+  tokens), honouring ``ignore_index`` −100 and the mask of the labels' tokens
+  (:func:`label_mask`: ``decoder_attention_mask`` for an encoder–decoder model, never the
+  encoder's ``attention_mask``); the standard error is then the ratio estimator's over
+  sequences;
 * accuracy: defined for those two shapes (per sample, or per counted token); else not measured.
 
 A loss returns per-sample losses (B,), or ``(sums, counts)`` per sample for weighted means, or
@@ -127,27 +129,55 @@ def _classes(output: Any, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
     """(logits, integer targets, token mask or None) where the default loss is defined."""
     logits, targets = unwrap(output), targets_of(batch)
     if not isinstance(targets, Tensor) or targets.is_floating_point():
+        regression = isinstance(targets, Tensor) and targets.is_floating_point()
+        fix = "for a regression head pass lossland.presets.regression()" if regression else FIX
         raise LosslandError(
             "the default cross-entropy needs integer class targets (the batch's last element "
-            f"or its 'labels'), and this batch has {_describe(targets)}: {FIX}"
+            f"or its 'labels'), and this batch has {_describe(targets)}: {fix}"
         )
     if logits.dim() == 2 and targets.dim() == 1 and len(logits) == len(targets):
         return logits, targets, None
     if logits.dim() == 3 and targets.dim() == 2 and logits.shape[:2] == targets.shape:
-        mask = targets != IGNORE_INDEX  # (B, T)
-        attention = batch.get("attention_mask") if isinstance(batch, Mapping) else None
-        if isinstance(attention, Tensor) and attention.shape == targets.shape:
-            mask = mask & attention.bool()
-        return logits, targets, mask
+        return logits, targets, label_mask(output, batch, targets)  # mask (B, T)
     raise LosslandError(
         f"cannot reduce output {tuple(logits.shape)} with targets {tuple(targets.shape)} to a "
         f"loss: the default is (B, C) logits with (B,) classes or (B, T, V) with (B, T); {FIX}"
     )
 
 
+def encoder_decoder(output: Any, batch: Batch) -> bool:
+    """Whether the batch feeds an encoder–decoder model (T5, BART, …): it names decoder inputs,
+    or the output carries the encoder's states (Hugging Face ``Seq2Seq*Output``)."""
+    if isinstance(batch, Mapping) and any(str(k).startswith("decoder_") for k in batch):
+        return True
+    return getattr(output, "encoder_last_hidden_state", None) is not None
+
+
+def label_mask(output: Any, batch: Batch, labels: Tensor) -> Tensor:
+    """(B, T) bool: the label tokens that count. −100 never counts; an encoder–decoder model's
+    labels are the decoder's, masked by ``decoder_attention_mask`` when given (the encoder's
+    ``attention_mask`` belongs to the inputs, even when it has the labels' shape); a
+    decoder-only model's by its ``attention_mask``."""
+    mask = labels != IGNORE_INDEX
+    if not isinstance(batch, Mapping):
+        return mask
+    key = "decoder_attention_mask" if encoder_decoder(output, batch) else "attention_mask"
+    attention = batch.get(key)
+    if isinstance(attention, Tensor) and attention.shape == labels.shape:
+        mask = mask & attention.bool()
+    return mask
+
+
+def wide(logits: Tensor) -> Tensor:
+    """``logits`` in at least float32: half types are widened, float64 stays float64 (a float64
+    run gets float64 losses)."""
+    wider: Tensor = logits.float() if logits.dtype not in (torch.float32, torch.float64) else logits
+    return wider
+
+
 def default_loss(output: Any, batch: Batch) -> Tensor | tuple[Tensor, Tensor]:
     logits, targets, mask = _classes(output, batch)
-    logits = logits.float() if logits.dtype not in (torch.float32, torch.float64) else logits
+    logits = wide(logits)
     if mask is None:
         return F.cross_entropy(logits, targets, reduction="none")
     return token_losses(logits, targets, mask)

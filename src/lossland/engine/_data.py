@@ -1,11 +1,10 @@
 """The evaluation set: any data a PyTorch user has, as fixed batches identical at every point.
 
-Accepted: an ``(inputs, targets)`` pair of tensors or NumPy arrays, a map-style ``Dataset``, a
-``DataLoader``, or any re-iterable of batches (tuples, lists or dicts of tensors or arrays).
-Two modes: **cached** (every batch moved to the device once; the default when the set fits a
-memory budget) and **streamed** (batches moved per point, pinned and one batch ahead, for sets
-that do not fit). A loader with ``shuffle=True`` is evaluated in the dataset's order instead,
-with a warning, so every grid point sees the same samples.
+What each kind of data becomes is decided in one place, :mod:`lossland.engine._inputs` (its
+table: pairs and columns of tensors, DataLoaders, indexable samples, lists of batches,
+generators). Two modes: **cached** (every batch moved to the device once; the default when the
+set fits a memory budget) and **streamed** (batches moved per point, pinned and one batch
+ahead, for sets that do not fit). Every grid point sees the same batches in the same order.
 """
 
 from __future__ import annotations
@@ -19,10 +18,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, Subset
 
 from lossland.core import Digest, available_memory, bytes_text, tensor_fingerprint
 from lossland.engine._failures import DataReadError
+from lossland.engine._inputs import (
+    Source,
+    column_batches,
+    column_length,
+    fixed_order,
+    input_kind,
+    is_sample,
+    rebuilt,
+    source,
+)
 from lossland.errors import LosslandError, LosslandWarning, arg
 
 Batch = Any  # a tensor, a tuple/list of batches' parts, or a mapping of them
@@ -85,12 +94,14 @@ def eval_data(
     seed: int = 0,
     mode: DataMode = "auto",
     seeded_order: bool = False,
+    cache_fraction: float = CACHE_FRACTION,
 ) -> EvalData:
     """The evaluation set of ``data`` (see the module docstring); ``samples`` takes a seeded
     subset (the first ``samples`` of a stream that cannot be indexed); ``seeded_order``
     evaluates indexable data in a seeded random order, the same at every point (so that a
     point stopped early by a standard-error target saw a fair sample, not the first classes
-    of a sorted set)."""
+    of a sorted set); ``cache_fraction`` of the free memory is the most ``mode="auto"``
+    caches."""
     if batch_size < 1:
         raise LosslandError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
     if samples is not None:
@@ -100,8 +111,9 @@ def eval_data(
     pair = _as_pair(data)
     if pair is not None:
         return _from_pair(*pair, batch_size, device, dtype, channels_last)
-    source = _as_source(data, batch_size)
-    return _cache_or_stream(source, device, dtype, channels_last, mode)
+    columns = column_batches(data, batch_size)
+    got = Source(columns, one_shot=False) if columns is not None else source(data, batch_size)
+    return _cache_or_stream(got, device, dtype, channels_last, mode, cache_fraction)
 
 
 def _in_seeded_order(data: Any, seed: int) -> Any:
@@ -110,8 +122,11 @@ def _in_seeded_order(data: Any, seed: int) -> Any:
     if pair is not None:
         order = torch.randperm(len(pair[0]), generator=generator)
         return pair[0][order], pair[1][order]
-    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        return Subset(data, torch.randperm(len(data), generator=generator).tolist())  # type: ignore[arg-type]
+    kind = input_kind(data)
+    if kind == "columns":
+        return _rows(data, torch.randperm(column_length(data) or 0, generator=generator))
+    if kind == "samples":
+        return Subset(data, torch.randperm(len(data), generator=generator).tolist())
     warnings.warn(
         "a standard-error target evaluates a DataLoader or a list of batches in its own order: "
         "make sure it is not sorted (by class, by length), or pass a Dataset",
@@ -130,11 +145,21 @@ def subset(data: Any, samples: int, seed: int) -> Any:
     if pair is not None:
         index = subset_index(len(pair[0]), samples, seed)
         return pair[0][index], pair[1][index]
-    if isinstance(data, DataLoader):
-        return _fixed_order(data, samples, seed)
-    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        return Subset(data, subset_index(len(data), samples, seed).tolist())  # type: ignore[arg-type]
+    kind = input_kind(data)
+    if kind == "loader":
+        return _loader_subset(data, samples, seed)
+    if kind == "columns":
+        return _rows(data, subset_index(column_length(data) or 0, samples, seed))
+    if kind == "samples":
+        return Subset(data, subset_index(len(data), samples, seed).tolist())
     return _First(data, samples)
+
+
+def _rows(data: Any, index: Tensor) -> Any:
+    """The rows ``index`` of tensor columns (a tensor or a mapping of them)."""
+    if isinstance(data, Mapping):
+        return {k: _tensor(v)[index] for k, v in data.items()}
+    return _tensor(data)[index]
 
 
 def known_samples(data: Any, samples: int | None = None) -> int | None:
@@ -143,14 +168,17 @@ def known_samples(data: Any, samples: int | None = None) -> int | None:
     count: int | None = None
     try:
         pair = _as_pair(data)
+        kind = "pair" if pair is not None else input_kind(data)
         if pair is not None:
             count = len(pair[0])
+        elif kind == "columns":
+            count = column_length(data)
         elif isinstance(data, DataLoader):
             dataset = data.dataset
             count = None if isinstance(dataset, IterableDataset) else len(dataset)  # type: ignore[arg-type]
-        elif isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-            count = len(data)  # type: ignore[arg-type]
-        elif isinstance(data, (list, tuple)):
+        elif kind == "samples":
+            count = len(data)
+        elif kind == "batches":
             count = sum(batch_size_of(batch) for batch in data)
     except Exception:  # no len(), a len() that fails, batches that do not say: the first
         count = None  # pass learns the count (and reports a failing dataset where it fails)
@@ -216,61 +244,37 @@ def stream(seed: int, purpose: str) -> torch.Generator:
 # --- datasets, loaders and iterables ---------------------------------------------------------
 
 
-def _as_source(data: Any, batch_size: int) -> Iterable[Batch]:
-    """A re-iterable (or one-shot) source of batches in a fixed order."""
-    if isinstance(data, DataLoader):
-        return _fixed_order(data, None, 0)
-    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        if not hasattr(data, "__len__"):
-            raise LosslandError("the dataset has no len(): wrap it in a DataLoader")
-        return DataLoader(data, batch_size=batch_size, shuffle=False)
-    if isinstance(data, IterableDataset):
-        return DataLoader(data, batch_size=batch_size)
-    if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
-        raise LosslandError(
-            f"cannot evaluate on {type(data).__name__}: pass an (inputs, targets) pair, a "
-            "Dataset, a DataLoader or a list of batches"
-        )
-    return data
-
-
-def _fixed_order(loader: DataLoader[Any], samples: int | None, seed: int) -> Iterable[Batch]:
+def _loader_subset(loader: DataLoader[Any], samples: int, seed: int) -> Iterable[Batch]:
+    """A seeded subset of ``samples`` of a loader's dataset, batched as the loader batches
+    (the first ``samples`` of a stream)."""
     dataset = loader.dataset
     if isinstance(dataset, IterableDataset):
-        return loader if samples is None else _First(loader, samples)
-    shuffled = isinstance(loader.sampler, RandomSampler)
-    if not shuffled and samples is None:
-        return loader
-    if shuffled:
-        warnings.warn(
-            "the DataLoader shuffles (shuffle=True); lossland evaluates its dataset in order "
-            "instead, so that every grid point sees the same samples",
-            LosslandWarning,
-            stacklevel=4,
-        )
-    if samples is not None:
-        dataset = Subset(dataset, subset_index(len(dataset), samples, seed).tolist())  # type: ignore[arg-type]
-    return DataLoader(
-        dataset,
-        batch_size=loader.batch_size,
-        shuffle=False,
-        collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory,
-        drop_last=loader.drop_last,
-    )
+        return _First(fixed_order(loader), samples)
+    subset = Subset(dataset, subset_index(len(dataset), samples, seed).tolist())  # type: ignore[arg-type]
+    size = loader.batch_size
+    if size is None and loader.batch_sampler is not None:  # its batches' size, in order
+        size = len(next(iter(loader.batch_sampler)))
+    if size is None:
+        return rebuilt(loader, subset, sampler=None, batch_sampler=None)
+    batching = BatchSampler(range(samples), size, drop_last=False)
+    return rebuilt(loader, subset, batch_sampler=batching)
 
 
 class _First:
-    """The first ``samples`` samples of a source, as whole batches (the last one cut)."""
+    """The first ``samples`` samples of a source of batches (the last one cut) or of samples;
+    ``one_shot`` when the source can be read once only (a generator: the subset can then not
+    be streamed either). Its end is known (``bounded``): at most ``samples``."""
+
+    bounded = True
 
     def __init__(self, source: Iterable[Batch], samples: int) -> None:
         self.source, self.samples = source, samples
+        self.one_shot = isinstance(source, Iterator) or bool(getattr(source, "one_shot", False))
 
     def __iter__(self) -> Iterator[Batch]:
         left = self.samples
         for batch in self.source:
-            size = batch_size_of(batch)
+            size = 1 if is_sample(batch) else batch_size_of(batch)
             yield batch if size <= left else _head(batch, left)
             left -= min(size, left)
             if left == 0:
@@ -278,26 +282,25 @@ class _First:
 
 
 def _cache_or_stream(
-    source: Iterable[Batch],
+    got: Source,
     device: torch.device,
     dtype: torch.dtype,
     channels_last: bool,
     mode: DataMode,
+    fraction: float,
 ) -> EvalData:
     """One pass over the source: count and fingerprint the samples, and keep the batches on
-    the device when they fit the budget (or streaming is impossible)."""
-    # A generator or iterator cannot be read twice (asked without iter(): a DataLoader would
-    # start its workers, and user code could raise outside the reading below).
-    one_shot = isinstance(source, Iterator)
+    the device when they fit the budget (or streaming is impossible: one-shot data)."""
+    source, one_shot = got.batches, got.one_shot
     if mode == "streamed" and one_shot:
         raise LosslandError(
             "the data is a one-shot iterator and cannot be streamed at every point: pass a "
             f"list, a Dataset or a DataLoader, or set {arg('data_mode')} to cached"
         )
-    budget = _cache_budget(device)
+    budget = _cache_budget(device, fraction)
     # A stream of unknown length is read at most the budget; data_mode="cached" keeps at most
-    # CACHED_FRACTION of the memory.
-    bound = _read_bound(source, budget, mode)
+    # CACHED_FRACTION of the memory (or the budget, if larger).
+    bound = _read_bound(got.sized, budget, mode, fraction)
     kept: list[Batch] | None = [] if mode != "streamed" else None
     digest = Digest()
     count = used = 0
@@ -342,39 +345,33 @@ def read(source: Iterable[Batch], where: str) -> Iterator[Batch]:
         raise DataReadError(exc, index, where) from exc
 
 
-def _cache_budget(device: torch.device) -> float:
-    """CACHE_FRACTION of the memory the data would live in (the device's free memory, the
+def _cache_budget(device: torch.device, fraction: float) -> float:
+    """``fraction`` of the memory the data would live in (the device's free memory, the
     host's available memory)."""
     free = available_memory(str(device) if device.type == "cuda" else "host")
-    return CACHE_FRACTION * (free if free is not None else 2.0**34)
+    return fraction * (free if free is not None else 2.0**34)
 
 
-def _read_bound(source: Iterable[Batch], budget: float, mode: DataMode) -> tuple[float, str] | None:
+def _read_bound(
+    sized: bool, budget: float, mode: DataMode, fraction: float
+) -> tuple[float, str] | None:
     """(bytes, the refusal) past which the first pass stops: a source of unknown length is
     read at most ``budget`` bytes; data_mode="cached" keeps at most CACHED_FRACTION."""
-    if not _sized(source):
+    if not sized:
         return budget, (
             "the evaluation data has no length and had not ended after {count:,} samples "
             f"({{size}}, the most lossland reads from a stream of unknown length: "
-            f"{CACHE_FRACTION:.0%} of the free memory): pass {arg('samples')} N to evaluate its "
-            "first N samples"
+            f"{fraction:.0%} of the free memory, {arg('cache_fraction')}): pass "
+            f"{arg('samples')} N to evaluate its first N samples"
         )
     if mode == "cached":
-        return budget * CACHED_FRACTION / CACHE_FRACTION, (
+        kept = max(fraction, CACHED_FRACTION)
+        return budget * kept / fraction, (
             f"the evaluation data outgrew {{size}} after {{count:,}} samples, more than "
-            f"{arg('data_mode')} cached keeps ({CACHED_FRACTION:.0%} of the free memory): set "
+            f"{arg('data_mode')} cached keeps ({kept:.0%} of the free memory): set "
             f"{arg('data_mode')} to streamed or pass a smaller {arg('samples')}"
         )
     return None
-
-
-def _sized(source: Iterable[Batch]) -> bool:
-    """Whether the source's length is known before it is read (a stream's is not)."""
-    if isinstance(source, _First):
-        return True
-    if isinstance(source, DataLoader):
-        return not isinstance(source.dataset, IterableDataset)
-    return hasattr(source, "__len__")
 
 
 # --- batches ------------------------------------------------------------------------------

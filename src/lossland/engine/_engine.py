@@ -32,12 +32,12 @@ from lossland.core import (
     moving_dtype,
     reduce_sums,
 )
+from lossland.engine._batchnorm import call_order, dataset_statistics
 from lossland.engine._compile import compile_failure, compiled
 from lossland.engine._contract import Evaluator, accumulate
 from lossland.engine._copy import (
     BNMode,
     batchnorm_statistics,
-    batchnorms,
     bind_flat,
     cast_copy,
     is_bn_statistic,
@@ -53,6 +53,7 @@ from lossland.engine._precision import (
     one_point_only,
     precision_mode,
 )
+from lossland.engine._presets import fitting_preset
 from lossland.engine._state import ModelState
 from lossland.errors import LosslandError, arg
 
@@ -161,6 +162,7 @@ class Engine:
         own = batchnorm_statistics(self.net) if options.bn == "recompute" else ()
         self.state = ModelState(self.net, model, moving=self.weights, skip=own)
         self._stale = False  # the forward wrote the moving weights: re-anchor the next point
+        self._bn_order: list[nn.modules.batchnorm._BatchNorm] | None = None
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
@@ -171,7 +173,7 @@ class Engine:
             output = self.evaluator.run(self.module, batch)
             s = self.evaluator.stats(output, batch)  # (len(SUMS),)
             if not self.checked:  # the first batch of the run: is the contract what we think?
-                self._check(output, s)
+                self._check(output, s, batch)
             total = accumulate(total, s)  # (len(SUMS),)
             if self._precise_enough(total, count):
                 break
@@ -189,16 +191,15 @@ class Engine:
         return bool(np.isfinite(sem) and sem < target * abs(mean))
 
     def _recompute_bn(self) -> None:
-        """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: reset, then a
-        cumulative average (momentum None) over the evaluation batches in train mode."""
-        norms = batchnorms(self.net)
-        for m in norms:
-            m.reset_running_stats()
-            m.train()
-        for batch in self.data.batches():
-            self.evaluator.run(self.module, batch)
-        for m in norms:
-            m.eval()
+        """BatchNorm statistics of θ(α, β) itself, as mode-connectivity work does: those of the
+        evaluation set, whatever its batching (:mod:`lossland.engine._batchnorm`)."""
+
+        def run(batch: Batch) -> Any:
+            return self.evaluator.run(self.net, batch)  # not compiled: it carries hooks
+
+        if self._bn_order is None:  # the layers in the order the forward reaches them
+            self._bn_order = call_order(self.net, run, self.data.first())
+        dataset_statistics(self.net, self.data.batches, run, self._bn_order)
 
     def _point_(self, alpha: float, beta: float) -> None:
         """Exact θ(α, β) into the flat buffer for the non-linear schemes."""
@@ -328,12 +329,13 @@ class Engine:
             self._stale = True
         return stats
 
-    def _check(self, output: Any, stats: Tensor) -> None:
+    def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
         models return one when the batch holds labels) must agree with the default one."""
         self.checked = True
         if self.evaluator.loss is None:
-            _compare_own_loss(output, float(stats[SUM["loss_sum"]] / stats[SUM["weight"]]))
+            ours = float(stats[SUM["loss_sum"]] / stats[SUM["weight"]])
+            _compare_own_loss(output, ours, batch)
 
     def _failed(self, exc: Exception, where: str) -> LosslandError:
         """The error for what the user's code raised ``where`` (a grid point): the data's,
@@ -418,7 +420,7 @@ class Engine:
             # (K, len(SUMS)): each point's sums for this batch
             s = torch.stack([self.evaluator.stats(out, batch) for out in per_point])
             if not self.checked:
-                self._check(per_point[0], s[0])
+                self._check(per_point[0], s[0], batch)
             total = accumulate(total, s)
         assert total is not None
         return total
@@ -471,7 +473,7 @@ class _Call(nn.Module):
         return self.evaluator.run(self.net, batch)
 
 
-def _compare_own_loss(output: Any, ours: float) -> None:
+def _compare_own_loss(output: Any, ours: float, batch: Batch) -> None:
     """Hugging Face models return their own loss when the batch holds labels: where it is not
     the default cross-entropy (a causal LM shifts its labels), say which evaluator fits."""
     own = getattr(output, "loss", None)
@@ -483,6 +485,7 @@ def _compare_own_loss(output: Any, ours: float) -> None:
     if math.isfinite(theirs) and abs(theirs - ours) > 1e-3 * max(1.0, abs(theirs)):
         raise LosslandError(
             f"the model's own loss on the first batch is {theirs:.6g} but lossland's default "
-            f"cross-entropy gives {ours:.6g}: pass the {arg('evaluator')} that matches the "
-            "model (lossland.presets.causal_lm() for causal language models) or a loss"
+            f"cross-entropy gives {ours:.6g}: pass {arg('evaluator')} "
+            f"{fitting_preset(output, batch)}, or another evaluator or loss that matches the "
+            "model"
         )

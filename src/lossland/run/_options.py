@@ -12,7 +12,7 @@ from typing import Literal
 
 from lossland.core import AT_LEAST_1, SEEDS, Bounds, DType, Scheme, check_fields, option
 from lossland.directions import Ignore, Norm
-from lossland.engine import BNMode, DataMode, Precision, one_point_only
+from lossland.engine import CACHE_FRACTION, BNMode, DataMode, Precision, one_point_only
 from lossland.errors import LosslandError, arg
 
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
@@ -57,6 +57,12 @@ class SurfaceOptions:
     )
     data_mode: DataMode = option(
         "auto", "keep the data on the device (cached), move it per point (streamed), or choose"
+    )
+    cache_fraction: float = option(
+        CACHE_FRACTION,
+        "the most of the free memory (the device's; the host's on the CPU) that data_mode auto "
+        "caches, as a fraction; larger data is streamed",
+        bounds=Bounds(0, 1, above=True),
     )
     sem_target: float | None = option(
         None,

@@ -107,6 +107,7 @@ def surface(
     memory_format: MemoryFormat | None = None,
     samples: int | None = None,
     data_mode: DataMode | None = None,
+    cache_fraction: float | None = None,
     sem_target: float | None = None,
     min_batches: int | None = None,
     refine: float | None = None,
@@ -130,7 +131,8 @@ def surface(
     Args:
         model: the trained network; its weights are θ*.
         data: the fixed evaluation set: an ``(inputs, targets)`` pair, a ``Dataset``, a
-            ``DataLoader`` or any re-iterable of batches.
+            ``DataLoader``, a list of batches or of samples (the table of
+            :mod:`lossland.engine._inputs` says what each kind becomes).
         x, y: ``min:max:num`` specs or coordinates; ``None`` (or ``auto[:NUM]``) lets the kind
             of directions choose (no ``y``: a 1-D line for random directions).
         directions: the plane's directions (default: random, drawn from ``seed``).
@@ -341,6 +343,7 @@ class _Run:
             samples=o.samples,
             seed=o.seed,
             mode=o.data_mode,
+            cache_fraction=o.cache_fraction,
             seeded_order=o.sem_target is not None,
         )
 

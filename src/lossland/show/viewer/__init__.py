@@ -196,8 +196,9 @@ def _point_data(surface: Surface, values: SurfaceValues) -> dict[str, Any]:
 
 
 def _seed_grids(surface: Surface) -> list[dict[str, Any]] | None:
-    """Every seed's losses, accuracies and notes, as the page draws them (None: one seed)."""
-    if surface.stack is None:
+    """Every seed's losses, accuracies and notes, as the page draws them (None: one seed, in a
+    stack of one or not: the page then shows no seed menu)."""
+    if surface.stack is None or len(surface.stack.seeds) < 2:
         return None
     out = []
     for k, seed in enumerate(surface.stack.seeds):
@@ -266,6 +267,10 @@ class ViewerPage:
         out = Path(path)
         atomic_write_bytes(out, self.html.encode("utf-8"))
         return out
+
+    def __repr__(self) -> str:
+        # Short: a notebook stores the repr beside the HTML, and the page is megabytes.
+        return f"ViewerPage({len(self.html):,} characters of HTML; .save(path) writes it)"
 
     def _repr_html_(self) -> str:
         # The page is an attribute value: escaping &, <, >, " and ' keeps every character of it
