@@ -103,6 +103,7 @@ from lossland.core._schemes import (
     rescale_,
 )
 from lossland.core._text import printable
+from lossland.core._uncertainty import LEVEL, interval, paired_se, plus_minus, t_quantile
 
 __all__ = [
     "AT_LEAST_1",
@@ -114,6 +115,7 @@ __all__ = [
     "FIELDS",
     "FINITE",
     "KINDS",
+    "LEVEL",
     "LIMITS",
     "MAX_AXIS_POINTS",
     "MAX_GRID_POINTS",
@@ -168,6 +170,7 @@ __all__ = [
     "host_available",
     "host_rss",
     "import_object",
+    "interval",
     "is_auto",
     "is_import_path",
     "json_default",
@@ -180,8 +183,10 @@ __all__ = [
     "moving_dtype",
     "option",
     "options_from",
+    "paired_se",
     "param_bytes",
     "pca_needs",
+    "plus_minus",
     "printable",
     "progress_bar",
     "recorded_kind",
@@ -192,6 +197,7 @@ __all__ = [
     "spectrum_needs",
     "surface_needs",
     "synchronize",
+    "t_quantile",
     "tensor_fingerprint",
     "torch_dtype",
     "updated",
