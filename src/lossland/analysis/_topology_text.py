@@ -11,22 +11,29 @@ def summary_lines(topology: Topology, *, top: int = 5) -> list[str]:
     """A few lines for a terminal: the global minimum, then the ``top`` most persistent others.
 
     e.g. ``3 minima in 1 component (2 significant, k=2); global 0.212 at (0.04, -0.02)``
+    (minima of persistence 0, ties on a terrace, are counted apart)
     then ``next: 0.54 at (0.6, 0.7), barrier 0.31 at saddle (0.4, 0.5), significant``.
     """
     if top < 0:
         raise ValueError(f"top must be >= 0, got {top}")
     minima, best = topology.minima, topology.minima[0]
     components = topology.n_components
+    # A minimum that dies at its own loss (persistence 0: a terrace, a plateau of equal
+    # losses) is a tie of the sweep's order, not a basin: counted apart, never listed.
+    persistent = [i for i, m in enumerate(minima) if m.persistence > 0]
+    ties = len(minima) - len(persistent)
     parts = [
-        f"{_count(len(minima), 'minimum', 'minima')} in "
+        f"{_count(len(persistent), 'minimum', 'minima')} in "
         f"{_count(components, 'component', 'components')}"
     ]
     if topology.k is not None:
         parts.append(
             f" ({sum(m.significant is True for m in minima)} significant, k={topology.k:g})"
         )
+    if ties:
+        parts.append(f", and {_count(ties, 'tie', 'ties')} of persistence 0 not counted")
     lines = ["".join(parts) + f"; global {best.loss:.4g} at ({best.x:.3g}, {best.y:.3g})"]
-    others = sorted(range(1, len(minima)), key=lambda i: (-minima[i].persistence, i))
+    others = sorted(persistent[1:], key=lambda i: (-minima[i].persistence, i))
     for index in others[:top]:
         lines.append("next: " + _describe(topology, minima[index]))
     if len(others) > top:

@@ -2,7 +2,8 @@
 
 The moving tensors of a private copy of the network are views of one flat buffer ``flat``
 (P elements). Along a grid row only α changes, so the next point is one in-place axpy
-``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift.
+``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift,
+and so is the point at α = 0.
 Losses stay on the device and reach the host once per block of points. With ``offload``
 θ* stays on the host and each row's anchor copies it in (the device holds 3× the parameters).
 """
@@ -307,8 +308,10 @@ class Engine:
         j = cols[n]
         if self.scheme != "li":
             self._point_(xs[j], ys[i])
-        elif n == 0 or self._stale or abs(int(j) - int(cols[n - 1])) != 1:
-            self._anchor_(xs[j], ys[i])  # exact from θ*: rounding cannot drift across rows
+        elif n == 0 or self._stale or abs(int(j) - int(cols[n - 1])) != 1 or xs[j] == 0.0:
+            # Exact from θ*: rounding cannot drift across rows, and α = 0 (the centre's
+            # column) is θ* + β·η itself, not float32 steps away (one more anchor a row).
+            self._anchor_(xs[j], ys[i])
         else:
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
         if self.low:
