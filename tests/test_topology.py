@@ -712,3 +712,24 @@ def test_summary_counts_persistent_minima_and_ties_apart(fn: Any, persistent: in
         assert "tie" not in first
     listed = [line for line in T.summary_lines(t, top=50) if line.startswith("next:")]
     assert len(listed) == persistent - 1
+
+
+@pytest.mark.parametrize(("cap", "stride"), [(10**6, 1), (861, 1), (860, 2), (231, 2), (100, 3), (66, 4), (65, 5)])
+def test_a_huge_grid_is_summarised_on_a_bounded_subgrid(
+    monkeypatch: pytest.MonkeyPatch, cap: int, stride: int
+) -> None:
+    """Beyond MAX_SWEEP_POINTS (here: patched small) the summary sweeps every s-th point per
+    axis, says so, and stores nothing; its numbers are that subgrid's exact topology."""
+    from lossland.analysis import _topology
+
+    monkeypatch.setattr(_topology, "MAX_SWEEP_POINTS", cap)
+    s = well_surface()  # 21 × 41 = 861 points
+    assert T.sweep_stride(s.shape) == stride
+    found, used = _topology.bounded_topology(s)
+    assert used == stride and found is not None
+    part = np.s_[::stride, ::stride]
+    assert len(found.x) * len(found.y) <= cap
+    assert found == T.topology(s.loss[part], s.x[::stride], s.y[::stride], sem=s.loss_sem[part])
+    first = T.topology_lines(s)[0]
+    assert ("swept on one point in" in first) == (stride > 1)
+    assert ("topology" in with_measures(s).attrs) == (stride == 1)

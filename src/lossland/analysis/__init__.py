@@ -44,6 +44,7 @@ from lossland.analysis._topology import (
     most_persistent,
     surface_graph,
     surface_topology,
+    sweep_stride,
     topology,
 )
 from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology
@@ -89,6 +90,7 @@ __all__ = [
     "surface_graph",
     "surface_grid",
     "surface_topology",
+    "sweep_stride",
     "topology",
     "topology_lines",
     "with_measures",

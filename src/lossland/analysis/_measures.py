@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.analysis._topology import surface_topology
+from lossland.analysis._topology import surface_topology, sweep_stride
 from lossland.core import recorded_kind
 from lossland.errors import arg
 from lossland.io import TOPOLOGY_ATTR, Surface
@@ -333,7 +333,9 @@ def with_measures(surface: Surface) -> Surface:
     if not surface.complete:
         return surface
     attrs: dict[str, Any] = {"sharpness": measures(surface)}
-    basins = surface_topology(surface, stored=False)  # fresh: a stored one may be stale
+    # Fresh (a stored one may be stale); not for a grid too large to sweep cheaply.
+    bounded = surface.y is None or sweep_stride(surface.shape) == 1
+    basins = surface_topology(surface, stored=False) if bounded else None
     if basins is not None and len(basins.minima) <= STORED_MINIMA:
         attrs[TOPOLOGY_ATTR] = basins.as_dict()
     return surface.with_attrs(**attrs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lossland.analysis._topology import surface_topology
+from lossland.analysis._topology import bounded_topology
 from lossland.analysis._topology_schema import Minimum, Topology
 from lossland.io import Surface
 
@@ -59,6 +59,16 @@ def _describe(topology: Topology, m: Minimum) -> str:
 
 
 def topology_lines(surface: Surface) -> list[str]:
-    """The basin summary (:func:`summary_lines`) of a 2-D surface; [] when it has none."""
-    found = surface_topology(surface)
-    return [] if found is None else summary_lines(found)
+    """The basin summary (:func:`summary_lines`) of a 2-D surface; [] when it has none. A grid
+    beyond ``MAX_SWEEP_POINTS`` is summarised on every s-th point, and the first line says so."""
+    found, stride = bounded_topology(surface)
+    if found is None:
+        return []
+    lines = summary_lines(found)
+    if stride > 1:
+        ny, nx = surface.shape
+        lines[0] += (
+            f" (swept on one point in {stride} per axis, {len(found.y)} × {len(found.x)} of "
+            f"{ny} × {nx}, to bound the cost)"
+        )
+    return lines
