@@ -35,7 +35,8 @@ def main() -> None:
     lines = topology_lines(surface)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
-    print(f"{ny} x {nx} (stride {sweep_stride((ny, nx))}): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+    stride = sweep_stride((ny, nx))
+    print(f"{ny} x {nx} (stride {stride}): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
     print("\n".join(lines))
 
 

@@ -714,7 +714,9 @@ def test_summary_counts_persistent_minima_and_ties_apart(fn: Any, persistent: in
     assert len(listed) == persistent - 1
 
 
-@pytest.mark.parametrize(("cap", "stride"), [(10**6, 1), (861, 1), (860, 2), (231, 2), (100, 3), (66, 4), (65, 5)])
+@pytest.mark.parametrize(
+    ("cap", "stride"), [(10**6, 1), (861, 1), (860, 2), (231, 2), (100, 3), (66, 4), (65, 5)]
+)
 def test_a_huge_grid_is_summarised_on_a_bounded_subgrid(
     monkeypatch: pytest.MonkeyPatch, cap: int, stride: int
 ) -> None:
