@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology, _persistence
+from lossland.core import FIELDS
 from lossland.errors import LosslandWarning, first_line
 from lossland.io import TOPOLOGY_ATTR, Surface
 
@@ -419,18 +420,21 @@ def bounded_topology(surface: Surface) -> tuple[Topology | None, int]:
     stride = 1 if surface.y is None else sweep_stride(surface.shape)
     if stride == 1:
         return surface_topology(surface), 1
-    assert surface.y is not None
-    loss, evaluated = surface_graph(surface)
-    if loss is None:
-        return None, stride
     part = np.s_[::stride, ::stride]
-    done = evaluated[part]
-    if not done.any():
-        return None, stride
-    sem = surface.values().sem[part]
-    known = np.isfinite(sem[done]).any()
-    x, y = surface.x[::stride], surface.y[::stride]
-    return topology(loss[part], x, y, done=done, sem=sem if known else None), stride
+    fields = {row.name: _sliced(surface.field(row.name), part) for row in FIELDS}
+    sub = Surface.of(
+        surface.x[::stride],
+        surface.y[::stride] if surface.y is not None else None,
+        fields,
+        surface.done[part],
+        split=surface.split,
+        interpolated=_sliced(surface.interpolated, part),
+    )  # only the swept points' arrays: reading the whole grid's is the cost to avoid
+    return surface_topology(sub, stored=False), stride
+
+
+def _sliced(values: np.ndarray | None, part: tuple[slice, ...]) -> np.ndarray | None:
+    return None if values is None else values[part]
 
 
 def surface_graph(surface: Surface) -> tuple[np.ndarray | None, np.ndarray]:

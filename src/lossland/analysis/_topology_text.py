@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lossland.analysis._measures import from_text
 from lossland.analysis._topology import bounded_topology
 from lossland.analysis._topology_schema import Minimum, Topology
 from lossland.io import Surface
@@ -65,6 +66,7 @@ def topology_lines(surface: Surface) -> list[str]:
     if found is None:
         return []
     lines = summary_lines(found)
+    lines[0] += from_text(surface)  # minima and saddles may sit at interpolated points
     if stride > 1:
         ny, nx = surface.shape
         lines[0] += (
