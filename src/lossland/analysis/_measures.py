@@ -347,6 +347,9 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
             if s.principal is not None:
                 text += f" (principal {s.principal[0]:.4g}, {s.principal[1]:.4g})"
             lines.append(text)
+    check = surface.attrs.get("refine_check")
+    if isinstance(check, dict):
+        lines.append(_refine_line(surface, check))
     eig = eigenvalues_of(surface.attrs)
     if eig is not None:
         lines.append("Hessian eigenvalues: " + ", ".join(f"{v:.4g}" for v in eig))
@@ -376,6 +379,27 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
                 "loss at the checkpoints: " + ", ".join(f"{k} {v:.4g}" for k, v in nodes.items())
             )
     return lines
+
+
+def _refine_line(surface: Surface, check: dict[str, Any]) -> str:
+    """What ``refine`` measured of its own error (``run`` stores ``refine_check``)."""
+    evaluated = int(np.count_nonzero(surface.evaluated))
+    head = f"refine {check.get('tol')}: {evaluated} of {surface.loss.size} points evaluated"
+    try:
+        last = check["rounds"][-1]
+    except (KeyError, IndexError, TypeError):
+        return head + "; nothing interpolated to check"
+    try:
+        bound = last["exceeded_share_upper95"]
+        worst = last["max_error"]
+        return (
+            f"{head}; {last['checked']} of the {last['interpolated']} then interpolated "
+            f"evaluated as a check (round {len(check['rounds'])}): max |Δ ln L| "
+            f"{'n/a' if worst is None else format(worst, '.3g')}, {last['exceeded']} above "
+            f"tol, so at most {100 * bound:.3g} % of the interpolated points are (95 %)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return head + "; unreadable refine_check attribute"
 
 
 def _refined_line(found: dict[str, Any]) -> str:

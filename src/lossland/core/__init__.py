@@ -103,7 +103,14 @@ from lossland.core._schemes import (
     rescale_,
 )
 from lossland.core._text import printable
-from lossland.core._uncertainty import LEVEL, interval, paired_se, plus_minus, t_quantile
+from lossland.core._uncertainty import (
+    LEVEL,
+    interval,
+    paired_se,
+    plus_minus,
+    share_upper,
+    t_quantile,
+)
 
 __all__ = [
     "AT_LEAST_1",
@@ -194,6 +201,7 @@ __all__ = [
     "rescale_",
     "reset_host_peak",
     "resolve_device",
+    "share_upper",
     "spectrum_needs",
     "surface_needs",
     "synchronize",

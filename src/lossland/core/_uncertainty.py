@@ -62,3 +62,16 @@ def paired_se(
     ra = (a_s - a_s.sum() / na * a_n) / na  # (m,) each unit's share of mean_a's deviation
     rb = (b_s - b_s.sum() / nb * b_n) / nb
     return math.sqrt(m / (m - 1) * float(np.sum((rb - ra) ** 2)))
+
+
+def share_upper(k: int, n: int, level: float = LEVEL) -> float | None:
+    """One-sided ``level`` upper bound (Clopper–Pearson) on a share of which a random sample
+    of n showed k (e.g. 0 of 45 sampled points off by more than tol: below 6.4 %); None for
+    n = 0."""
+    if n < 1:
+        return None
+    if k >= n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(level, k + 1, n - k))

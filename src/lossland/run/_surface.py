@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lossland.analysis import measure_points
 from lossland.core import (
     Axis,
     DType,
@@ -224,7 +225,9 @@ def _compute(
             )
 
     result = (
-        evaluate(result, pending) if opts.refine is None else refined(result, evaluate, opts.refine)
+        evaluate(result, pending)
+        if opts.refine is None
+        else refined(result, evaluate, opts.refine, measured=measure_points(result))
     )
     between = kind(run.directions.kind).between_models
     if between and run.ys is None and group.main and result.complete:
