@@ -42,9 +42,11 @@ from lossland.analysis._robustness import (
 )
 from lossland.analysis._summary import describe
 from lossland.analysis._topology import (
+    BARRIER_SE_ATTR,
     basin_areas,
     global_basin,
     most_persistent,
+    paired_errors,
     surface_graph,
     surface_topology,
     sweep_stride,
@@ -54,6 +56,7 @@ from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topolo
 from lossland.analysis._topology_text import summary_lines, topology_lines
 
 __all__ = [
+    "BARRIER_SE_ATTR",
     "DEFAULT_LR",
     "FLAGS",
     "HYPER_DEFAULTS",
@@ -84,6 +87,7 @@ __all__ = [
     "measures",
     "most_persistent",
     "node_losses",
+    "paired_errors",
     "parse_start",
     "resolve_hyper",
     "robustness",

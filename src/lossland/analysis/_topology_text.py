@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lossland.analysis._measures import from_text
-from lossland.analysis._topology import bounded_topology
+from lossland.analysis._topology import bounded_topology, paired_errors
 from lossland.analysis._topology_schema import Minimum, Topology
 from lossland.io import Surface
 
@@ -67,6 +67,7 @@ def topology_lines(surface: Surface) -> list[str]:
         return []
     lines = summary_lines(found)
     lines[0] += from_text(surface)  # minima and saddles may sit at interpolated points
+    lines[0] += _errors_text(found, paired_errors(surface) if stride == 1 else {})
     if stride > 1:
         ny, nx = surface.shape
         lines[0] += (
@@ -74,3 +75,17 @@ def topology_lines(surface: Surface) -> list[str]:
             f"{ny} × {nx}, to bound the cost)"
         )
     return lines
+
+
+def _errors_text(found: Topology, paired: dict[tuple[int, int, int, int], float]) -> str:
+    """How the barriers' standard errors behind ``significant`` were computed: paired over
+    the shared samples (what ``run`` stores for the most persistent) or independent (an
+    overstatement where both points use the same samples)."""
+    if found.k is None:
+        return ""
+    mortal = [m for m in found.minima if m.merge is not None and m.persistence > 0]
+    if not mortal:
+        return ""
+    saddles = [found.merges[m.merge] for m in mortal if m.merge is not None]
+    n = sum((m.row, m.col, s.row, s.col) in paired for m, s in zip(mortal, saddles, strict=True))
+    return f"; barrier SEs: {n} paired, {len(mortal) - n} independent"

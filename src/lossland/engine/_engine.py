@@ -177,6 +177,25 @@ class Engine:
         assert total is not None
         return total
 
+    def unit_losses(self, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        """(sums (m,), counts (m,)) float64 on the host: every unit's summed loss and weight at
+        θ(α, β) over all the evaluation batches, in their order (the same units at every
+        point: what a paired standard error between two points needs; a loss that is a batch
+        mean gives one unit a batch)."""
+        sums: list[Tensor] = []
+        counts: list[Tensor] = []
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            self._move_to(np.array([alpha]), np.array([beta]), 0, np.zeros(1, dtype=int), 0)
+            if self.options.bn == "recompute":
+                self._recompute_bn()
+            for batch in self.data.batches():
+                s, n, _ = self.evaluator.units(self.evaluator.run(self.module, batch), batch)
+                sums.append(s.double())
+                counts.append(n.double())
+            if self.state.settle():
+                self._stale = True
+        return torch.cat(sums).cpu().numpy(), torch.cat(counts).cpu().numpy()
+
     def _precise_enough(self, total: Tensor, batches: int) -> bool:
         """With a standard-error target: is this point's mean known well enough already?
         (One host sync per batch, only when a target is set.)"""

@@ -65,6 +65,7 @@ from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join
 from lossland.run._lock import run_lock
 from lossland.run._options import MemoryFormat, SurfaceOptions
+from lossland.run._paired import paired_barriers
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
@@ -206,7 +207,8 @@ def _compute(
     probe: MemoryProbe,
 ) -> Surface:
     """The pending points, all of them or (``refine``) only where the surface needs them;
-    then, on a line between checkpoints, its barrier located past the grid (rank 0)."""
+    then, on a line between checkpoints, its barrier located past the grid, and on a plane
+    its basins' barriers' paired standard errors (rank 0)."""
     opts = run.options
 
     def evaluate(current: Surface, mask: np.ndarray, label: str = "surface") -> Surface:
@@ -233,6 +235,8 @@ def _compute(
     if between and run.ys is None and group.main and result.complete:
         found = refine_barrier(engine, result)
         result = result.with_attrs(barrier_refined=found) if found else result
+    if run.ys is not None and group.main and result.complete:
+        result = paired_barriers(engine, result)  # the basins' significance, paired
     return result
 
 
