@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -249,7 +250,8 @@ def _finish(
     out: str | Path | None,
     probe: MemoryProbe,
 ) -> Surface:
-    """A run's record: bf16 checked in fp32 at a few points (rank 0), its peak memory, its
+    """A run's record: bf16 checked in fp32 at points spread over the grid (rank 0), its peak
+    memory, its
     figures (sharpness, basins) in the attributes, all saved to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
@@ -470,18 +472,31 @@ def check_cost(
     check_needs(needs, allow_large=options.allow_large)
 
 
-CHECK_POINTS = 5
+CHECK_BLOCKS = 5  # per axis: one fp32 check point in each block of the grid (25 on a plane)
+CHECK_QUANTILE = 0.9  # the stored maximum bounds this quantile of the grid's relative error
 
 
-def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
-    """A few points of a bf16 run re-evaluated in fp32: how far bf16 is, in standard errors
-    and relatively (the minimum, the centre, and seeded others; cheap next to the grid)."""
+def _check_points(result: Surface, seed: int) -> list[int]:
+    """Flat indices of the bf16 check: the minimum, the centre, and one seeded random point in
+    each of CHECK_BLOCKS (× CHECK_BLOCKS) blocks, so the sample spreads over the whole grid."""
     loss = np.where(result.done, result.loss, np.nan).reshape(-1)
     picks = [int(np.nanargmin(loss))] if np.isfinite(loss).any() else []
     picks += [int(i) for i in np.flatnonzero(_centre(result).reshape(-1))]
-    rng = np.random.default_rng(run.options.seed)
-    picks += [int(i) for i in rng.permutation(loss.size)]
-    chosen = list(dict.fromkeys(picks))[:CHECK_POINTS]
+    rng = np.random.default_rng(seed)
+    axes = [np.array_split(np.arange(n), min(CHECK_BLOCKS, n)) for n in result.shape]
+    for block in itertools.product(*axes):
+        index = tuple(int(rng.choice(part)) for part in block)
+        picks.append(int(np.ravel_multi_index(index, result.shape)))
+    return list(dict.fromkeys(picks))
+
+
+def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
+    """Points spread over a bf16 run's grid re-evaluated in fp32: how far bf16 is, in
+    standard errors and relatively. A random point in each block makes the largest relative
+    error found an upper bound on the grid's CHECK_QUANTILE quantile of it with confidence
+    1 − CHECK_QUANTILE^n (n points; 0.93 for 25)."""
+    loss = np.where(result.done, result.loss, np.nan).reshape(-1)
+    chosen = _check_points(result, run.options.seed)
     mask = np.zeros(loss.size, dtype=bool)
     mask[chosen] = True
     exact = replace(run, options=replace(run.options, precision="fp32", points_per_batch=1))
@@ -495,6 +510,7 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
         fp32[block.row * len(result.x) + block.cols] = mean
         sem[block.row * len(result.x) + block.cols] = error
     delta = np.abs(loss[chosen] - fp32[chosen])
+    relative = _ratio(delta, np.abs(fp32[chosen]))
     return {
         "points": [
             [float(result.x[i % len(result.x)]), float(ys[i // len(result.x)])] for i in chosen
@@ -503,7 +519,10 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
         "fp32": fp32[chosen].tolist(),
         "fp32_sem": sem[chosen].tolist(),
         "max_sem_ratio": float(np.max(_ratio(delta, sem[chosen]))),
-        "median_relative": float(np.median(_ratio(delta, np.abs(fp32[chosen])))),
+        "median_relative": float(np.median(relative)),
+        "max_relative": float(np.max(relative)),
+        "quantile": CHECK_QUANTILE,
+        "confidence": 1 - CHECK_QUANTILE ** len(chosen),
     }
 
 
