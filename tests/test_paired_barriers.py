@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import lossland
-from lossland.analysis import surface_topology, topology_lines
+from lossland.analysis import describe, surface_topology, topology_lines
 from lossland.directions import Directions
 
 
@@ -81,3 +81,4 @@ def test_paired_barrier_errors_match_a_hand_computation(
         ]
         assert flipped
     assert topology_lines(s)[0].endswith(f"barrier SEs: {len(records)} paired, 0 independent")
+    assert f"barrier_se: paired standard errors of {len(records)} barriers" in describe(s)

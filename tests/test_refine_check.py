@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import lossland
 from helpers import torch_threads
-from lossland.analysis import measure_lines, measure_points, sharpness
+from lossland.analysis import describe, measure_lines, measure_points, sharpness
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,7 @@ def test_refine_reports_its_measured_error_against_the_full_grid(mlp, full, tol)
     assert off.mean() <= last["exceeded_share_upper95"]
     line = next(t for t in measure_lines(refined) if t.startswith(f"refine {tol}"))
     assert f"{last['exceeded']} above tol" in line and "evaluated as a check" in line
+    assert f"refine_check: {line}" in describe(refined).splitlines()  # not the raw record
 
 
 def test_refined_sharpness_is_measured_not_interpolated(mlp, full) -> None:  # type: ignore[no-untyped-def]

@@ -349,7 +349,7 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
             lines.append(text)
     check = surface.attrs.get("refine_check")
     if isinstance(check, dict):
-        lines.append(_refine_line(surface, check))
+        lines.append(refine_line(surface, check))
     eig = eigenvalues_of(surface.attrs)
     if eig is not None:
         lines.append("Hessian eigenvalues: " + ", ".join(f"{v:.4g}" for v in eig))
@@ -381,7 +381,7 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
     return lines
 
 
-def _refine_line(surface: Surface, check: dict[str, Any]) -> str:
+def refine_line(surface: Surface, check: dict[str, Any]) -> str:
     """What ``refine`` measured of its own error (``run`` stores ``refine_check``)."""
     evaluated = int(np.count_nonzero(surface.evaluated))
     head = f"refine {check.get('tol')}: {evaluated} of {surface.loss.size} points evaluated"
