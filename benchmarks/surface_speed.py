@@ -374,7 +374,12 @@ def refine_row(
         model, data, args.refine_grid, device=device, refine=args.refine
     )
     fraction = float(coarse.attrs["evaluated_fraction"])
-    error = float(np.max(np.abs(np.log(coarse.loss) - np.log(full.loss))))
+    errors = np.abs(np.log(coarse.loss) - np.log(full.loss))
+    error = float(np.max(errors))
+    interpolated = coarse.interpolated if coarse.interpolated is not None else coarse.done * False
+    above = float(np.mean(errors[interpolated] > args.refine)) if interpolated.any() else 0.0
+    rounds = coarse.attrs["refine_check"]["rounds"]
+    claimed = float(rounds[-1]["exceeded_share_upper95"]) if rounds else 0.0
     points = coarse.loss.size
     row = Row(
         label,
@@ -383,9 +388,10 @@ def refine_row(
         1e3 * t_coarse / points,
         f"{t_coarse / t_full:.2f} of full",
         f"{fraction:.3f} of the points",
-        f"max \\|Δ ln L\\| {error:.4f}",
+        f"max \\|Δ ln L\\| {error:.4f}; {100 * above:.2f} % of the interpolated above tol "
+        f"(refine_check's 95 % bound: {100 * claimed:.1f} %)",
     )
-    return row, {"fraction": fraction, "error": error}
+    return row, {"fraction": fraction, "error": error, "above": above, "claimed": claimed}
 
 
 # --- extras: a whole surface, peak memory ------------------------------------------------------
@@ -457,6 +463,9 @@ def target_lines(figures: dict[str, dict[str, float]]) -> list[str]:
         ok = ref["fraction"] <= 0.4
         lines.append(verdict("refine: fraction evaluated", ref["fraction"], ok, "≤ 0.4"))
         lines.append(verdict("refine: max |Δ ln L|", ref["error"], ref["error"] <= 0.05, "≤ 0.05"))
+        ok = ref["above"] <= ref["claimed"]
+        bound = f"≤ {ref['claimed']:.3f} (its check)"
+        lines.append(verdict("refine: share of interpolated above tol", ref["above"], ok, bound))
     return lines
 
 

@@ -359,3 +359,17 @@ def test_engine_adopts_lossland_directions_without_copying(tiny_model, tiny_data
     copied = Engine(tiny_model, [plain.x], tiny_data, options=options)
     assert copied.dx.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
     assert torch.equal(copied.dx, engine.dx)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [("-1:1:51", None), ("-1:1:51", "-1:1:3"), ("-2:1:31", "-1:1:5"), ("0:1:21", None)],
+)
+def test_points_at_alpha_zero_are_exact(tiny_model, tiny_data, x, y):
+    """The column α = 0 is θ* + β·η exactly (re-anchored, not reached by float32 steps along a
+    row): the same loss, bit for bit, as a grid of that column alone."""
+    d = random_directions(tiny_model, seed=3, ndim=1 if y is None else 2)
+    s = landscape.surface(tiny_model, tiny_data, x=x, y=y, directions=d, progress=False)
+    column = landscape.surface(tiny_model, tiny_data, x="0:0:1", y=y, directions=d, progress=False)
+    j = int(np.flatnonzero(s.x == 0.0)[0])
+    assert np.array_equal(s.loss[..., j], column.loss[..., 0])

@@ -684,3 +684,54 @@ def test_without_standard_errors_no_significance_is_claimed() -> None:
     found = T.surface_topology(s)
     assert found is not None and found.k is None
     assert [m.significant for m in found.minima] == [None, None]
+
+
+# Terraced surfaces (losses rounded to steps): every flat terrace's points after the first
+# are sweep-order ties of persistence 0, not basins.
+@pytest.mark.parametrize(
+    ("fn", "persistent"),
+    [
+        (lambda x, y: np.floor(4 * (x**2 + y**2)) / 4, 1),
+        (lambda x, y: np.floor(8 * ((x**2 - 1) ** 2 + 0.5 * y**2 + 0.1 * x)) / 8, 2),
+        (lambda x, y: np.zeros_like(x), 1),  # one plateau
+        (lambda x, y: (x**2 - 1) ** 2 + 0.5 * y**2, 2),  # no ties at all
+    ],
+)
+def test_summary_counts_persistent_minima_and_ties_apart(fn: Any, persistent: int) -> None:
+    loss, x, y = grid(fn, X41, Y21)
+    t = T.topology(loss, x, y)
+    first = T.summary_lines(t, top=50)[0]
+    # Independent count: minima whose persistence is positive (immortal ones included).
+    assert sum(m.persistence > 0 for m in t.minima) == persistent
+    word = "minimum" if persistent == 1 else "minima"
+    assert first.startswith(f"{persistent} {word} in 1 component")
+    ties = len(t.minima) - persistent
+    if ties:
+        assert f"and {ties} {'tie' if ties == 1 else 'ties'} of persistence 0 not counted" in first
+    else:
+        assert "tie" not in first
+    listed = [line for line in T.summary_lines(t, top=50) if line.startswith("next:")]
+    assert len(listed) == persistent - 1
+
+
+@pytest.mark.parametrize(
+    ("cap", "stride"), [(10**6, 1), (861, 1), (860, 2), (231, 2), (100, 3), (66, 4), (65, 5)]
+)
+def test_a_huge_grid_is_summarised_on_a_bounded_subgrid(
+    monkeypatch: pytest.MonkeyPatch, cap: int, stride: int
+) -> None:
+    """Beyond MAX_SWEEP_POINTS (here: patched small) the summary sweeps every s-th point per
+    axis, says so, and stores nothing; its numbers are that subgrid's exact topology."""
+    from lossland.analysis import _topology
+
+    monkeypatch.setattr(_topology, "MAX_SWEEP_POINTS", cap)
+    s = well_surface()  # 21 × 41 = 861 points
+    assert T.sweep_stride(s.shape) == stride
+    found, used = _topology.bounded_topology(s)
+    assert used == stride and found is not None
+    part = np.s_[::stride, ::stride]
+    assert len(found.x) * len(found.y) <= cap
+    assert found == T.topology(s.loss[part], s.x[::stride], s.y[::stride], sem=s.loss_sem[part])
+    first = T.topology_lines(s)[0]
+    assert ("swept on one point in" in first) == (stride > 1)
+    assert ("topology" in with_measures(s).attrs) == (stride == 1)

@@ -23,7 +23,10 @@ from lossland.analysis._measures import (
     Barrier,
     Sharpness,
     barrier,
+    from_text,
+    interpolated_among,
     measure_lines,
+    measure_points,
     measures,
     node_losses,
     sharpness,
@@ -39,17 +42,21 @@ from lossland.analysis._robustness import (
 )
 from lossland.analysis._summary import describe
 from lossland.analysis._topology import (
+    BARRIER_SE_ATTR,
     basin_areas,
     global_basin,
     most_persistent,
+    paired_errors,
     surface_graph,
     surface_topology,
+    sweep_stride,
     topology,
 )
 from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology
 from lossland.analysis._topology_text import summary_lines, topology_lines
 
 __all__ = [
+    "BARRIER_SE_ATTR",
     "DEFAULT_LR",
     "FLAGS",
     "HYPER_DEFAULTS",
@@ -71,12 +78,16 @@ __all__ = [
     "descend_all",
     "describe",
     "edge_point",
+    "from_text",
     "global_basin",
+    "interpolated_among",
     "mean_and_spread",
     "measure_lines",
+    "measure_points",
     "measures",
     "most_persistent",
     "node_losses",
+    "paired_errors",
     "parse_start",
     "resolve_hyper",
     "robustness",
@@ -89,6 +100,7 @@ __all__ = [
     "surface_graph",
     "surface_grid",
     "surface_topology",
+    "sweep_stride",
     "topology",
     "topology_lines",
     "with_measures",

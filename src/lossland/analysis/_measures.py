@@ -11,6 +11,9 @@
   larger endpoint loss, and above the straight line between the endpoint losses) and the
   losses at the three checkpoints of a plane.
 
+Sharpness reads evaluated points only (``refine`` evaluates :func:`measure_points`); a number
+computed from points ``refine`` interpolated says so (:func:`from_text`).
+
 Coordinates are the surface's own (for random planes, multiples of the filter-normalized
 directions), so the measures compare surfaces computed with the same kind of directions.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.analysis._topology import surface_topology
+from lossland.analysis._topology import surface_topology, sweep_stride
 from lossland.core import recorded_kind
 from lossland.errors import arg
 from lossland.io import TOPOLOGY_ATTR, Surface
@@ -88,11 +91,69 @@ def _index(values: np.ndarray, target: float) -> int | None:
     return j if abs(values[j] - target) <= 1e-6 * max(step, 1e-300) else None
 
 
-def _values(surface: Surface) -> np.ndarray:
-    """The finite evaluated losses (NaN elsewhere): a rise or a curvature through an
-    infinite, NaN or missing point has no value, so those points are holes here."""
+def _values(surface: Surface, *, evaluated: bool = False) -> np.ndarray:
+    """The finite losses (NaN elsewhere): a rise or a curvature through an infinite, NaN or
+    missing point has no value, so those points are holes here. ``evaluated``: points that
+    ``refine`` interpolated are holes too (what a sharpness measure reads must be measured)."""
     values = surface.values()
-    return np.where(values.finite, values.raw, np.nan)
+    keep = values.finite & surface.evaluated if evaluated else values.finite
+    return np.where(keep, values.raw, np.nan)
+
+
+def interpolated_among(surface: Surface, used: Any = Ellipsis) -> int:
+    """How many of the points ``used`` (an index into the grid) refine interpolated: the one
+    test of what a printed number was computed from (0 on a surface computed in full)."""
+    if surface.interpolated is None:
+        return 0
+    return int(np.count_nonzero(surface.interpolated[used] & surface.done[used]))
+
+
+def from_text(surface: Surface, used: Any = Ellipsis) -> str:
+    """``""``, or ``" (from k of n points interpolated by refine)"`` for a number computed
+    from the points ``used``: printed after every such number."""
+    k = interpolated_among(surface, used)
+    if not k:
+        return ""
+    n = int(np.count_nonzero(surface.done[used]))
+    return f" (from {k} of {n} points interpolated by refine)"
+
+
+def measure_points(surface: Surface, *, radius: float | None = None) -> np.ndarray:
+    """(grid shape) bool: the points :func:`sharpness` reads: the centre's 3 (×3) neighbourhood
+    and every grid point from the centre to the rise radius along each axis (the bracketing
+    ones included). ``refine`` evaluates them, so the sharpness of a refined surface is
+    measured, not interpolated. All False when the grid holds no centre."""
+    mask = np.zeros(surface.shape, dtype=bool)
+    axes = [surface.x] if surface.y is None else [surface.y, surface.x]
+    centre = [_index(a, 0.0) for a in axes]
+    if any(c is None for c in centre):
+        return mask
+    r = _radius(surface) if radius is None else radius
+    spans = []
+    for a, c in zip(axes, centre, strict=True):
+        assert c is not None
+        near = (max(c - 1, 0), min(c + 1, len(a) - 1))
+        if r:
+            lo = max(int(np.searchsorted(a, a[c] - r, side="right")) - 1, 0)
+            hi = min(int(np.searchsorted(a, a[c] + r, side="left")), len(a) - 1)
+            near = (min(near[0], lo), max(near[1], hi))
+        spans.append(near)
+    box = tuple(slice(c - 1 if c else 0, c + 2) for c in centre if c is not None)
+    mask[box] = True
+    for axis, (lo, hi) in enumerate(spans):  # the two rise segments through the centre
+        line = [slice(c, c + 1) for c in centre if c is not None]
+        line[axis] = slice(lo, hi + 1)
+        mask[tuple(line)] = True
+    return mask
+
+
+def _radius(surface: Surface) -> float | None:
+    """The default rise radius: RADIUS_FRACTION of the smaller half-range."""
+    spans = [float(surface.x[-1] - surface.x[0])]
+    if surface.y is not None:
+        spans.append(float(surface.y[-1] - surface.y[0]))
+    positive = [s for s in spans if s > 0]
+    return RADIUS_FRACTION * min(positive) / 2 if positive else None
 
 
 def _second(line: np.ndarray, coords: np.ndarray, j: int) -> float | None:
@@ -149,7 +210,7 @@ def sharpness(surface: Surface, *, radius: float | None = None) -> Sharpness | N
         >>> m = lossland.sharpness(s)
         >>> m.rise_mean if m else None
     """
-    z = _values(surface)
+    z = _values(surface, evaluated=True)
     jx = _index(surface.x, 0.0)
     if jx is None:
         return None
@@ -163,12 +224,8 @@ def sharpness(surface: Surface, *, radius: float | None = None) -> Sharpness | N
         centre = z[iy, jx]
     if not math.isfinite(centre):
         return None
-    spans = [float(surface.x[-1] - surface.x[0])]
-    if surface.y is not None:
-        spans.append(float(surface.y[-1] - surface.y[0]))
     if radius is None:
-        positive = [s for s in spans if s > 0]
-        radius = RADIUS_FRACTION * min(positive) / 2 if positive else None
+        radius = _radius(surface)
     row = z if iy is None else z[iy]
     rises = _rises(row, surface.x, jx, radius) if radius else []
     dxx = _second(row, surface.x, jx)
@@ -233,6 +290,12 @@ def barrier(surface: Surface) -> Barrier | None:
     )
 
 
+def _between(surface: Surface) -> slice:
+    """The points of a line from x = 0 to x = 1 (what :func:`barrier` reads)."""
+    j0, j1 = _index(surface.x, 0.0), _index(surface.x, 1.0)
+    return slice(j0, None if j1 is None else j1 + 1)
+
+
 def node_losses(surface: Surface) -> dict[str, float] | None:
     """Losses at θ₁ (0, 0), θ₂ (1, 0), θ₃ (0, 1) of a model-to-model plane, where evaluated."""
     if surface.y is None:
@@ -255,7 +318,12 @@ def measures(surface: Surface, *, radius: float | None = None) -> dict[str, Any]
     if _between_models(surface):
         b = barrier(surface)
         if b is not None:
-            out["barrier"] = b.as_dict()
+            j0, j1 = _index(surface.x, 0.0), _index(surface.x, 1.0)
+            used = slice(j0, None if j1 is None else j1 + 1)
+            out["barrier"] = {
+                **b.as_dict(),
+                "interpolated_points": interpolated_among(surface, used),
+            }
         nodes = node_losses(surface)
         if nodes is not None:
             out["node_losses"] = nodes
@@ -294,6 +362,9 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
             if s.principal is not None:
                 text += f" (principal {s.principal[0]:.4g}, {s.principal[1]:.4g})"
             lines.append(text)
+    check = surface.attrs.get("refine_check")
+    if isinstance(check, dict):
+        lines.append(refine_line(surface, check))
     eig = eigenvalues_of(surface.attrs)
     if eig is not None:
         lines.append("Hessian eigenvalues: " + ", ".join(f"{v:.4g}" for v in eig))
@@ -308,10 +379,11 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
         b = barrier(surface)
         if b is not None:
             acc = "" if b.min_accuracy is None else f"; min accuracy {b.min_accuracy:.2f} %"
+            used = _between(surface)
             lines.append(
                 f"barrier {b.height:+.4g} (max loss {b.max_loss:.4g} at x={b.at:g} vs ends "
                 f"{b.start_loss:.4g}, {b.end_loss:.4g}); {b.height_linear:+.4g} above the "
-                f"straight line{acc}"
+                f"straight line{acc}{from_text(surface, used)}"
             )
         found = surface.attrs.get("barrier_refined")
         if isinstance(found, dict):
@@ -322,6 +394,27 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
                 "loss at the checkpoints: " + ", ".join(f"{k} {v:.4g}" for k, v in nodes.items())
             )
     return lines
+
+
+def refine_line(surface: Surface, check: dict[str, Any]) -> str:
+    """What ``refine`` measured of its own error (``run`` stores ``refine_check``)."""
+    evaluated = int(np.count_nonzero(surface.evaluated))
+    head = f"refine {check.get('tol')}: {evaluated} of {surface.loss.size} points evaluated"
+    try:
+        last = check["rounds"][-1]
+    except (KeyError, IndexError, TypeError):
+        return head + "; nothing interpolated to check"
+    try:
+        bound = last["exceeded_share_upper95"]
+        worst = last["max_error"]
+        return (
+            f"{head}; {last['checked']} of the {last['interpolated']} then interpolated "
+            f"evaluated as a check (round {len(check['rounds'])}): max |Δ ln L| "
+            f"{'n/a' if worst is None else format(worst, '.3g')}, {last['exceeded']} above "
+            f"tol, so at most {100 * bound:.3g} % of the interpolated points are (95 %)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return head + "; unreadable refine_check attribute"
 
 
 def _refined_line(found: dict[str, Any]) -> str:
@@ -348,7 +441,9 @@ def with_measures(surface: Surface) -> Surface:
     if not surface.complete:
         return surface
     attrs: dict[str, Any] = {"sharpness": measures(surface)}
-    basins = surface_topology(surface, stored=False)  # fresh: a stored one may be stale
+    # Fresh (a stored one may be stale); not for a grid too large to sweep cheaply.
+    bounded = surface.y is None or sweep_stride(surface.shape) == 1
+    basins = surface_topology(surface, stored=False) if bounded else None
     if basins is not None and len(basins.minima) <= STORED_MINIMA:
         attrs[TOPOLOGY_ATTR] = basins.as_dict()
     return surface.with_attrs(**attrs)

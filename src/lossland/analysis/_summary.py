@@ -3,6 +3,10 @@ and the basins of a plane, one line each."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from lossland.analysis._measures import interpolated_among, refine_line
+from lossland.analysis._topology import BARRIER_SE_ATTR
 from lossland.analysis._topology_text import topology_lines
 from lossland.core import FIELDS, memory_text, printable
 from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, TOPOLOGY_ATTR, Surface
@@ -35,7 +39,13 @@ def describe(surface: Surface) -> str:
     if values.low is not None and values.high is not None:
         ax, ay, _ = surface.argmin()
         where = f"x={ax:g}" + ("" if ay is None else f", y={ay:g}")
-        lines.append(f"loss: min {values.low:.6g} at ({where}), max {values.high:.6g}")
+        lowest = np.unravel_index(
+            np.argmin(np.where(values.finite, values.raw, np.inf)), surface.shape
+        )
+        lines.append(
+            f"loss: min {values.low:.6g} at ({where}), max {values.high:.6g}"
+            + ("; the min interpolated by refine" if interpolated_among(surface, lowest) else "")
+        )
     elif values.done.any():
         lines.append("loss: no finite value")
     evaluated = bool(values.done.any())
@@ -54,10 +64,35 @@ def describe(surface: Surface) -> str:
     for key in sorted(surface.attrs):
         if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
             continue
-        shown = memory_text(surface.attrs[key]) if key == MEMORY_ATTR else None
+        shown = _shown(surface, key)
         # Names and values are the file's: one line each, whatever they hold.
         value = printable(surface.attrs[key] if shown is None else shown)
         lines.append(f"{printable(key)}: {value}")
     for name, points in surface.trajectories.items():
         lines.append(f"trajectory {printable(name)}: {len(points)} points")
     return "\n".join(lines)
+
+
+def _shown(surface: Surface, key: str) -> str | None:
+    """The line of an attribute lossland wrote as a record (memory, refine's check, the paired
+    barrier errors); None: print the value as it is."""
+    value = surface.attrs[key]
+    if key == MEMORY_ATTR:
+        return memory_text(value)
+    if key == "refine_check" and isinstance(value, dict):
+        return refine_line(surface, value)
+    if key == BARRIER_SE_ATTR and isinstance(value, list):
+        ratios = [
+            r["independent_se"] / r["paired_se"]
+            for r in value
+            if isinstance(r, dict)
+            and isinstance(r.get("paired_se"), float)
+            and isinstance(r.get("independent_se"), float)
+            and r["paired_se"] > 0
+        ]
+        if ratios:
+            return (
+                f"paired standard errors of {len(value)} barriers, a median "
+                f"{float(np.median(ratios)):.3g}× smaller than independent ones"
+            )
+    return None

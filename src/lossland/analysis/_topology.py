@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology, _persistence
+from lossland.core import FIELDS
 from lossland.errors import LosslandWarning, first_line
 from lossland.io import TOPOLOGY_ATTR, Surface
 
@@ -198,13 +199,17 @@ def topology(
     sem: npt.ArrayLike | None = None,
     connectivity: int = 4,
     k: float = 2.0,
+    paired: Mapping[tuple[int, int, int, int], float] | None = None,
 ) -> Topology:
     """Minima, persistence and merge tree of ``loss`` (ny, nx) on the grid ``x`` (nx,), ``y`` (ny,).
 
     ``done`` (bool, (ny, nx)) marks evaluated points; NaN losses are holes either way. With
     ``sem`` ((ny, nx), the standard error of each loss), every minimum gets a significance
     flag: persistence > k·sqrt(sem_min² + sem_saddle²); immortal minima are significant, and
-    a NaN sem makes the flag False. Raises ``ValueError`` when no point is evaluated.
+    a NaN sem makes the flag False. ``paired`` maps (minimum row, col, saddle row, col) to the
+    paired standard error of that barrier (the same samples at both points: see
+    ``BARRIER_SE_ATTR``), used instead of the independent one where given. Raises
+    ``ValueError`` when no point is evaluated.
     """
     grid = _grid(loss, x, y, done, connectivity)
     errors = None if sem is None else _sem(sem, grid.values.shape)
@@ -219,7 +224,7 @@ def topology(
         x=tuple(grid.x.tolist()),
         y=tuple(grid.y.tolist()),
         connectivity=connectivity,
-        minima=_minima(grid, sweep, merges, errors, k),
+        minima=_minima(grid, sweep, merges, errors, k, paired or {}),
         merges=merges,
         k=None if errors is None else float(k),
     )
@@ -248,6 +253,7 @@ def _minima(
     merges: tuple[Merge, ...],
     errors: _FloatArray | None,
     k: float,
+    paired: Mapping[tuple[int, int, int, int], float],
 ) -> tuple[Minimum, ...]:
     rows, cols = grid.unpadded(sweep.births)  # (minima,) each
     losses, xs, ys = grid.values[rows, cols].tolist(), grid.x.tolist(), grid.y.tolist()
@@ -261,7 +267,7 @@ def _minima(
         persistence = math.inf if saddle is None else _persistence(loss, saddle.loss)
         significant = None
         if errors is not None:
-            significant = _significant(persistence, errors, (row, col), saddle, k)
+            significant = _significant(persistence, errors, (row, col), saddle, k, paired)
         minima.append(
             Minimum(
                 row=row,
@@ -293,10 +299,14 @@ def _significant(
     minimum: tuple[int, int],
     saddle: Merge | None,
     k: float,
+    paired: Mapping[tuple[int, int, int, int], float],
 ) -> bool:
     if saddle is None:
         return True
-    noise = k * math.hypot(float(errors[minimum]), float(errors[saddle.row, saddle.col]))
+    se = paired.get((*minimum, saddle.row, saddle.col))
+    if se is None:  # independent errors: an overstatement when the samples are shared
+        se = math.hypot(float(errors[minimum]), float(errors[saddle.row, saddle.col]))
+    noise = k * se
     return persistence > noise  # False when noise is NaN
 
 
@@ -397,7 +407,69 @@ def surface_topology(surface: Surface, *, stored: bool = True) -> Topology | Non
         return None
     sem = surface.values().sem
     known = np.isfinite(sem[evaluated]).any()  # a batch-mean loss has no standard errors
-    return topology(loss, surface.x, surface.y, done=evaluated, sem=sem if known else None)
+    return topology(
+        loss,
+        surface.x,
+        surface.y,
+        done=evaluated,
+        sem=sem if known else None,
+        paired=paired_errors(surface),
+    )
+
+
+BARRIER_SE_ATTR = "barrier_se"  # [{minimum: [row, col], saddle: [row, col], paired_se, ...}]
+
+
+def paired_errors(surface: Surface) -> dict[tuple[int, int, int, int], float]:
+    """The paired standard errors of barriers that ``run`` stored (``BARRIER_SE_ATTR``), by
+    (minimum row, col, saddle row, col); {} when none (or unreadable)."""
+    out: dict[tuple[int, int, int, int], float] = {}
+    records = surface.attrs.get(BARRIER_SE_ATTR)
+    for record in records if isinstance(records, list) else []:
+        try:
+            key = (*map(int, record["minimum"]), *map(int, record["saddle"]))
+            se = record["paired_se"]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if len(key) == 4 and isinstance(se, (int, float)) and math.isfinite(se) and se >= 0:
+            out[key] = float(se)
+    return out
+
+
+MAX_SWEEP_POINTS = 1_000_000  # a sweep's cost: ≤ ~6 s and ~0.5 GB (2-core EPYC, random grid)
+
+
+def sweep_stride(shape: tuple[int, ...]) -> int:
+    """The smallest stride s such that every s-th point per axis is at most MAX_SWEEP_POINTS."""
+    stride = 1
+    while math.prod(-(-n // stride) for n in shape) > MAX_SWEEP_POINTS:
+        stride += 1
+    return stride
+
+
+def bounded_topology(surface: Surface) -> tuple[Topology | None, int]:
+    """(topology, stride): :func:`surface_topology` where the grid has at most
+    MAX_SWEEP_POINTS points; beyond, the topology of every ``stride``-th point per axis (its
+    coordinates are those points'), so a summary of a huge surface stays cheap (a 7500 × 10000
+    grid's full sweep took 97 s and 10 GB). Never stored: a stored topology is the full grid's."""
+    stride = 1 if surface.y is None else sweep_stride(surface.shape)
+    if stride == 1:
+        return surface_topology(surface), 1
+    part = np.s_[::stride, ::stride]
+    fields = {row.name: _sliced(surface.field(row.name), part) for row in FIELDS}
+    sub = Surface.of(
+        surface.x[::stride],
+        surface.y[::stride] if surface.y is not None else None,
+        fields,
+        surface.done[part],
+        split=surface.split,
+        interpolated=_sliced(surface.interpolated, part),
+    )  # only the swept points' arrays: reading the whole grid's is the cost to avoid
+    return surface_topology(sub, stored=False), stride
+
+
+def _sliced(values: np.ndarray | None, part: tuple[slice, ...]) -> np.ndarray | None:
+    return None if values is None else values[part]
 
 
 def surface_graph(surface: Surface) -> tuple[np.ndarray | None, np.ndarray]:

@@ -263,11 +263,18 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
         lines.append(f"loss at the centre {center:.4g}")
     check = result.attrs.get("precision_check")
     if isinstance(check, dict) and "max_sem_ratio" in check:
-        lines.append(
-            f"bf16 vs fp32 at {len(check.get('points', []))} points: max |Δ| "
-            f"{check['max_sem_ratio']:.3g} standard errors, "
-            f"median {100 * check['median_relative']:.3g} %"
+        text = (
+            f"bf16 vs fp32 at {len(check.get('points', []))} points spread over the grid: max "
+            f"|Δ| {check['max_sem_ratio']:.3g} standard errors, relative median "
+            f"{100 * check['median_relative']:.3g} %"
         )
+        if "max_relative" in check and "confidence" in check:
+            text += (
+                f", max {100 * check['max_relative']:.3g} % (above the grid's "
+                f"{100 * check['quantile']:.0f}th percentile with {check['confidence']:.0%} "
+                "confidence)"
+            )
+        lines.append(text)
     lines += measure_lines(result)  # sharpness, eigenvalues, barrier
     lines += seed_lines(result)
     memory = memory_text(result.attrs.get(MEMORY_ATTR))

@@ -89,6 +89,14 @@ from lossland.core._schemes import (
     rescale_,
 )
 from lossland.core._text import printable
+from lossland.core._uncertainty import (
+    LEVEL,
+    interval,
+    paired_se,
+    plus_minus,
+    share_upper,
+    t_quantile,
+)
 
 __all__ = [
     "AT_LEAST_1",
@@ -98,6 +106,7 @@ __all__ = [
     "FIELDS",
     "FINITE",
     "KINDS",
+    "LEVEL",
     "LIMITS",
     "MEMORY_KEYS",
     "POSITIVE",
@@ -143,6 +152,7 @@ __all__ = [
     "host_available",
     "host_rss",
     "import_object",
+    "interval",
     "is_auto",
     "is_import_path",
     "json_default",
@@ -154,16 +164,20 @@ __all__ = [
     "moving_dtype",
     "option",
     "options_from",
+    "paired_se",
     "pca_needs",
+    "plus_minus",
     "printable",
     "progress_bar",
     "recorded_kind",
     "reduce_sums",
     "rescale_",
     "resolve_device",
+    "share_upper",
     "spectrum_needs",
     "surface_needs",
     "synchronize",
+    "t_quantile",
     "tensor_fingerprint",
     "torch_dtype",
     "updated",

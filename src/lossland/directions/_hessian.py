@@ -37,9 +37,11 @@ from lossland.core import (
     check_fields,
     check_needs,
     hessian_needs,
+    interval,
     moves,
     option,
     options_from,
+    plus_minus,
     progress_bar,
     resolve_device,
     torch_dtype,
@@ -667,8 +669,8 @@ class HessianReport:
         if self.trace is not None:
             t = self.trace
             lines.append(
-                f"trace ≈ {t.value:.6g} ± {t.sem:.2g} (Hutchinson, {t.probes} Rademacher probes; "
-                "± one standard error)"
+                f"trace ≈ {plus_minus(t.value, t.sem, t.probes, fmt='.6g')} (Hutchinson, "
+                f"{t.probes} Rademacher probes)"
             )
             if t.value > 0 and e.values.size:
                 lines.append(f"λ1 / trace = {float(e.values[0]) / t.value:.3g}")
@@ -687,6 +689,9 @@ class HessianReport:
             "lanczos_converged": self.eigen.converged,
             "trace": None if self.trace is None else self.trace.value,
             "trace_sem": None if self.trace is None else self.trace.sem,
+            "trace_interval": None
+            if self.trace is None
+            else _finite_or_none(interval(self.trace.sem, self.trace.probes)),
             "trace_probes": 0 if self.trace is None else self.trace.probes,
             "seconds": self.seconds,
         }
@@ -801,3 +806,7 @@ def save_eigen_directions(
         "hessian_trace_sem": None if report.trace is None else report.trace.sem,
     }
     return op.directions(report.eigen, model, info, seed=None).save(path)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

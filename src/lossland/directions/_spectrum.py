@@ -40,7 +40,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.core import DType, Need, resolve_device, spectrum_needs, torch_dtype
+from lossland.core import (
+    LEVEL,
+    DType,
+    Need,
+    interval,
+    resolve_device,
+    spectrum_needs,
+    torch_dtype,
+)
 from lossland.directions._hessian import (
     HessianOperator,
     HessianOptions,
@@ -787,14 +795,16 @@ class HessianSpectrum:
         d, g = self.density, self.groups
         lines = [
             f"Hessian spectral density (stochastic Lanczos quadrature, {d.probes} probes × "
-            f"{d.steps} steps, σ = {d.sigma:.3g}; ± one standard error across probes):",
+            f"{d.steps} steps, σ = {d.sigma:.3g}; ± a {LEVEL:.0%} interval across probes, t "
+            f"with {d.probes - 1} df):",
             f"  extreme Ritz values: λmin = {d.lambda_min.value:.6g}, "
             f"λmax = {d.lambda_max.value:.6g}",
-            f"  negative/positive curvature max(0, −λmin)/λmax = {_pm(d.curvature_ratio)}",
-            f"  negative mass {_pm(d.negative_mass)} (eigenvalues below "
-            f"−{d.negative_tol:.1e}·|λ|max), positive {_pm(d.positive_mass)}, "
-            f"ratio {_pm(d.mass_ratio)}",
-            f"  trace ≈ {_pm(d.trace)} (P·E[λ])",
+            "  negative/positive curvature max(0, −λmin)/λmax = "
+            f"{_pm(d.curvature_ratio, d.probes)}",
+            f"  negative mass {_pm(d.negative_mass, d.probes)} (eigenvalues below "
+            f"−{d.negative_tol:.1e}·|λ|max), positive {_pm(d.positive_mass, d.probes)}, "
+            f"ratio {_pm(d.mass_ratio, d.probes)}",
+            f"  trace ≈ {_pm(d.trace, d.probes)} (P·E[λ])",
             f"top {g.k} eigenvalues of each {self.grouping}'s diagonal Hessian block (Lanczos"
             + ("" if g.converged else "; * not converged: allow more iterations")
             + "):",
@@ -972,11 +982,13 @@ def _products(
     return probes * min(op.size, steps) + sum(min(g.parameters, max(iterations, k)) for g in found)
 
 
-def _pm(estimate: Estimate) -> str:
-    """``value ± se`` (just the value where the SE is undefined: one probe)."""
-    if math.isnan(estimate.se):
+def _pm(estimate: Estimate, probes: int) -> str:
+    """``value ± half-width`` of the t interval over ``probes`` (just the value where the SE is
+    undefined: one probe)."""
+    half = interval(estimate.se, probes)
+    if math.isnan(half):
         return f"{estimate.value:.4g}"
-    return f"{estimate.value:.4g} ± {estimate.se:.2g}"
+    return f"{estimate.value:.4g} ± {half:.2g}"
 
 
 # --- JSON ----------------------------------------------------------------------------------------

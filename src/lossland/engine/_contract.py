@@ -58,10 +58,15 @@ class Evaluator:
     def run(self, model: nn.Module, batch: Batch) -> Any:
         return (self.forward or default_forward)(model, batch)
 
+    def units(self, output: Any, batch: Batch) -> tuple[Tensor, Tensor, bool]:
+        """(sums (m,), counts (m,), a batch mean only?): each unit's summed loss and weight
+        (one unit for a loss that is a batch mean)."""
+        return _per_unit((self.loss or default_loss)(output, batch), batch)
+
     def stats(self, output: Any, batch: Batch) -> Tensor:
         """(len(SUMS),) float64: one batch's number for each row of :data:`lossland.core.SUMS`,
         in that order, on the output's device."""
-        sums, counts, mean_only = _per_unit((self.loss or default_loss)(output, batch), batch)
+        sums, counts, mean_only = self.units(output, batch)
         correct, counted = (self.accuracy or default_accuracy)(output, batch)
         # sums, counts: (m,) per unit; correct, counted: () each
         m = torch.tensor(float(len(sums)), dtype=torch.float64, device=sums.device)  # ()

@@ -2,7 +2,8 @@
 
 The moving tensors of a private copy of the network are views of one flat buffer ``flat``
 (P elements). Along a grid row only α changes, so the next point is one in-place axpy
-``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift.
+``flat += (α_next − α)·δ``; each row is re-anchored exactly from θ* so rounding cannot drift,
+and so is the point at α = 0.
 Losses stay on the device and reach the host once per block of points. With ``offload``
 θ* stays on the host and each row's anchor copies it in (the device holds 3× the parameters).
 """
@@ -180,6 +181,25 @@ class Engine:
         assert total is not None
         return total
 
+    def unit_losses(self, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        """(sums (m,), counts (m,)) float64 on the host: every unit's summed loss and weight at
+        θ(α, β) over all the evaluation batches, in their order (the same units at every
+        point: what a paired standard error between two points needs; a loss that is a batch
+        mean gives one unit a batch)."""
+        sums: list[Tensor] = []
+        counts: list[Tensor] = []
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            self._move_to(np.array([alpha]), np.array([beta]), 0, np.zeros(1, dtype=int), 0)
+            if self.options.bn == "recompute":
+                self._recompute_bn()
+            for batch in self.data.batches():
+                s, n, _ = self.evaluator.units(self.evaluator.run(self.module, batch), batch)
+                sums.append(s.double())
+                counts.append(n.double())
+            if self.state.settle():
+                self._stale = True
+        return torch.cat(sums).cpu().numpy(), torch.cat(counts).cpu().numpy()
+
     def _precise_enough(self, total: Tensor, batches: int) -> bool:
         """With a standard-error target: is this point's mean known well enough already?
         (One host sync per batch, only when a target is set.)"""
@@ -310,8 +330,10 @@ class Engine:
         j = cols[n]
         if self.scheme != "li":
             self._point_(xs[j], ys[i])
-        elif n == 0 or self._stale or abs(int(j) - int(cols[n - 1])) != 1:
-            self._anchor_(xs[j], ys[i])  # exact from θ*: rounding cannot drift across rows
+        elif n == 0 or self._stale or abs(int(j) - int(cols[n - 1])) != 1 or xs[j] == 0.0:
+            # Exact from θ*: rounding cannot drift across rows, and α = 0 (the centre's
+            # column) is θ* + β·η itself, not float32 steps away (one more anchor a row).
+            self._anchor_(xs[j], ys[i])
         else:
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
         if self.low:

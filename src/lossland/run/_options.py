@@ -75,8 +75,9 @@ class SurfaceOptions:
     )
     refine: float | None = option(
         None,
-        "adaptive refinement: evaluate a coarse grid, then only the points where interpolated "
-        "ln(loss) could be off by more than this (e.g. 0.05); the rest are interpolated",
+        "adaptive refinement: evaluate a coarse grid, then only the points where a local "
+        "estimate says interpolated ln(loss) could be off by more than this (e.g. 0.05); the "
+        "rest are interpolated, and a sample of them evaluated to measure the error",
         bounds=Bounds(0, 10, above=True, below=True),
     )
     checkpoint_every: float = option(

@@ -8,17 +8,24 @@ interpolation, and also linearly and by the two one-sided quadratics; where thes
 more than ``tol``/2 — a margin of two on that local error estimate — or a stencil is incomplete
 or non-finite, the point is evaluated, else it takes the cubic prediction. Features narrower
 than the coarsest spacing (a spike, a kink between lattice points) can be missed: the estimate
-only sees what the lattice resolves. Decisions depend only on values already known, so a level
-is a plain set of pending points: resuming, or sharing it over torchrun, works as for any grid.
+only sees what the lattice resolves. So tol is not a guaranteed bound: at the end a sample of
+the interpolated points is evaluated and the error measured (``refine_check``), and the
+neighbourhoods of those off by more than tol are evaluated too. Decisions depend only on
+values already known (the sample is seeded), so a level is a plain set of pending points:
+resuming, or sharing it over torchrun, works as for any grid.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 
+from lossland.core import share_upper
 from lossland.io import Surface
 
 MIN_POINTS = 9  # per axis on the coarsest lattice: features wider than its spacing are seen
@@ -143,11 +150,16 @@ def decide(
 
 
 def refined(
-    result: Surface, evaluate: Callable[[Surface, np.ndarray, str], Surface], tol: float
+    result: Surface,
+    evaluate: Callable[[Surface, np.ndarray, str], Surface],
+    tol: float,
+    *,
+    measured: np.ndarray | None = None,
 ) -> Surface:
     """Drive ``evaluate`` (which computes a mask of points, its progress bar named by the
-    third argument: the level) level by level, then fill the points left out with their
-    predictions, marked in ``interpolated``."""
+    third argument: the level) level by level; evaluate ``measured`` (the points the sharpness
+    measures read); check a sample of the interpolated points against tol (:func:`_verify`);
+    then fill the points left out with their predictions, marked in ``interpolated``."""
     shape = result.shape
     coords = [result.x] if result.y is None else [result.y, result.x]
     known = np.full(shape, np.nan)
@@ -163,12 +175,96 @@ def refined(
         known[trusted], filled[trusted] = predicted[trusted], True
         # Evaluated points (of this level, or already in a resumed file) use their values.
         known = np.where(result.evaluated, _log(result.loss), known)
+    if measured is not None and (measured & ~result.evaluated).any():
+        result = evaluate(
+            result, (measured & ~result.evaluated).reshape(-1, len(result.x)), "refine centre"
+        )
+    result, check = _verify(result, evaluate, known, filled, tol)
     interpolated = filled & ~result.evaluated
     result.loss[interpolated] = np.exp(known[interpolated])
     result.done[interpolated] = True
     flags = np.zeros(shape, dtype=bool) if result.interpolated is None else result.interpolated
     flags[interpolated] = True
-    return replace(result, interpolated=flags).with_attrs(evaluated_fraction=float(np.mean(~flags)))
+    return replace(result, interpolated=flags).with_attrs(
+        evaluated_fraction=float(np.mean(~flags)), refine_check=check
+    )
+
+
+CHECK_SHARE = 0.03  # of the interpolated points, sampled in each round of the check
+CHECK_POINTS = (30, 400)  # at least (or a third of the interpolated), at most, a round
+CHECK_ROUNDS = 3
+
+
+def _verify(
+    result: Surface,
+    evaluate: Callable[[Surface, np.ndarray, str], Surface],
+    predicted: np.ndarray,
+    filled: np.ndarray,
+    tol: float,
+) -> tuple[Surface, dict[str, Any]]:
+    """TOL bounds a local error *estimate*; this measures the error itself. Each round
+    evaluates a seeded random sample of the points still interpolated and compares the
+    evaluated ln(loss) with the prediction; around each point off by more than tol, every
+    interpolated point within half the coarsest spacing is evaluated, and another round
+    samples what is left. The last round's sample is what is reported (``refine_check``): its
+    largest error, how many exceeded tol, and a 95 % upper bound on the share of the
+    remaining interpolated points that do (exact binomial)."""
+    rng = np.random.default_rng(0)
+    width = max(1, max(strides(result.shape)) // 2)
+    rounds: list[dict[str, Any]] = []
+    for round_ in range(CHECK_ROUNDS):
+        left = np.flatnonzero(filled & ~result.evaluated)
+        if not len(left):
+            break
+        low, high = CHECK_POINTS
+        # A third at most: on a small grid the check must not evaluate everything.
+        n = min(max(1, len(left) // 3), max(low, min(high, math.ceil(CHECK_SHARE * len(left)))))
+        picked = np.sort(rng.choice(left, size=n, replace=False))
+        mask = np.zeros(result.shape, dtype=bool)
+        mask.flat[picked] = True
+        result = evaluate(result, mask.reshape(-1, len(result.x)), f"refine check {round_ + 1}")
+        errors = np.abs(_log(result.loss).flat[picked] - predicted.flat[picked])
+        bad = ~(errors <= tol)  # a NaN (non-finite loss) counts as off
+        rounds.append(_round(len(left), errors, int(bad.sum())))
+        if not bad.any():
+            break
+        off = np.zeros(result.shape, dtype=bool)
+        off.flat[picked[bad]] = True
+        near = binary_dilation(off, np.ones((2 * width + 1,) * off.ndim, dtype=bool))
+        near &= filled & ~result.evaluated
+        if near.any():
+            result = evaluate(result, near.reshape(-1, len(result.x)), f"refine fix {round_ + 1}")
+    last = (
+        {}
+        if not rounds
+        else {
+            "points": [_coordinates(result, int(i)) for i in picked],
+            "predicted": np.exp(predicted.flat[picked]).tolist(),
+            "errors": [float(e) if math.isfinite(e) else None for e in errors],
+        }
+    )
+    return result, {"tol": tol, "rounds": rounds, "window": width, **last}
+
+
+def _coordinates(result: Surface, flat: int) -> list[float]:
+    """[x] or [x, y] of a flat grid index."""
+    if result.y is None:
+        return [float(result.x[flat])]
+    i, j = divmod(flat, len(result.x))
+    return [float(result.x[j]), float(result.y[i])]
+
+
+def _round(interpolated: int, errors: np.ndarray, exceeded: int) -> dict[str, Any]:
+    """One round of the check, JSON-ready."""
+    finite = errors[np.isfinite(errors)]
+    return {
+        "interpolated": interpolated,
+        "checked": len(errors),
+        "max_error": float(finite.max()) if finite.size else None,
+        "median_error": float(np.median(finite)) if finite.size else None,
+        "exceeded": exceeded,
+        "exceeded_share_upper95": share_upper(exceeded, len(errors)),
+    }
 
 
 def _log(loss: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.analysis import with_measures
+from lossland.analysis import measure_points, with_measures
 from lossland.core import (
     Axis,
     DType,
@@ -65,6 +66,7 @@ from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join
 from lossland.run._lock import run_lock
 from lossland.run._options import MemoryFormat, SurfaceOptions
+from lossland.run._paired import paired_barriers
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, seeded
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
@@ -231,7 +233,8 @@ def _compute(
     probe: MemoryProbe,
 ) -> Surface:
     """The pending points, all of them or (``refine``) only where the surface needs them;
-    then, on a line between checkpoints, its barrier located past the grid (rank 0)."""
+    then, on a line between checkpoints, its barrier located past the grid, and on a plane
+    its basins' barriers' paired standard errors (rank 0)."""
     opts = run.options
 
     def evaluate(current: Surface, mask: np.ndarray, label: str = "surface") -> Surface:
@@ -250,12 +253,16 @@ def _compute(
             )
 
     result = (
-        evaluate(result, pending) if opts.refine is None else refined(result, evaluate, opts.refine)
+        evaluate(result, pending)
+        if opts.refine is None
+        else refined(result, evaluate, opts.refine, measured=measure_points(result))
     )
     between = kind(run.directions.kind).between_models
     if between and run.ys is None and group.main and result.complete:
         found = refine_barrier(engine, result)
         result = result.with_attrs(barrier_refined=found) if found else result
+    if run.ys is not None and group.main and result.complete:
+        result = paired_barriers(engine, result)  # the basins' significance, paired
     return result
 
 
@@ -268,9 +275,9 @@ def _finish(
     out: str | Path | None,
     probe: MemoryProbe,
 ) -> Surface:
-    """A run's record: bf16 checked in fp32 at a few points (rank 0), its peak memory, its
-    measures (sharpness, basins: complete surfaces only) in the attributes, all saved
-    to ``out``."""
+    """A run's record: bf16 checked in fp32 at points spread over the grid (rank 0), its peak
+    memory, its measures (sharpness, basins: complete surfaces only) in the attributes, all
+    saved to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
         result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
     result = with_measures(result.with_attrs(**{MEMORY_ATTR: probe.report()}))
@@ -491,18 +498,31 @@ def check_cost(
     check_needs(needs, allow_large=options.allow_large)
 
 
-CHECK_POINTS = 5
+CHECK_BLOCKS = 5  # per axis: one fp32 check point in each block of the grid (25 on a plane)
+CHECK_QUANTILE = 0.9  # the stored maximum bounds this quantile of the grid's relative error
 
 
-def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
-    """A few points of a bf16 run re-evaluated in fp32: how far bf16 is, in standard errors
-    and relatively (the minimum, the centre, and seeded others; cheap next to the grid)."""
+def _check_points(result: Surface, seed: int) -> list[int]:
+    """Flat indices of the bf16 check: the minimum, the centre, and one seeded random point in
+    each of CHECK_BLOCKS (× CHECK_BLOCKS) blocks, so the sample spreads over the whole grid."""
     loss = np.where(result.done, result.loss, np.nan).reshape(-1)
     picks = [int(np.nanargmin(loss))] if np.isfinite(loss).any() else []
     picks += [int(i) for i in np.flatnonzero(_centre(result).reshape(-1))]
-    rng = np.random.default_rng(run.options.seed)
-    picks += [int(i) for i in rng.permutation(loss.size)]
-    chosen = list(dict.fromkeys(picks))[:CHECK_POINTS]
+    rng = np.random.default_rng(seed)
+    axes = [np.array_split(np.arange(n), min(CHECK_BLOCKS, n)) for n in result.shape]
+    for block in itertools.product(*axes):
+        index = tuple(int(rng.choice(part)) for part in block)
+        picks.append(int(np.ravel_multi_index(index, result.shape)))
+    return list(dict.fromkeys(picks))
+
+
+def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
+    """Points spread over a bf16 run's grid re-evaluated in fp32: how far bf16 is, in
+    standard errors and relatively. A random point in each block makes the largest relative
+    error found an upper bound on the grid's CHECK_QUANTILE quantile of it with confidence
+    1 − CHECK_QUANTILE^n (n points; 0.93 for 25)."""
+    loss = np.where(result.done, result.loss, np.nan).reshape(-1)
+    chosen = _check_points(result, run.options.seed)
     mask = np.zeros(loss.size, dtype=bool)
     mask[chosen] = True
     exact = replace(run, options=replace(run.options, precision="fp32", points_per_batch=1))
@@ -516,6 +536,7 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
         fp32[block.row * len(result.x) + block.cols] = values["loss"]
         sem[block.row * len(result.x) + block.cols] = values["loss_sem"]
     delta = np.abs(loss[chosen] - fp32[chosen])
+    relative = _ratio(delta, np.abs(fp32[chosen]))
     return {
         "points": [
             [float(result.x[i % len(result.x)]), float(ys[i // len(result.x)])] for i in chosen
@@ -524,7 +545,10 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
         "fp32": fp32[chosen].tolist(),
         "fp32_sem": sem[chosen].tolist(),
         "max_sem_ratio": float(np.max(_ratio(delta, sem[chosen]))),
-        "median_relative": float(np.median(_ratio(delta, np.abs(fp32[chosen])))),
+        "median_relative": float(np.median(relative)),
+        "max_relative": float(np.max(relative)),
+        "quantile": CHECK_QUANTILE,
+        "confidence": 1 - CHECK_QUANTILE ** len(chosen),
     }
 
 

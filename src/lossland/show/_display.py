@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lossland.analysis import summary_lines, surface_topology
+from lossland.analysis import topology_lines
 from lossland.errors import LosslandError
 from lossland.io import Surface, SurfaceValues
 from lossland.show._lines import line
@@ -80,9 +80,9 @@ def _summary_rows(surface: Surface) -> list[tuple[str, str]]:
     if holes:
         rows.append(("non-finite losses", holes))
     rows.append(_centre_row(surface, values))
-    found = surface_topology(surface) if math.isfinite(low) else None
-    if found is not None:
-        rows.append(("basins", summary_lines(found, top=0)[0]))
+    basins = topology_lines(surface) if math.isfinite(low) else []
+    if basins:
+        rows.append(("basins", basins[0]))
     for key, name in (("directions_kind", "directions"), ("norm", "norm"), ("samples", "samples")):
         if key in attrs:
             rows.append((name, str(attrs[key])))
