@@ -669,6 +669,7 @@ def test_describe_prints_the_basins_for_old_files_too(
 
     s = well_surface()
     expected = ["topology: " + T.summary_lines(T.topology(s.loss, s.x, s.y, sem=s.loss_sem))[0]]
+    expected[0] += "; barrier SEs: 0 paired, 1 independent"  # no per-sample losses were stored
     expected.append("  next: 0.1 at (1, 0), barrier 0.9 at saddle (0, 0), significant")
     for surface in (s, with_measures(s)):  # computed on the fly, and read from the attribute
         lines = T.describe(surface).splitlines()
