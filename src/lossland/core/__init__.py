@@ -90,6 +90,7 @@ from lossland.core._options import (
     options_from,
     updated,
 )
+from lossland.core._params import TRAINABLE, Params, select_params
 from lossland.core._progress import progress_bar
 from lossland.core._schemes import (
     SCHEMES,
@@ -124,6 +125,7 @@ __all__ = [
     "SEEDS",
     "SUM",
     "SUMS",
+    "TRAINABLE",
     "Axis",
     "Bounds",
     "DType",
@@ -135,6 +137,7 @@ __all__ = [
     "LayoutEntry",
     "MemoryProbe",
     "Need",
+    "Params",
     "PlaneVectors",
     "RangeRule",
     "Scheme",
@@ -189,6 +192,7 @@ __all__ = [
     "rescale_",
     "reset_host_peak",
     "resolve_device",
+    "select_params",
     "spectrum_needs",
     "surface_needs",
     "synchronize",

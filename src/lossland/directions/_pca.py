@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossland.core import check_needs, dtype_kind, moves, pca_needs
+from lossland.core import Params, check_needs, dtype_kind, moves, pca_needs, select_params
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane, PlaneRequest
 from lossland.errors import LosslandError, arg
@@ -205,6 +205,7 @@ def pca_directions(
     center: bool = True,
     max_chunk_bytes: int = MAX_CHUNK_BYTES,
     allow_large: bool = False,
+    params: Params | None = None,
 ) -> Directions:
     """The first two principal components of θ_t − θ_final over ``checkpoints``.
 
@@ -212,10 +213,12 @@ def pca_directions(
     not BatchNorm statistics); ``info`` holds the explained variance ratios. Checkpoints given as
     paths are streamed: memory is the two directions plus ``max_chunk_bytes`` plus the T × T
     Gram matrix. Reading more than lossland's limit (1e11 checkpoint bytes, three passes) needs
-    ``allow_large``; a Gram matrix that cannot fit the memory is refused.
+    ``allow_large``; a Gram matrix that cannot fit the memory is refused. ``params``
+    (:func:`lossland.core.select_params`) keeps the chosen ones of those tensors: the PCA of the
+    subset's trajectory.
     """
     sources = [Path(s) if isinstance(s, (str, os.PathLike)) else s for s in checkpoints]
-    names = list(names) if names is not None else default_names(final_state)
+    names = _chosen(final_state, names, params)
     if not names:
         raise LosslandError("the final checkpoint holds no floating-point weights to analyse")
     missing = [n for n in names if n not in final_state]
@@ -267,7 +270,15 @@ def pca_directions(
         "pca_checkpoints": n,
         "pca_centered": center,
     }
-    return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info)
+    subset = None if params is None else tuple(names)
+    return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info, params=subset)
+
+
+def _chosen(state: State, names: Sequence[str] | None, params: Params | None) -> list[str]:
+    """``names`` (default: the weights), only those ``params`` chooses when given."""
+    names = list(names) if names is not None else default_names(state)
+    chosen = select_params(params, [(n, state[n]) for n in names if n in state])
+    return names if chosen is None else chosen
 
 
 def check_pca_cost(
@@ -461,6 +472,7 @@ def trajectory_plane(
     pca_runs: str | Sequence[int] | None = None,
     center: bool = True,
     allow_large: bool = False,
+    params: Params | None = None,
 ) -> Plane:
     """PCA over the checkpoints of the chosen runs (default all) relative to ``final_state``,
     then every run projected onto the plane; ``attrs`` record the runs and "PC1 (xx.x %)"
@@ -469,13 +481,13 @@ def trajectory_plane(
     if not found:
         raise LosslandError(f"no trajectory given: pass {arg('runs')} RUN_FOLDER")
     chosen = parse_pca_runs(pca_runs, len(found))
-    names = list(names) if names is not None else default_names(final_state)
+    names = _chosen(final_state, names, params)
     pool = [c for i in chosen for c in found[i].checkpoints]
     check_pca_cost(final_state, names, len(pool), allow_large=allow_large)  # before any read
     for run in found:
         check_compatible(run.checkpoints, final_state, names)
     directions = pca_directions(
-        final_state, pool, names=names, center=center, allow_large=allow_large
+        final_state, pool, names=names, center=center, allow_large=allow_large, params=params
     )
     info = dict(directions.info)
     info["pca_runs"] = [found[i].name for i in chosen]
@@ -508,13 +520,15 @@ def pca_plane_for(request: PlaneRequest) -> tuple[Plane, Directions]:
     beside it also carry the projected paths, so a surface on them (reused as a directions
     file) draws the paths again."""
     names = [n for n, _ in request.model.named_parameters()]
+    chosen = select_params(request.params, request.model.named_parameters())
     plane = trajectory_plane(
         request.state,
         list(request.runs),
-        names=names,
+        names=names if chosen is None else chosen,
         pca_runs=request.pca_runs,
         allow_large=request.allow_large,
     )
+    plane = replace(plane, directions=plane.directions.restricted(chosen))  # records the subset
     labels = list(plane.attrs["axis_labels"])
     info = dict(plane.directions.info)
     used = replace(plane.directions, info={**info, "axis_labels": labels})

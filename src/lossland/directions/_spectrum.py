@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lossland.core import DType, Need, resolve_device, spectrum_needs, torch_dtype
+from lossland.core import DType, Need, Params, resolve_device, spectrum_needs, torch_dtype
 from lossland.directions._hessian import (
     HessianOperator,
     HessianOptions,
@@ -844,6 +844,7 @@ def hessian_spectrum(
     iterations: int | None = None,
     tol: float | None = None,
     seed: int | None = None,
+    params: Params | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: DType | torch.dtype | None = None,

@@ -54,6 +54,7 @@ from lossland.engine._precision import (
     precision_mode,
 )
 from lossland.engine._state import ModelState
+from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
 
 
@@ -137,7 +138,10 @@ class Engine:
         # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
         self.low = options.precision == "bf16"
         net_dtype = network_dtype(options.precision, dtype)
-        self.net = cast_copy(working_copy(model, names), device, net_dtype)
+        # Parameters that do not move and need no cast are shared with the model, not copied.
+        self.net = cast_copy(
+            working_copy(model, names, device=device, dtype=net_dtype), device, net_dtype
+        )
         if laid_out:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
@@ -146,6 +150,8 @@ class Engine:
         self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)
         self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
         bind_flat(self.net, self.layout, self.weights)
+        # Moving tensors in a suffix of a stack: its prefix is recorded once, then replayed.
+        self.suffix = Suffix.find(self.net, names) if _replayable(options, data) else None
         self.plane = None if scheme == "li" else self._plane()
         self.checked = False  # the first batch is checked against the contract
         self._scratch: Tensor | None = None
@@ -166,10 +172,12 @@ class Engine:
             self._recompute_bn()
         total = None
         for count, batch in enumerate(self.data.batches(), 1):
+            if self.suffix is not None:
+                self.suffix.at(count - 1)  # the stack's fixed prefix: recorded, then replayed
             output = self.evaluator.run(self.module, batch)
             s = self.evaluator.stats(output, batch)
             if not self.checked:  # the first batch of the run: is the contract what we think?
-                self._check(output, s)
+                self._check(output, s, batch)
             total = accumulate(total, s)
             if self._precise_enough(total, count):
                 break
@@ -326,12 +334,16 @@ class Engine:
             self._stale = True
         return stats
 
-    def _check(self, output: Any, stats: Tensor) -> None:
+    def _check(self, output: Any, stats: Tensor, batch: Batch | None = None) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
-        models return one when the batch holds labels) must agree with the default one."""
+        models return one when the batch holds labels) must agree with the default one; a
+        replayed prefix must give the same statistics (else the stack runs in full)."""
         self.checked = True
         if self.evaluator.loss is None:
             _compare_own_loss(output, float(stats[SUM["loss_sum"]] / stats[SUM["weight"]]))
+        if self.suffix is not None and batch is not None:
+            run = self.evaluator.run
+            self.suffix.check(lambda: self.evaluator.stats(run(self.module, batch), batch), stats)
 
     def _failed(self, exc: Exception, where: str) -> LosslandError:
         """The error for what the user's code raised ``where`` (a grid point): the data's,
@@ -417,6 +429,17 @@ class Engine:
             total = accumulate(total, s)
         assert total is not None
         return total
+
+
+def _replayable(options: EngineOptions, data: EvalData) -> bool:
+    """Can a stack's prefix be replayed (engine._suffix)? Data cached on the device, one point
+    per forward, no compiled module, no statistics recomputed per point."""
+    return (
+        data.mode == "cached"
+        and options.points_per_batch == 1
+        and not options.compile
+        and options.bn != "recompute"
+    )
 
 
 def moving_dtypes(

@@ -16,6 +16,7 @@ from lossland.core import (
     Axis,
     DType,
     MemoryProbe,
+    Params,
     Scheme,
     axis_text,
     check_grid_size,
@@ -24,6 +25,7 @@ from lossland.core import (
     kind,
     options_from,
     resolve_device,
+    select_params,
     surface_needs,
     tensor_fingerprint,
     torch_dtype,
@@ -94,6 +96,7 @@ def surface(
     norm: Norm | None = None,
     ignore: Ignore | None = None,
     orthogonalize: bool | None = None,
+    params: Params | None = None,
     seed: int | None = None,
     scheme: Scheme | None = None,
     bn: BNMode | None = None,
@@ -366,6 +369,7 @@ class _Run:
             "ignore": d.ignore,
             "orthogonalize": d.orthogonalized,
             "directions_kind": d.kind,
+            "params": None if d.params is None else list(d.params),
         }
 
     def engine_options(
@@ -540,7 +544,10 @@ def _validate(
             ignore=options.ignore,
             ndim=ndim,
             orthogonalize=options.orthogonalize,
+            params=options.params,
         )
+    elif options.params is not None:  # the given directions, on the chosen tensors only
+        directions = directions.restricted(select_params(options.params, _named_tensors(model)))
     check_contents(split=split, attrs=attrs, trajectories=trajectories)
     xs, ys = _grid(directions, x, y, trajectories)
     check_grid_size(len(xs), None if ys is None else len(ys))
@@ -559,6 +566,11 @@ def _validate(
         )
     check_usable(directions)
     return _Run(xs, ys, directions, resolved, options)
+
+
+def _named_tensors(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """The tensors directions may move, each once: parameters, then buffers."""
+    return [*model.named_parameters(), *model.named_buffers()]
 
 
 def _is_pair(data: Any) -> bool:
