@@ -462,3 +462,26 @@ def test_a_stack_used_in_parallel_is_caught_at_the_first_batch() -> None:
     assert engine.suffix is not None and not engine.suffix.on  # checked, then run in full
     _, full = rows_of(model, chunks_of(pair(60)), "heads.2.*", "streamed")
     assert np.array_equal(stats, full)
+
+
+# --- lean memory: a bf16 model's θ* is read where it is -----------------------------------------
+
+
+def test_a_bf16_model_theta_is_not_copied_and_the_surface_is_the_same() -> None:
+    low = deep().to(torch.bfloat16)
+    wide = copy.deepcopy(low).float()  # the same values, exactly
+    d = lossland.random_directions(low, params="1[02].*", seed=3)
+    cpu = torch.device("cpu")
+    data = eval_data(chunks_of(pair(60)), batch_size=20, device=cpu, dtype=torch.bfloat16)
+    options = EngineOptions(device=cpu, precision="bf16")
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 3)
+    results = []
+    for model in (low, wide):
+        engine = Engine(model, [d.x, d.y], data, options=options)  # type: ignore[list-item]
+        results.append([b.stats for b in engine.rows(xs, ys, np.ones((3, 5), dtype=bool))])
+        own = dict(model.named_parameters())
+        same = [t.data_ptr() == own[n].data_ptr() for n, t in zip(d.x, engine.theta, strict=True)]
+        assert all(same)  # the model's own tensors: bf16 ones, or fp32 ones on an fp32 grid
+        shared = [t.data_ptr() == own[n].data_ptr() for n, t in engine.net.named_parameters()]
+        assert any(shared) == (model is low)  # frozen bf16 parameters shared with the bf16 net
+    assert all(np.array_equal(a, b) for a, b in zip(*results, strict=True))

@@ -123,14 +123,13 @@ class Engine:
             channels_last=laid_out,
             complex=[n for n in names if wants[n].is_complex],
         )
-        # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
-        # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
-        # Offloaded it lives on the host (``theta_flat``: its flat copy there, if one is made).
+        # θ* stays where it is (the model's own tensors, or the origin) when it is on the device
+        # in the grid's dtype or a narrower float (``anchor_dtype``); offloaded, on the host.
         source = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
         self.theta, self.theta_flat = (
             host_theta(list(source.values()), self.layout, device, dtype)
             if options.offload
-            else ([t.to(device=device, dtype=wants[n]) for n, t in source.items()], None)
+            else ([t.to(device, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
         )
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
@@ -431,11 +430,19 @@ class Engine:
         return total
 
 
+def anchor_dtype(theta: Tensor, grid: torch.dtype) -> torch.dtype:
+    """θ*'s dtype on the device: its own where the grid's dtype holds it exactly (a bf16 or
+    fp16 model on a float32 grid: ``torch.add`` promotes it, so θ(α, β) is the same and the
+    model's own tensors are read: re-anchoring needs no copy of θ*), else the grid's."""
+    narrow = theta.dtype in (torch.bfloat16, torch.float16)
+    return theta.dtype if narrow and grid in (torch.float32, torch.float64) else grid
+
+
 def _replayable(options: EngineOptions, data: EvalData) -> bool:
     """Can a stack's prefix be replayed (engine._suffix)? Data cached on the device, one point
     per forward, no compiled module, no statistics recomputed per point."""
     return (
-        data.mode == "cached"
+        getattr(data, "mode", None) == "cached"  # (tests build engines on bare tensors)
         and options.points_per_batch == 1
         and not options.compile
         and options.bn != "recompute"
