@@ -467,7 +467,7 @@ def test_a_stack_used_in_parallel_is_caught_at_the_first_batch() -> None:
 # --- lean memory: a bf16 model's θ* is read where it is -----------------------------------------
 
 
-def test_a_bf16_model_theta_is_not_copied_and_the_surface_is_the_same() -> None:
+def test_a_bf16_model_theta_and_directions_are_not_copied_and_the_surface_is_the_same() -> None:
     low = deep().to(torch.bfloat16)
     wide = copy.deepcopy(low).float()  # the same values, exactly
     d = lossland.random_directions(low, params="1[02].*", seed=3)
@@ -475,13 +475,18 @@ def test_a_bf16_model_theta_is_not_copied_and_the_surface_is_the_same() -> None:
     data = eval_data(chunks_of(pair(60)), batch_size=20, device=cpu, dtype=torch.bfloat16)
     options = EngineOptions(device=cpu, precision="bf16")
     xs, ys = np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 3)
+    wide_d = {k: {n: t.float() for n, t in g.items()} for k, g in (("x", d.x), ("y", d.y))}  # type: ignore[union-attr]
     results = []
     for model in (low, wide):
-        engine = Engine(model, [d.x, d.y], data, options=options)  # type: ignore[list-item]
+        given = [d.x, d.y] if model is low else [wide_d["x"], wide_d["y"]]
+        engine = Engine(model, given, data, options=options)  # type: ignore[arg-type]
         results.append([b.stats for b in engine.rows(xs, ys, np.ones((3, 5), dtype=bool))])
         own = dict(model.named_parameters())
         same = [t.data_ptr() == own[n].data_ptr() for n, t in zip(d.x, engine.theta, strict=True)]
         assert all(same)  # the model's own tensors: bf16 ones, or fp32 ones on an fp32 grid
         shared = [t.data_ptr() == own[n].data_ptr() for n, t in engine.net.named_parameters()]
         assert any(shared) == (model is low)  # frozen bf16 parameters shared with the bf16 net
+        # bf16 directions stay bf16 (adopted as drawn: no copy); fp32 ones fp32
+        assert engine.dx.dtype == (torch.bfloat16 if model is low else torch.float32)
+        assert (engine.dx.data_ptr() == d.x["10.weight"].data_ptr()) == (model is low)
     assert all(np.array_equal(a, b) for a, b in zip(*results, strict=True))

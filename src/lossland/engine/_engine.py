@@ -221,8 +221,11 @@ class Engine:
 
     def _flat_direction(self, direction: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
         """The direction as a flat vector in the engine's layout: adopted when lossland drew it
-        in that layout already (no copy), else copied."""
+        in that layout already (no copy), else copied. A bf16/fp16 direction stays in its dtype
+        for scheme li one point at a time (``direction_dtype``)."""
         device, dtype = self.options.device, self.options.dtype
+        if self.scheme == "li" and self.options.points_per_batch == 1:
+            dtype = direction_dtype(direction, dtype)
         adopted = self.layout.adopt(direction, device=device, dtype=dtype)
         if adopted is not None:
             return adopted
@@ -436,6 +439,16 @@ def anchor_dtype(theta: Tensor, grid: torch.dtype) -> torch.dtype:
     model's own tensors are read: re-anchoring needs no copy of θ*), else the grid's."""
     narrow = theta.dtype in (torch.bfloat16, torch.float16)
     return theta.dtype if narrow and grid in (torch.float32, torch.float64) else grid
+
+
+def direction_dtype(direction: Mapping[str, Tensor], grid: torch.dtype) -> torch.dtype:
+    """A direction's dtype on the device: bf16 or fp16 when all of it is (a bf16 model's random
+    directions are drawn in bf16), on a float32/64 grid: every update adds it into the grid's
+    dtype (``flat.add_``, ``li_point_``), which holds its values exactly, so θ(α, β) is the same
+    and the direction costs half; else the grid's."""
+    dtypes = {t.dtype for t in direction.values()}
+    narrow = len(dtypes) == 1 and next(iter(dtypes)) in (torch.bfloat16, torch.float16)
+    return dtypes.pop() if narrow and grid in (torch.float32, torch.float64) else grid
 
 
 def _replayable(options: EngineOptions, data: EvalData) -> bool:
