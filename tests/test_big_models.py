@@ -490,3 +490,17 @@ def test_a_bf16_model_theta_and_directions_are_not_copied_and_the_surface_is_the
         assert engine.dx.dtype == (torch.bfloat16 if model is low else torch.float32)
         assert (engine.dx.data_ptr() == d.x["10.weight"].data_ptr()) == (model is low)
     assert all(np.array_equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_the_hessian_cli_takes_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = write_checkpoint(tmp_path / "m.safetensors")
+    data = write_data(tmp_path / "data", n=32)
+    saved = tmp_path / "eig.safetensors"
+    base = ["hessian", checkpoint, "--data-dir", data, "--samples", "16", "--device", "cpu"]
+    argv = [*base, "--k", "2", "--probes", "0", "--no-progress", "--save-directions", saved]
+    code, _, err = run_cli([*argv, "--params", "15.*", "--params", "13.weight"], capsys)
+    assert code == 0, err
+    d = lossland.Directions.load(saved)
+    assert list(d.x) == ["13.weight", "15.weight", "15.bias"] == list(d.params or ())
+    code, _, err = run_cli([*base, "--params", "nope.*"], capsys)
+    assert code == 2 and "--params" in err and len(err.strip().splitlines()) == 1

@@ -168,6 +168,7 @@ class HessianOperator:
             if moves(n, p.dtype) and (chosen is None or n in chosen)
         ]
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
+        self.subset = chosen is not None  # the Hessian's block on a subset (params)
         self.params: list[Tensor] = [p for _, p in named]
         if not self.params:
             raise LosslandError("the model has no parameters: nothing to differentiate")
@@ -293,6 +294,7 @@ class HessianOperator:
             ignore="none",
             seed=seed,
             info=dict(info),
+            params=self.names if self.subset else None,
         )
 
 
