@@ -157,8 +157,10 @@ class HessianOperator:
         self.count = self.data.samples
         check_real(model)
         chosen = select_params(params, model.named_parameters())
-        shared = working_copy(model, [], device=self.device, dtype=dtype)  # no parameter copied
-        self.net = cast_copy(shared, self.device, dtype).eval()
+        # With a subset, the parameters are shared with the model, not copied (read-only).
+        shared = chosen is not None
+        copied = working_copy(model, [], device=self.device if shared else None, dtype=dtype)
+        self.net = cast_copy(copied, self.device, dtype).eval()
         self.state = ModelState(self.net, model)  # every pass starts from the model's state
         # The tensors that move (core.moving_dtype): integer and bool parameters do not; with
         # ``params``, the chosen ones only (the Hessian's block on them).
