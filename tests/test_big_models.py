@@ -504,3 +504,16 @@ def test_the_hessian_cli_takes_params(tmp_path: Path, capsys: pytest.CaptureFixt
     assert list(d.x) == ["13.weight", "15.weight", "15.bias"] == list(d.params or ())
     code, _, err = run_cli([*base, "--params", "nope.*"], capsys)
     assert code == 2 and "--params" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_cost_check_counts_the_moving_tensors_only() -> None:
+    """A 160 GB model (on the meta device: shapes only) cannot fit this machine; its last layer
+    moving can: the engine copies the moving tensors only."""
+    from lossland.run import SurfaceOptions, check_cost
+
+    big = nn.Sequential(nn.Linear(200_000, 200_000, device="meta"), nn.Linear(200_000, 2))
+    options = SurfaceOptions(device="cpu")
+    with pytest.raises(LosslandError, match="working copies") as info:
+        check_cost(big, options, nx=3, ny=3, samples=10)
+    assert_one_line(str(info.value))
+    check_cost(big, SurfaceOptions(device="cpu", params="1.*"), nx=3, ny=3, samples=10)

@@ -457,7 +457,7 @@ def check_cost(
         nx=nx,
         ny=ny,
         samples=samples,
-        param_bytes=sum(p.numel() for p in model.parameters()) * itemsize,
+        param_bytes=_moving_elements(model, options) * itemsize,
         seeds=seeds,
         refine=options.refine is not None,
         points_per_batch=points_per_batch or options.points_per_batch or 1,
@@ -566,6 +566,15 @@ def _validate(
         )
     check_usable(directions)
     return _Run(xs, ys, directions, resolved, options)
+
+
+def _moving_elements(model: nn.Module, options: SurfaceOptions) -> int:
+    """Elements of the tensors that move: what the engine copies (the others are shared)."""
+    chosen = select_params(options.params, _named_tensors(model))
+    if chosen is None:
+        return sum(p.numel() for p in model.parameters())
+    tensors = dict(_named_tensors(model))
+    return sum(tensors[n].numel() for n in chosen)
 
 
 def _named_tensors(model: nn.Module) -> list[tuple[str, Tensor]]:
