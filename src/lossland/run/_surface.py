@@ -136,9 +136,13 @@ def surface(
     (``attrs["robustness"]``). ``attrs["memory"]`` holds the run's peak host and device
     memory, as bytes and as multiples of the parameter bytes (:class:`lossland.core.MemoryProbe`;
     on Linux it resets the process's peak-RSS counter when the run starts). ``offload=True``
-    keeps θ* on the host for models that barely fit the device. The run's cost (points ×
-    samples, memory, disk) is estimated before any data is read, lock taken or file written:
-    what cannot fit is refused, and work above lossland's limits needs ``allow_large=True``.
+    keeps θ* on the host for models that barely fit the device. ``params`` chooses the tensors
+    that move (globs, ``"trainable"`` or a function: :func:`lossland.core.select_params`): random
+    directions are drawn on those only, given ones are cut down to them, the others are shared
+    with ``model`` (not copied) and the file records the subset (``attrs["params"]``). The
+    run's cost (points × samples, memory, disk) is estimated before any data is read, lock
+    taken or file written: what cannot fit is refused, and work above lossland's limits needs
+    ``allow_large=True``.
 
     ``on_accept(directions)`` runs on rank 0 once every check has passed, the run holds the
     lock of ``out`` and has accepted the file (new, replaced or resumed), before any point is
