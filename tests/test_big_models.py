@@ -497,7 +497,8 @@ def test_the_hessian_cli_takes_params(tmp_path: Path, capsys: pytest.CaptureFixt
     data = write_data(tmp_path / "data", n=32)
     saved = tmp_path / "eig.safetensors"
     base = ["hessian", checkpoint, "--data-dir", data, "--samples", "16", "--device", "cpu"]
-    argv = [*base, "--k", "2", "--probes", "0", "--no-progress", "--save-directions", saved]
+    argv = [*base, "--k", "2", "--probes", "0", "--iterations", "8", "--no-progress"]
+    argv += ["--save-directions", saved]
     code, _, err = run_cli([*argv, "--params", "15.*", "--params", "13.weight"], capsys)
     assert code == 0, err
     d = lossland.Directions.load(saved)
