@@ -518,3 +518,20 @@ def test_the_cost_check_counts_the_moving_tensors_only() -> None:
         check_cost(big, options, nx=3, ny=3, samples=10)
     assert_one_line(str(info.value))
     check_cost(big, SurfaceOptions(device="cpu", params="1.*"), nx=3, ny=3, samples=10)
+
+
+def test_pca_on_a_subset_is_the_pca_of_its_trajectory() -> None:
+    from lossland.directions import pca_directions
+
+    final = mlp()
+    g = torch.Generator().manual_seed(7)
+    states = [
+        {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in final.state_dict().items()}
+        for _ in range(4)
+    ]
+    d = pca_directions(final.state_dict(), states, params="2.*")
+    assert list(d.x) == ["2.weight", "2.bias"] and d.params == ("2.weight", "2.bias")
+    cut = {k: v for k, v in final.state_dict().items() if k.startswith("2.")}
+    alone = pca_directions(cut, [{k: s[k] for k in cut} for s in states])
+    for name in cut:  # the same components as a PCA of those tensors alone
+        assert torch.allclose(d.x[name], alone.x[name], atol=1e-6)
