@@ -13,6 +13,7 @@ Each case runs in a fresh process (peaks are process-wide): a seeded model kept 
     python benchmarks/memory.py                       # VGG widths and MLPs on the CPU
     python benchmarks/memory.py --device cuda         # also device peaks
     python benchmarks/memory.py --models vgg:0.25,mlp:1024 --grid 5
+    python benchmarks/memory.py --llm      # Qwen2-shaped decoder rows (benchmarks/big_models.py)
 """
 
 from __future__ import annotations
@@ -123,7 +124,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--offload", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--llm", action="store_true", help="the big-model rows: benchmarks/big_models.py llm"
+    )
+    args, rest = parser.parse_known_args()
+    if args.llm:  # every mode (all, last block, LoRA) of a Qwen2-shaped decoder, its own table
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import big_models
+
+        big_models.main(["llm", "--device", args.device, "--grid", str(args.grid), *rest])
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.child:
         memory = child(args.child, args.offload, args.device, args.grid, args.batch)
         print(json.dumps(memory))

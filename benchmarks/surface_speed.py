@@ -19,6 +19,8 @@ of points evaluated). Checkpoints are trained once and cached in ``benchmarks/.c
     python benchmarks/surface_speed.py --sem-grid 0 --refine-grid 0   # per-point rows only
     python benchmarks/surface_speed.py --grid 51        # also a whole 51x51 surface per model
     python benchmarks/surface_speed.py --memory         # peak memory vs grid size (subprocesses)
+    python benchmarks/surface_speed.py --llm            # suffix replay on a 12-block GPT-2 shape
+                                                        # (benchmarks/big_models.py suffix)
 """
 
 from __future__ import annotations
@@ -520,6 +522,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
+    if "--llm" in sys.argv[1:]:  # the big-model rows: their own script and table
+        sys.path.insert(0, str(HERE))
+        import big_models
+
+        rest = [a for a in sys.argv[1:] if a != "--llm"]
+        big_models.main(["suffix", *rest])
+        return
     report(parse())
 
 

@@ -112,7 +112,7 @@ def _add(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], hint: Any) 
         kwargs["metavar"] = meta["metavar"]
     allowed = choices(tp)
     if meta.get("repeat"):
-        (item,) = get_args(tp) or (str,)
+        item = (get_args(tp) or (str,))[0]  # list[str], or a union whose first is the item
         kwargs.update(action="append", type=item, default=[])
     elif tp is bool:
         kwargs.update(action=argparse.BooleanOptionalAction, default=f.default)

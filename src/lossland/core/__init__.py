@@ -79,6 +79,7 @@ from lossland.core._options import (
     options_from,
     updated,
 )
+from lossland.core._params import TRAINABLE, Params, select_params
 from lossland.core._progress import progress_bar
 from lossland.core._schemes import (
     PlaneVectors,
@@ -114,6 +115,7 @@ __all__ = [
     "SEEDS",
     "SUM",
     "SUMS",
+    "TRAINABLE",
     "Axis",
     "Bounds",
     "DType",
@@ -125,6 +127,7 @@ __all__ = [
     "LayoutEntry",
     "MemoryProbe",
     "Need",
+    "Params",
     "PlaneVectors",
     "RangeRule",
     "Scheme",
@@ -173,6 +176,7 @@ __all__ = [
     "reduce_sums",
     "rescale_",
     "resolve_device",
+    "select_params",
     "share_upper",
     "spectrum_needs",
     "surface_needs",

@@ -53,10 +53,12 @@ AT_LEAST_1 = Bounds(1)
 SEEDS = Bounds(0, 2**63 - 1)  # what every RNG lossland seeds (torch, numpy) accepts
 
 
-def option(default: Any, doc: str, *, bounds: Bounds | None = None) -> Any:
+def option(default: Any, doc: str, *, bounds: Bounds | None = None, repeat: bool = False) -> Any:
     """A dataclass field with its default, a one-line description (the CLI's help) and, for
-    numbers, the values it accepts."""
-    return dataclasses.field(default=default, metadata={"doc": doc, "bounds": bounds})
+    numbers, the values it accepts; ``repeat``: the CLI flag is given once per value (a list)."""
+    return dataclasses.field(
+        default=default, metadata={"doc": doc, "bounds": bounds, "repeat": repeat}
+    )
 
 
 def choices(tp: Any) -> tuple[Any, ...] | None:

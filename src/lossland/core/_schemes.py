@@ -87,11 +87,16 @@ def li_point_(
 ) -> None:
     """θ* + α·δ + β·η (Li et al.), tensor by tensor into ``out`` (views of a flat buffer).
 
-    Reads θ* from the model's own tensors, so the engine keeps no flat copy of it.
+    Reads θ* from the model's own tensors, so the engine keeps no flat copy of it. θ* and the
+    directions may be in a narrower float (bf16) than ``out``: the sums are formed in ``out``'s
+    dtype (an add whose inputs are both narrower would round in theirs).
     """
     dys: Sequence[Tensor | None] = dy if dy is not None else [None] * len(theta)
     for view, t, x, y in zip(out, theta, dx, dys, strict=True):
-        torch.add(t, x, alpha=alpha, out=view)
+        if view.dtype in (t.dtype, x.dtype):
+            torch.add(t, x, alpha=alpha, out=view)
+        else:
+            view.copy_(t).add_(x, alpha=alpha)
         if y is not None:
             view.add_(y, alpha=beta)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -69,6 +69,8 @@ class Directions:
     orthogonalized: bool = False
     origin: Direction | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    # The moving tensors when only a subset of the model moves (``params``); None: all of them.
+    params: tuple[str, ...] | None = None
 
     @property
     def ndim(self) -> int:
@@ -92,8 +94,27 @@ class Directions:
             "ndim": self.ndim,
             "has_origin": self.origin is not None,
             "order": list(self.x),
+            **({} if self.params is None else {"params": list(self.params)}),
             **dict(self.info),
         }
+
+    def restricted(self, names: Sequence[str] | None) -> Directions:
+        """These directions on the tensors ``names`` only (the others do not move); None: as
+        they are."""
+        if names is None:
+            return self
+        keep = [n for n in self.x if n in set(names)]
+
+        def only(group: Direction | None) -> Direction | None:
+            return None if group is None else {n: group[n] for n in keep}
+
+        return replace(
+            self,
+            x={n: self.x[n] for n in keep},
+            y=only(self.y),
+            origin=only(self.origin),
+            params=tuple(keep),
+        )
 
     def fingerprint(self) -> str:
         """sha256 of the tensors' names and bytes: equal fingerprints mean identical directions."""
@@ -163,7 +184,7 @@ class Directions:
             ) from None
         _check_groups(groups, fail)
         known = {"kind", "norm", "ignore", "seed", "orthogonalized"}
-        known |= {"cosine", "ndim", "has_origin", "order"}
+        known |= {"cosine", "ndim", "has_origin", "order", "params"}
         return cls(
             x=groups["x"],
             y=groups["y"] or None,
@@ -174,6 +195,7 @@ class Directions:
             orthogonalized=bool(meta.get("orthogonalized", False)),
             origin=groups["origin"] or None,
             info={k: v for k, v in meta.items() if k not in known},
+            params=None if meta.get("params") is None else tuple(meta["params"]),
         )
 
     def check_fits(self, model: nn.Module, *, source: str = "directions") -> None:
@@ -263,6 +285,7 @@ METADATA_SCHEMA: dict[str, tuple[Check, str]] = {
     "seed": (is_optional(_is_seed), "a whole number >= 0 or null"),
     "orthogonalized": (lambda v: isinstance(v, bool), "true or false"),
     "order": (is_texts, "a list of tensor names"),
+    "params": (is_optional(is_texts), "a list of tensor names or null"),
     "eigenvalues": (is_numbers, "a list of finite numbers"),
     "explained_variance_ratio": (is_numbers, "a list of finite numbers"),
     "axis_labels": (is_pair_of_texts, "two labels"),

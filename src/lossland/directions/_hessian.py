@@ -34,6 +34,7 @@ from lossland.core import (
     Bounds,
     DType,
     Need,
+    Params,
     check_fields,
     check_needs,
     hessian_needs,
@@ -44,6 +45,7 @@ from lossland.core import (
     plus_minus,
     progress_bar,
     resolve_device,
+    select_params,
     torch_dtype,
 )
 from lossland.directions._directions import Directions
@@ -97,6 +99,13 @@ class HessianOptions:
         "either way",
     )
     progress: bool = option(True, "show a progress bar over the products")
+    params: Params | None = option(  # noqa: RUF009
+        None,
+        "the tensors the Hessian is of (default: all): a glob over parameter names, repeatable "
+        "(a leading ! excludes), 'trainable' (those that require grad), or in the API a "
+        "function (name, tensor) -> bool",
+        repeat=True,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # choices and the bounds declared above
@@ -141,6 +150,7 @@ class HessianOperator:
         batch_size: int = 256,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        params: Params | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
@@ -148,11 +158,21 @@ class HessianOperator:
         self.data = eval_data(data, batch_size=batch_size, device=self.device, dtype=dtype)
         self.count = self.data.samples
         check_real(model)
-        self.net = cast_copy(working_copy(model, []), self.device, dtype).eval()
+        chosen = select_params(params, model.named_parameters())
+        # With a subset, the parameters are shared with the model, not copied (read-only).
+        shared = chosen is not None
+        copied = working_copy(model, [], device=self.device if shared else None, dtype=dtype)
+        self.net = cast_copy(copied, self.device, dtype).eval()
         self.state = ModelState(self.net, model)  # every pass starts from the model's state
-        # The tensors that move (core.moving_dtype): integer and bool parameters do not.
-        named = [(n, p) for n, p in self.net.named_parameters() if moves(n, p.dtype)]
+        # The tensors that move (core.moving_dtype): integer and bool parameters do not; with
+        # ``params``, the chosen ones only (the Hessian's block on them).
+        named = [
+            (n, p)
+            for n, p in self.net.named_parameters()
+            if moves(n, p.dtype) and (chosen is None or n in chosen)
+        ]
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
+        self.subset = chosen is not None  # the Hessian's block on a subset (params)
         self.params: list[Tensor] = [p for _, p in named]
         if not self.params:
             raise LosslandError("the model has no parameters: nothing to differentiate")
@@ -278,6 +298,7 @@ class HessianOperator:
             ignore="none",
             seed=seed,
             info=dict(info),
+            params=self.names if self.subset else None,
         )
 
 
@@ -462,6 +483,7 @@ def _operator(
         batch_size=options.batch_size,
         device=resolve_device(options.device),
         dtype=torch_dtype(options.dtype),
+        params=options.params,
     )
     if known is None:
         check_needs(needs(op.count), allow_large=options.allow_large)
@@ -543,6 +565,7 @@ def hessian_eigen(
     iterations: int | None = None,
     tol: float | None = None,
     seed: int | None = None,
+    params: Params | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: DType | torch.dtype | None = None,
@@ -583,6 +606,7 @@ def hessian_directions(
     iterations: int | None = None,
     tol: float | None = None,
     seed: int | None = None,
+    params: Params | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: DType | torch.dtype | None = None,
@@ -710,6 +734,7 @@ def hessian_report(
     iterations: int | None = None,
     tol: float | None = None,
     seed: int | None = None,
+    params: Params | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: DType | torch.dtype | None = None,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossland.core import DType
+from lossland.core import DType, Params
 from lossland.directions._directions import Directions
 from lossland.directions._hessian import HessianOptions, Which, _directions, hessian_options
 from lossland.directions._plane import Plane, PlaneRequest
@@ -27,6 +27,7 @@ def hessian_plane(
     iterations: int | None = None,
     tol: float | None = None,
     seed: int | None = None,
+    params: Params | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: DType | torch.dtype | None = None,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from lossland.core import dtype_kind, moves
+from lossland.core import Params, dtype_kind, moves, select_params
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane, PlaneRequest
 from lossland.errors import LosslandError, arg
@@ -18,6 +18,7 @@ def model_directions(
     *ends: Mapping[str, Tensor],
     include_buffers: bool = True,
     names: Sequence[str] | None = None,
+    params: Params | None = None,
 ) -> Directions:
     """Directions from one model to others: x = θ₂ − θ₁ (and y = θ₃ − θ₁), origin θ₁.
 
@@ -30,6 +31,8 @@ def model_directions(
             (:func:`model_names`) where a checkpoint holds a tied weight under two names
             (GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``), which the model moves
             once.
+        params: keeps the chosen ones of those tensors (globs, ``"trainable"`` or a function:
+            :func:`lossland.core.select_params`).
 
     Returns:
         The :class:`Directions` of kind "models", origin θ₁ (x = 1 is θ₂).
@@ -51,6 +54,8 @@ def model_directions(
         and moves(k, v.dtype, where="the first checkpoint")
         and (include_buffers or not _is_buffer_name(k))
     ]
+    chosen = select_params(params, [(k, start[k]) for k in names])
+    names = names if chosen is None else chosen
     for end in ends:
         missing = [k for k in names if k not in end or end[k].shape != start[k].shape]
         if missing:
@@ -74,6 +79,7 @@ def model_directions(
         norm="none",
         ignore="none",
         origin=origin,
+        params=None if chosen is None else tuple(chosen),
     )
 
 
@@ -93,5 +99,8 @@ def models_plane_for(request: PlaneRequest) -> tuple[Plane, None]:
     if not 1 <= len(request.to) <= 2:
         raise LosslandError(f"{arg('to')} takes one checkpoint (a line) or two (a plane)")
     ends = [load_checkpoint(p).state_dict for p in request.to]
-    directions = model_directions(request.state, *ends, names=model_names(request.model))
+    model = request.model
+    chosen = select_params(request.params, [*model.named_parameters(), *model.named_buffers()])
+    names = model_names(model) if chosen is None else chosen
+    directions = model_directions(request.state, *ends, names=names, params=chosen)
     return Plane(directions, request.x, request.y), None

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossland.core import check_needs, dtype_kind, moves, pca_needs
+from lossland.core import Params, check_needs, dtype_kind, moves, pca_needs, select_params
 from lossland.directions._directions import Directions
 from lossland.directions._plane import Plane, PlaneRequest
 from lossland.errors import LosslandError, arg
@@ -205,6 +205,7 @@ def pca_directions(
     center: bool = True,
     max_chunk_bytes: int = MAX_CHUNK_BYTES,
     allow_large: bool = False,
+    params: Params | None = None,
 ) -> Directions:
     """The first two principal components of θ_t − θ_final over ``checkpoints``.
 
@@ -218,6 +219,8 @@ def pca_directions(
         center: subtract the mean of the θ_t − θ_final first (needs 3 checkpoints, else 2).
         max_chunk_bytes: how much of the checkpoints is read at a time.
         allow_large: read more than lossland's limit (1e11 checkpoint bytes, three passes).
+        params: keeps the chosen ones of those tensors (:func:`lossland.core.select_params`):
+            the PCA of the subset's trajectory.
 
     Returns:
         Unit :class:`Directions` (norm "none") of kind "pca"; ``info`` holds the explained
@@ -232,7 +235,7 @@ def pca_directions(
         >>> d = lossland.pca_directions(final.state_dict(), sorted(Path("run/").glob("*.pt")))
     """
     sources = [Path(s) if isinstance(s, (str, os.PathLike)) else s for s in checkpoints]
-    names = list(names) if names is not None else default_names(final_state)
+    names = _chosen(final_state, names, params)
     if not names:
         raise LosslandError("the final checkpoint holds no floating-point weights to analyse")
     missing = [n for n in names if n not in final_state]
@@ -284,7 +287,15 @@ def pca_directions(
         "pca_checkpoints": n,
         "pca_centered": center,
     }
-    return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info)
+    subset = None if params is None else tuple(names)
+    return Directions(x=x, y=y, kind="pca", norm="none", ignore="none", info=info, params=subset)
+
+
+def _chosen(state: State, names: Sequence[str] | None, params: Params | None) -> list[str]:
+    """``names`` (default: the weights), only those ``params`` chooses when given."""
+    names = list(names) if names is not None else default_names(state)
+    chosen = select_params(params, [(n, state[n]) for n in names if n in state])
+    return names if chosen is None else chosen
 
 
 def check_pca_cost(
@@ -494,6 +505,7 @@ def trajectory_plane(
     pca_runs: str | Sequence[int] | None = None,
     center: bool = True,
     allow_large: bool = False,
+    params: Params | None = None,
 ) -> Plane:
     """The PCA plane of training runs around ``final_state``, with every run projected onto it.
 
@@ -519,13 +531,13 @@ def trajectory_plane(
     if not found:
         raise LosslandError(f"no trajectory given: pass {arg('runs')} RUN_FOLDER")
     chosen = parse_pca_runs(pca_runs, len(found))
-    names = list(names) if names is not None else default_names(final_state)
+    names = _chosen(final_state, names, params)
     pool = [c for i in chosen for c in found[i].checkpoints]
     check_pca_cost(final_state, names, len(pool), allow_large=allow_large)  # before any read
     for run in found:
         check_compatible(run.checkpoints, final_state, names)
     directions = pca_directions(
-        final_state, pool, names=names, center=center, allow_large=allow_large
+        final_state, pool, names=names, center=center, allow_large=allow_large, params=params
     )
     info = dict(directions.info)
     info["pca_runs"] = [found[i].name for i in chosen]
@@ -558,13 +570,15 @@ def pca_plane_for(request: PlaneRequest) -> tuple[Plane, Directions]:
     beside it also carry the projected paths, so a surface on them (reused as a directions
     file) draws the paths again."""
     names = [n for n, _ in request.model.named_parameters()]
+    chosen = select_params(request.params, request.model.named_parameters())
     plane = trajectory_plane(
         request.state,
         list(request.runs),
-        names=names,
+        names=names if chosen is None else chosen,
         pca_runs=request.pca_runs,
         allow_large=request.allow_large,
     )
+    plane = replace(plane, directions=plane.directions.restricted(chosen))  # records the subset
     labels = list(plane.attrs["axis_labels"])
     info = dict(plane.directions.info)
     used = replace(plane.directions, info={**info, "axis_labels": labels})

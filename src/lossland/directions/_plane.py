@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from lossland.core import import_object, is_auto, kind
+from lossland.core import Params, import_object, is_auto, kind
 from lossland.directions._directions import Directions
 from lossland.directions._hessian import HessianOptions
 from lossland.engine import Evaluator
@@ -57,6 +57,7 @@ class PlaneRequest:
     seed: int = 0
     allow_large: bool = False
     hessian: HessianOptions = field(default_factory=HessianOptions)  # a Hessian's options
+    params: Params | None = None  # the tensors that move (lossland.core.select_params)
 
 
 # What a producer returns: the plane and the new directions to save beside the surface (None

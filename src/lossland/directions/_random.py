@@ -16,14 +16,14 @@ a seed gives the same ≥2-D directions under either ``ignore``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from lossland.core import as_real, moves, recorded_kind, rescale_
+from lossland.core import Params, as_real, moves, recorded_kind, rescale_, select_params
 from lossland.directions._directions import (
     IGNORES,
     METADATA_SCHEMA,
@@ -37,7 +37,7 @@ from lossland.directions._directions import (
     empty_direction,
 )
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface, check_schema
+from lossland.io import Surface, check_schema, is_texts
 
 
 def normalize_(
@@ -85,6 +85,7 @@ def random_directions(
     ignore: Ignore = "biasbn",
     ndim: Literal[1, 2] = 2,
     orthogonalize: bool = False,
+    params: Params | None = None,
 ) -> Directions:
     """Gaussian directions shaped like ``model``'s parameters, normalized as Li et al.
 
@@ -97,6 +98,8 @@ def random_directions(
         ignore: "biasbn" zeroes the directions of biases and BatchNorm parameters; "none".
         ndim: 1 (x only) or 2 (x and y).
         orthogonalize: make y orthogonal to x (and normalize again).
+        params: draw on the chosen tensors only (:func:`lossland.core.select_params`), in the
+            same order: the others do not move, and the seed's draws go to those alone.
 
     Returns:
         The :class:`Directions`, with the recipe to draw them again in ``info``.
@@ -115,15 +118,21 @@ def random_directions(
             f"unknown {arg('ignore')} policy {ignore!r}: choose one of {', '.join(IGNORES)}"
         )
     # The tensors that move (core.moving_dtype): not integer or bool ones; complex ones too.
+    chosen = select_params(params, model.named_parameters())
     reference = {
-        name: p.detach().to("cpu") for name, p in model.named_parameters() if moves(name, p.dtype)
+        name: p.detach().to("cpu")
+        for name, p in model.named_parameters()
+        if moves(name, p.dtype) and (chosen is None or name in chosen)
     }
     generator = torch.Generator().manual_seed(seed)
     dx = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
     dy = None
     if ndim == 2:
         dy = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
-    directions = Directions(x=dx, y=dy, kind="random", norm=norm, ignore=ignore, seed=seed)
+    subset = None if chosen is None else tuple(chosen)
+    directions = Directions(
+        x=dx, y=dy, kind="random", norm=norm, ignore=ignore, seed=seed, params=subset
+    )
     return orthogonalized(directions, reference) if orthogonalize and dy is not None else directions
 
 
@@ -156,10 +165,17 @@ def orthogonalized(directions: Directions, reference: Mapping[str, Tensor]) -> D
 RECIPE = ("seed", "norm", "ignore", "orthogonalized")  # what redraws random directions
 
 
+def _named(names: Sequence[str]) -> Callable[[str, Tensor], bool]:
+    """The spec choosing exactly ``names`` (names are not globs: ``[`` may be in one)."""
+    wanted = set(names)
+    return lambda name, _: name in wanted
+
+
 def from_recipe(surface: Surface, model: nn.Module) -> Directions:
     """The random directions of ``surface``, drawn again from the recipe its file records
-    (seed, norm, ignore, orthogonalization) for ``model``, the model it was computed with:
-    verified against the file's directions fingerprint, so they are the very same directions."""
+    (seed, norm, ignore, orthogonalization, the moving tensors) for ``model``, the model it
+    was computed with: verified against the file's directions fingerprint, so they are the very
+    same directions."""
     attrs = surface.attrs
     kind = attrs.get("directions_kind")
     row = recorded_kind(kind)
@@ -181,6 +197,9 @@ def from_recipe(surface: Surface, model: nn.Module) -> Directions:
     if absent:
         raise fail(f"has no {', '.join(absent)}")
     check_schema(recipe, METADATA_SCHEMA, fail)  # as a directions file's recipe is checked
+    subset = attrs.get("params")
+    if subset is not None and not is_texts(subset):
+        raise fail("names its moving tensors (params) in something not a list of names")
     directions = random_directions(
         model,
         seed=recipe["seed"],
@@ -188,6 +207,7 @@ def from_recipe(surface: Surface, model: nn.Module) -> Directions:
         ignore=recipe["ignore"],
         ndim=1 if surface.y is None else 2,
         orthogonalize=recipe["orthogonalized"],
+        params=None if subset is None else _named(subset),
     )
     if directions.fingerprint() != attrs.get("directions_sha256"):
         raise LosslandError(

@@ -20,11 +20,26 @@ from lossland.errors import LosslandError, first_line
 BNMode = Literal["eval", "train", "recompute"]
 
 
-def working_copy(model: nn.Module, moving: Sequence[str]) -> nn.Module:
-    """Deep-copy ``model`` without duplicating the tensors that will become flat-buffer views."""
+def working_copy(
+    model: nn.Module,
+    moving: Sequence[str],
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """Deep-copy ``model`` without duplicating the tensors that will become flat-buffer views,
+    nor, given the ``device`` and ``dtype`` the copy will be cast to, the parameters that do not
+    move and already are there in the dtype the rule gives (:func:`shared_parameters`): those
+    are shared with ``model`` (read-only: :class:`ModelState` refuses a forward that writes
+    one), so a subset's run costs about the subset, not the model."""
     by_name: dict[str, Tensor] = dict(model.named_parameters(remove_duplicate=False))
     by_name.update(dict(model.named_buffers(remove_duplicate=False)))
     memo: dict[int, Any] = {}
+    if device is not None and dtype is not None:
+        for tensor in shared_parameters(model, moving, device, dtype):
+            # A parameter of its own (requires_grad and rebinding stay the copy's), the same
+            # storage and version counter as the user's.
+            memo[id(tensor)] = nn.Parameter(tensor.detach(), requires_grad=False)
     for name in moving:
         tensor = by_name[name]
         placeholder = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
@@ -39,6 +54,33 @@ def working_copy(model: nn.Module, moving: Sequence[str]) -> nn.Module:
             "evaluates a private copy so your model is never modified; make the model "
             "deep-copyable"
         ) from None
+
+
+def shared_parameters(
+    model: nn.Module, moving: Sequence[str], device: torch.device, dtype: torch.dtype
+) -> list[Tensor]:
+    """The parameters of ``model`` a working copy on ``device`` in ``dtype`` shares instead of
+    copying: those that do not move, already on ``device`` in the dtype the one rule gives
+    (:func:`lossland.core.moving_dtype`; integers and bools as they are). Buffers are copied:
+    forwards write them (caches, counters), and ModelState restores them from the model."""
+    check_dtypes(model, dtype)
+    moves = {id(t) for n, t in model.named_parameters(remove_duplicate=False) if n in moving}
+    moves |= {id(t) for n, t in model.named_buffers(remove_duplicate=False) if n in moving}
+    return [
+        t
+        for name, t in model.named_parameters()
+        if id(t) not in moves
+        and _same_device(t.device, device)
+        and t.dtype == (moving_dtype(name, t.dtype, dtype) or t.dtype)
+    ]
+
+
+def _same_device(have: torch.device, want: torch.device) -> bool:
+    """``want`` without an index means the current device of its type."""
+    index: int | None = want.index
+    if want.type == "cuda" and index is None:
+        want = torch.device("cuda", torch.cuda.current_device())
+    return have == want if want.type == "cuda" or index is not None else have.type == want.type
 
 
 def check_dtypes(model: nn.Module, dtype: torch.dtype) -> None:

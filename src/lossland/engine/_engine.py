@@ -56,6 +56,7 @@ from lossland.engine._precision import (
 )
 from lossland.engine._presets import fitting_preset
 from lossland.engine._state import ModelState
+from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
 
 
@@ -124,14 +125,13 @@ class Engine:
             channels_last=laid_out,
             complex=[n for n in names if wants[n].is_complex],
         )
-        # θ* stays where it is (the model's own tensors, or the origin) when device and dtype
-        # already match: re-anchoring reads it tensor by tensor, so it needs no flat copy.
-        # Offloaded it lives on the host (``theta_flat``: its flat copy there, if one is made).
+        # θ* stays where it is (the model's own tensors, or the origin) when it is on the device
+        # in the grid's dtype or a narrower float (``anchor_dtype``); offloaded, on the host.
         source = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
         self.theta, self.theta_flat = (
             host_theta(list(source.values()), self.layout, device, dtype)
             if options.offload
-            else ([t.to(device=device, dtype=wants[n]) for n, t in source.items()], None)
+            else ([t.to(device, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
         )
         # δ and η (P,) each, P = layout.size: the directions in the flat layout
         self.dx = self._flat_direction(directions[0], names)
@@ -140,7 +140,10 @@ class Engine:
         # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
         self.low = options.precision == "bf16"
         net_dtype = network_dtype(options.precision, dtype)
-        self.net = cast_copy(working_copy(model, names), device, net_dtype)
+        # Parameters that do not move and need no cast are shared with the model, not copied.
+        self.net = cast_copy(
+            working_copy(model, names, device=device, dtype=net_dtype), device, net_dtype
+        )
         if laid_out:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
@@ -150,6 +153,8 @@ class Engine:
         # (P,): what the network reads (``flat`` itself, or its bf16 copy)
         self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
         bind_flat(self.net, self.layout, self.weights)
+        # Moving tensors in a suffix of a stack: its prefix is recorded once, then replayed.
+        self.suffix = Suffix.find(self.net, names) if _replayable(options, data) else None
         self.plane = None if scheme == "li" else self._plane()
         self.checked = False  # the first batch is checked against the contract
         self._scratch: Tensor | None = None
@@ -171,6 +176,8 @@ class Engine:
             self._recompute_bn()
         total = None
         for count, batch in enumerate(self.data.batches(), 1):
+            if self.suffix is not None:
+                self.suffix.at(count - 1)  # the stack's fixed prefix: recorded, then replayed
             output = self.evaluator.run(self.module, batch)
             s = self.evaluator.stats(output, batch)  # (len(SUMS),)
             if not self.checked:  # the first batch of the run: is the contract what we think?
@@ -237,8 +244,11 @@ class Engine:
 
     def _flat_direction(self, direction: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
         """The direction as a flat vector in the engine's layout: adopted when lossland drew it
-        in that layout already (no copy), else copied."""
+        in that layout already (no copy), else copied. A bf16/fp16 direction stays in its dtype
+        for scheme li one point at a time (``direction_dtype``)."""
         device, dtype = self.options.device, self.options.dtype
+        if self.scheme == "li" and self.options.points_per_batch == 1:
+            dtype = direction_dtype(direction, dtype)
         adopted = self.layout.adopt(direction, device=device, dtype=dtype)
         if adopted is not None:
             return adopted
@@ -353,11 +363,15 @@ class Engine:
 
     def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
-        models return one when the batch holds labels) must agree with the default one."""
+        models return one when the batch holds labels) must agree with the default one; a
+        replayed prefix must give the same statistics (else the stack runs in full)."""
         self.checked = True
         if self.evaluator.loss is None:
             ours = float(stats[SUM["loss_sum"]] / stats[SUM["weight"]])
             _compare_own_loss(output, ours, batch)
+        if self.suffix is not None:
+            run = self.evaluator.run
+            self.suffix.check(lambda: self.evaluator.stats(run(self.module, batch), batch), stats)
 
     def _failed(self, exc: Exception, where: str) -> LosslandError:
         """The error for what the user's code raised ``where`` (a grid point): the data's,
@@ -446,6 +460,35 @@ class Engine:
             total = accumulate(total, s)
         assert total is not None
         return total
+
+
+def anchor_dtype(theta: Tensor, grid: torch.dtype) -> torch.dtype:
+    """θ*'s dtype on the device: its own where the grid's dtype holds it exactly (a bf16 or
+    fp16 model on a float32 grid: ``torch.add`` promotes it, so θ(α, β) is the same and the
+    model's own tensors are read: re-anchoring needs no copy of θ*), else the grid's."""
+    narrow = theta.dtype in (torch.bfloat16, torch.float16)
+    return theta.dtype if narrow and grid in (torch.float32, torch.float64) else grid
+
+
+def direction_dtype(direction: Mapping[str, Tensor], grid: torch.dtype) -> torch.dtype:
+    """A direction's dtype on the device: bf16 or fp16 when all of it is (a bf16 model's random
+    directions are drawn in bf16), on a float32/64 grid: every update adds it into the grid's
+    dtype (``flat.add_``, ``li_point_``), which holds its values exactly, so θ(α, β) is the same
+    and the direction costs half; else the grid's."""
+    dtypes = {t.dtype for t in direction.values()}
+    narrow = len(dtypes) == 1 and next(iter(dtypes)) in (torch.bfloat16, torch.float16)
+    return dtypes.pop() if narrow and grid in (torch.float32, torch.float64) else grid
+
+
+def _replayable(options: EngineOptions, data: EvalData) -> bool:
+    """Can a stack's prefix be replayed (engine._suffix)? Data cached on the device, one point
+    per forward, no compiled module, no statistics recomputed per point."""
+    return (
+        getattr(data, "mode", None) == "cached"  # (tests build engines on bare tensors)
+        and options.points_per_batch == 1
+        and not options.compile
+        and options.bn != "recompute"
+    )
 
 
 def moving_dtypes(

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from lossland.core import FlatLayout
 from lossland.engine._copy import bind_flat
-from lossland.errors import LosslandWarning
+from lossland.errors import LosslandError, LosslandWarning, arg
 
 _version = operator.attrgetter("_version")
 _CONTAINERS = (list, dict, set)
@@ -93,6 +93,8 @@ class ModelState:
         self._all = [t for _, t, _, _ in slots]
         self._fixed = [s for s in slots if s[3] is not None]  # moving ones: the engine's
         self._fixed_tensors = [t for _, t, _, _ in self._fixed]
+        # Parameters shared with the user's model (working_copy): nothing to restore them from.
+        self._shared = {id(t) for _, t, _, source in self._fixed if _same_storage(t, source)}
         self._aliases = {id(t): (label, alias) for label, t, alias, _ in slots}
         self._counted = dict(_counted_statistics(named, source, moving, frozen))
         self._derived = set(_derived(named))
@@ -203,6 +205,13 @@ class ModelState:
             if t._version == version:
                 continue
             assert source is not None
+            if id(t) in self._shared:
+                raise LosslandError(
+                    f"the model's forward wrote its parameter {label} in place, which does not "
+                    "move and which lossland shares with your model instead of copying it, so "
+                    f"your model's {label} changed too: let it move ({arg('params')}) or keep "
+                    "the forward from writing its parameters"
+                )
             t.copy_(source)
             restored.append(label)
             for statistic, original in self._counted.get(id(t), []):
@@ -332,6 +341,10 @@ def _trackable(value: Any) -> bool:
         and not value.is_meta
         and not value.is_inference()
     )
+
+
+def _same_storage(a: Tensor, b: Tensor | None) -> bool:
+    return b is not None and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def _get(getter: Callable[[dict[str, Any]], tuple[Any, ...]], d: dict[str, Any]) -> Any:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lossland.core import AT_LEAST_1, SEEDS, Bounds, DType, Scheme, check_fields, option
+from lossland.core import (
+    AT_LEAST_1,
+    SEEDS,
+    Bounds,
+    DType,
+    Params,
+    Scheme,
+    check_fields,
+    option,
+)
 from lossland.directions import Ignore, Norm
 from lossland.engine import CACHE_FRACTION, BNMode, DataMode, Precision, one_point_only
 from lossland.errors import LosslandError, arg
@@ -28,6 +37,13 @@ class SurfaceOptions:
         "biasbn: biases and BatchNorm γ/β get zero directions; none: the weights themselves",
     )
     orthogonalize: bool = option(False, "Gram-Schmidt the y direction against x")
+    params: Params | None = option(
+        None,
+        "the tensors that move (default: all): a glob over parameter names, repeatable (a "
+        "leading ! excludes), 'trainable' (those that require grad, e.g. a LoRA adapter), or in "
+        "the API a function (name, tensor) -> bool",
+        repeat=True,
+    )
     seed: int = option(0, "seed for the random directions and the sample subset", bounds=SEEDS)
     scheme: Scheme = option("li", "interpolation scheme")
     bn: BNMode = option(

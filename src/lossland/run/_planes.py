@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from lossland.core import select_params
 from lossland.directions import HessianOptions, PlaneRequest, trajectory_plane
 from lossland.engine import Evaluator
 from lossland.io import ModelSpec, Surface
@@ -45,6 +46,7 @@ def plane_request(
         seed=options.seed,
         allow_large=options.allow_large,
         progress=options.progress,
+        params=options.params,
     )
     return PlaneRequest(
         model=model,
@@ -59,6 +61,7 @@ def plane_request(
         seed=options.seed,
         allow_large=options.allow_large,
         hessian=hessian,
+        params=options.params,
     )
 
 
@@ -112,8 +115,13 @@ def trajectory_surface(
     names = [n for n, _ in network.named_parameters()]
     state = {k: v.detach() for k, v in network.state_dict().items()}
     large = bool(surface_options.get("allow_large") or False)
+    chosen = select_params(surface_options.get("params"), network.named_parameters())
     plane = trajectory_plane(
-        state, list(run_dirs), names=names, pca_runs=pca_runs, allow_large=large
+        state,
+        list(run_dirs),
+        names=names if chosen is None else chosen,
+        pca_runs=pca_runs,
+        allow_large=large,
     )
     return surface(
         network,

@@ -140,6 +140,7 @@ def _cosines(model: nn.Module, seeds: Sequence[int], options: SurfaceOptions) ->
             ignore=options.ignore,
             ndim=2,
             orthogonalize=options.orthogonalize,
+            params=options.params,
         )
         flat += [d for d in (pair.x, pair.y) if d is not None]
         _advance(bar, 1)

@@ -56,6 +56,8 @@ def run_attributes(
         "dtype": dtype,
         "samples": samples,
         "seed": directions.seed if directions.seed is not None else seed,
+        # the moving tensors, when a subset moves (from_recipe redraws on them)
+        **({} if directions.params is None else {"params": list(directions.params)}),
     }
 
 
@@ -115,7 +117,7 @@ def load_resumable(path: Path, fix: str) -> Surface:
 _DESCRIBED = {"directions_kind": "the kind of directions"}
 _FINGERPRINTS = {
     "directions": (
-        ("seed", "norm", "ignore", "orthogonalize", "directions_kind"),
+        ("seed", "norm", "ignore", "orthogonalize", "directions_kind", "params"),
         f"other directions (another {arg('directions')} file or other checkpoints)",
     ),
     "data": (("split", "samples", "seed"), "other evaluation data (other data files)"),

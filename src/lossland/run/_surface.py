@@ -18,6 +18,7 @@ from lossland.core import (
     Axis,
     DType,
     MemoryProbe,
+    Params,
     Scheme,
     axis_text,
     check_grid_size,
@@ -27,6 +28,7 @@ from lossland.core import (
     options_from,
     reduce_sums,
     resolve_device,
+    select_params,
     surface_needs,
     tensor_fingerprint,
     torch_dtype,
@@ -96,6 +98,7 @@ def surface(
     norm: Norm | None = None,
     ignore: Ignore | None = None,
     orthogonalize: bool | None = None,
+    params: Params | None = None,
     seed: int | None = None,
     scheme: Scheme | None = None,
     bn: BNMode | None = None,
@@ -150,6 +153,10 @@ def surface(
         options: a :class:`SurfaceOptions`; each other keyword (``norm``, ``batch_size``,
             ``device``, ``precision``, ``offload``, ``sem_target``, ``refine``, ...) is one of
             its fields, ``None`` meaning ``options``' value or the field's default.
+            ``params`` chooses the tensors that move (globs, ``"trainable"`` or a function:
+            :func:`lossland.core.select_params`): random directions are drawn on those only,
+            given ones are cut down to them, the others are shared with ``model`` (not copied)
+            and the file records the subset (``attrs["params"]``).
         on_accept: ``on_accept(directions)`` runs on rank 0 once every check has passed, the
             run holds the lock of ``out`` and has accepted the file (new, replaced or resumed),
             before any point is computed, with the directions the run uses (with ``seeds``: the
@@ -401,6 +408,7 @@ class _Run:
             "ignore": d.ignore,
             "orthogonalize": d.orthogonalized,
             "directions_kind": d.kind,
+            "params": None if d.params is None else list(d.params),
         }
 
     def engine_options(
@@ -488,7 +496,7 @@ def check_cost(
         nx=nx,
         ny=ny,
         samples=samples,
-        param_bytes=sum(p.numel() for p in model.parameters()) * itemsize,
+        param_bytes=_moving_elements(model, options) * itemsize,
         seeds=seeds,
         refine=options.refine is not None,
         points_per_batch=points_per_batch or options.points_per_batch or 1,
@@ -592,7 +600,10 @@ def _validate(
             ignore=options.ignore,
             ndim=ndim,
             orthogonalize=options.orthogonalize,
+            params=options.params,
         )
+    elif options.params is not None:  # the given directions, on the chosen tensors only
+        directions = directions.restricted(select_params(options.params, _named_tensors(model)))
     check_contents(split=split, attrs=attrs, trajectories=trajectories)
     xs, ys = _grid(directions, x, y, trajectories)
     check_grid_size(len(xs), None if ys is None else len(ys))
@@ -611,6 +622,20 @@ def _validate(
         )
     check_usable(directions)
     return _Run(xs, ys, directions, resolved, options)
+
+
+def _moving_elements(model: nn.Module, options: SurfaceOptions) -> int:
+    """Elements of the tensors that move: what the engine copies (the others are shared)."""
+    chosen = select_params(options.params, _named_tensors(model))
+    if chosen is None:
+        return sum(p.numel() for p in model.parameters())
+    tensors = dict(_named_tensors(model))
+    return sum(tensors[n].numel() for n in chosen)
+
+
+def _named_tensors(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """The tensors directions may move, each once: parameters, then buffers."""
+    return [*model.named_parameters(), *model.named_buffers()]
 
 
 def _is_pair(data: Any) -> bool:

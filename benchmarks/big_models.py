@@ -1,0 +1,286 @@
+"""Big models (issue 22): what a run costs when only part of a model moves, side by side.
+
+Two sections, each printed as a markdown table:
+
+* ``suffix``: a 12-block GPT-2-shaped model (random init, fp32) with only its last block moving.
+  Per point: a bare forward (the floor without lossland), lossland with the stack's fixed prefix
+  replayed (data cached on the device: the default), and lossland running every block (the same
+  data streamed, which turns replaying off); the ratio to the bare forward, and how far the
+  replayed surface is from the full one (max relative difference over the timed points).
+* ``llm``: a Qwen2-shaped decoder built from a config (random init, bf16, ``precision="bf16"``),
+  each mode in a fresh process (peaks are process-wide): every tensor moving, the last block
+  moving (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
+  (host peak − the resident set when it started, which holds the model and the data) as a
+  multiple of the model's parameter bytes, from ``attrs["memory"]``; then the time per point of
+  the same engine (after its first point, which records the prefix).
+
+    python benchmarks/big_models.py suffix
+    python benchmarks/big_models.py llm --layers 12 --tokens 64 --sequences 2
+    python benchmarks/big_models.py llm --hidden 1536 --layers 28 --heads 12 --kv-heads 2 \\
+        --intermediate 8960 --tokens 512 --sequences 4 --device cuda   # Qwen2.5-1.5B-shaped
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lossland.core import synchronize
+from lossland.directions import random_directions
+from lossland.engine import Engine, EngineOptions, causal_lm, eval_data
+
+Batches = list[dict[str, Tensor]]
+
+
+def token_batches(vocab: int, sequences: int, tokens: int, *, seed: int = 1) -> Batches:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (sequences, tokens), generator=g)
+    return [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
+
+
+def median_seconds(fn: Callable[[], object], rounds: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(rounds):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def engine_for(
+    model: nn.Module, batches: Batches, params: Any, mode: str, device: torch.device, **kw: Any
+) -> Engine:
+    d = random_directions(model, params=params, seed=0)
+    data = eval_data(batches, batch_size=len(batches[0]["input_ids"]), device=device, mode=mode)  # type: ignore[arg-type]
+    options = EngineOptions(device=device, precision=kw.get("precision", "fp32"))
+    return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
+
+
+def per_point(engine: Engine, points: int, rounds: int, device: torch.device) -> tuple[float, Any]:
+    """Median seconds per point over ``rounds`` rows of ``points`` (a first row records)."""
+    xs, ys = np.linspace(-1, 1, points), np.zeros(1)
+    mask = np.ones((1, points), dtype=bool)
+    stats: list[Any] = []
+
+    def row() -> None:
+        stats[:] = [b.stats for b in engine.rows(xs, ys, mask)]
+
+    return median_seconds(row, rounds, device) / points, np.concatenate(stats)
+
+
+def suffix_section(args: argparse.Namespace) -> None:
+    import transformers
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=12,
+        n_embd=args.width,
+        n_head=args.width // 64,
+        vocab_size=args.vocab,
+        n_positions=args.tokens,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="sdpa",
+    )
+    model = transformers.GPT2LMHeadModel(config).eval().to(device)
+    batches = token_batches(args.vocab, args.sequences, args.tokens)
+    last = "transformer.h.11.*"
+    on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+    def bare() -> None:
+        with torch.inference_mode():
+            model(**on_device[0])
+
+    forward = median_seconds(bare, args.rounds, device)
+    fast, replayed = per_point(
+        engine_for(model, batches, last, "cached", device), 9, args.rounds, device
+    )
+    full, every = per_point(
+        engine_for(model, batches, last, "streamed", device), 9, args.rounds, device
+    )
+    loss = 0  # column of loss_sum
+    diff = float(np.max(np.abs(replayed[:, loss] - every[:, loss]) / np.abs(every[:, loss])))
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"\n12-block GPT-2-shaped, width {args.width}, vocab {args.vocab}, "
+        f"{params / 1e6:.1f} M parameters, {args.sequences}×{args.tokens} tokens, {device}; "
+        "last block moving\n"
+    )
+    print("| path | ms per point | × bare forward |\n| --- | ---: | ---: |")
+    for name, seconds in (
+        ("bare forward (model(**batch))", forward),
+        ("lossland, prefix replayed (cached data)", fast),
+        ("lossland, every block (streamed data)", full),
+    ):
+        print(f"| {name} | {1e3 * seconds:.1f} | {seconds / forward:.2f}× |")
+    verdict = "met" if fast / forward <= 0.25 and diff <= 1e-6 else "NOT met"
+    print(
+        f"\nreplayed vs full: max relative loss difference {diff:.1e}; "
+        f"target ≤ 0.25× and ≤ 1e-6: {verdict}"
+    )
+
+
+# --- llm: a Qwen2-shaped decoder, each mode in its own process --------------------------------
+
+
+def qwen2(args: argparse.Namespace) -> nn.Module:
+    import transformers
+
+    config = transformers.Qwen2Config(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        tie_word_embeddings=True,
+        torch_dtype="bfloat16",
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return transformers.Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
+
+
+def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One mode in this (fresh) process: memory from a surface, then time per point."""
+    from lossland.run import surface
+
+    device = torch.device(args.device)
+    model = qwen2(args).to(device)
+    params: Any = {"all": None, "last block": f"model.layers.{args.layers - 1}.*"}.get(mode)
+    if mode == "lora":
+        import peft
+
+        config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+        model = peft.get_peft_model(model, config).to(torch.bfloat16).eval()
+        params = "trainable"
+    batches = token_batches(args.vocab, args.sequences, args.tokens)
+    spec = f"-1:1:{args.grid}"
+    started = time.perf_counter()
+    s = surface(
+        model,
+        batches,
+        x=spec,
+        y=spec,
+        params=params,
+        evaluator=causal_lm(),
+        precision="bf16",
+        device=args.device,
+        progress=False,
+        allow_large=True,
+    )
+    seconds = time.perf_counter() - started
+    memory = dict(s.attrs["memory"])
+    chosen = set(s.attrs.get("params", []))
+    moving = sum(
+        p.numel() * p.element_size()
+        for n, p in model.named_parameters()
+        if params is None or n in chosen
+    )
+    del s
+    engine = engine_for(model, batches, params, "cached", device, precision="bf16")
+    point, _ = per_point(engine, 3, args.rounds, device)
+    return {
+        "mode": mode,
+        "memory": memory,
+        "surface_seconds": seconds,
+        "point_seconds": point,
+        "moving_bytes": moving,
+    }
+
+
+def run_child(mode: str, argv: list[str]) -> dict[str, Any]:
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.join(os.path.dirname(here), "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, os.path.abspath(__file__), *argv, "--child", mode]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def llm_section(args: argparse.Namespace, argv: list[str]) -> None:
+    model = qwen2(args)
+    params = sum(p.numel() for p in model.parameters())
+    del model
+    print(
+        f"\nQwen2-shaped decoder: hidden {args.hidden}, {args.layers} layers, "
+        f"vocab {args.vocab}, {params / 1e9:.3f} B parameters "
+        f"(bf16: {params * 2 / 2**30:.2f} GiB), {args.sequences}×{args.tokens} tokens, "
+        f"{args.grid}×{args.grid} grid, {args.device}\n"
+    )
+    print(
+        "| mode | moving MiB | host added while evaluating (× param bytes) | (× moving bytes) "
+        "| whole run incl. the fp32 check (× param bytes) | device while evaluating | "
+        "ms per point | surface s |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mode in args.modes.split(","):
+        r = run_child(mode, argv)
+        m = r["memory"]
+        p = m["param_bytes"]
+        added = m["host_peak_bytes"] - m["host_start_bytes"]
+        points = (m["host_points_peak_bytes"] or m["host_peak_bytes"]) - m["host_start_bytes"]
+        device = m["device_points_peak_bytes"]
+        dev = "n/a" if device is None else f"{device / 2**20:,.0f} MiB ({device / p:.2f}×)"
+        print(
+            f"| {mode} | {r['moving_bytes'] / 2**20:,.1f} | {points / 2**20:,.0f} MiB "
+            f"({points / p:.2f}×) | {points / r['moving_bytes']:.2f}× | {added / p:.2f}× | "
+            f"{dev} | {1e3 * r['point_seconds']:,.0f} | {r['surface_seconds']:.1f} |"
+        )
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("section", choices=["suffix", "llm"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--sequences", type=int, default=4)
+    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--width", type=int, default=256, help="suffix: GPT-2 width")
+    p.add_argument("--vocab", type=int, default=None, help="default 2048 (suffix), 151936 (llm)")
+    p.add_argument("--hidden", type=int, default=896)
+    p.add_argument("--intermediate", type=int, default=4864)
+    p.add_argument("--layers", type=int, default=24)
+    p.add_argument("--heads", type=int, default=14)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--grid", type=int, default=3)
+    p.add_argument("--modes", default="all,last block,lora")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.vocab is None:
+        args.vocab = 2048 if args.section == "suffix" else 151936
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
+    torch.set_num_threads(int(os.environ.get("THREADS", torch.get_num_threads())))
+    if args.child:
+        print(json.dumps(child(args.child, args)))
+        return
+    if args.section == "suffix":
+        suffix_section(args)
+    else:
+        llm_section(args, [a for a in argv if a != "--child"])
+
+
+if __name__ == "__main__":
+    main()
