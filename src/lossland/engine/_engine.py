@@ -136,23 +136,7 @@ class Engine:
         # δ and η (P,) each, P = layout.size: the directions in the flat layout
         self.dx = self._flat_direction(directions[0], names)
         self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
-        # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a
-        # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
-        self.low = options.precision == "bf16"
-        net_dtype = network_dtype(options.precision, dtype)
-        # Parameters that do not move and need no cast are shared with the model, not copied.
-        self.net = cast_copy(
-            working_copy(model, names, device=device, dtype=net_dtype), device, net_dtype
-        )
-        if laid_out:
-            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        set_bn_mode(self.net, options.bn)
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)  # (P,) θ(α, β)
-        # (P,): what the network reads (``flat`` itself, or its bf16 copy)
-        self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
-        bind_flat(self.net, self.layout, self.weights)
+        self._build_network(model, names, laid_out)
         # Moving tensors in a suffix of a stack: its prefix is recorded once, then replayed.
         self.suffix = Suffix.find(self.net, names) if _replayable(options, data) else None
         self.plane = None if scheme == "li" else self._plane()
@@ -360,6 +344,28 @@ class Engine:
         if self.state.settle():  # the forward wrote the moving weights
             self._stale = True
         return stats
+
+    def _build_network(self, model: nn.Module, names: list[str], laid_out: bool) -> None:
+        """The working copy the points are evaluated on, its parameters views of ``weights``."""
+        options = self.options
+        device, dtype = options.device, options.dtype
+        # bf16: the grid arithmetic θ(α, β) stays in ``dtype`` (``flat``); the network reads a
+        # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
+        self.low = options.precision == "bf16"
+        net_dtype = network_dtype(options.precision, dtype)
+        # Parameters that do not move and need no cast are shared with the model, not copied.
+        self.net = cast_copy(
+            working_copy(model, names, device=device, dtype=net_dtype), device, net_dtype
+        )
+        if laid_out:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        set_bn_mode(self.net, options.bn)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)  # (P,) θ(α, β)
+        # (P,): what the network reads (``flat`` itself, or its bf16 copy)
+        self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
+        bind_flat(self.net, self.layout, self.weights)
 
     def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
