@@ -1,4 +1,4 @@
-"""The sublevel-set topology (analysis/_topology.py) on grids whose topology is known
+"""The sublevel-set topology (analysis/_topology*.py) on grids whose topology is known
 analytically, against a brute-force reference; then on surfaces: the stored attribute, its
 validation, the summary in ``describe`` and the figures."""
 
@@ -723,7 +723,7 @@ def test_a_huge_grid_is_summarised_on_a_bounded_subgrid(
 ) -> None:
     """Beyond MAX_SWEEP_POINTS (here: patched small) the summary sweeps every s-th point per
     axis, says so, and stores nothing; its numbers are that subgrid's exact topology."""
-    from lossland.analysis import _topology
+    from lossland.analysis import _topology_surface as _topology
 
     monkeypatch.setattr(_topology, "MAX_SWEEP_POINTS", cap)
     s = well_surface()  # 21 × 41 = 861 points

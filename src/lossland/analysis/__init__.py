@@ -41,18 +41,15 @@ from lossland.analysis._robustness import (
     seed_surface,
 )
 from lossland.analysis._summary import describe
-from lossland.analysis._topology import (
+from lossland.analysis._topology import basin_areas, global_basin, most_persistent, topology
+from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology
+from lossland.analysis._topology_surface import (
     BARRIER_SE_ATTR,
-    basin_areas,
-    global_basin,
-    most_persistent,
     paired_errors,
     surface_graph,
     surface_topology,
     sweep_stride,
-    topology,
 )
-from lossland.analysis._topology_schema import BasinArea, Merge, Minimum, Topology
 from lossland.analysis._topology_text import summary_lines, topology_lines
 
 __all__ = [

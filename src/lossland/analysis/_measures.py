@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lossland.analysis._topology import surface_topology, sweep_stride
+from lossland.analysis._topology_surface import surface_topology, sweep_stride
 from lossland.core import recorded_kind
 from lossland.errors import arg
 from lossland.io import TOPOLOGY_ATTR, Surface

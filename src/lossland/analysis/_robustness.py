@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from lossland.analysis._measures import sharpness
-from lossland.analysis._topology import global_basin, surface_graph, surface_topology
+from lossland.analysis._topology import global_basin
+from lossland.analysis._topology_surface import surface_graph, surface_topology
 from lossland.core import printable, progress_bar
 from lossland.errors import LosslandError, arg
 from lossland.io import SeedStack, Surface

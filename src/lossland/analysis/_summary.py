@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossland.analysis._measures import interpolated_among, refine_line
-from lossland.analysis._topology import BARRIER_SE_ATTR
+from lossland.analysis._topology_surface import BARRIER_SE_ATTR
 from lossland.analysis._topology_text import topology_lines
 from lossland.core import FIELDS, memory_text, printable
 from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, TOPOLOGY_ATTR, Surface

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lossland.analysis._measures import from_text
-from lossland.analysis._topology import bounded_topology, paired_errors
 from lossland.analysis._topology_schema import Minimum, Topology
+from lossland.analysis._topology_surface import bounded_topology, paired_errors
 from lossland.io import Surface
 
 
