@@ -18,6 +18,7 @@ from lossland.run._group import (
 from lossland.run._lock import lock_path, run_lock, stale_temporaries
 from lossland.run._options import MemoryFormat, SurfaceOptions
 from lossland.run._planes import plane_request, trajectory_surface
+from lossland.run._recorder import Recorder, RecorderOptions, RecordLogger
 from lossland.run._seeds import check_seed_range
 from lossland.run._settings import RESUME_KEYS, setting_differences, start_or_resume
 from lossland.run._signals import Interrupted, held_signals, signal_number, stop_on_signals
@@ -31,6 +32,9 @@ __all__ = [
     "Interrupted",
     "MemoryFormat",
     "PeerError",
+    "RecordLogger",
+    "Recorder",
+    "RecorderOptions",
     "SurfaceOptions",
     "assign",
     "check_cost",
