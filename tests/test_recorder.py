@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +16,12 @@ from torch import nn
 
 import lossland
 from faultkit import env, wait_for
-from helpers import assert_one_line, torch_threads
+from helpers import assert_one_line, run_cli, torch_threads
 from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import SCALARS, TIMING, Recording, is_recording
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+HAS_FFMPEG = shutil.which("ffmpeg") is not None
 
 
 def tiny() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
@@ -256,3 +258,63 @@ def test_the_budget_skips_records_says_so_and_keeps_the_overhead_down(tmp_path):
     assert sorted([*recording.skipped, *recording.steps.tolist()]) == list(range(7))
     assert "skipped" in rec.summary() and "overhead" in rec.summary()
     assert Recording.load(tmp_path / "r.h5").skipped == recording.skipped
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-D recording of 4 steps with a learning rate, on disk."""
+    with torch_threads(1):
+        model, data = tiny()
+        out = tmp_path_factory.mktemp("rec") / "run.h5"
+        rec = lossland.Recorder(
+            model, data, out=out, every=2, x="-1:1:5", y="-1:1:5", budget=0, trace_probes=2
+        )
+        train(model, data, rec, 6, lr=2.0)
+        rec.close()
+    return out
+
+
+def test_info_describes_a_recording(recorded, capsys):
+    code, out, _ = run_cli(["info", recorded], capsys)
+    assert code == 0
+    assert "recording: 4 steps (0..6), slice 5 × 5 (plane" in out
+    for what in (
+        "λ_max:",
+        "2/η: 1 → 1",
+        "trace:",
+        "slice barrier:",
+        "overhead:",
+        "trajectory: 4 ×",
+    ):
+        assert what in out, what
+
+
+def test_plot_draws_sharpness_over_steps_and_an_animation_that_plays(recorded, tmp_path, capsys):
+    from PIL import Image
+
+    code, out, _ = run_cli(["plot", recorded, "-o", tmp_path], capsys)
+    assert code == 0
+    png, gif = tmp_path / "run_sharpness.png", tmp_path / "run_landscape.gif"
+    assert out.split() == [str(png), str(gif), *([str(gif.with_suffix(".mp4"))] * HAS_FFMPEG)]
+    with Image.open(png) as image:
+        assert image.size[0] > 300
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 4 and animation.info["loop"] == 0
+        frames = []
+        for i in range(animation.n_frames):
+            animation.seek(i)
+            frames.append(np.asarray(animation.convert("RGB")))
+    assert all(f.shape == frames[0].shape for f in frames)
+    assert any(np.any(f != frames[0]) for f in frames[1:])  # the landscape changes over steps
+    before = gif.read_bytes()
+    code, _, err = run_cli(["plot", recorded, "-o", tmp_path], capsys)
+    assert code == 2 and "overwrite" in err
+    assert gif.read_bytes() == before
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="MP4 is written only where ffmpeg exists")
+def test_the_mp4_beside_the_gif_where_ffmpeg_exists(recorded, tmp_path):
+    from lossland.show import write_animation
+
+    files = write_animation(Recording.load(recorded), tmp_path / "a.gif")
+    assert files[1].suffix == ".mp4" and files[1].stat().st_size > 0

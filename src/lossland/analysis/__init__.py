@@ -29,6 +29,7 @@ from lossland.analysis._measures import (
     sharpness,
     with_measures,
 )
+from lossland.analysis._recording_summary import describe_recording
 from lossland.analysis._robustness import (
     mean_and_spread,
     robustness,
@@ -70,6 +71,7 @@ __all__ = [
     "descend",
     "descend_all",
     "describe",
+    "describe_recording",
     "edge_point",
     "global_basin",
     "mean_and_spread",

@@ -12,6 +12,7 @@ from lossland.analysis import (
     Interpolation,
     descend_all,
     describe,
+    describe_recording,
     parse_start,
     surface_grid,
 )
@@ -22,15 +23,17 @@ from lossland.core import FINITE, Bounds, check_needs, descent_needs
 from lossland.io import (
     MAX_STEPS,
     ExportFormat,
+    Recording,
     Surface,
     check_output,
     export,
     export_format,
+    is_recording,
     path_file_kind,
     read_paths,
     write_paths,
 )
-from lossland.show import StyleName, plot, serve, write_viewer
+from lossland.show import StyleName, plot, plot_recording, serve, write_viewer
 
 ImageFormat = Literal["png", "pdf", "svg"]
 
@@ -43,6 +46,9 @@ class InfoArgs:
 
 
 def info(args: InfoArgs) -> int:
+    if is_recording(args.file):
+        say(describe_recording(Recording.load(args.file)))
+        return 0
     surface = Surface.load(args.file)
     say("\n".join([describe(surface), *seed_lines(surface)]))
     return 0
@@ -85,6 +91,10 @@ class PlotArgs:
 
 
 def plot_files(args: PlotArgs) -> int:
+    if is_recording(args.file):  # λ_max over the steps, the slice's animation
+        for file in plot_recording(args.file, args.out, overwrite=args.overwrite):
+            say(shown(file))
+        return 0
     paths = [p for file in args.path for p in read_paths(file)]
     files = plot(
         args.file,

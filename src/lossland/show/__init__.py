@@ -55,6 +55,7 @@ from lossland.show._plotter import (
     plot,
     seeds_figure,
 )
+from lossland.show._recording_figures import plot_recording, sharpness_figure, write_animation
 from lossland.show._scales import axis_labels, loss_values
 from lossland.show._spectrum_figure import density_figure, save_density_figure
 from lossland.show._style import PlotStyle, StyleName
@@ -92,12 +93,15 @@ __all__ = [
     "make_server",
     "page_data",
     "plot",
+    "plot_recording",
     "robustness",  # moved: P4 removes
     "save_density_figure",
     "seeds_figure",
     "serve",
+    "sharpness_figure",
     "summary_html",
     "topology_lines",  # moved: P4 removes
     "with_figures",  # moved: P4 removes
+    "write_animation",
     "write_viewer",
 ]
