@@ -8,7 +8,7 @@ contract), a 1-D slice and its sharpness every ``--every`` steps into one record
 size; this script then draws λ_max over the steps against 2/η and prints the plateau.
 
     cd examples && python edge_of_stability.py                  # η = 2/30 and 2/40
-    python edge_of_stability.py --steps 1000 --samples 2000 --lrs 0.0667 0.05
+    python edge_of_stability.py --steps 800 --samples 2000 --lrs 0.0667 0.05
 
 Writes ``eos/eos_lr<η>.h5`` (``lossland info``, ``plot`` and ``view`` read them) and
 ``eos/edge_of_stability.png``. Fashion-MNIST comes from $LOSSLAND_DATA (or lossland's cache).
@@ -65,7 +65,7 @@ def run(lr: float, data: tuple[torch.Tensor, torch.Tensor], args: argparse.Names
     started = time.perf_counter()
     for step in range(args.steps + 1):
         values = rec.step(step)
-        if values is not None and step % (args.every * 10) == 0:
+        if values is not None and step % (args.every * 5) == 0:
             print(
                 f"η={lr:g} step {step:5d}  loss {values['centre_loss']:.4f}  "
                 f"λ_max {values['lambda_max']:.2f}  (2/η = {2 / lr:.1f})",
@@ -118,11 +118,11 @@ def figure(files: dict[float, Path], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lrs", type=float, nargs="+", default=[2 / 30, 2 / 40])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--width", type=int, default=100)
-    parser.add_argument("--every", type=int, default=20)
-    parser.add_argument("--lanczos", type=int, default=20, help="Lanczos iterations per record")
+    parser.add_argument("--every", type=int, default=40)
+    parser.add_argument("--lanczos", type=int, default=12, help="Lanczos iterations per record")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("eos"))

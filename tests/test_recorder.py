@@ -318,3 +318,27 @@ def test_the_mp4_beside_the_gif_where_ffmpeg_exists(recorded, tmp_path):
 
     files = write_animation(Recording.load(recorded), tmp_path / "a.gif")
     assert files[1].suffix == ".mp4" and files[1].stat().st_size > 0
+
+
+def test_view_writes_the_step_slider_page_and_refuses_lines(recorded, tmp_path, capsys):
+    page = tmp_path / "run.html"
+    code, out, _ = run_cli(["view", recorded, "-o", page], capsys)
+    assert code == 0 and out.strip() == str(page)
+    text = page.read_text()
+    assert '"steps":[{"step":0' in text and '"step_index":3' in text
+    recording = Recording.load(recorded)
+    assert recording.paths is not None and recording.paths.shape == (4, 4, 2)
+    for k in range(4):  # the run so far on each step's plane, θ_t at its origin
+        assert np.isfinite(recording.paths[k, : k + 1]).all()
+        assert np.isnan(recording.paths[k, k + 1 :]).all()
+        np.testing.assert_allclose(recording.paths[k, k], 0.0, atol=1e-12)
+    assert np.any(np.abs(recording.paths[3, :3]) > 0)
+    model, data = tiny()
+    line = tmp_path / "line.h5"
+    rec = lossland.Recorder(model, data, out=line, every=1, budget=0, hessian_iterations=0)
+    train(model, data, rec, 1)
+    rec.close()
+    code, _, err = run_cli(["view", line, "-o", tmp_path / "line.html"], capsys)
+    assert code == 2 and "lines" in err and "lossland plot" in err
+    assert_one_line(err)
+    assert not (tmp_path / "line.html").exists()

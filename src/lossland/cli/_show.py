@@ -33,7 +33,14 @@ from lossland.io import (
     read_paths,
     write_paths,
 )
-from lossland.show import StyleName, plot, plot_recording, serve, write_viewer
+from lossland.show import (
+    StyleName,
+    plot,
+    plot_recording,
+    serve,
+    write_recording_viewer,
+    write_viewer,
+)
 
 ImageFormat = Literal["png", "pdf", "svg"]
 
@@ -216,12 +223,17 @@ class ViewArgs:
 def view(args: ViewArgs) -> int:
     out = args.out or args.file.with_suffix(".html")
     check_output(out, overwrite=args.overwrite, inputs=[args.file, *args.path])  # before any work
-    surface = Surface.load(args.file)
-    found = [p for file in args.path for p in read_paths(file)]
     title = args.title or f"lossland: {args.file.name}"
-    written = write_viewer(
-        surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite
-    )
+    if is_recording(args.file):  # a step slider over the recorded slices
+        written = write_recording_viewer(
+            Recording.load(args.file), out, title=title, log=args.log, overwrite=args.overwrite
+        )
+    else:
+        surface = Surface.load(args.file)
+        found = [p for file in args.path for p in read_paths(file)]
+        written = write_viewer(
+            surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite
+        )
     say(shown(written))
     if args.serve:
         serve(

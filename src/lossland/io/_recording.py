@@ -8,6 +8,9 @@ One HDF5 file with a leading step axis (``lossland.Recorder`` writes it):
 * ``scalars/<name>`` (S,) float64, one per row of :data:`SCALARS` (NaN: not measured);
 * ``weights`` (S, P) float32, optional: the moving weights at each record (the trajectory,
   from which the run's PCA plane is computed at the end);
+* ``paths`` (S, S, 2), with weights and a plane: row t holds the weights of records 0..t
+  projected onto the plane of record t (θ_t at the origin; NaN after t), the run so far as
+  the viewer draws it at that step;
 * attributes ``format`` = ``lossland-recording``, ``format_version`` and ``settings`` (JSON:
   what the recorder was asked for; a resumed recorder must ask the same), ``skipped`` (JSON:
   the steps not recorded because the overhead budget was spent).
@@ -80,6 +83,7 @@ class Recording:
     weights: np.ndarray | None = None  # (S, P) float32
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     skipped: tuple[int, ...] = ()  # steps not recorded: the overhead budget was spent
+    paths: np.ndarray | None = None  # (S, S, 2): see the module docstring
 
     @classmethod
     def empty(
@@ -119,13 +123,24 @@ class Recording:
         if self.weights is not None and weights is not None:
             stacked = np.concatenate([self.weights, weights[None].astype(np.float32)])
         return dataclasses.replace(
-            self,
+            self._with_path(surface.trajectories.get("run")),
             steps=np.append(self.steps, np.int64(step)),
             loss=np.concatenate([self.loss, surface.loss[None]]),
             acc=np.concatenate([self.acc, surface.acc[None]]),
             scalars={n: np.append(self.scalars[n], row[n]) for n in SCALARS},
             weights=stacked,
         )
+
+    def _with_path(self, path: np.ndarray | None) -> Recording:
+        """``paths`` grown by one row and column for the record being appended."""
+        if path is None or (self.paths is None and len(self.steps)):
+            return self
+        count = len(self.steps) + 1
+        grown = np.full((count, count, 2), np.nan)
+        if self.paths is not None:
+            grown[: count - 1, : count - 1] = self.paths
+        grown[count - 1, : len(path)] = path
+        return dataclasses.replace(self, paths=grown)
 
     def before(self, step: int) -> Recording:
         """The records at steps before ``step`` (a resumed run replays the steps after its
@@ -138,6 +153,7 @@ class Recording:
             acc=self.acc[keep],
             scalars={n: v[keep] for n, v in self.scalars.items()},
             weights=None if self.weights is None else self.weights[keep],
+            paths=None if self.paths is None else self.paths[keep][:, keep],
             skipped=tuple(s for s in self.skipped if s < step),
         )
 
@@ -185,6 +201,8 @@ class Recording:
                 dataset(f"scalars/{name}", self.scalars[name].astype(np.float64))
             if self.weights is not None:
                 dataset("weights", self.weights.astype(np.float32))
+            if self.paths is not None:
+                dataset("paths", self.paths.astype(np.float64))
             f.attrs["format"] = RECORDING_FORMAT
             f.attrs["format_version"] = RECORDING_VERSION
             f.attrs["settings"] = json.dumps(
@@ -239,6 +257,9 @@ def _read(f: Any, fail: Any) -> Recording:
         weights = check_array(f["weights"], "weights", fail, ndim=2, numeric=False)
         if weights.shape[0] != count or weights.dtype.kind != "f":
             raise fail(f"has weights shaped {weights.shape}, expected ({count}, P) floats")
+    paths = None
+    if "paths" in f:
+        paths = check_array(f["paths"], "paths", fail, shape=(count, count, 2))
     settings = parse_json(f.attrs.get("settings", "{}"), fail, what="settings")
     skipped = parse_json(f.attrs.get("skipped", "[]"), fail, what="skipped")
     if not is_object(settings):
@@ -257,6 +278,7 @@ def _read(f: Any, fail: Any) -> Recording:
         weights=None if weights is None else weights.astype(np.float32),
         settings=settings,
         skipped=tuple(skipped),
+        paths=paths,
     )
 
 

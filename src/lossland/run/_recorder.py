@@ -37,7 +37,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -264,7 +264,7 @@ class Recorder:
         self, lr: float | None
     ) -> tuple[dict[str, float | None], Surface, np.ndarray | None]:
         current = {n: p.detach() for n, p in self.model.named_parameters() if n in self.names}
-        slice_ = self._slice(current)
+        slice_, directions = self._slice(current)
         values: dict[str, float | None] = dict.fromkeys(SCALARS)
         found = sharpness(slice_)
         if found is not None:
@@ -276,9 +276,27 @@ class Recorder:
         flat = torch.cat([t.reshape(-1).to("cpu", torch.float32) for t in current.values()])
         values["weight_norm"] = float(torch.linalg.vector_norm(flat.double()))
         values["lr"] = lr
+        if self.options.trajectory and directions.y is not None:
+            slice_ = replace(slice_, trajectories={"run": self._path(directions, flat)})
         return values, slice_, flat.numpy() if self.options.trajectory else None
 
-    def _slice(self, current: Mapping[str, torch.Tensor]) -> Surface:
+    def _path(self, directions: Directions, flat: torch.Tensor) -> np.ndarray:
+        """(S + 1, 2): the recorded weights so far and θ_t, projected by least squares onto
+        the plane of this record (θ_t at the origin)."""
+        assert directions.y is not None
+        basis = torch.stack(
+            [
+                torch.cat([d[n].reshape(-1) for n in self.names])
+                for d in (directions.x, directions.y)
+            ]
+        ).double()  # (2, P)
+        past = self.recording.weights
+        points = torch.from_numpy(past).double() if past is not None else torch.zeros(0)
+        deltas = torch.cat([points.reshape(-1, flat.numel()), flat[None].double()]) - flat.double()
+        coords: np.ndarray = torch.linalg.lstsq(basis.T, deltas.T).solution.T.numpy()
+        return coords  # (S + 1, 2)
+
+    def _slice(self, current: Mapping[str, torch.Tensor]) -> tuple[Surface, Directions]:
         o = self.options
 
         def normalized(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -303,7 +321,7 @@ class Recorder:
             batch_size=o.batch_size,
             device=o.device or self._device(),
             progress=False,
-        )
+        ), directions
 
     def _device(self) -> str:
         first = next(self.model.parameters(), None)

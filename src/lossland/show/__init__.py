@@ -66,6 +66,7 @@ from lossland.show.viewer import (
     serve,
     write_viewer,
 )
+from lossland.show.viewer._steps import write_recording_viewer
 
 
 # moved: P4 removes (run saves itself, after with_measures)
@@ -103,5 +104,6 @@ __all__ = [
     "topology_lines",  # moved: P4 removes
     "with_figures",  # moved: P4 removes
     "write_animation",
+    "write_recording_viewer",
     "write_viewer",
 ]
