@@ -342,3 +342,23 @@ def test_view_writes_the_step_slider_page_and_refuses_lines(recorded, tmp_path, 
     assert code == 2 and "lines" in err and "lossland plot" in err
     assert_one_line(err)
     assert not (tmp_path / "line.html").exists()
+
+
+def test_the_runs_pca_plane_from_the_recorded_trajectory(tmp_path):
+    model, data = tiny()
+    rec = lossland.Recorder(model, data, out=tmp_path / "r.h5", every=2, budget=0)
+    train(model, data, rec, 8)
+    plane = rec.pca_directions()
+    assert plane.kind == "pca" and plane.y is not None
+    ratio = plane.info["explained_variance_ratio"]
+    assert 0 < ratio[1] <= ratio[0] <= 1
+    flat = [torch.cat([d[n].reshape(-1) for n in rec.names]) for d in (plane.x, plane.y)]
+    assert float(flat[0] @ flat[1]) == pytest.approx(0.0, abs=1e-5)  # orthonormal
+    assert float(flat[0].norm()) == pytest.approx(1.0, rel=1e-5)
+    landscape = lossland.surface(model, data, directions=plane, x="-1:1:3", y="-1:1:3")
+    assert np.isfinite(landscape.loss).all()
+    rec.close()
+    bare = lossland.Recorder(model, data, out=tmp_path / "b.h5", trajectory=False, budget=0)
+    with pytest.raises(LosslandError, match="trajectory") as caught:
+        bare.pca_directions()
+    assert_one_line(str(caught.value))

@@ -65,6 +65,7 @@ from lossland.directions import (
     hutchinson,
     lanczos,
     normalize_,
+    pca_directions,
     random_directions,
 )
 from lossland.engine import Evaluator, LossFn
@@ -358,6 +359,27 @@ class Recorder:
         return out
 
     # --- the end ---
+
+    def pca_directions(self) -> Directions:
+        """The run's PCA plane: the first two principal components of the recorded weights
+        around the model's current weights (:func:`lossland.pca_directions`), for
+        ``lossland.surface(model, data, directions=...)``; needs ``trajectory`` and at least
+        three records."""
+        weights = self.recording.weights
+        if weights is None:
+            raise LosslandError(f"the recorder kept no weights: pass {arg('trajectory')}=True")
+        params = dict(self.model.named_parameters())
+        final = {n: params[n].detach().to("cpu") for n in self.names}
+        sizes = [final[n].numel() for n in self.names]
+
+        def state(row: np.ndarray) -> dict[str, torch.Tensor]:
+            parts = torch.split(torch.from_numpy(row), sizes)
+            return {
+                n: t.view(final[n].shape).to(final[n].dtype)
+                for n, t in zip(self.names, parts, strict=True)
+            }
+
+        return pca_directions(final, [state(row) for row in weights], names=self.names)
 
     def summary(self) -> str:
         """One line: records, skipped steps and the measured overhead."""
