@@ -209,6 +209,8 @@ def test_a_recorder_on_another_runs_file_or_another_file_is_refused(tmp_path):
         ({"every": 3}, "every"),
         ({"x": "-2:2:5"}, "x"),
         ({"seed": 1}, "seed"),
+        ({"trajectory": False}, "trajectory"),
+        ({"y": "-1:1:3"}, "y"),
     ]
     for keywords, named in cases:
         with pytest.raises(LosslandError, match=named) as caught:

@@ -109,7 +109,17 @@ class RecorderOptions:
 
 
 # What must match for a recorder to resume a file (budget and device do not change values).
-_SAME = ("every", "x", "y", "seed", "norm", "ignore", "hessian_iterations", "trace_probes")
+_SAME = (
+    "every",
+    "x",
+    "y",
+    "seed",
+    "norm",
+    "ignore",
+    "hessian_iterations",
+    "trace_probes",
+    "trajectory",
+)
 
 
 class RecordLogger(Protocol):
