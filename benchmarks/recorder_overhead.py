@@ -6,7 +6,7 @@ budget off (every chosen step recorded); the evaluation set is 256 training imag
 demo's. Prints the wall times, the overhead each way (wall-clock difference, and the recorder's
 own measurement) and how many records were made or skipped.
 
-    python benchmarks/recorder_overhead.py [--steps 300 --every 10 --threads 2]
+    python benchmarks/recorder_overhead.py [--steps 100 --every 10 --threads 2]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, folder: Path, budget: float | None) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

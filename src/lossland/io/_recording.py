@@ -84,6 +84,7 @@ class Recording:
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     skipped: tuple[int, ...] = ()  # steps not recorded: the overhead budget was spent
     paths: np.ndarray | None = None  # (S, S, 2): see the module docstring
+    tail_seconds: float = 0.0  # training time after the last record (saved at close)
 
     @classmethod
     def empty(
@@ -155,6 +156,7 @@ class Recording:
             weights=None if self.weights is None else self.weights[keep],
             paths=None if self.paths is None else self.paths[keep][:, keep],
             skipped=tuple(s for s in self.skipped if s < step),
+            tail_seconds=0.0,
         )
 
     def with_skipped(self, step: int) -> Recording:
@@ -169,7 +171,7 @@ class Recording:
 
     def overhead(self) -> float | None:
         """Recording time over training time, or None before any training was timed."""
-        train = float(np.nansum(self.scalars["train_seconds"]))
+        train = float(np.nansum(self.scalars["train_seconds"])) + self.tail_seconds
         record = float(np.nansum(self.scalars["record_seconds"]))
         return record / train if train > 0 else None
 
@@ -209,6 +211,7 @@ class Recording:
                 dict(self.settings), sort_keys=True, default=json_default
             )
             f.attrs["skipped"] = json.dumps(list(self.skipped))
+            f.attrs["tail_seconds"] = float(self.tail_seconds)
         return buffer.getvalue()
 
     @classmethod
@@ -262,6 +265,9 @@ def _read(f: Any, fail: Any) -> Recording:
         paths = check_array(f["paths"], "paths", fail, shape=(count, count, 2))
     settings = parse_json(f.attrs.get("settings", "{}"), fail, what="settings")
     skipped = parse_json(f.attrs.get("skipped", "[]"), fail, what="skipped")
+    tail = f.attrs.get("tail_seconds", 0.0)
+    if not isinstance(tail, (float, np.floating)) or not 0 <= float(tail) < float("inf"):
+        raise fail(f"has tail_seconds {tail!r}, not a number of seconds")
     if not is_object(settings):
         raise fail("has settings that are not a JSON object")
     if not isinstance(skipped, list) or not all(
@@ -279,6 +285,7 @@ def _read(f: Any, fail: Any) -> Recording:
         settings=settings,
         skipped=tuple(skipped),
         paths=paths,
+        tail_seconds=float(tail),
     )
 
 

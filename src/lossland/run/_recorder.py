@@ -20,8 +20,9 @@ it records, around the current weights θ_t:
 
 **Overhead.** The time between ``step()`` calls is training, the time inside a record is
 overhead; with ``budget`` (default 0.1) a record is skipped when it would take the overhead
-past that fraction of the training time so far (the first record always runs), and the
-skipped steps are stored in the file and warned about once.
+past that fraction of the training time so far (the first record always runs: it measures
+what a record costs; on a run too short for it, the summary shows the overhead above
+budget), and the skipped steps are stored in the file and warned about once.
 
 **Crash safety and resuming.** Each record rewrites the file atomically. A recorder opened on
 its own file (same settings) resumes it: the first ``step(s)`` drops the records at steps ≥ s
@@ -242,7 +243,9 @@ class Recorder:
         values, slice_, weights = self._measure(lr)
         values["train_seconds"] = self._pending_train
         values["record_seconds"] = time.perf_counter() - started + self._carry
-        self.recording = self.recording.appended(step, slice_, values, weights)
+        self.recording = replace(
+            self.recording.appended(step, slice_, values, weights), tail_seconds=0.0
+        )
         saving = time.perf_counter()
         self.recording.save(self.out)
         for logger in self.loggers:
@@ -392,15 +395,18 @@ class Recorder:
         return pca_directions(final, [state(row) for row in weights], names=self.names)
 
     def summary(self) -> str:
-        """One line: records, skipped steps and the measured overhead."""
-        rec = self.recording
+        """One line: records, skipped steps and the measured overhead (the training since the
+        last record included)."""
+        rec = replace(self.recording, tail_seconds=self._pending_train)
         overhead = rec.overhead()
         shown = "not measured yet" if overhead is None else f"{overhead:.1%} of the training time"
         skipped = f", {len(rec.skipped)} skipped (budget)" if rec.skipped else ""
         return f"recorded {len(rec)} steps into {self.out}{skipped}; overhead {shown}"
 
     def close(self) -> Recording:
-        """Save (with the skipped steps) and close the loggers; returns the recording."""
+        """Save (with the skipped steps and the training time since the last record) and
+        close the loggers; returns the recording."""
+        self.recording = replace(self.recording, tail_seconds=self._pending_train)
         self.recording.save(self.out)
         for logger in self.loggers:
             logger.close()
