@@ -57,22 +57,29 @@ def events(folder: Path) -> object:
     return found
 
 
-def fit(tmp_path: Path, callback: object, steps: int) -> None:
+def fit(
+    tmp_path: Path,
+    callback: object,
+    steps: int,
+    *,
+    checkpoints: object = None,
+    resume: str | None = None,
+) -> None:
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data()), batch_size=8)
     trainer = lightning.Trainer(
         max_steps=steps,
         accelerator="cpu",
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoints is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
-        callbacks=[callback],
+        callbacks=[callback] if checkpoints is None else [callback, checkpoints],
     )
     with warnings.catch_warnings():  # Lightning's advice on workers and on small data sets
         warnings.filterwarnings("ignore", module="lightning")
         warnings.filterwarnings("ignore", message=".*num_workers.*")
-        trainer.fit(Tiny(), loader)
+        trainer.fit(Tiny(), loader, ckpt_path=resume)
 
 
 def test_lightning_callback_records_and_logs_to_tensorboard(tmp_path):
@@ -195,3 +202,31 @@ def test_a_missing_library_is_one_line_naming_the_extra(monkeypatch, name, modul
     with pytest.raises(LosslandError, match=rf"lossland\[{extra}\]") as caught:
         getattr(integrations, name)()
     assert_one_line(str(caught.value))
+
+
+def test_a_lightning_fit_resumed_from_its_checkpoint_records_the_uninterrupted_file(tmp_path):
+    from lossland.integrations import LightningCallback
+
+    whole = tmp_path / "whole.h5"
+    fit(tmp_path / "a", LightningCallback(data(), out=whole, every=2, budget=0), 8)
+    out = tmp_path / "resumed.h5"
+    saver = lightning.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1
+    )
+    fit(tmp_path / "b", LightningCallback(data(), out=out, every=2, budget=0), 7, checkpoints=saver)
+    assert Recording.load(out).steps.tolist() == [0, 2, 4, 6]
+    # at an epoch's end (4 batches of 8): a plain DataLoader resumes at an epoch's start
+    last = sorted((tmp_path / "ckpt").glob("*step=4*.ckpt"))
+    assert last, list((tmp_path / "ckpt").iterdir())
+    # the fit stopped after step 7; it resumes from its step-4 checkpoint: 4 and 6 are replayed
+    fit(
+        tmp_path / "b",
+        LightningCallback(data(), out=out, every=2, budget=0),
+        8,
+        resume=str(last[0]),
+    )
+    a, b = Recording.load(out), Recording.load(whole)
+    assert a.steps.tolist() == [0, 2, 4, 6, 8]
+    np.testing.assert_array_equal(a.steps, b.steps)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
+    np.testing.assert_allclose(a.scalars["lambda_max"], b.scalars["lambda_max"], rtol=1e-5)

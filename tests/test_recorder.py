@@ -364,3 +364,35 @@ def test_the_runs_pca_plane_from_the_recorded_trajectory(tmp_path):
     with pytest.raises(LosslandError, match="trajectory") as caught:
         bare.pca_directions()
     assert_one_line(str(caught.value))
+
+
+def test_a_resumed_recorder_replaces_what_came_after_the_restart(tmp_path):
+    """The records at and after the first step of a resumed run belong to the stopped run:
+    they are dropped and recorded again from the run that continues (here it trains
+    differently, so the old records would be wrong)."""
+    model, data = tiny()
+    out = tmp_path / "r.h5"
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    rec = lossland.Recorder(model, data, out=out, every=2, budget=0)
+    saved = None
+    for step in range(7):
+        rec.step(step)
+        if step == 2:
+            saved = {k: v.clone() for k, v in model.state_dict().items()}
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(data[0]), data[1]).backward()
+        opt.step()
+    old = Recording.load(out)  # records 0, 2, 4, 6; killed without close()
+    assert old.steps.tolist() == [0, 2, 4, 6]
+    model.load_state_dict(saved)  # the run restarts from its step-2 checkpoint
+    again = lossland.Recorder(model, data, out=out, every=2, budget=0)
+    opt = torch.optim.SGD(model.parameters(), lr=2.0)  # the continuing run differs
+    for step in range(2, 7):
+        again.step(step)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(data[0]), data[1]).backward()
+        opt.step()
+    new = again.close()
+    assert new.steps.tolist() == [0, 2, 4, 6]
+    np.testing.assert_array_equal(new.loss[:2], old.loss[:2])
+    assert not np.allclose(new.loss[2:], old.loss[2:])
