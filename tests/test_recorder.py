@@ -328,6 +328,8 @@ def test_view_writes_the_step_slider_page_and_refuses_lines(recorded, tmp_path, 
     assert code == 0 and out.strip() == str(page)
     text = page.read_text()
     assert '"steps":[{"step":0' in text and '"step_index":3' in text
+    code, _, err = run_cli(["view", recorded, "-o", tmp_path / "p.html", "--path", page], capsys)
+    assert code == 2 and "--path" in err and not (tmp_path / "p.html").exists()
     recording = Recording.load(recorded)
     assert recording.paths is not None and recording.paths.shape == (4, 4, 2)
     for k in range(4):  # the run so far on each step's plane, θ_t at its origin

@@ -20,6 +20,7 @@ from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
 from lossland.cli._output import say, shown
 from lossland.core import FINITE, Bounds, check_needs, descent_needs
+from lossland.errors import LosslandError
 from lossland.io import (
     MAX_STEPS,
     ExportFormat,
@@ -49,7 +50,7 @@ ImageFormat = Literal["png", "pdf", "svg"]
 class InfoArgs:
     """Print a surface file's settings and its min/max/argmin."""
 
-    file: Path = flag(doc="surface file", positional=True)
+    file: Path = flag(doc="surface file, or a recording (lossland.Recorder)", positional=True)
 
 
 def info(args: InfoArgs) -> int:
@@ -65,7 +66,7 @@ def info(args: InfoArgs) -> int:
 class PlotArgs:
     """Write contour, filled-contour, heat-map, 3-D and topology figures of a surface."""
 
-    file: Path = flag(doc="surface file", positional=True)
+    file: Path = flag(doc="surface file, or a recording (lossland.Recorder)", positional=True)
     out: Path | None = flag(None, short="-o", doc="output folder (default: beside the file)")
     style: StyleName | None = flag(
         None,
@@ -209,7 +210,7 @@ def paths(args: PathArgs) -> int:
 class ViewArgs:
     """Write an interactive, self-contained HTML viewer of a surface (works offline)."""
 
-    file: Path = flag(doc="surface file", positional=True)
+    file: Path = flag(doc="surface file, or a recording (lossland.Recorder)", positional=True)
     out: Path | None = flag(None, short="-o", doc="HTML page (default: <file>.html beside it)")
     path: list[Path] = flag([], doc="also draw a path file from lossland path", repeat=True)
     title: str | None = flag(None, doc="page title (default: the surface file's name)")
@@ -225,6 +226,10 @@ def view(args: ViewArgs) -> int:
     check_output(out, overwrite=args.overwrite, inputs=[args.file, *args.path])  # before any work
     title = args.title or f"lossland: {args.file.name}"
     if is_recording(args.file):  # a step slider over the recorded slices
+        if args.path:
+            raise LosslandError(
+                "a recording's page draws the run's own path at each step: drop --path"
+            )
         written = write_recording_viewer(
             Recording.load(args.file), out, title=title, log=args.log, overwrite=args.overwrite
         )
