@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from lossland.analysis import descend
-from lossland.io import Surface
-from lossland.show import write_viewer
+from lossland.io import SCALARS, Recording, Surface
+from lossland.show import write_recording_viewer, write_viewer
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -212,4 +212,69 @@ def test_inline_frame_runs_the_viewer(tmp_path: Path) -> None:
         frame.locator("body[data-ready='1']").wait_for(timeout=30_000)
         assert frame.locator("#contour .contour").count() > 0
         assert frame.locator("#title").inner_text() == "inline"
+    assert problems == []
+
+
+def recording() -> Recording:
+    """Four steps of a bowl that sharpens and moves, with the run so far on each plane."""
+    x = np.linspace(-1.0, 1.0, 21)
+    gx, gy = np.meshgrid(x, x)
+    count = 4
+    loss = np.stack([0.2 + (1 + k) * gx**2 + 0.5 * gy**2 + 0.1 * k * gx for k in range(count)])
+    paths = np.full((count, count, 2), np.nan)
+    for k in range(count):  # earlier records lead to the origin of step k's plane
+        paths[k, : k + 1] = [[0.1 * (k - s), -0.05 * (k - s)] for s in range(k + 1)]
+    scalars = {name: np.full(count, np.nan) for name in SCALARS}
+    scalars["lambda_max"] = 2.0 * (1 + np.arange(count))
+    return Recording(
+        x=x,
+        y=x,
+        steps=np.array([0, 10, 20, 30]),
+        loss=loss,
+        acc=np.full(loss.shape, 50.0),
+        scalars=scalars,
+        paths=paths,
+    )
+
+
+def test_recording_viewer_step_slider_changes_surface_point_and_trajectory(tmp_path):
+    page_file = write_recording_viewer(recording(), tmp_path / "rec.html", title="recording")
+
+    def drawn(page: Any) -> Any:
+        return page.evaluate(
+            "(() => { const d = document.getElementById('contour').data;"
+            " const c = d.find(t => t.type === 'contour');"
+            " const run = d.find(t => t.name === 'trajectory run so far');"
+            " const now = d.find(t => (t.name || '').startsWith('weights at step'));"
+            " return {z: c.z[10][15], run: run ? run.x.length : 0, now: now.name,"
+            " label: document.getElementById('step-value').textContent}; })()"
+        )
+
+    with browser_page(1400, 1000) as (page, problems):
+        page.goto(page_file.as_uri())
+        page.wait_for_function(
+            "window.losslandViewer && window.losslandViewer.ready", timeout=30_000
+        )
+        assert page.locator("#step").is_visible()
+        assert not page.locator("#seed").is_visible()  # one seed: its control stays hidden
+        last = drawn(page)  # the last step first: its surface, 4 records, its weights
+        assert last["run"] == 4 and last["now"] == "weights at step 30"
+        assert last["label"].startswith("30") and "8" in last["label"]
+        seen = [last["z"]]
+        for index, step in ((0, 0), (2, 20)):
+            page.eval_on_selector(
+                "#step",
+                f"e => {{ e.value = '{index}'; "
+                "e.dispatchEvent(new Event('input', {bubbles: true})); }",
+            )
+            now = drawn(page)
+            assert now["now"] == f"weights at step {step}"
+            assert now["run"] == index + 1  # the trajectory so far
+            assert now["label"].startswith(str(step))
+            seen.append(now["z"])
+        # the contour's value at x = 0.5, y = 0 follows the step's surface
+        expected = [0.2 + (1 + k) * 0.25 + 0.05 * k for k in (3, 0, 2)]
+        assert seen == pytest.approx(expected)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer_steps.png"), full_page=True)
     assert problems == []

@@ -24,6 +24,10 @@ ALLOWED = {
     "show": {"base", "core", "io", "analysis", "show"},
     "compare": {"base", "core", "io", "engine", "compare"},
     "run": {"base", "core", "io", "engine", "directions", "zoo", "analysis", "show", "run"},
+    "integrations": {
+        *("base", "core", "io", "engine", "directions", "zoo"),
+        *("analysis", "show", "run", "integrations"),
+    },
     "cli": {
         *("base", "core", "io", "engine", "directions", "zoo"),
         *("analysis", "show", "run", "compare", "cli"),

@@ -44,6 +44,7 @@ from lossland.engine import Evaluator
 from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import (
     ModelSpec,
+    Recording,
     Surface,
     export,
     load_checkpoint,
@@ -52,7 +53,13 @@ from lossland.io import (
     save_checkpoint,
     write_paths,
 )
-from lossland.run import SurfaceOptions, surface, trajectory_surface
+from lossland.run import (
+    Recorder,
+    RecorderOptions,
+    SurfaceOptions,
+    surface,
+    trajectory_surface,
+)
 from lossland.show import PlotStyle, plot
 from lossland.show import write_viewer as view
 from lossland.zoo import (
@@ -98,6 +105,9 @@ __all__ = [
     "Permutation",
     "Plane",
     "PlotStyle",
+    "Recorder",
+    "RecorderOptions",
+    "Recording",
     "Surface",
     "SurfaceOptions",
     "TrainOptions",

@@ -32,6 +32,7 @@ from lossland.analysis._measures import (
     sharpness,
     with_measures,
 )
+from lossland.analysis._recording_summary import describe_recording
 from lossland.analysis._robustness import (
     mean_and_spread,
     robustness,
@@ -74,6 +75,7 @@ __all__ = [
     "descend",
     "descend_all",
     "describe",
+    "describe_recording",
     "edge_point",
     "from_text",
     "global_basin",

@@ -12,6 +12,7 @@ from lossland.analysis import (
     Interpolation,
     descend_all,
     describe,
+    describe_recording,
     parse_start,
     seed_surface,
     surface_grid,
@@ -21,18 +22,28 @@ from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
 from lossland.cli._output import say, shown
 from lossland.core import FINITE, Bounds, check_needs, descent_needs
+from lossland.errors import LosslandError
 from lossland.io import (
     MAX_STEPS,
     ExportFormat,
+    Recording,
     Surface,
     check_output,
     export,
     export_format,
+    is_recording,
     path_file_kind,
     read_paths,
     write_paths,
 )
-from lossland.show import StyleName, plot, serve, write_viewer
+from lossland.show import (
+    StyleName,
+    plot,
+    plot_recording,
+    serve,
+    write_recording_viewer,
+    write_viewer,
+)
 
 ImageFormat = Literal["png", "pdf", "svg"]
 
@@ -41,10 +52,13 @@ ImageFormat = Literal["png", "pdf", "svg"]
 class InfoArgs:
     """Print a surface file's settings and its min/max/argmin."""
 
-    file: Path = flag(doc="surface file", positional=True)
+    file: Path = flag(doc="surface file, or a recording (lossland.Recorder)", positional=True)
 
 
 def info(args: InfoArgs) -> int:
+    if is_recording(args.file):
+        say(describe_recording(Recording.load(args.file)))
+        return 0
     surface = Surface.load(args.file)
     say("\n".join([describe(surface), *seed_lines(surface), *_seed_basins(surface)]))
     return 0
@@ -66,7 +80,7 @@ def _seed_basins(surface: Surface) -> list[str]:
 class PlotArgs:
     """Write contour, filled-contour, heat-map, 3-D and topology figures of a surface."""
 
-    file: Path = flag(doc="surface file", positional=True)
+    file: Path = flag(doc="surface file, or a recording (lossland.Recorder)", positional=True)
     out: Path | None = flag(None, short="-o", doc="output folder (default: beside the file)")
     style: StyleName | None = flag(
         None,
@@ -99,6 +113,10 @@ class PlotArgs:
 
 
 def plot_files(args: PlotArgs) -> int:
+    if is_recording(args.file):  # λ_max over the steps, the slice's animation
+        for file in plot_recording(args.file, args.out, overwrite=args.overwrite):
+            say(shown(file))
+        return 0
     paths = [p for file in args.path for p in read_paths(file)]
     files = plot(
         args.file,
@@ -206,7 +224,7 @@ def paths(args: PathArgs) -> int:
 class ViewArgs:
     """Write an interactive, self-contained HTML viewer of a surface (works offline)."""
 
-    file: Path = flag(doc="surface file", positional=True)
+    file: Path = flag(doc="surface file, or a recording (lossland.Recorder)", positional=True)
     out: Path | None = flag(None, short="-o", doc="HTML page (default: <file>.html beside it)")
     path: list[Path] = flag([], doc="also draw a path file from lossland path", repeat=True)
     title: str | None = flag(None, doc="page title (default: the surface file's name)")
@@ -220,12 +238,21 @@ class ViewArgs:
 def view(args: ViewArgs) -> int:
     out = args.out or args.file.with_suffix(".html")
     check_output(out, overwrite=args.overwrite, inputs=[args.file, *args.path])  # before any work
-    surface = Surface.load(args.file)
-    found = [p for file in args.path for p in read_paths(file)]
     title = args.title or f"lossland: {args.file.name}"
-    written = write_viewer(
-        surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite
-    )
+    if is_recording(args.file):  # a step slider over the recorded slices
+        if args.path:
+            raise LosslandError(
+                "a recording's page draws the run's own path at each step: drop --path"
+            )
+        written = write_recording_viewer(
+            Recording.load(args.file), out, title=title, log=args.log, overwrite=args.overwrite
+        )
+    else:
+        surface = Surface.load(args.file)
+        found = [p for file in args.path for p in read_paths(file)]
+        written = write_viewer(
+            surface, out, paths=found, title=title, log=args.log, overwrite=args.overwrite
+        )
     say(shown(written))
     if args.serve:
         serve(

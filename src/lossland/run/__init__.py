@@ -8,6 +8,7 @@ from lossland.run._group import (
 from lossland.run._lock import lock_path, run_lock, stale_temporaries
 from lossland.run._options import MemoryFormat, SurfaceOptions
 from lossland.run._planes import plane_request, trajectory_surface
+from lossland.run._recorder import Recorder, RecorderOptions, RecordLogger
 from lossland.run._seeds import check_seed_range
 from lossland.run._settings import setting_differences
 from lossland.run._signals import Interrupted
@@ -16,6 +17,9 @@ from lossland.run._surface import check_cost, surface
 __all__ = [
     "Interrupted",
     "MemoryFormat",
+    "RecordLogger",
+    "Recorder",
+    "RecorderOptions",
     "SurfaceOptions",
     "check_cost",
     "check_seed_range",

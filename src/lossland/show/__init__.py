@@ -43,12 +43,14 @@ labels, captions, frames), ``_maps``, ``_surface3d``, ``_overlays``, ``_lines``,
 
 from __future__ import annotations
 
+from lossland.show._display import contour_png
 from lossland.show._plotter import (
     Plotter,
     figure_files,
     plot,
     seeds_figure,
 )
+from lossland.show._recording_figures import plot_recording, sharpness_figure, write_animation
 from lossland.show._scales import axis_labels, loss_values
 from lossland.show._spectrum_figure import density_figure, save_density_figure
 from lossland.show._style import PlotStyle, StyleName
@@ -59,6 +61,7 @@ from lossland.show.viewer import (
     serve,
     write_viewer,
 )
+from lossland.show.viewer._steps import write_recording_viewer
 
 __all__ = [
     "PlotStyle",
@@ -66,15 +69,20 @@ __all__ = [
     "StyleName",
     "ViewerPage",
     "axis_labels",
+    "contour_png",
     "density_figure",
     "figure_files",
     "loss_values",
     "make_server",
     "page_data",
     "plot",
+    "plot_recording",
     "save_density_figure",
     "seeds_figure",
     "serve",
+    "sharpness_figure",
+    "write_animation",
+    "write_recording_viewer",
     "write_viewer",
 ]
 

@@ -124,6 +124,22 @@
     hoverText = hoverTexts();
   }
 
+  // A recording: every recorded step's slice; the slider shows one step at a time, with the
+  // run so far projected onto that step's plane (the current weights at its origin).
+  function showStep(k) {
+    const s = data.steps[k];
+    data.step_index = k;
+    grid.z = s.z;
+    data.acc = s.acc;
+    data.notes = s.notes;
+    notes = pointNotes();
+    data.critical = k === data.steps.length - 1 ? data.critical_last : null; // the last step's
+    data.trajectories = s.path.length ? [{ name: "run so far", points: s.path }] : [];
+    interpolants.clear();
+    hoverText = hoverTexts();
+    el("step-value").textContent = s.step + (s.lambda_max === null ? "" : ", λmax " + fmt(s.lambda_max, 4));
+  }
+
   // --- state -------------------------------------------------------------------------------
 
   function defaultStart() {
@@ -223,6 +239,21 @@
       seeds.parentElement.hidden = false;
       seeds.addEventListener("change", () => {
         showSeed(Number(seeds.value));
+        drawAll();
+      });
+    }
+
+    if (data.steps) {
+      const slider = el("step");
+      data.critical_last = data.critical;
+      slider.min = "0";
+      slider.max = String(data.steps.length - 1);
+      slider.step = "1";
+      slider.value = String(data.step_index);
+      showStep(data.step_index);
+      slider.parentElement.hidden = false;
+      slider.addEventListener("input", () => {
+        showStep(Number(slider.value));
         drawAll();
       });
     }
@@ -464,6 +495,13 @@
       const ys = line.points.map((p) => p[1]);
       traces3d.push({ type: "scatter3d", mode: "lines", name: line.name, x: xs, y: ys, z: zOf(line.points, f, lift), line: { color: line.color, width: 5 }, hovertemplate: "x %{x:.4g}<br>y %{y:.4g}<extra>" + line.name + "</extra>" });
       traces2d.push({ type: "scatter", mode: "lines", name: line.name, x: xs, y: ys, line: { color: line.color, width: 2, dash: line.dash }, hovertemplate: "x %{x:.4g}<br>y %{y:.4g}<extra>" + line.name + "</extra>" });
+    }
+    if (data.steps) {
+      // The weights of the step shown: the origin of its plane.
+      const name = "weights at step " + data.steps[data.step_index].step;
+      const hover = "x %{x:.4g}<br>y %{y:.4g}<extra>" + name + "</extra>";
+      traces3d.push({ type: "scatter3d", mode: "markers", name, x: [0], y: [0], z: zOf([[0, 0]], f, lift), marker: { color: "#000000", size: 5, symbol: "diamond" }, hovertemplate: hover });
+      traces2d.push({ type: "scatter", mode: "markers", name, x: [0], y: [0], marker: { color: "#000000", size: 11, symbol: "diamond" }, hovertemplate: hover });
     }
     return { traces3d, traces2d };
   }
