@@ -23,7 +23,7 @@ from __future__ import annotations
 from lossland import presets
 from lossland._version import __version__
 from lossland.analysis import descend, sharpness
-from lossland.compare import Alignment, AlignOptions, Permutation, align
+from lossland.compare import Alignment, AlignOptions, CurveOptions, Permutation, align, curve
 from lossland.directions import (
     Directions,
     HessianOperator,
@@ -71,6 +71,7 @@ def load(path: str) -> Surface:
 __all__ = [
     "AlignOptions",
     "Alignment",
+    "CurveOptions",
     "Directions",
     "Evaluator",
     "HessianOperator",
@@ -86,6 +87,7 @@ __all__ = [
     "__version__",
     "align",
     "build_model",
+    "curve",
     "descend",
     "export",
     "hessian_directions",
