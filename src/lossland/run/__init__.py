@@ -1,6 +1,7 @@
 """Running a surface: validate, resume, drive the engine in one process or under torchrun,
 stop cleanly; one file writer at a time."""
 
+from lossland.run._curves import curve_plane, models_plane, projected
 from lossland.run._driver import drive
 from lossland.run._group import (
     DEFAULT_TIMEOUT_S,
@@ -35,13 +36,16 @@ __all__ = [
     "assign",
     "check_cost",
     "check_seed_range",
+    "curve_plane",
     "drive",
     "held_signals",
     "is_main_process",
     "join",
     "launched",
     "lock_path",
+    "models_plane",
     "plane_request",
+    "projected",
     "rank",
     "rank_device",
     "run_lock",

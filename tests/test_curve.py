@@ -1,0 +1,308 @@
+"""Mode-connecting curves: the curve's arithmetic, training that lowers the loss along it,
+resuming after kill -9 equal to a run never stopped, the loss along the curve as a line
+surface, the plane with the curve drawn, models projected onto a plane, and the refusals."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import assert_one_line, run_cli, torch_threads
+from lossland.analysis import barrier
+from lossland.compare import (
+    curve,
+    curve_weights,
+    load_curve_file,
+    profile,
+    straight,
+)
+from lossland.directions import model_directions
+from lossland.errors import LosslandError
+from lossland.io import Surface, load_checkpoint, save_checkpoint
+from lossland.run import curve_plane, models_plane, projected
+
+TINY = """
+import torch
+from torch import nn
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 12), nn.ReLU(), nn.Linear(12, 10))
+"""
+
+
+def task(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small task two seeds solve differently: 8 features, two XORs of signs, XORed."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    return x, ((x[:, 0] * x[:, 1] > 0) ^ (x[:, 2] * x[:, 3] > 0)).long()
+
+
+def trained(seed: int, data: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=0.03)
+        for _ in range(300):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(data[0]), data[1]).backward()
+            opt.step()
+    return model
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[nn.Module, nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    data = task()
+    with torch_threads(1):
+        return trained(0, data), trained(1, data), data
+
+
+# --- the curve's arithmetic -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bezier", "polychain"])
+@pytest.mark.parametrize("bends", [1, 2, 3])
+def test_weights_hold_the_ends_and_sum_to_one(kind: Any, bends: int) -> None:
+    assert curve_weights(kind, bends, 0.0) == pytest.approx([1.0] + [0.0] * (bends + 1))
+    assert curve_weights(kind, bends, 1.0) == pytest.approx([0.0] * (bends + 1) + [1.0])
+    for t in np.linspace(0, 1, 13):
+        w = curve_weights(kind, bends, float(t))
+        assert len(w) == bends + 2 and math.isclose(sum(w), 1.0) and min(w) >= 0
+    if kind == "polychain":  # the chain passes through each bend at its knot
+        for k in range(1, bends + 1):
+            w = curve_weights(kind, bends, k / (bends + 1))
+            assert w == pytest.approx([1.0 if j == k else 0.0 for j in range(bends + 2)])
+
+
+def test_one_bend_bezier_is_the_quadratic() -> None:
+    for t in (0.1, 0.5, 0.8):
+        assert curve_weights("bezier", 1, t) == pytest.approx([(1 - t) ** 2, 2 * t * (1 - t), t**2])
+
+
+@pytest.mark.parametrize("kind", ["bezier", "polychain"])
+def test_bends_start_on_the_line(pair: Any, kind: Any) -> None:
+    """With a learning rate of zero the curve is the straight path (both kinds), and the
+    optimizer is the caller's (any optimizer)."""
+    a, b, data = pair
+    result = curve(a, b, data, kind=kind, bends=2, epochs=1, batch_size=128,
+                   make_optimizer=lambda p: torch.optim.SGD(p, lr=0.0))  # fmt: skip
+    line = straight(a.state_dict(), b.state_dict())
+    for t in (0.0, 0.3, 0.5, 1.0):
+        got, want = result.curve.state_at(t), line(t)
+        assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+    assert result.curve.record["recipe"]["optimizer"].startswith("custom:")
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_along_the_curve(pair: Any) -> None:
+    """Two models from different seeds: the trained curve's largest loss is well below the
+    straight line's, and its barrier is a fraction of the line's."""
+    a, b, data = pair
+    with torch_threads(1):
+        result = curve(a, b, data, epochs=30, batch_size=64, lr=0.01, device="cpu")
+        along = profile(a, result.curve, data, points=11)
+        line = profile(a, straight(a.state_dict(), b.state_dict()), data, points=11)
+    b_curve, b_line = barrier(along), barrier(line)
+    assert b_curve is not None and b_line is not None
+    assert b_line.height > 1.0, "the two models should be separated by a barrier"
+    assert b_curve.max_loss < b_line.max_loss
+    assert b_curve.height < 0.5 * b_line.height
+    assert along.loss[0] == pytest.approx(line.loss[0]) and along.loss[-1] == pytest.approx(
+        line.loss[-1]
+    )
+    assert np.all(np.isfinite(along.loss_sem)) and np.all(along.loss_sem > 0)
+    assert len(result.epoch_losses) == 30 and result.steps == 30 * 4
+
+
+KILLED = """
+import os, signal, sys, torch
+from torch import nn
+sys.path.insert(0, {tests!r})
+from test_curve import task, trained
+import lossland.compare._curve as c
+saves = [0]
+original = c.save_curve
+def save_then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    saves[0] += 1
+    if saves[0] == {after}:
+        os.kill(os.getpid(), signal.SIGKILL)
+c.save_curve = save_then_die
+torch.set_num_threads(1)
+data = task()
+a, b = trained(0, data), trained(1, data)
+c.curve(a, b, data, kind={kind!r}, bends=2, epochs=3, batch_size=64, save_every=3,
+        lr=0.01, out={out!r}, device="cpu")
+print("not killed")
+"""
+
+
+@pytest.mark.parametrize(("kind", "after"), [("bezier", 2), ("polychain", 3)])
+def test_kill_9_then_resume_equals_a_run_never_stopped(
+    pair: Any, tmp_path: Path, kind: str, after: int
+) -> None:
+    a, b, data = pair
+    out = tmp_path / "curve.safetensors"
+    script = KILLED.format(tests=str(Path(__file__).parent), after=after, kind=kind, out=str(out))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == -9, done.stderr
+    _, record = load_checkpoint(out).state_dict, load_checkpoint(out).metadata["curve"]
+    assert record["step"] == 3 * after and not record["finished"]
+    keywords: dict[str, Any] = dict(
+        kind=kind, bends=2, epochs=3, batch_size=64, save_every=3, lr=0.01, device="cpu"
+    )
+    with torch_threads(1):
+        resumed = curve(a, b, data, out=out, **keywords)
+        whole = curve(a, b, data, out=tmp_path / "whole.safetensors", **keywords)
+    assert resumed.steps_run == 12 - 3 * after and resumed.steps == whole.steps == 12
+    for got, want in zip(resumed.curve.bends, whole.curve.bends, strict=True):
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    assert resumed.epoch_losses == whole.epoch_losses
+    again = curve(a, b, data, out=out, **keywords)  # finished: nothing to do
+    assert again.steps_run == 0 and load_checkpoint(out).metadata["curve"]["finished"]
+
+
+def test_a_curve_file_reloads_between_its_own_models_only(pair: Any, tmp_path: Path) -> None:
+    a, b, data = pair
+    out = tmp_path / "c.safetensors"
+    result = curve(a, b, data, epochs=1, batch_size=128, out=out)
+    loaded = load_curve_file(out, a.state_dict(), b.state_dict())
+    assert loaded.kind == "bezier" and len(loaded.bends) == 1
+    assert all(torch.equal(loaded.bends[0][k], result.curve.bends[0][k]) for k in loaded.bends[0])
+    with pytest.raises(LosslandError, match="other models") as info:
+        load_curve_file(out, b.state_dict(), a.state_dict())
+    assert_one_line(str(info.value))
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+def _refusals(tmp_path: Path, a: nn.Module, b: nn.Module, data: Any) -> list[tuple[Any, str]]:
+    other = tmp_path / "other.safetensors"
+    curve(a, b, data, epochs=1, batch_size=128, out=other)
+    plain = save_checkpoint(a, tmp_path / "plain.safetensors")
+    wide = nn.Sequential(nn.Linear(8, 17), nn.ReLU(), nn.Linear(17, 2))
+    return [
+        (lambda: curve(a, b, data, epochs=2, batch_size=128, out=other), "another recipe"),
+        (lambda: curve(a, b, data, epochs=1, batch_size=128, out=plain), "not a curve file"),
+        (lambda: curve(a, wide, data, epochs=1), "different models"),
+        (lambda: curve(a, b, data, bends=0), "bends"),
+        (lambda: curve(a, b, data, kind="spline"), "kind"),
+        (lambda: curve(a, b, data, lr=-1.0), "lr"),
+        (lambda: curve(a.state_dict(), b, data), "torch.nn.Module"),
+        (lambda: curve(a, b, data, out=tmp_path / "missing" / "c.safetensors"), "does not exist"),
+        (lambda: profile(a, straight(a.state_dict(), b.state_dict()), data, points=1), "points"),
+        (lambda: load_curve_file(plain, a.state_dict(), b.state_dict()), "not a curve file"),
+    ]
+
+
+def test_refusals_are_one_line_and_keep_the_files(pair: Any, tmp_path: Path) -> None:
+    a, b, data = pair
+    cases = _refusals(tmp_path, a, b, data)
+    kept = {p: p.read_bytes() for p in tmp_path.glob("*.safetensors")}
+    for call, words in cases:
+        with pytest.raises(LosslandError) as info:
+            call()
+        assert words in str(info.value), (words, str(info.value))
+        assert_one_line(str(info.value))
+    assert {p: p.read_bytes() for p in tmp_path.glob("*.safetensors")} == kept
+
+
+# --- planes ---------------------------------------------------------------------------------
+
+
+def test_projected_models_land_where_they_were_mixed(pair: Any) -> None:
+    a, b, _ = pair
+    c = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)).state_dict()
+    sa, sb = a.state_dict(), b.state_dict()
+    directions = model_directions(sa, sb, c)
+    mixes = {"A": (0, 0), "B": (1, 0), "C": (0, 1), "mix": (0.3, 0.4), "out": (-0.5, 1.5)}
+    states = {
+        name: {k: sa[k] + x * (sb[k] - sa[k]) + y * (c[k] - sa[k]) for k in sa}
+        for name, (x, y) in mixes.items()
+    }
+    found = projected(directions, states)
+    for name, xy in mixes.items():
+        assert found[name][0] == pytest.approx(xy, abs=1e-6)
+
+
+def test_curve_plane_draws_the_line_and_the_curve(pair: Any, tmp_path: Path) -> None:
+    a, b, data = pair
+    with torch_threads(1):
+        result = curve(a, b, data, epochs=2, batch_size=64, lr=0.01)
+        plane = curve_plane(a, result.curve, data, points=5, out=tmp_path / "p.h5", progress=False)
+    assert set(plane.trajectories) == {"straight line", "bezier curve"}
+    path = plane.trajectories["bezier curve"]
+    assert path[0] == pytest.approx([0, 0], abs=1e-6) and path[-1] == pytest.approx(
+        [1, 0], abs=1e-6
+    )
+    mid = path[len(path) // 2]
+    # φ(½) − A = x·(B − A) + y·v with v ⟂ (B − A) and |v| = |B − A| (Garipov et al.'s axes)
+    u = torch.cat([(b.state_dict()[k] - a.state_dict()[k]).flatten() for k in a.state_dict()])
+    w = torch.cat(
+        [(result.curve.state_at(0.5)[k] - a.state_dict()[k]).flatten() for k in a.state_dict()]
+    )
+    x = float(u @ w / (u @ u))
+    y = float(torch.linalg.vector_norm(w - x * u) / torch.linalg.vector_norm(u))
+    assert mid == pytest.approx([x, y], rel=1e-4) and y > 0
+    assert plane.attrs["curve"] == {"kind": "bezier", "bends": 1}
+    assert Surface.load(tmp_path / "p.h5").done.all()
+
+
+def test_models_plane_labels_each_projected_model(pair: Any) -> None:
+    a, b, data = pair
+    c = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)).state_dict()
+    sa, sb = a.state_dict(), b.state_dict()
+    mean = {k: (sa[k] + sb[k]) / 2 for k in sa}
+    plane = models_plane(a, [sa, sb, c], {"A": sa, "B": sb, "average": mean}, data, points=5,
+                         progress=False)  # fmt: skip
+    assert set(plane.trajectories) == {"A", "B", "average"}
+    assert plane.trajectories["average"][0] == pytest.approx([0.5, 0.0], abs=1e-6)
+    assert plane.attrs["projected"] == ["A", "B", "average"]
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def test_curve_command_writes_resumes_and_refuses(
+    tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    (tmp_path / "tinycurve.py").write_text(TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 12), nn.ReLU(), nn.Linear(12, 10))
+        save_checkpoint(model, tmp_path / f"m{seed}.safetensors")
+    argv = ["curve", "m0.safetensors", "m1.safetensors", "--model", "tinycurve:mlp",
+            "--data-dir", fashion_dir, "--samples", "all", "--epochs", "1", "--points", "5",
+            "--plane", "plane.h5", "--device", "cpu"]  # fmt: skip
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "barrier" in stdout and "curve_line.h5" in stdout
+    line = Surface.load(tmp_path / "curve_line.h5")
+    assert line.shape == (5,) and line.attrs["curve"]["kind"] == "bezier"
+    assert "barrier" in line.attrs["sharpness"]
+    assert set(Surface.load(tmp_path / "plane.h5").trajectories) == {
+        "straight line",
+        "bezier curve",
+    }
+    kept = (tmp_path / "curve_line.h5").read_bytes()
+    code, _, err = run_cli(argv, capsys)  # the outputs exist: refused before any work
+    assert code == 2 and "exists" in err
+    assert_one_line(err)
+    assert (tmp_path / "curve_line.h5").read_bytes() == kept
+    code, stdout, err = run_cli([*argv, "--overwrite"], capsys)  # the curve file: resumed
+    assert code == 0 and "(0 run now)" in stdout, err
