@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from helpers import assert_one_line, run_cli, torch_threads
-from lossland.analysis import barrier
+from lossland.analysis import barrier, comparison
 from lossland.compare import (
     curve,
     curve_weights,
@@ -38,14 +38,17 @@ def mlp():
 """
 
 
-def task(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A small task two seeds solve differently: 8 features, two XORs of signs, XORed."""
+# The task and the two models, as source: the kill -9 test's child process runs the same code
+# without importing this module (and the test suite's imports with it).
+TASK = """
+def task(n=256, seed=0):
+    \"\"\"A small task two seeds solve differently: 8 features, two XORs of signs, XORed.\"\"\"
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 8, generator=g)
     return x, ((x[:, 0] * x[:, 1] > 0) ^ (x[:, 2] * x[:, 3] > 0)).long()
 
 
-def trained(seed: int, data: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+def trained(seed, data):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
@@ -55,6 +58,10 @@ def trained(seed: int, data: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
             nn.functional.cross_entropy(model(data[0]), data[1]).backward()
             opt.step()
     return model
+"""
+_DEFINED: dict[str, Any] = {"torch": torch, "nn": nn}
+exec(TASK, _DEFINED)
+task, trained = _DEFINED["task"], _DEFINED["trained"]
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +131,10 @@ def test_training_lowers_the_loss_along_the_curve(pair: Any) -> None:
 
 
 KILLED = """
-import os, signal, sys, torch
+import os, signal, torch
 from torch import nn
-sys.path.insert(0, {tests!r})
-from test_curve import task, trained
 import lossland.compare._curve as c
+exec({task!r})
 saves = [0]
 original = c.save_curve
 def save_then_die(*args, **kwargs):
@@ -152,7 +158,7 @@ def test_kill_9_then_resume_equals_a_run_never_stopped(
 ) -> None:
     a, b, data = pair
     out = tmp_path / "curve.safetensors"
-    script = KILLED.format(tests=str(Path(__file__).parent), after=after, kind=kind, out=str(out))
+    script = KILLED.format(task=TASK, after=after, kind=kind, out=str(out))
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
@@ -207,6 +213,42 @@ def _refusals(tmp_path: Path, a: nn.Module, b: nn.Module, data: Any) -> list[tup
     ]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        "text",
+        {"t": [0, 1]},
+        {"t": [0, 1], "paths": "no"},
+        {"t": [0], "paths": []},
+        {"t": [0, 1], "paths": [{"name": 3, "loss": [1, 2], "loss_sem": [0, 0], "acc": [0, 0]}]},
+        {"t": [0, 1], "paths": [{"name": "p", "loss": [1], "loss_sem": [0], "acc": [0]}]},
+        {
+            "t": [0, 1],
+            "paths": [{"name": "p", "loss": [1, None], "loss_sem": [0, 0], "acc": [0, 0]}],
+        },
+        {
+            "t": [0, 1],
+            "paths": [{"name": "p", "loss": [1, True], "loss_sem": [0, 0], "acc": [0, 0]}],
+        },
+    ],
+)
+def test_a_malformed_comparison_is_left_out(raw: Any) -> None:
+    """The attribute is a file's data: what is not well formed is not drawn nor printed."""
+    assert comparison({"comparison": raw}) == []
+
+
+def test_a_comparison_reads_back_with_its_barriers() -> None:
+    raw = {"t": [0, 0.5, 1], "paths": [
+        {"name": "p", "loss": [1.0, 3.0, 2.0], "loss_sem": [0.1, 0.3, 0.4], "acc": [None] * 3},
+        {"name": "flat", "loss": [2.0, 1.0, 1.0], "loss_sem": [0.1, 0.1, 0.1], "acc": [1, 2, 3]},
+    ]}  # fmt: skip
+    p, flat = comparison({"comparison": raw})
+    assert p.barrier == pytest.approx(1.0) and p.barrier_sem == pytest.approx(0.5)
+    assert p.at == 0.5 and np.isnan(p.acc).all()
+    assert flat.barrier == 0.0 and flat.barrier_sem == 0.0
+
+
 def test_refusals_are_one_line_and_keep_the_files(pair: Any, tmp_path: Path) -> None:
     a, b, data = pair
     cases = _refusals(tmp_path, a, b, data)
@@ -248,14 +290,13 @@ def test_curve_plane_draws_the_line_and_the_curve(pair: Any, tmp_path: Path) -> 
         [1, 0], abs=1e-6
     )
     mid = path[len(path) // 2]
-    # φ(½) − A = x·(B − A) + y·v with v ⟂ (B − A) and |v| = |B − A| (Garipov et al.'s axes)
+    # φ(½) − A = x·(B − A) + v, v ⟂ (B − A): at (x, 1) on the plane's axes
     u = torch.cat([(b.state_dict()[k] - a.state_dict()[k]).flatten() for k in a.state_dict()])
     w = torch.cat(
         [(result.curve.state_at(0.5)[k] - a.state_dict()[k]).flatten() for k in a.state_dict()]
     )
-    x = float(u @ w / (u @ u))
-    y = float(torch.linalg.vector_norm(w - x * u) / torch.linalg.vector_norm(u))
-    assert mid == pytest.approx([x, y], rel=1e-4) and y > 0
+    assert mid == pytest.approx([float(u @ w / (u @ u)), 1.0], rel=1e-4)
+    assert np.all(path[1:-1, 1] > 0)  # the curve bends away from the line
     assert plane.attrs["curve"] == {"kind": "bezier", "bends": 1}
     assert Surface.load(tmp_path / "p.h5").done.all()
 
@@ -306,3 +347,39 @@ def test_curve_command_writes_resumes_and_refuses(
     assert (tmp_path / "curve_line.h5").read_bytes() == kept
     code, stdout, err = run_cli([*argv, "--overwrite"], capsys)  # the curve file: resumed
     assert code == 0 and "(0 run now)" in stdout, err
+    _compare_command(tmp_path, argv[3:9], capsys)
+
+
+def _compare_command(tmp_path: Path, common: list[Any], capsys: Any) -> None:
+    """``interpolate A B --align --curve``: three barriers ± SE in the file, printed by info,
+    drawn by plot (the profiles figure), and the plane with the paths."""
+    ends = ["interpolate", "m0.safetensors", "m1.safetensors", *common, "--device", "cpu"]
+    argv = [*ends, "--align", "--curve", "curve.safetensors", "--x", "0:1:5", "-o", "cmp.h5",
+            "--plane", "cmp_plane.h5", "--no-progress"]  # fmt: skip
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    names = ["straight line", "line to B aligned", "bezier curve"]
+    for name in names:
+        assert f"barrier of the {name}: " in stdout and " ± " in stdout
+    compared = comparison(Surface.load(tmp_path / "cmp.h5").attrs)
+    assert [p.name for p in compared] == names
+    assert all(np.all(p.loss_sem > 0) and p.loss[0] == compared[0].loss[0] for p in compared)
+    assert set(Surface.load(tmp_path / "cmp_plane.h5").trajectories) == {
+        "straight line",
+        "bezier curve",
+    }
+    code, stdout, _ = run_cli(["info", "cmp.h5"], capsys)
+    assert code == 0 and stdout.count("barrier of the") == 3 and "'paths'" not in stdout
+    code, stdout, err = run_cli(["plot", "cmp.h5", "-o", "figs"], capsys)
+    assert code == 0 and (tmp_path / "figs" / "cmp_profiles.png").is_file(), err
+    refusals = [
+        (["interpolate", "m0.safetensors", "m1.safetensors", "m0.safetensors", "--align"], "two"),
+        ([*ends, "--plane", "p.h5", "-o", "x.h5"], "add --align"),
+        ([*ends, "--align", "--x", "-1:1:5", "-o", "x.h5"], "0:1:N"),
+        ([*ends, "--curve", "m0.safetensors", "-o", "x.h5"], "not a curve file"),
+        ([*ends, "--align", "--plane", "cmp.h5", "-o", "y.h5"], "exists"),
+    ]
+    for argv, words in refusals:
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and words in err, (argv, err)
+        assert_one_line(err)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lossland.analysis._compare import comparison_lines
 from lossland.analysis._topology import surface_topology
 from lossland.core import recorded_kind
 from lossland.errors import arg
@@ -306,7 +307,7 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
             lines.append(
                 "loss at the checkpoints: " + ", ".join(f"{k} {v:.4g}" for k, v in nodes.items())
             )
-    return lines
+    return lines + comparison_lines(surface.attrs)
 
 
 def _refined_line(found: dict[str, Any]) -> str:

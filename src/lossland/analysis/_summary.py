@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lossland.analysis._compare import comparison_lines
 from lossland.analysis._topology_text import topology_lines
 from lossland.core import memory_text, printable
 from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, TOPOLOGY_ATTR, Surface
@@ -36,8 +37,9 @@ def describe(surface: Surface) -> str:
     basins = topology_lines(surface)
     lines += [f"topology: {text}" for text in basins[:1]]
     lines += [f"  {text}" for text in basins[1:]]
+    lines += comparison_lines(surface.attrs)  # the profiles: their barriers, not the arrays
     for key in sorted(surface.attrs):
-        if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
+        if key in (SETTINGS_ATTR, TOPOLOGY_ATTR, "comparison"):
             continue
         shown = memory_text(surface.attrs[key]) if key == MEMORY_ATTR else None
         # Names and values are the file's: one line each, whatever they hold.

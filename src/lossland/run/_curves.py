@@ -4,7 +4,6 @@ the plane through three checkpoints, each drawn with its label."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -63,15 +62,14 @@ def projected(
 
 
 def _orthogonal(directions: Directions) -> Directions:
-    """y made orthogonal to x and as long (Gram–Schmidt, as Garipov et al. draw the plane):
-    the same plane, drawn without the skew of two nearly parallel directions."""
+    """y made orthogonal to x (Gram–Schmidt), keeping its length along the normal: the same
+    plane, drawn without the skew of two nearly parallel directions; the third model keeps
+    y = 1, so a curve that bends little still fills the picture."""
     assert directions.y is not None
     x, y = directions.x, directions.y
     dot = sum(float((x[n].double() * y[n].double()).sum()) for n in x)
     xx = sum(float((x[n].double() ** 2).sum()) for n in x)
-    rest = {n: y[n] - (dot / xx) * x[n] for n in x}
-    scale = math.sqrt(xx / max(sum(float((r.double() ** 2).sum()) for r in rest.values()), 1e-300))
-    return replace(directions, y={n: r * scale for n, r in rest.items()})
+    return replace(directions, y={n: y[n] - (dot / xx) * x[n] for n in x})
 
 
 def _range(values: np.ndarray, points: int) -> str:
@@ -110,7 +108,7 @@ def curve_plane(
         trajectories={"straight line": line, f"{curve.kind} curve": along},
         attrs={
             "curve": {"kind": curve.kind, "bends": len(curve.bends)},
-            "axis_labels": ["x (θ_B − θ_A)", "y (⟂ x, through the curve's midpoint; |y| = |x|)"],
+            "axis_labels": ["x (θ_B − θ_A)", "y (orthogonal to x; 1 at the curve's midpoint)"],
         },
         out=out,
         **keywords,

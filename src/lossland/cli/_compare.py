@@ -1,0 +1,135 @@
+"""``lossland interpolate A B --align [--curve FILE] [--plane FILE]``: the loss profiles of the
+straight line, the line to B aligned to A and a trained curve, each with its barrier ± SE,
+stored in the line's surface file (``attrs["comparison"]``), and one plane with the paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from torch import Tensor
+
+from lossland.analysis import Profile, comparison_attrs, comparison_lines, profile_of
+from lossland.cli._output import say
+from lossland.compare import Curve, align, load_curve_file, profile, straight
+from lossland.engine import batchnorms
+from lossland.errors import LosslandError, arg
+from lossland.io import Surface, check_output
+from lossland.run import SurfaceOptions, curve_plane, models_plane
+
+
+class InterpolateArgs(Protocol):
+    """What a comparison reads of ``interpolate``'s arguments (that module imports this one)."""
+
+    checkpoints: list[Path]
+    out: Path
+    x: str | None
+    overwrite: bool
+    align: bool
+    curve: Path | None
+    plane: Path | None
+
+    def load(self, checkpoint: Path) -> Any: ...
+    def load_data(self, seed: int) -> Any: ...
+    def evaluator(self) -> Any: ...
+
+
+def check_comparison(args: InterpolateArgs, paths: list[Path]) -> None:
+    """Before any work: a comparison is of two checkpoints, and its plane may be written."""
+    if len(paths) != 2:
+        raise LosslandError(
+            f"{arg('align')}, {arg('curve')} and {arg('plane')} compare paths between two "
+            f"checkpoints, got {len(paths)}"
+        )
+    if (args.align or args.curve is not None) and args.x is not None:
+        ends = args.x.split(":")[:2]
+        if len(ends) != 2 or not (_is(ends[0], 0.0) and _is(ends[1], 1.0)):
+            raise LosslandError(
+                f"comparing paths needs {arg('x')} 0:1:N (t from A to B), got {args.x!r}"
+            )
+    if args.plane is not None:
+        if not (args.align or args.curve is not None):
+            raise LosslandError(f"{arg('plane')} draws the compared paths: add {arg('align')}")
+        check_output(args.plane, overwrite=args.overwrite, inputs=[*paths, args.out], name="plane")
+
+
+def _is(text: str, value: float) -> bool:
+    try:
+        return float(text) == value
+    except ValueError:
+        return False
+
+
+def compare_paths(args: InterpolateArgs, options: SurfaceOptions, line: Surface) -> Surface:
+    """The profiles over the line's t, stored in ``args.out`` with the line; the plane."""
+    ts = line.x
+    if len(ts) < 2 or ts[0] != 0 or ts[-1] != 1 or not np.allclose(np.diff(ts), ts[1] - ts[0]):
+        raise LosslandError(f"comparing paths needs {arg('x')} 0:1:N (t from A to B)")
+    path_a, path_b = args.checkpoints
+    model_a, _ = args.load(path_a)
+    model_b, _ = args.load(path_b)
+    data, evaluator = args.load_data(options.seed), args.evaluator()
+    sa, sb = model_a.state_dict(), model_b.state_dict()
+
+    def along(name: str, path: Any) -> Profile:
+        surface = profile(model_a, path, data, points=len(ts), evaluator=evaluator,
+                          device=options.device)  # fmt: skip
+        return profile_of(name, surface)
+
+    found = [along("straight line", straight(sa, sb))]
+    ends: dict[str, dict[str, Tensor]] = {"B": sb}
+    if args.align:
+        aligned = align(model_a, model_b).state_dict()
+        ends["B aligned"] = aligned
+        found.append(along("line to B aligned", straight(sa, aligned)))
+    curve = None if args.curve is None else _curve(args.curve, sa, ends)
+    if curve is not None:
+        found.append(along(f"{curve.kind} curve", curve))
+    result = line.with_attrs(comparison=comparison_attrs(found))
+    result.save(args.out, overwrite=True)
+    for text in comparison_lines(result.attrs):
+        say(text)
+    if args.plane is not None:
+        _plane(args, options, model_a, data, evaluator, curve, ends, len(ts))
+    return result
+
+
+def _curve(path: Path, start: dict[str, Tensor], ends: dict[str, dict[str, Tensor]]) -> Curve:
+    """The curve file's curve, from A to whichever end (B, or B aligned) it was trained to."""
+    for end in ends.values():
+        try:
+            return load_curve_file(path, start, end)
+        except LosslandError as exc:
+            if "other models" not in str(exc):
+                raise
+    raise LosslandError(
+        f"curve file {path} joins other models than A and {' or '.join(ends)}: pass the curve "
+        "trained between these checkpoints"
+    )
+
+
+def _plane(
+    args: InterpolateArgs,
+    options: SurfaceOptions,
+    model: Any,
+    data: Any,
+    evaluator: Any,
+    curve: Curve | None,
+    ends: dict[str, dict[str, Tensor]],
+    points: int,
+) -> None:
+    """The plane through A, the curve's midpoint and its end; without a curve, through A, B
+    and B aligned, each marked."""
+    keywords = {
+        "out": args.plane, "overwrite": True, "evaluator": evaluator, "device": options.device,
+        "bn": "recompute" if batchnorms(model) else "eval", "progress": False,
+    }  # fmt: skip
+    if curve is not None:
+        curve_plane(model, curve, data, points=points, **keywords)
+    else:
+        start = model.state_dict()
+        anchors = [start, ends["B"], ends["B aligned"]]
+        marks = {"A": start, **ends}
+        models_plane(model, anchors, marks, data, points=points, **keywords)
+    say(f"plane of the compared paths: {args.plane}")
