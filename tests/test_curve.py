@@ -383,3 +383,63 @@ def _compare_command(tmp_path: Path, common: list[Any], capsys: Any) -> None:
         code, _, err = run_cli(argv, capsys)
         assert code == 2 and words in err, (argv, err)
         assert_one_line(err)
+
+
+def test_models_on_one_plane_from_the_command_line(
+    tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """``interpolate init adam sgd --project RUN/ --project FILE --average``: each model or
+    run on the plane under its name, the average of B and C at (½, ½)."""
+    (tmp_path / "tinycurve.py").write_text(TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    states = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 12), nn.ReLU(), nn.Linear(12, 10))
+        states.append(model.state_dict())
+        save_checkpoint(model, tmp_path / f"m{seed}.safetensors")
+    run = tmp_path / "run"
+    run.mkdir()
+    a, b, c = states
+    for step, (x, y) in enumerate([(0.0, 0.0), (0.25, 0.5), (0.5, 1.0)]):
+        mixed = {k: a[k] + x * (b[k] - a[k]) + y * (c[k] - a[k]) for k in a}
+        save_checkpoint(mixed, run / f"step_{step:07d}.safetensors")
+    off = {k: a[k] + 0.3 * (b[k] - a[k]) + 0.2 * (c[k] - a[k]) for k in a}
+    save_checkpoint(off, tmp_path / "other.safetensors")
+    common = ["--model", "tinycurve:mlp", "--data-dir", fashion_dir, "--samples", "all",
+              "--device", "cpu", "--no-progress", "--x", "0:1:3"]  # fmt: skip
+    ends = ["interpolate", "m0.safetensors", "m1.safetensors", "m2.safetensors", *common]
+    argv = [*ends, "--project", "run", "--project", "other.safetensors", "--average", "-o", "p.h5"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    plane = Surface.load(tmp_path / "p.h5")
+    marks = plane.trajectories
+    assert set(marks) == {"run", "other", "average of m1 and m2"}
+    assert marks["run"] == pytest.approx(np.array([[0, 0], [0.25, 0.5], [0.5, 1.0]]), abs=1e-5)
+    assert marks["other"] == pytest.approx(np.array([[0.3, 0.2]]), abs=1e-5)
+    assert marks["average of m1 and m2"] == pytest.approx(np.array([[0.5, 0.5]]), abs=1e-5)
+    assert plane.attrs["projected"] == sorted(marks)
+    (tmp_path / "empty").mkdir()
+    refusals = [
+        (
+            [
+                "interpolate",
+                "m0.safetensors",
+                "m1.safetensors",
+                *common,
+                "--project",
+                "run",
+                "-o",
+                "l.h5",
+            ],
+            "three checkpoints",
+        ),
+        ([*argv[:-2], "--project", "empty", "-o", "e.h5"], "holds no step_"),
+        ([*argv[:-2], "--project", "missing.safetensors", "-o", "m.h5"], "missing.safetensors"),
+    ]
+    for bad, words in refusals:
+        code, _, err = run_cli(bad, capsys)
+        assert code == 2 and words in err, (bad, err)
+        assert_one_line(err)

@@ -1,9 +1,12 @@
-"""``lossland interpolate A B --align [--curve FILE] [--plane FILE]``: the loss profiles of the
-straight line, the line to B aligned to A and a trained curve, each with its barrier ± SE,
-stored in the line's surface file (``attrs["comparison"]``), and one plane with the paths."""
+"""Comparing models on the command line. ``lossland interpolate A B --align [--curve FILE]
+[--plane FILE]``: the loss profiles of the straight line, the line to B aligned to A and a
+trained curve, each with its barrier ± SE, stored in the line's surface file
+(``attrs["comparison"]``), and one plane with the paths. ``--project``/``--average`` (surface
+with two --to, interpolate with three checkpoints): more models on the plane, each labelled."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,10 +16,11 @@ from torch import Tensor
 from lossland.analysis import Profile, comparison_attrs, comparison_lines, profile_of
 from lossland.cli._output import say
 from lossland.compare import Curve, align, load_curve_file, profile, straight
+from lossland.directions import Plane
 from lossland.engine import batchnorms
 from lossland.errors import LosslandError, arg
-from lossland.io import Surface, check_output
-from lossland.run import SurfaceOptions, curve_plane, models_plane
+from lossland.io import Surface, check_output, load_checkpoint
+from lossland.run import SurfaceOptions, curve_plane, models_plane, projected
 
 
 class InterpolateArgs(Protocol):
@@ -133,3 +137,62 @@ def _plane(
         marks = {"A": start, **ends}
         models_plane(model, anchors, marks, data, points=points, **keywords)
     say(f"plane of the compared paths: {args.plane}")
+
+
+# --- several models on one plane ------------------------------------------------------------
+
+
+class ProjectArgs(Protocol):
+    """What marking models on a plane reads of ``surface``'s (and ``interpolate``'s) arguments."""
+
+    checkpoint: Path
+    to: list[Path]
+    project: list[Path]
+    average: bool
+
+
+def projected_files(path: Path) -> list[Path]:
+    """The checkpoints ``--project PATH`` reads: the file, or a run folder's ``step_*`` files
+    (``lossland train --save-every``) in step order."""
+    if path.is_dir():
+        found = sorted(path.glob("step_*.safetensors"))
+        if not found:
+            raise LosslandError(
+                f"{arg('project')} folder {path} holds no step_*.safetensors checkpoints (a "
+                "training run's folder): give a checkpoint or a run's folder"
+            )
+        return found
+    return [path]
+
+
+def with_projected(args: ProjectArgs, plane: Plane) -> Plane:
+    """The plane through three checkpoints with each ``--project`` model (a point) or run (its
+    path) projected onto it and drawn under its name; ``--average``: B and C's average."""
+    if len(args.to) != 2 or plane.directions.y is None:
+        raise LosslandError(
+            f"{arg('project')} and {arg('average')} mark models on the plane through three "
+            "checkpoints: give two --to (interpolate: three checkpoints)"
+        )
+    marks: dict[str, np.ndarray] = {}
+    for path in args.project:
+        files = projected_files(path)
+        states = {str(f): load_checkpoint(f).state_dict for f in files}
+        name = path.name if path.is_dir() else path.stem
+        marks[_unique(name, marks)] = np.concatenate(
+            list(projected(plane.directions, states).values())
+        )
+    if args.average:
+        b, c = (load_checkpoint(p).state_dict for p in args.to)
+        mean = {k: (v + c[k].to(v)) / 2 if v.is_floating_point() else v for k, v in b.items()}
+        label = f"average of {args.to[0].stem} and {args.to[1].stem}"
+        marks[_unique(label, marks)] = projected(plane.directions, {label: mean})[label]
+    trajectories = {**plane.trajectories, **marks}
+    attrs = {**plane.attrs, "projected": sorted(marks)}
+    return replace(plane, trajectories=trajectories, attrs=attrs)
+
+
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    k, found = 2, name
+    while found in taken:
+        found, k = f"{name} ({k})", k + 1
+    return found

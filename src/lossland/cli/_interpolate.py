@@ -31,6 +31,13 @@ class InterpolateArgs(CheckpointModelArgs, SampleArgs):
     y: str | None = flag(None, doc="y range for three checkpoints (default: the x range)")
     out: Path = flag(Path("interpolation.h5"), short="-o", doc="surface file (HDF5)")
     overwrite: bool = flag(False, doc="replace an existing surface file with other settings")
+    project: list[Path] = flag(
+        [],
+        doc="with three checkpoints: also a checkpoint projected onto the plane and marked with "
+        "its name, or a run's checkpoint folder drawn as its path; repeat for several",
+        repeat=True,
+    )
+    average: bool = flag(False, doc="with three checkpoints: also mark the average of B and C")
     align: bool = flag(
         False,
         doc="also the line from A to B aligned to A (weight matching): the barriers of both "
