@@ -51,9 +51,9 @@ def run(args: CurveArgs, options: CurveOptions) -> int:
     path_a, path_b = args.checkpoints
     line = args.line or args.out.with_name(f"{args.out.stem}_line.h5")
     inputs = [path_a, path_b]
-    for path in (line, args.plane):
+    for name, path in (("line", line), ("plane", args.plane)):
         if path is not None:  # before any work: the curve file's own check is curve()'s
-            check_output(path, overwrite=args.overwrite, inputs=[*inputs, args.out], name="out")
+            check_output(path, overwrite=args.overwrite, inputs=[*inputs, args.out], name=name)
     model_a, _ = args.load(path_a)
     model_b, _ = args.load(path_b)
     data = args.load_data(options.seed)
