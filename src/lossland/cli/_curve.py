@@ -58,10 +58,16 @@ def run(args: CurveArgs, options: CurveOptions) -> int:
     model_b, _ = args.load(path_b)
     data = args.load_data(options.seed)
     evaluator = args.evaluator()
-    result = curve(
-        model_a, model_b, data, evaluator=evaluator, out=args.out, overwrite=args.overwrite,
-        inputs=tuple(inputs), options=options,
-    )  # fmt: skip
+    try:
+        result = curve(
+            model_a, model_b, data, evaluator=evaluator, out=args.out, overwrite=args.overwrite,
+            inputs=tuple(inputs), options=options,
+        )  # fmt: skip
+    except KeyboardInterrupt as exc:  # the file holds the last saved step, written atomically
+        raise KeyboardInterrupt(
+            f"interrupted: {args.out} holds the curve at its last save (if any); rerun the same "
+            "command to resume"
+        ) from exc
     say(result.summary())
     along = profile(
         model_a, result.curve, data, points=args.points, evaluator=evaluator,
