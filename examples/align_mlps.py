@@ -20,11 +20,12 @@ then prints each line's barrier: the largest loss on the line minus the larger e
 Then the curve and the three paths compared (each barrier ± its standard error), with the
 profiles figure and the plane through A, the curve's midpoint and B:
 
-    lossland curve mlp_a.safetensors mlp_b.safetensors -o curve_ab.safetensors --samples all \
-        --epochs 2 --batch-size 128 --lr 1e-3
-    lossland interpolate mlp_a.safetensors mlp_b.safetensors --align \
-        --curve curve_ab.safetensors -o compare_train.h5 --samples all      (and --split test)
-    lossland interpolate ... --samples 5000 --x 0:1:13 --plane curve_plane.h5
+    lossland.curve(model_a, model_b, lossland.load_fashion_mnist("train"), epochs=2, ...)
+    (or: lossland curve mlp_a.safetensors mlp_b.safetensors -o curve_ab.safetensors
+     --samples all --epochs 2 --batch-size 128)
+    lossland interpolate mlp_a.safetensors mlp_b.safetensors --align
+        --curve curve_ab.safetensors -o compare_train.h5 --samples 10000   (and --split test)
+    lossland interpolate ... --samples 1000 --x 0:1:9 --plane curve_plane.h5
     lossland plot compare_train.h5; lossland plot curve_plane.h5
 
 Fashion-MNIST comes from $LOSSLAND_DATA (or lossland's cache).
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", default="all", help="evaluation samples per split, or all")
     parser.add_argument("--curve-epochs", type=int, default=2, help="epochs of the curve's bend")
+    parser.add_argument("--compare-samples", default="10000", help="samples per split compared")
+    parser.add_argument("--points", type=int, default=21, help="points of t compared")
     parser.add_argument("--no-lines", action="store_true", help="skip the table of lines")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))  # the checkpoints' factory is this file
@@ -110,7 +113,7 @@ def main() -> None:
             print(printed.strip())
             ends[f"B aligned ({method})"] = out
         lines_table(a, ends, args.samples)
-    curve_section(a, b, args.curve_epochs, args.samples)
+    curve_section(a, b, args.curve_epochs, args.compare_samples, args.points)
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 
@@ -135,37 +138,39 @@ def lines_table(a: Path, ends: dict[str, Path], samples: str) -> None:
             )
 
 
-def curve_section(a: Path, b: Path, epochs: int, samples: str) -> None:
-    """A one-bend Bézier curve trained between A and B, then the straight line, the line to B
-    aligned and the curve compared on each split (barrier ± SE), and the plane."""
+def curve_section(a: Path, b: Path, epochs: int, samples: str, points: int) -> None:
+    """A one-bend Bézier curve trained between A and B on all the training images, then the
+    straight line, the line to B aligned and the curve compared on each split (barrier ± SE),
+    and the plane through A, the curve's midpoint and B."""
     started = time.perf_counter()
     folder = Path(__file__).parent
-    printed = lossland_command(
-        "curve", str(a), str(b), "-o", "curve_ab.safetensors", "--model", MODEL,
-        "--samples", "all", "--epochs", str(epochs), "--batch-size", "128", "--lr", "1e-3",
-        "--points", "5", "--device", "cpu", "--overwrite",
+    model_a, _ = lossland.load_model(a, spec=MODEL)
+    model_b, _ = lossland.load_model(b, spec=MODEL)
+    result = lossland.curve(
+        model_a, model_b, lossland.load_fashion_mnist("train"), kind="bezier", bends=1,
+        epochs=epochs, batch_size=128, lr=1e-3, device="cpu", out=folder / "curve_ab.safetensors",
     )  # fmt: skip
-    print(
-        f"\n{printed.strip()}\n(curve trained and checked in {time.perf_counter() - started:.0f} s)"
-    )
+    print(f"\n{result.summary()}\n(in {time.perf_counter() - started:.0f} s)")
     common = ["--model", MODEL, "--device", "cpu", "--no-progress", "--overwrite", "--align",
               "--curve", "curve_ab.safetensors"]  # fmt: skip
-    print(f"\n{'path':<20} {'split':<6} {'L(A)':>7} {'L(B)':>7} {'max L':>7} {'at t':>5} "
-          f"{'barrier':>8} {'± SE':>7}")  # fmt: skip
+    print(f"\n{samples} samples per split, {points} points; barrier = max L − max(L(A), L(B))")
+    print(f"{'path':<20} {'split':<6} {'L(A)':>7} {'L(B)':>7} {'max L':>7} {'at t':>5} "
+          f"{'barrier':>8} {'± SE':>7} {'min acc':>8}")  # fmt: skip
     for split in ("train", "test"):
         out = f"compare_{split}.h5"
         lossland_command("interpolate", str(a), str(b), "-o", out, "--split", split,
-                         "--samples", samples, "--x", "0:1:21", *common)  # fmt: skip
+                         "--samples", samples, "--x", f"0:1:{points}", *common)  # fmt: skip
         for p in comparison(lossland.load(str(folder / out)).attrs):
             print(
                 f"{p.name:<20} {split:<6} {p.loss[0]:7.4f} {p.loss[-1]:7.4f} "
-                f"{float(p.loss.max()):7.4f} {p.at:5.2f} {p.barrier:8.4f} {p.barrier_sem:7.4f}"
+                f"{float(p.loss.max()):7.4f} {p.at:5.2f} {p.barrier:8.4f} {p.barrier_sem:7.4f} "
+                f"{float(p.acc.min()):7.2f}%"
             )
-    plane = ["--samples", "5000", "--x", "0:1:13", "--plane", "curve_plane.h5"]
+    plane = ["--samples", "1000", "--x", "0:1:9", "--plane", "curve_plane.h5"]
     lossland_command("interpolate", str(a), str(b), "-o", "compare_plane_line.h5", *plane, *common)
     for name in ("compare_train.h5", "curve_plane.h5"):
         lossland_command("plot", name, "--overwrite")
-    print(f"(compared in {time.perf_counter() - started:.0f} s; figures beside this file)")
+    print(f"(curve and comparison in {time.perf_counter() - started:.0f} s; figures beside this)")
 
 
 if __name__ == "__main__":
