@@ -34,6 +34,8 @@ class InterpolateArgs(Protocol):
     curve: Path | None
     plane: Path | None
 
+    @property
+    def split(self) -> str: ...
     def load(self, checkpoint: Path) -> Any: ...
     def load_data(self, seed: int) -> Any: ...
     def evaluator(self) -> Any: ...
@@ -128,6 +130,7 @@ def _plane(
     keywords = {
         "out": args.plane, "overwrite": True, "evaluator": evaluator, "device": options.device,
         "bn": "recompute" if batchnorms(model) else "eval", "progress": False,
+        "split": args.split,
     }  # fmt: skip
     if curve is not None:
         curve_plane(model, curve, data, points=points, **keywords)

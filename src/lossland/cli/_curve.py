@@ -85,6 +85,7 @@ def run(args: CurveArgs, options: CurveOptions) -> int:
         curve_plane(
             model_a, result.curve, data, points=args.points, out=args.plane,
             overwrite=True, evaluator=evaluator, bn=bn, device=options.device, progress=False,
+            split=args.split,
         )  # fmt: skip
         say(f"plane through A, the curve's midpoint and B: {args.plane}")
     say(f"done in {time.perf_counter() - started:.1f} s")
