@@ -31,9 +31,9 @@ from lossland.core import (
     Bounds,
     check_fields,
     option,
+    options_from,
     resolve_device,
     tensor_fingerprint,
-    updated,
 )
 from lossland.engine import Evaluator, eval_data, resolve_evaluator
 from lossland.errors import LosslandError, arg
@@ -157,7 +157,17 @@ def curve(
     make_optimizer: MakeOptimizer | None = None,
     inputs: tuple[str | Path, ...] = (),
     options: CurveOptions | None = None,
-    **fields: Any,
+    kind: CurveKind | None = None,
+    bends: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    optimizer: CurveOptimizer | None = None,
+    lr: float | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    seed: int | None = None,
+    save_every: int | None = None,
+    device: str | None = None,
 ) -> CurveResult:
     """Train the bends of a curve from ``model_a`` to ``model_b`` (a model or its state dict)
     so that the loss along it is low in expectation: each step draws t ~ U(0, 1) and takes one
@@ -170,13 +180,13 @@ def curve(
     the end; a rerun with the same recipe resumes it (a finished one is returned as it is),
     one with another recipe is refused unless ``overwrite``. ``inputs``: files the run reads,
     never written. Returns the :class:`Curve` and what the run did."""
-    opts = updated(options or CurveOptions(), **fields)
+    opts = options_from(options or CurveOptions(), locals())  # every field is a keyword
     if not isinstance(model_a, nn.Module):
         raise LosslandError(f"{arg('model_a')} must be a torch.nn.Module (the curve runs it)")
     state_b = model_b.state_dict() if isinstance(model_b, nn.Module) else dict(model_b)
-    device = resolve_device(opts.device)
-    run = _Training(model_a, state_b, opts, device, resolve_evaluator(evaluator, loss))
-    batches = eval_data(data, batch_size=opts.batch_size, device=device, mode="cached")
+    where = resolve_device(opts.device)
+    run = _Training(model_a, state_b, opts, where, resolve_evaluator(evaluator, loss))
+    batches = eval_data(data, batch_size=opts.batch_size, device=where, mode="cached")
     run.recipe = _recipe(opts, run, batches.fingerprint, batches.samples, make_optimizer)
     path = None if out is None else Path(out)
     resumed = None
@@ -185,7 +195,7 @@ def curve(
         check_output(path, overwrite=True if resumed else overwrite, inputs=inputs, own=True)
     run.start(make_optimizer, resumed)
     before = run.step
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
         run.loop(tuple(batches.cached or ()), path)
     return CurveResult(run.trained(), path, run.step, run.step - before, tuple(run.epoch_losses))
 
