@@ -4,6 +4,7 @@ surface, the plane with the curve drawn, models projected onto a plane, and the 
 
 from __future__ import annotations
 
+import copy
 import math
 import subprocess
 import sys
@@ -443,3 +444,30 @@ def test_models_on_one_plane_from_the_command_line(
         code, _, err = run_cli(bad, capsys)
         assert code == 2 and words in err, (bad, err)
         assert_one_line(err)
+
+
+def test_the_profile_recomputes_batchnorm_at_every_t() -> None:
+    """A model with BatchNorm: the loss at each t is the blend's with its own statistics (the
+    blend of A's and B's statistics is not), as ``compare.blend`` recomputes them."""
+    from lossland.compare import blend
+
+    x, y = task(n=300)
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+        net.train()
+        net(x * (1 + seed))  # statistics of other data: stale for the blends
+        nets.append(net.eval())
+    sa, sb = ({k: v.clone() for k, v in n.state_dict().items()} for n in nets)
+    along = profile(nets[0], straight(sa, sb), (x, y), points=3)
+    assert along.attrs["bn"] == "recompute"
+    stale = []
+    for i, t in enumerate((0.0, 0.5, 1.0)):
+        mixed = blend(nets[0], sa, sb, t=t, data=(x, y))
+        with torch.no_grad():
+            assert along.loss[i] == pytest.approx(float(nn.functional.cross_entropy(mixed(x), y)))
+            kept = copy.deepcopy(nets[0])  # the blend with the blended statistics
+            kept.load_state_dict(straight(sa, sb)(t))
+            stale.append(float(nn.functional.cross_entropy(kept.eval()(x), y)))
+    assert not np.allclose(along.loss, stale)
