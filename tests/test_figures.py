@@ -122,6 +122,22 @@ def line_1d(*, accuracy: str = "nan") -> Surface:
     return s
 
 
+def compared_line() -> Surface:
+    """A line between checkpoints holding three paths' profiles (``interpolate --align``)."""
+    from lossland.analysis import Profile, comparison_attrs
+
+    t = np.linspace(0, 1, 21)
+    bump = np.sin(np.pi * t)
+    paths = [
+        Profile(name, t, 0.3 + h * bump, np.full_like(t, 0.02 + 0.01 * k), 90 - 20 * h * bump)
+        for k, (name, h) in enumerate(
+            [("straight line", 1.2), ("line to B aligned", 0.4), ("bezier curve", 0.05)]
+        )
+    ]
+    s = line_1d(accuracy="percent")
+    return s.with_attrs(directions_kind="models", comparison=comparison_attrs(paths))
+
+
 def basins() -> Surface:
     """Two wells (at about (-1, 1), the deeper one, and (1, -1)) and two peaks, plus a fine
     ripple (barriers ~0.01) under a standard error of 0.02: two significant minima, one saddle
@@ -153,6 +169,7 @@ CASES: dict[str, Callable[[Path], Any]] = {
     "line_accuracy_log_caption": lambda _: F.line(
         line_1d(accuracy="percent"), log=True, caption=True
     ),
+    "profiles_compare": lambda _: F.profiles(compared_line()),
     "paths_overlay": lambda _: F.paths(F.contourf(two_well()), optimizer_paths()),
     "paths_3d_log": lambda _: F.paths(F.surface3d(two_well(), log=True), optimizer_paths()),
     "paper_contourf_log": lambda _: F.contourf(two_well(), log=True, style=PAPER),
@@ -572,6 +589,7 @@ def test_one_table_lists_the_standard_figures() -> None:
     attributes = [getattr(lossland.plot, n) for n in dir(F.Plotter) if not n.startswith("_")]
     assert [f.kind for f in F.FIGURES if f.draw not in attributes] == ["seeds"]
     assert F.figure_kinds(1) == F.figure_kinds(1, thin=True, seeds=True) == ["1d"]
+    assert F.figure_kinds(1, compared=True) == ["1d", "profiles"]
     assert F.figure_kinds(2, thin=True, seeds=True) == ["heatmap", "topology"]
     planes = ["contour", "contourf", "heatmap", "3d", "topology"]
     assert F.figure_kinds(2) == planes and F.figure_kinds(2, seeds=True) == [*planes, "seeds"]

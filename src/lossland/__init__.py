@@ -24,7 +24,7 @@ from __future__ import annotations
 from lossland import presets
 from lossland._version import __version__
 from lossland.analysis import descend, describe, sharpness
-from lossland.compare import Alignment, AlignOptions, Permutation, align
+from lossland.compare import Alignment, AlignOptions, CurveOptions, Permutation, align, curve
 from lossland.directions import (
     Directions,
     HessianOperator,
@@ -95,6 +95,7 @@ def load(path: str) -> Surface:
 __all__ = [
     "AlignOptions",
     "Alignment",
+    "CurveOptions",
     "Directions",
     "Evaluator",
     "HessianOperator",
@@ -114,6 +115,7 @@ __all__ = [
     "__version__",
     "align",
     "build_model",
+    "curve",
     "descend",
     "describe",
     "export",

@@ -5,6 +5,13 @@ descent on the interpolated surface, and the text summary of a surface.
 It imports core and io; run, show, cli and the public API import it.
 """
 
+from lossland.analysis._compare import (
+    Profile,
+    comparison,
+    comparison_attrs,
+    comparison_lines,
+    profile_of,
+)
 from lossland.analysis._descent import (
     DEFAULT_LR,
     FLAGS,
@@ -68,10 +75,14 @@ __all__ = [
     "Merge",
     "Minimum",
     "OptimizerName",
+    "Profile",
     "Sharpness",
     "Topology",
     "barrier",
     "basin_areas",
+    "comparison",
+    "comparison_attrs",
+    "comparison_lines",
     "descend",
     "descend_all",
     "describe",
@@ -88,6 +99,7 @@ __all__ = [
     "node_losses",
     "paired_errors",
     "parse_start",
+    "profile_of",
     "resolve_hyper",
     "robustness",
     "robustness_lines",

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from lossland.analysis._compare import comparison_lines
 from lossland.analysis._topology_surface import surface_topology, sweep_stride
 from lossland.core import recorded_kind
 from lossland.errors import arg
@@ -393,7 +394,7 @@ def measure_lines(surface: Surface, *, radius: float | None = None) -> list[str]
             lines.append(
                 "loss at the checkpoints: " + ", ".join(f"{k} {v:.4g}" for k, v in nodes.items())
             )
-    return lines
+    return lines + comparison_lines(surface.attrs)
 
 
 def refine_line(surface: Surface, check: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lossland.analysis._compare import comparison_lines
 from lossland.analysis._measures import interpolated_among, refine_line
 from lossland.analysis._topology_surface import BARRIER_SE_ATTR
 from lossland.analysis._topology_text import topology_lines
@@ -61,8 +62,9 @@ def describe(surface: Surface) -> str:
     basins = topology_lines(surface)
     lines += [f"topology: {text}" for text in basins[:1]]
     lines += [f"  {text}" for text in basins[1:]]
+    lines += comparison_lines(surface.attrs)  # the profiles: their barriers, not the arrays
     for key in sorted(surface.attrs):
-        if key in (SETTINGS_ATTR, TOPOLOGY_ATTR):
+        if key in (SETTINGS_ATTR, TOPOLOGY_ATTR, "comparison"):
             continue
         shown = _shown(surface, key)
         # Names and values are the file's: one line each, whatever they hold.

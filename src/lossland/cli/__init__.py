@@ -25,10 +25,10 @@ from lossland.io import path_length_problem
 
 
 def commands() -> dict[str, Command]:
-    from lossland.cli import _align, _demo, _hessian, _interpolate, _show, _surface, _train
+    from lossland.cli import _align, _curve, _demo, _hessian, _interpolate, _show, _surface, _train
 
     found = [_train.COMMAND, _surface.COMMAND, *_show.COMMANDS, _demo.COMMAND]
-    found += [_hessian.COMMAND, _interpolate.COMMAND, _align.COMMAND]
+    found += [_hessian.COMMAND, _interpolate.COMMAND, _align.COMMAND, _curve.COMMAND]
     return {command.name: command for command in found}
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from lossland.cli._args import Command, flag
 from lossland.cli._common import CheckpointModelArgs, SampleArgs, note, surface_summary
+from lossland.cli._compare import projected_files, with_projected
 from lossland.cli._output import say
 from lossland.core import KINDS, check_grid_size, check_spec
 from lossland.directions import Directions, Plane, make_plane
@@ -79,6 +80,16 @@ class SurfaceArgs(CheckpointModelArgs, SampleArgs):
         "plane; omitted --x/--y (or auto, auto:NUM) fit the paths",
         repeat=True,
     )
+    project: list[Path] = flag(
+        [],
+        doc="with two --to (a plane through three checkpoints): also a checkpoint projected onto "
+        "the plane and marked with its name, or a run's checkpoint folder drawn as its path; "
+        "repeat for several",
+        repeat=True,
+    )
+    average: bool = flag(
+        False, doc="with two --to: also mark the average of the two --to checkpoints"
+    )
     pca_runs: str = flag(
         "all", doc="with several --trajectory: the runs that define the plane, e.g. 1 or 1,2"
     )
@@ -125,6 +136,8 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     if samples is None:  # and before the plane (Hessian, PCA) is computed
         check_cost(model, options, samples=known_samples(data), **cost)
     plane, new = choose_plane(args, options, model, checkpoint, data, evaluator) or (None, None)
+    if plane is not None and (args.project or args.average):
+        plane = with_projected(args, plane)
     recipe = kind is not None and KINDS[kind].saved == "recipe"
 
     def accept(used: Directions) -> dict[str, str]:  # rank 0, the run's file accepted
@@ -249,6 +262,7 @@ def _inputs(args: SurfaceArgs) -> list[Path]:
     if chosen_kind(args) is None:
         files.append(Path(str(args.directions)))
     files += [f for folder in args.trajectory if folder.is_dir() for f in folder.iterdir()]
+    files += [f for path in args.project for f in projected_files(path)]
     return files
 
 

@@ -12,22 +12,41 @@ from lossland.compare._align import (
     blend,
     recompute_batchnorm,
 )
+from lossland.compare._curve import (
+    Curve,
+    CurveKind,
+    CurveOptions,
+    CurveResult,
+    curve,
+    curve_weights,
+    load_curve_file,
+)
 from lossland.compare._derive import derive
 from lossland.compare._permutation import Axis, Group, Part, Permutation, Site
+from lossland.compare._profile import profile, straight
 
 __all__ = [
     "AlignMethod",
     "AlignOptions",
     "Alignment",
     "Axis",
+    "Curve",
+    "CurveKind",
+    "CurveOptions",
+    "CurveResult",
     "Group",
     "Part",
     "Permutation",
     "Site",
     "align",
     "blend",
+    "curve",
+    "curve_weights",
     "derive",
+    "load_curve_file",
+    "profile",
     "recompute_batchnorm",
+    "straight",
 ]
 
 

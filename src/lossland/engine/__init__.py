@@ -10,6 +10,7 @@ from lossland.engine._contract import (
     Forward,
     Loss,
     LossFn,
+    accumulate,
     resolve_evaluator,
 )
 from lossland.engine._copy import (
@@ -73,6 +74,7 @@ __all__ = [
     "LossFn",
     "ModelState",
     "Precision",
+    "accumulate",
     "batchnorms",
     "bind_flat",
     "call_order",

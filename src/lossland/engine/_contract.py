@@ -63,6 +63,12 @@ class Evaluator:
         (one unit for a loss that is a batch mean)."""
         return _per_unit((self.loss or default_loss)(output, batch), batch)
 
+    def mean_loss(self, output: Any, batch: Batch) -> Tensor:
+        """The batch's mean loss as :meth:`stats` defines it (Σ unit sums / Σ weights), a
+        differentiable float32 scalar: what training through the contract minimises."""
+        sums, counts, _ = _per_unit((self.loss or default_loss)(output, batch), batch)
+        return (sums.sum() / counts.sum()).float()
+
     def stats(self, output: Any, batch: Batch) -> Tensor:
         """(len(SUMS),) float64: one batch's number for each row of :data:`lossland.core.SUMS`,
         in that order, on the output's device."""

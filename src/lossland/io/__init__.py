@@ -26,6 +26,7 @@ from lossland.io._checkpoint import (
     save_checkpoint,
     state_of,
 )
+from lossland.io._curve_file import load_curve, save_curve
 from lossland.io._export import ExportFormat, export, export_format, heights, read_npz
 from lossland.io._hdf5 import open_hdf5
 from lossland.io._limits import (
@@ -121,6 +122,7 @@ __all__ = [
     "is_safetensors",
     "is_texts",
     "load_checkpoint",
+    "load_curve",
     "load_state_into",
     "log_loss",
     "make_folder",
@@ -133,6 +135,7 @@ __all__ = [
     "read_npz",
     "read_paths",
     "save_checkpoint",
+    "save_curve",
     "sha256_file",
     "state_of",
     "write_paths",

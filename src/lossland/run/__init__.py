@@ -1,6 +1,7 @@
 """Running a surface: validate, resume, drive the engine in one process or under torchrun,
 stop cleanly; one file writer at a time."""
 
+from lossland.run._curves import curve_plane, models_plane, projected
 from lossland.run._group import (
     is_main_process,
     launched,
@@ -23,10 +24,13 @@ __all__ = [
     "SurfaceOptions",
     "check_cost",
     "check_seed_range",
+    "curve_plane",
     "is_main_process",
     "launched",
     "lock_path",
+    "models_plane",
     "plane_request",
+    "projected",
     "run_lock",
     "setting_differences",
     "stale_temporaries",

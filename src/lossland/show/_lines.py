@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lossland.analysis import comparison
 from lossland.errors import LosslandError
 from lossland.io import Surface
 from lossland.show._scales import (
@@ -18,7 +19,7 @@ from lossland.show._scales import (
     loss_text,
     loss_values,
 )
-from lossland.show._style import ACC_COLOUR, LOSS_COLOUR, PlotStyle, _figure
+from lossland.show._style import ACC_COLOUR, LOSS_COLOUR, PATH_COLOURS, PlotStyle, _figure
 from lossland.show._text import draws_text
 
 if TYPE_CHECKING:
@@ -127,3 +128,51 @@ def _accuracy_curve(
     if labels:
         twin.set_ylabel("accuracy (%)", fontsize=style.font_size, color=ACC_COLOUR)
     return twin
+
+
+@draws_text
+def profiles(
+    surface: Surface,
+    ax: Axes | None = None,
+    *,
+    log: bool = False,
+    labels: bool = True,
+    title: str | None = None,
+    style: PlotStyle | None = None,
+) -> Axes:
+    """The loss profiles a comparison holds (``interpolate --align``: the straight line, the
+    line to the aligned model, a curve) over t, each with its ±2 SE band and its barrier in
+    the legend."""
+    style = style or PlotStyle.default()
+    found = comparison(surface.attrs)
+    if not found:
+        raise LosslandError(
+            "this surface holds no comparison of paths (its attribute comparison, which "
+            "interpolate writes when it aligns): draw it with line()"
+        )
+    if ax is None:
+        ax = _figure(style.width, style.line_height, style).add_subplot()
+    for k, p in enumerate(found):
+        colour = PATH_COLOURS[k % len(PATH_COLOURS)]
+        ax.plot(p.t, p.loss, "-", color=colour, lw=style.path_width,
+                label=f"{p.name}: barrier {p.barrier:+.3g} ± {p.barrier_sem:.1g}")  # fmt: skip
+        band = np.isfinite(p.loss_sem)
+        if band.any():
+            lower = p.loss - 2 * p.loss_sem
+            if log:
+                lower = np.maximum(lower, 0.5 * float(p.loss.min()))
+            ax.fill_between(p.t, lower, p.loss + 2 * p.loss_sem, where=band, color=colour,
+                            alpha=0.2, lw=0)  # fmt: skip
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlim(float(found[0].t[0]), float(found[0].t[-1]))
+    ax.tick_params(labelsize=style.tick_size)
+    if labels:
+        ax.set_xlabel("t (0 is A, 1 is B)", fontsize=style.font_size)
+        ax.set_ylabel(loss_name(surface), fontsize=style.font_size)
+    ax.legend(fontsize=style.legend_size, loc="best", framealpha=0.85)
+    ax.set_title(
+        f"{loss_name(surface)} along paths from A to B" if title is None else title,
+        fontsize=style.title_size,
+    )
+    return ax

@@ -57,7 +57,7 @@ def trajectories(ax: Axes, surface: Surface, *, style: PlotStyle | None = None) 
             ms=style.marker_size * 0.7,
             mfc="white",
             mew=0.6 * width,
-            label=legend_label(f"training: {name}"),
+            label=legend_label(name if _compared(surface) else f"training: {name}"),
             zorder=4,
             path_effects=_halo(width),
         )
@@ -72,6 +72,12 @@ def trajectories(ax: Axes, surface: Surface, *, style: PlotStyle | None = None) 
         )
     _legend(ax, drawn, style)
     return ax
+
+
+def _compared(surface: Surface) -> bool:
+    """Paths that are not training runs: a curve and the line, or models projected onto the
+    plane (:mod:`lossland.run._curves`), drawn under their own names."""
+    return "curve" in surface.attrs or "projected" in surface.attrs
 
 
 def _draw_paths(

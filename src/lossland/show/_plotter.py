@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lossland.analysis import seed_logs, seed_stack, seed_surface
+from lossland.analysis import comparison, seed_logs, seed_stack, seed_surface
 from lossland.errors import LosslandError, LosslandWarning
 from lossland.io import (
     OptimizerPath,
@@ -23,7 +23,7 @@ from lossland.io import (
     check_output,
     make_folder,
 )
-from lossland.show._lines import line
+from lossland.show._lines import line, profiles
 from lossland.show._maps import contour, contourf, heatmap
 from lossland.show._overlays import _draw_paths, _legend_below, paths, trajectories
 from lossland.show._scales import _check_look, _Scale, check_drawable, loss_text, loss_values
@@ -155,11 +155,13 @@ class StandardFigure:
     thin: bool  # drawn for a grid of one row or column too
     seeds: bool = False  # drawn only for a seed stack
     overlays: bool = False  # a map: trajectories, optimizer paths and the legend under it
+    compared: bool = False  # drawn only for a surface holding a comparison of paths
 
 
 # In the order plot() writes them. Each drawer but seeds_figure is also Plotter's attribute.
 FIGURES = (
     StandardFigure(kind="1d", ndim=1, draw=line, thin=True),
+    StandardFigure(kind="profiles", ndim=1, draw=profiles, thin=True, compared=True),
     StandardFigure(kind="contour", ndim=2, draw=contour, thin=False, overlays=True),
     StandardFigure(kind="contourf", ndim=2, draw=contourf, thin=False, overlays=True),
     StandardFigure(kind="heatmap", ndim=2, draw=heatmap, thin=True, overlays=True),
@@ -169,17 +171,27 @@ FIGURES = (
 )
 
 
-def _standard(ndim: int, *, thin: bool, seeds: bool) -> list[StandardFigure]:
+def _standard(
+    ndim: int, *, thin: bool, seeds: bool, compared: bool = False
+) -> list[StandardFigure]:
     return [
-        f for f in FIGURES if f.ndim == ndim and (f.thin or not thin) and (seeds or not f.seeds)
+        f
+        for f in FIGURES
+        if f.ndim == ndim
+        and (f.thin or not thin)
+        and (seeds or not f.seeds)
+        and (compared or not f.compared)
     ]
 
 
-def figure_kinds(ndim: int, *, thin: bool = False, seeds: bool = False) -> list[str]:
-    """The standard figures, in order (:data:`FIGURES`): ``1d`` for a line; for a plane contour,
-    contourf, heatmap and 3d (a ``thin`` grid of one row or column: heatmap only), topology, and
-    the seeds side by side for a seed stack."""
-    return [f.kind for f in _standard(ndim, thin=thin, seeds=seeds)]
+def figure_kinds(
+    ndim: int, *, thin: bool = False, seeds: bool = False, compared: bool = False
+) -> list[str]:
+    """The standard figures, in order (:data:`FIGURES`): ``1d`` for a line, and ``profiles``
+    for a line holding a comparison of paths; for a plane contour, contourf, heatmap and 3d (a
+    ``thin`` grid of one row or column: heatmap only), topology, and the seeds side by side for
+    a seed stack."""
+    return [f.kind for f in _standard(ndim, thin=thin, seeds=seeds, compared=compared)]
 
 
 class Plotter:
@@ -198,6 +210,7 @@ class Plotter:
     heatmap = staticmethod(heatmap)
     surface3d = staticmethod(surface3d)
     line = staticmethod(line)
+    profiles = staticmethod(profiles)
     paths = staticmethod(paths)
     trajectories = staticmethod(trajectories)
     critical_points = staticmethod(critical_points)
@@ -268,9 +281,11 @@ class Plotter:
         folder = Path(out_dir) if out_dir is not None else (source.parent if source else Path("."))
         _check_plot(loaded, log=log, zmax=zmax, levels=levels, cmap=cmap)
         thin, seeds = min(loaded.loss.shape) < 2, loaded.stack is not None
+        compared = bool(comparison(loaded.attrs))
         files = figure_files(
-            loaded.ndim, folder, stem=stem, format=chosen.format, thin=thin, seeds=seeds
-        )
+            loaded.ndim, folder, stem=stem, format=chosen.format, thin=thin, seeds=seeds,
+            compared=compared,
+        )  # fmt: skip
         for file in files:
             check_length(file, name="out_dir")
             if folder.is_dir():  # a new folder holds nothing to refuse
@@ -321,9 +336,10 @@ def figure_files(
     format: str,
     thin: bool = False,
     seeds: bool = False,
+    compared: bool = False,
 ) -> list[Path]:
     """The files ``plot`` writes, ``<stem>_<kind>.<format>`` (see :func:`figure_kinds`)."""
-    kinds = figure_kinds(ndim, thin=thin, seeds=seeds)
+    kinds = figure_kinds(ndim, thin=thin, seeds=seeds, compared=compared)
     return [Path(out_dir) / f"{stem}_{kind}.{format}" for kind in kinds]
 
 
@@ -355,7 +371,8 @@ def _standard_figures(
         titles=title != "",  # topology_figure: its panels' titles
     )
     thin, seeds = min(surface.loss.shape) < 2, surface.stack is not None
-    for figure in _standard(surface.ndim, thin=thin, seeds=seeds):
+    compared = bool(comparison(surface.attrs))
+    for figure in _standard(surface.ndim, thin=thin, seeds=seeds, compared=compared):
         taken = inspect.signature(figure.draw).parameters
         drawn = figure.draw(surface, **{k: v for k, v in options.items() if k in taken})
         if figure.overlays:
