@@ -808,7 +808,11 @@ def test_summary_html_and_png() -> None:
     assert _display.contour_png(line_1d()).startswith(b"\x89PNG")
     found = surface_topology(s)
     assert found is not None
-    basins_row = html.escape(summary_lines(found)[0])
+    merged = sum(m.merge is not None and m.persistence > 0 for m in found.minima)
+    # the summary's first line, and how its barriers' errors were computed (nothing paired here)
+    basins_row = html.escape(
+        f"{summary_lines(found)[0]}; barrier SEs: 0 paired, {merged} independent"
+    )
     assert f"basins</th><td style='text-align:left'>{basins_row}</td>" in page
 
 
