@@ -170,8 +170,8 @@ def _point_data(surface: Surface, values: SurfaceValues) -> dict[str, Any]:
     """The accuracies, the other shown rows of FIELDS and the notes of the points without a
     finite loss (why each is a hole, or what an infinite one is drawn as), in the order of
     :func:`surface_grid`'s grid (which flips decreasing axes): ``acc`` (None: none recorded),
-    ``fields`` ([{label, fmt, unit, z}] for each other shown row the surface holds, in table
-    order) and ``notes``, [row, column, text]."""
+    ``fields`` ([{label, fmt, unit, z}] for each other shown row the surface holds a value of,
+    in table order) and ``notes``, [row, column, text]."""
     assert surface.y is not None
     order_x, order_y = np.argsort(surface.x), np.argsort(surface.y)
     shown = np.ix_(order_y, order_x)
@@ -186,7 +186,10 @@ def _point_data(surface: Surface, values: SurfaceValues) -> dict[str, Any]:
             "z": _grid_json(z[shown]),
         }
         for f in FIELDS
-        if f.name != "acc" and f.shown is not None and (z := values.shown.get(f.name)) is not None
+        if f.name != "acc"
+        and f.shown is not None
+        and (z := values.shown.get(f.name)) is not None
+        and np.isfinite(z).any()  # a row no point has a value of (never stored) is not shown
     ]
     return {
         "acc": _grid_json(acc) if values.has_accuracy else None,
