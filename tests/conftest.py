@@ -13,6 +13,19 @@ from torch import nn
 
 from lossland.zoo import write_idx
 
+# The suite never reaches the network: Hugging Face libraries stay offline (models are built
+# from configs, data sets from dicts) and W&B logs to a local folder. Set before any test
+# imports them, and inherited by the subprocesses tests start.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+}.items():
+    os.environ.setdefault(_name, _value)
+
 
 def tiny_net() -> nn.Module:
     """Conv → ReLU → BN → pool → linear: every kind of tensor the engine must handle."""
