@@ -227,6 +227,30 @@ def test_a_recorder_on_another_runs_file_or_another_file_is_refused(tmp_path):
     assert rec.close().steps.tolist() == [0, 3]
 
 
+@pytest.mark.parametrize("launcher", ["torchrun environment", "initialized group of 2"])
+def test_a_recorder_in_a_multi_process_run_is_refused_before_writing(
+    tmp_path, monkeypatch, launcher
+):
+    """Under torchrun/DDP the slices would wait on the other ranks forever: one line instead."""
+    if launcher == "torchrun environment":
+        for name, value in {
+            "RANK": "0",
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": "0",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": "29999",
+        }.items():
+            monkeypatch.setenv(name, value)
+    else:
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    model, data = tiny()
+    with pytest.raises(LosslandError, match="single-process") as caught:
+        lossland.Recorder(model, data, out=tmp_path / "r.h5")
+    assert_one_line(str(caught.value))
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
 def test_a_bad_step_is_one_line(tmp_path, bad):
     model, data = tiny()

@@ -72,7 +72,19 @@ from lossland.directions import (
 from lossland.engine import Evaluator, LossFn
 from lossland.errors import LosslandError, LosslandWarning, arg
 from lossland.io import SCALARS, Recording, Surface, check_output, is_recording
+from lossland.run._group import launched
 from lossland.run._surface import surface
+
+
+def _check_single_process() -> None:
+    """A recorder's slices would join the training's process group from one rank and wait
+    for the others forever: refused under torchrun/DDP before anything is written."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if launched() or (distributed and torch.distributed.get_world_size() > 1):
+        raise LosslandError(
+            "the recorder runs in single-process training only, and this process is one of "
+            "several (torchrun/DDP): record from a single-process run of the same training"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +172,7 @@ class Recorder:
         device: str | None = None,
     ) -> None:
         self.options = options_from(options or RecorderOptions(), locals())
+        _check_single_process()
         self.model, self.data = model, data
         self.evaluator, self.loss, self.lr = evaluator, loss, lr
         self.loggers = list(loggers)
