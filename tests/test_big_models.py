@@ -438,6 +438,23 @@ def test_suffix_caching_equals_the_full_forward(case, build, spec, stack, k, pre
     assert np.allclose(fast, full, rtol=1e-6, atol=0), case
 
 
+@pytest.mark.parametrize(("case", "build", "spec", "stack", "k", "preset"), SUFFIXES)
+def test_unit_losses_replay_each_batch_s_own_prefix(case, build, spec, stack, k, preset) -> None:
+    """The per-unit losses behind paired barrier errors read, batch by batch, that batch's
+    recorded prefix: equal to the full forward's at every point."""
+    model = build()
+    data = token_batches() if preset else chunks_of(pair(60))
+    kw = {"evaluator": lossland.presets.causal_lm()} if preset else {}
+    cached, _ = rows_of(model, data, spec, "cached", **kw)
+    streamed, _ = rows_of(model, data, spec, "streamed", **kw)
+    assert cached.suffix is not None and cached.suffix.on
+    for alpha, beta in [(0.0, 0.0), (-1.0, 0.5), (0.5, -0.5)]:
+        for got, want in zip(
+            cached.unit_losses(alpha, beta), streamed.unit_losses(alpha, beta), strict=True
+        ):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, err_msg=case)
+
+
 NO_SUFFIX = [
     ("moving outside the stack", tiny_gpt2, "transformer.ln_f.*"),
     ("tied to the embedding", tiny_gpt2, "transformer.wte.weight"),

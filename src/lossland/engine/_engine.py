@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ from lossland.engine._presets import fitting_preset
 from lossland.engine._state import ModelState
 from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,8 @@ class Engine:
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
-        if self.options.bn == "recompute":
-            self._recompute_bn()
         total = None
-        for count, batch in enumerate(self.data.batches(), 1):
-            if self.suffix is not None:
-                self.suffix.at(count - 1)  # the stack's fixed prefix: recorded, then replayed
-            output = self.evaluator.run(self.module, batch)
+        for count, (batch, output) in enumerate(self._outputs(), 1):
             s = self.evaluator.stats(output, batch)  # (len(SUMS),)
             if not self.checked:  # the first batch of the run: is the contract what we think?
                 self._check(output, s, batch)
@@ -179,17 +176,26 @@ class Engine:
         mean gives one unit a batch)."""
         sums: list[Tensor] = []
         counts: list[Tensor] = []
-        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
-            self._move_to(np.array([alpha]), np.array([beta]), 0, np.zeros(1, dtype=int), 0)
-            if self.options.bn == "recompute":
-                self._recompute_bn()
-            for batch in self.data.batches():
-                s, n, _ = self.evaluator.units(self.evaluator.run(self.module, batch), batch)
+
+        def units() -> None:
+            for batch, output in self._outputs():
+                s, n, _ = self.evaluator.units(output, batch)
                 sums.append(s.double())
                 counts.append(n.double())
-            if self.state.settle():
-                self._stale = True
+
+        with torch.inference_mode(), precision_mode(self.options.device, self.options.precision):
+            self._move_to(np.array([alpha]), np.array([beta]), 0, np.zeros(1, dtype=int), 0)
+            self._at_point(units, alpha, beta)
         return torch.cat(sums).cpu().numpy(), torch.cat(counts).cpu().numpy()
+
+    def _outputs(self) -> Iterator[tuple[Batch, Any]]:
+        """Each evaluation batch and the network's output on it at the current θ(α, β)."""
+        if self.options.bn == "recompute":
+            self._recompute_bn()
+        for index, batch in enumerate(self.data.batches()):
+            if self.suffix is not None:
+                self.suffix.at(index)  # the stack's fixed prefix: recorded, then replayed
+            yield batch, self.evaluator.run(self.module, batch)
 
     def _precise_enough(self, total: Tensor, batches: int) -> bool:
         """With a standard-error target: is this point's mean known well enough already?
@@ -336,14 +342,19 @@ class Engine:
         self.state.mark_moving()
 
     def _evaluate(self, alpha: float, beta: float) -> Tensor:
+        return self._at_point(self._stats, alpha, beta)
+
+    def _at_point(self, evaluate: Callable[[], _T], alpha: float, beta: float) -> _T:
+        """``evaluate()`` at the point θ(α, β) the network holds: what the user's code raises
+        is placed at the point, and what the forward changed is put back."""
         try:
-            stats = self._stats()
+            result = evaluate()
         except Exception as exc:
             error = self._failed(exc, f"at (x, y) = ({alpha:g}, {beta:g})")
             raise error from error.__cause__
         if self.state.settle():  # the forward wrote the moving weights
             self._stale = True
-        return stats
+        return result
 
     def _build_network(self, model: nn.Module, names: list[str], laid_out: bool) -> None:
         """The working copy the points are evaluated on, its parameters views of ``weights``."""
