@@ -66,7 +66,7 @@ class Evaluator:
     def mean_loss(self, output: Any, batch: Batch) -> Tensor:
         """The batch's mean loss as :meth:`stats` defines it (Σ unit sums / Σ weights), a
         differentiable float32 scalar: what training through the contract minimises."""
-        sums, counts, _ = _per_unit((self.loss or default_loss)(output, batch), batch)
+        sums, counts, _ = self.units(output, batch)
         return (sums.sum() / counts.sum()).float()
 
     def stats(self, output: Any, batch: Batch) -> Tensor:
