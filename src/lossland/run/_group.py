@@ -71,6 +71,13 @@ def launched() -> bool:
     return all(name in os.environ for name in needed) and _env_int("WORLD_SIZE", 1) > 1
 
 
+def several_processes() -> bool:
+    """This process is one of several: launched so (torchrun), or in an initialized process
+    group of two or more."""
+    initialized = dist.is_available() and dist.is_initialized()
+    return launched() or (initialized and dist.get_world_size() > 1)
+
+
 def rank() -> int:
     """This process's rank: from the process group when there is one, else from RANK, else 0."""
     if dist.is_available() and dist.is_initialized():

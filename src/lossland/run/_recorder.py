@@ -72,15 +72,14 @@ from lossland.directions import (
 from lossland.engine import Evaluator, LossFn
 from lossland.errors import LosslandError, LosslandWarning, arg
 from lossland.io import SCALARS, Recording, Surface, check_output, is_recording
-from lossland.run._group import launched
+from lossland.run._group import several_processes
 from lossland.run._surface import surface
 
 
 def _check_single_process() -> None:
     """A recorder's slices would join the training's process group from one rank and wait
     for the others forever: refused under torchrun/DDP before anything is written."""
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if launched() or (distributed and torch.distributed.get_world_size() > 1):
+    if several_processes():
         raise LosslandError(
             "the recorder runs in single-process training only, and this process is one of "
             "several (torchrun/DDP): record from a single-process run of the same training"
