@@ -159,12 +159,10 @@ def batchnorm_statistics(net: nn.Module) -> list[int]:
 def set_bn_mode(net: nn.Module, bn: BNMode) -> None:
     """Eval everywhere (dropout off); with ``bn="train"`` BatchNorm uses batch statistics and
     leaves the running ones untouched (track_running_stats off means they are not passed).
-    ``recompute`` evaluates in eval mode with statistics refreshed per point (see Engine) as a
-    cumulative average (momentum None)."""
+    ``recompute`` evaluates in eval mode with the statistics the engine sets per point (those
+    of the evaluation set: :func:`lossland.engine._batchnorm.dataset_statistics`)."""
     net.eval()
     for module in batchnorms(net):
         if bn == "train":
             module.train()
             module.track_running_stats = False
-        elif bn == "recompute":
-            module.momentum = None
