@@ -31,24 +31,29 @@ _GLOB = "*?["
 
 
 def blocks(
-    model: nn.Module, spec: str | Sequence[str], params: Any = None
+    model: nn.Module, spec: str | Sequence[str], params: Any = None, *, ignore: str = "biasbn"
 ) -> list[tuple[str, list[str]]]:
-    """(name, moving tensor names) of each block that ``spec`` asks for (see module doc), in
-    the model's order for ``"auto"`` and in the given order otherwise; each block moves at
-    least one tensor. A spec that is not text, names no tensor or finds no stack is refused in
-    one line naming what the model holds and the fix."""
-    tensors = [*model.named_parameters(), *model.named_buffers()]
+    """(name, moving parameter names) of each block that ``spec`` asks for (see module doc),
+    in the model's order for ``"auto"`` and in the given order otherwise; each block moves at
+    least one parameter (random directions move parameters only). ``"auto"`` counts a child as
+    a block when a direction can move it: under ``ignore="biasbn"`` (1-D tensors stay) a child
+    holding only biases and norm scales (a BatchNorm, a LayerNorm) is not one. A spec that is
+    not text, names no parameter or finds no stack is refused in one line naming what the
+    model holds and the fix."""
+    tensors = list(model.named_parameters())
     movable = select_params(params, tensors) or select_params(_every, tensors) or []
     entries = _entries(spec)
     if entries == [AUTO]:
-        return _stack_blocks(model, movable)
+        shapes = dict(tensors)
+        moved = [n for n in movable if ignore != "biasbn" or shapes[n].dim() > 1]
+        return _stack_blocks(model, movable, moved)
     found = []
     for entry in entries:
         names = [n for n in movable if _in_block(entry, n)]
         if not names:
             raise LosslandError(
                 f"{arg('params_per_layer')} {entry!r} names none of the model's "
-                f"{len(movable)} tensors that move ({_examples(movable)}): give module names or "
+                f"{len(movable)} parameters that move ({_examples(movable)}): give module names or "
                 f"glob patterns over these names, or {AUTO!r} for the model's stack of blocks"
             )
         found.append((entry, names))
@@ -115,9 +120,11 @@ def _in_block(entry: str, name: str) -> bool:
     return name == entry or name.startswith(entry + ".")
 
 
-def _stack_blocks(model: nn.Module, movable: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """The children of the stack holding the most children with moving tensors (ties: the
-    outermost), those children only, in order."""
+def _stack_blocks(
+    model: nn.Module, movable: Sequence[str], moved: Sequence[str]
+) -> list[tuple[str, list[str]]]:
+    """The children of the stack holding the most children with a ``moved`` tensor (ties: the
+    outermost), those children only, in order, each with its ``movable`` names."""
     best: list[tuple[str, list[str]]] = []
     for path, module in model.named_modules():
         if not isinstance(module, (nn.Sequential, nn.ModuleList)) or len(module) < 2:
@@ -127,7 +134,7 @@ def _stack_blocks(model: nn.Module, movable: Sequence[str]) -> list[tuple[str, l
         for child, _ in module.named_children():
             label = prefix + child
             names = [n for n in movable if n.startswith(label + ".")]
-            if names:
+            if any(n.startswith(label + ".") for n in moved):
                 found.append((label, names))
         if len(found) >= 2 and len(found) > len(best):
             best = found

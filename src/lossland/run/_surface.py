@@ -184,25 +184,9 @@ def surface(
         >>> print(lossland.describe(s))
     """
     opts = options_from(options or SurfaceOptions(), locals())  # every field is a keyword
-    if opts.params_per_layer:  # (the CLI's empty list: not asked)
-        check_per_layer(opts.params_per_layer, seeds, directions)
-        return _per_layer(
-            model,
-            data,
-            opts,
-            x=x,
-            y=y,
-            evaluator=evaluator,
-            loss=loss,
-            out=out,
-            overwrite=overwrite,
-            split=split,
-            attrs=attrs,
-            trajectories=trajectories,
-            on_accept=on_accept,
-        )
-    if seeds is not None and seeds != 1:
-        return _seeded(
+    if opts.params_per_layer or (seeds is not None and seeds != 1):  # a stack of surfaces
+        stack = _per_layer if opts.params_per_layer else _seeded  # (the CLI's [] asks nothing)
+        return stack(
             model,
             data,
             seeds,
@@ -318,7 +302,7 @@ def _finish(
 def _seeded(
     model: nn.Module,
     data: Any,
-    seeds: int,
+    seeds: int | None,
     opts: SurfaceOptions,
     *,
     out: str | Path | None,
@@ -327,6 +311,7 @@ def _seeded(
     **keywords: Any,
 ) -> Surface:
     """``surface(..., seeds=N)``: one run per direction seed, stacked into ``out``."""
+    assert seeds is not None
     check_seed_range(seeds, opts.seed)  # the whole range, before the first seed
     if directions is not None:
         raise LosslandError(
@@ -361,16 +346,19 @@ def _seeded(
 def _per_layer(
     model: nn.Module,
     data: Any,
+    seeds: int | None,
     opts: SurfaceOptions,
     *,
     out: str | Path | None,
     overwrite: bool,
+    directions: Directions | None,
     **keywords: Any,
 ) -> Surface:
     """``surface(..., params_per_layer=...)``: one run per block, stacked into ``out``."""
     spec = opts.params_per_layer
     assert spec is not None
-    found = blocks(model, spec, opts.params)  # refused in one line before any work
+    check_per_layer(spec, seeds, directions)
+    found = blocks(model, spec, opts.params, ignore=opts.ignore)  # refused before any work
     on_accept = keywords.pop("on_accept")
     xs, ys = _grid(Directions(x={}), keywords["x"], keywords["y"], keywords["trajectories"])
     ny = None if ys is None else len(ys)
