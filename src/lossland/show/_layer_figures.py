@@ -93,6 +93,9 @@ def _panels(
         ax.set_title(names[k] + ("" if drawn[k] else ": no finite loss"), fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
+        ax.set_xlabel("x", fontsize=7)
+        if k % columns == 0:
+            ax.set_ylabel("y", fontsize=7)
     assert mesh is not None
     bar = fig.colorbar(mesh, ax=list(axes[:n]), shrink=0.9, ticks=scale.ticks())
     bar.ax.set_yticklabels([loss_text(v) for v in bar.get_ticks()])
