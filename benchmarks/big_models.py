@@ -9,8 +9,9 @@ Three sections, each printed as a markdown table:
   replayed surface is from the full one (max relative difference over the timed points).
 * ``layers``: the same 12-block GPT-2 shape, one landscape per block in one call
   (``surface(params_per_layer="auto")``, a line of ``--points`` points per block): each block's
-  run time per point (its ``attrs["wall_time_s"]`` over its points; the first point records
-  the prefix) against a bare forward, next to (12 − k)/12, the share of the blocks it runs.
+  time per point (its ``attrs["wall_time_s"]``, the time its points took, over its points;
+  the first point records the prefix) against a bare forward, next to (12 − k)/12, the share
+  of the blocks it runs.
 * ``llm``: a Qwen2-shaped decoder built from a config (random init, bf16, ``precision="bf16"``),
   each mode in a fresh process (peaks are process-wide): every tensor moving, the last block
   moving (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
@@ -33,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -172,15 +174,17 @@ def layers_section(args: argparse.Namespace) -> None:
 
     forward = median_seconds(bare, args.rounds, device)
     start = time.perf_counter()
-    s = lossland.surface(
-        model,
-        batches,
-        params_per_layer="auto",
-        x=f"-1:1:{args.points}",
-        evaluator=causal_lm(),
-        device=str(device),
-        progress=False,
-    )
+    with tempfile.TemporaryDirectory() as folder:  # a file: each block records its wall time
+        s = lossland.surface(
+            model,
+            batches,
+            params_per_layer="auto",
+            x=f"-1:1:{args.points}",
+            evaluator=causal_lm(),
+            device=str(device),
+            progress=False,
+            out=os.path.join(folder, "layers.h5"),
+        )
     total = time.perf_counter() - start
     assert s.stack is not None
     print(

@@ -283,8 +283,9 @@ def test_the_cli_computes_plots_and_describes_a_stack_of_layers(tmp_path, capsys
     ckpt = write_checkpoint(tmp_path / "m.safetensors")
     out = tmp_path / "s.h5"
     args = surface_args(ckpt, out, data, "--params-per-layer", "auto", grid="-1:1:3")
-    code, _, err = run_cli(args, capsys)
+    code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
+    assert "layers, each with directions on that block alone" in stdout  # the summary
     loaded = Surface.load(out)
     assert loaded.stack is not None and len(loaded.stack.layers) >= 2
     code, stdout, _ = run_cli(["info", out], capsys)
