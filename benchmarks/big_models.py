@@ -8,10 +8,10 @@ Three sections, each printed as a markdown table:
   data streamed, which turns replaying off); the ratio to the bare forward, and how far the
   replayed surface is from the full one (max relative difference over the timed points).
 * ``layers``: the same 12-block GPT-2 shape, one landscape per block in one call
-  (``surface(params_per_layer="auto")``, a line of ``--points`` points per block): each block's
-  time per point (its ``attrs["wall_time_s"]``, the time its points took, over its points;
-  the first point records the prefix) against a bare forward, next to (12 − k)/12, the share
-  of the blocks it runs.
+  (``surface(params_per_layer="auto")``, a line of ``--points`` points per block) and its
+  time; then each block's engine per point once it has recorded the prefix (the fastest of
+  ``--rounds`` rows) against the fastest bare forward timed just before, next to (12 − k)/12,
+  the share of the blocks it runs.
 * ``llm``: a Qwen2-shaped decoder built from a config (random init, bf16, ``precision="bf16"``),
   each mode in a fresh process (peaks are process-wide): every tensor moving, the last block
   moving (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
@@ -34,7 +34,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +45,7 @@ from torch import Tensor, nn
 from lossland.core import synchronize
 from lossland.directions import random_directions
 from lossland.engine import Engine, EngineOptions, causal_lm, eval_data
+from lossland.run._layers import block_params
 
 Batches = list[dict[str, Tensor]]
 
@@ -56,7 +56,12 @@ def token_batches(vocab: int, sequences: int, tokens: int, *, seed: int = 1) -> 
     return [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
 
 
-def median_seconds(fn: Callable[[], object], rounds: int, device: torch.device) -> float:
+def median_seconds(
+    fn: Callable[[], object],
+    rounds: int,
+    device: torch.device,
+    reduce: Callable[[list[float]], float] = statistics.median,
+) -> float:
     fn()  # warm-up
     times = []
     for _ in range(rounds):
@@ -65,7 +70,7 @@ def median_seconds(fn: Callable[[], object], rounds: int, device: torch.device) 
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def engine_for(
@@ -77,8 +82,15 @@ def engine_for(
     return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
 
 
-def per_point(engine: Engine, points: int, rounds: int, device: torch.device) -> tuple[float, Any]:
-    """Median seconds per point over ``rounds`` rows of ``points`` (a first row records)."""
+def per_point(
+    engine: Engine,
+    points: int,
+    rounds: int,
+    device: torch.device,
+    reduce: Callable[[list[float]], float] = statistics.median,
+) -> tuple[float, Any]:
+    """Median (``reduce``) seconds per point over ``rounds`` rows of ``points`` (a first row
+    records)."""
     xs, ys = np.linspace(-1, 1, points), np.zeros(1)
     mask = np.ones((1, points), dtype=bool)
     stats: list[Any] = []
@@ -86,7 +98,7 @@ def per_point(engine: Engine, points: int, rounds: int, device: torch.device) ->
     def row() -> None:
         stats[:] = [b.stats for b in engine.rows(xs, ys, mask)]
 
-    return median_seconds(row, rounds, device) / points, np.concatenate(stats)
+    return median_seconds(row, rounds, device, reduce) / points, np.concatenate(stats)
 
 
 def suffix_section(args: argparse.Namespace) -> None:
@@ -160,7 +172,10 @@ def gpt2_12(args: argparse.Namespace, device: torch.device) -> nn.Module:
 
 
 def layers_section(args: argparse.Namespace) -> None:
-    """One call, one line per block: each block's time per point against a bare forward."""
+    """One call, one line per block; then each block's engine per point (the fastest of
+    ``--rounds`` rows of 9 points after the row that records), each next to the fastest of
+    ``--rounds`` bare forwards timed just before it: the fastest, as a shared machine's bursts
+    of load only ever add time."""
     import lossland
 
     device = torch.device(args.device)
@@ -172,35 +187,39 @@ def layers_section(args: argparse.Namespace) -> None:
         with torch.inference_mode():
             model(**on_device[0])
 
-    forward = median_seconds(bare, args.rounds, device)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:  # a file: each block records its wall time
-        s = lossland.surface(
-            model,
-            batches,
-            params_per_layer="auto",
-            x=f"-1:1:{args.points}",
-            evaluator=causal_lm(),
-            device=str(device),
-            progress=False,
-            out=os.path.join(folder, "layers.h5"),
-        )
+    s = lossland.surface(
+        model,
+        batches,
+        params_per_layer="auto",
+        x=f"-1:1:{args.points}",
+        evaluator=causal_lm(),
+        device=str(device),
+        progress=False,
+    )
     total = time.perf_counter() - start
     assert s.stack is not None
+    forward = median_seconds(bare, args.rounds, device, min)
     print(
         f"\n12-block GPT-2-shaped, width {args.width}, vocab {args.vocab}, "
-        f"{args.sequences}×{args.tokens} tokens, {device}; one call, a line of {args.points} "
-        f"points per block; bare forward {1e3 * forward:.1f} ms\n"
+        f"{args.sequences}×{args.tokens} tokens, {device}\n\none call "
+        f"(params_per_layer='auto', a line of {args.points} points per block): {total:.1f} s "
+        f"for {12 * args.points} points, {total / (12 * args.points) / forward:.2f}× a bare "
+        f"forward ({1e3 * forward:.1f} ms) per point, setup and measures included\n"
     )
-    print("| block | ms per point | × bare forward | (12 − k)/12 |\n| --- | ---: | ---: | ---: |")
-    for k, (name, attrs) in enumerate(zip(s.stack.layers, s.stack.attrs, strict=True)):
-        seconds = float(attrs["wall_time_s"]) / args.points
-        print(f"| {name} | {1e3 * seconds:.1f} | {seconds / forward:.2f}× | {(12 - k) / 12:.2f} |")
-    points = 12 * args.points
     print(
-        f"\nwhole call {total:.1f} s for {points} points: {total / points / forward:.2f}× a bare "
-        f"forward per point (12 separate full-model runs: ≥ 1×)"
+        "| block | ms per point | bare forward, ms | × bare forward | (12 − k)/12 |\n"
+        "| --- | ---: | ---: | ---: | ---: |"
     )
+    for k, (name, attrs) in enumerate(zip(s.stack.layers, s.stack.attrs, strict=True)):
+        forward = median_seconds(bare, args.rounds, device, min)
+        engine = engine_for(model, batches, block_params(attrs["params"]), "cached", device)
+        seconds, _ = per_point(engine, 9, args.rounds, device, min)
+        del engine
+        print(
+            f"| {name} | {1e3 * seconds:.1f} | {1e3 * forward:.1f} | {seconds / forward:.2f}× "
+            f"| {(12 - k) / 12:.2f} |"
+        )
 
 
 # --- llm: a Qwen2-shaped decoder, each mode in its own process --------------------------------

@@ -293,6 +293,12 @@ def test_the_cli_computes_plots_and_describes_a_stack_of_layers(tmp_path, capsys
     code, _, err = run_cli(["plot", out], capsys)
     assert code == 0, err
     assert (tmp_path / "s_layers.png").exists()
-    code, _, err = run_cli([*args, "--seeds", "2", "--overwrite"], capsys)
-    assert code == 2 and "--params-per-layer" in err and "--seeds" in err
-    assert_one_line(err.strip().splitlines()[-1])
+    for extra, named in (
+        (["--seeds", "2"], "--seeds"),
+        (["--to", str(ckpt)], "--to"),
+        (["--save-directions", str(tmp_path / "d.safetensors")], "--save-directions"),
+    ):
+        code, _, err = run_cli([*args, *extra, "--overwrite"], capsys)
+        assert code == 2 and "--params-per-layer" in err and named in err, err
+        assert_one_line(err.strip().splitlines()[-1])
+    assert Surface.load(out).stack is not None  # the refused runs left the file as it was

@@ -178,8 +178,8 @@ def _check_stack(args: SurfaceArgs, options: SurfaceOptions, kind: str | None) -
         raise LosslandError("--seeds compares random planes: drop --directions, --to, --trajectory")
     if options.params_per_layer and kind != "random":
         raise LosslandError(
-            "--params-per-layer draws random directions on every block: drop --directions, "
-            "--to, --trajectory"
+            "--params-per-layer draws random directions on every block: it does not combine "
+            "with --directions, --to, --trajectory or interpolate"
         )
     if options.params_per_layer and args.save_directions is not None:
         raise LosslandError(
