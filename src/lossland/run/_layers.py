@@ -80,14 +80,10 @@ def check_per_layer(spec: Any, seeds: int | None, directions: Any) -> None:
     _entries(spec)
 
 
-def stack_attrs(
-    spec: str | Sequence[str], found: Sequence[tuple[str, list[str]]]
-) -> dict[str, Any]:
-    """What the stacked file records about its blocks (``info`` shows it)."""
-    return {
-        "params_per_layer": _entries(spec),
-        "layer_tensors": [len(names) for _, names in found],
-    }
+def stack_attrs(spec: str | Sequence[str]) -> dict[str, Any]:
+    """What the stacked file records about how its blocks were chosen (``info`` shows it; each
+    block's tensors are its entry's ``params``)."""
+    return {"params_per_layer": _entries(spec)}
 
 
 def _entries(spec: Any) -> list[str]:

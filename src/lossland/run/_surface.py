@@ -378,7 +378,7 @@ def _per_layer(
     lock = target is not None and is_main_process()  # rank 0 alone writes the stack
     with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
         result = stacked(target, overwrite, one_block, layers=labels)
-        return saved(result.with_attrs(**stack_attrs(spec, found)), target)
+        return saved(result.with_attrs(**stack_attrs(spec)), target)
 
 
 @dataclass(frozen=True)
