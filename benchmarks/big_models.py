@@ -1,12 +1,17 @@
 """Big models (issue 22): what a run costs when only part of a model moves, side by side.
 
-Two sections, each printed as a markdown table:
+Three sections, each printed as a markdown table:
 
 * ``suffix``: a 12-block GPT-2-shaped model (random init, fp32) with only its last block moving.
   Per point: a bare forward (the floor without lossland), lossland with the stack's fixed prefix
   replayed (data cached on the device: the default), and lossland running every block (the same
   data streamed, which turns replaying off); the ratio to the bare forward, and how far the
   replayed surface is from the full one (max relative difference over the timed points).
+* ``layers``: the same 12-block GPT-2 shape, one landscape per block in one call
+  (``surface(params_per_layer="auto")``, a line of ``--points`` points per block) and its
+  time; then each block's engine per point once it has recorded the prefix (the fastest of
+  ``--rounds`` rows) against the fastest bare forward timed just before, next to (12 − k)/12,
+  the share of the blocks it runs.
 * ``llm``: a Qwen2-shaped decoder built from a config (random init, bf16, ``precision="bf16"``),
   each mode in a fresh process (peaks are process-wide): every tensor moving, the last block
   moving (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
@@ -15,6 +20,7 @@ Two sections, each printed as a markdown table:
   the same engine (after its first point, which records the prefix).
 
     python benchmarks/big_models.py suffix
+    python benchmarks/big_models.py layers --points 5
     python benchmarks/big_models.py llm --layers 12 --tokens 64 --sequences 2
     python benchmarks/big_models.py llm --hidden 1536 --layers 28 --heads 12 --kv-heads 2 \\
         --intermediate 8960 --tokens 512 --sequences 4 --device cuda   # Qwen2.5-1.5B-shaped
@@ -39,6 +45,7 @@ from torch import Tensor, nn
 from lossland.core import synchronize
 from lossland.directions import random_directions
 from lossland.engine import Engine, EngineOptions, causal_lm, eval_data
+from lossland.run._layers import block_params
 
 Batches = list[dict[str, Tensor]]
 
@@ -49,7 +56,12 @@ def token_batches(vocab: int, sequences: int, tokens: int, *, seed: int = 1) -> 
     return [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
 
 
-def median_seconds(fn: Callable[[], object], rounds: int, device: torch.device) -> float:
+def median_seconds(
+    fn: Callable[[], object],
+    rounds: int,
+    device: torch.device,
+    reduce: Callable[[list[float]], float] = statistics.median,
+) -> float:
     fn()  # warm-up
     times = []
     for _ in range(rounds):
@@ -58,7 +70,7 @@ def median_seconds(fn: Callable[[], object], rounds: int, device: torch.device) 
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def engine_for(
@@ -70,8 +82,15 @@ def engine_for(
     return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
 
 
-def per_point(engine: Engine, points: int, rounds: int, device: torch.device) -> tuple[float, Any]:
-    """Median seconds per point over ``rounds`` rows of ``points`` (a first row records)."""
+def per_point(
+    engine: Engine,
+    points: int,
+    rounds: int,
+    device: torch.device,
+    reduce: Callable[[list[float]], float] = statistics.median,
+) -> tuple[float, Any]:
+    """Median (``reduce``) seconds per point over ``rounds`` rows of ``points`` (a first row
+    records)."""
     xs, ys = np.linspace(-1, 1, points), np.zeros(1)
     mask = np.ones((1, points), dtype=bool)
     stats: list[Any] = []
@@ -79,7 +98,7 @@ def per_point(engine: Engine, points: int, rounds: int, device: torch.device) ->
     def row() -> None:
         stats[:] = [b.stats for b in engine.rows(xs, ys, mask)]
 
-    return median_seconds(row, rounds, device) / points, np.concatenate(stats)
+    return median_seconds(row, rounds, device, reduce) / points, np.concatenate(stats)
 
 
 def suffix_section(args: argparse.Namespace) -> None:
@@ -133,6 +152,74 @@ def suffix_section(args: argparse.Namespace) -> None:
         f"\nreplayed vs full: max relative loss difference {diff:.1e}; "
         f"target ≤ 0.25× and ≤ 1e-6: {verdict}"
     )
+
+
+def gpt2_12(args: argparse.Namespace, device: torch.device) -> nn.Module:
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=12,
+        n_embd=args.width,
+        n_head=args.width // 64,
+        vocab_size=args.vocab,
+        n_positions=args.tokens,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="sdpa",
+    )
+    return transformers.GPT2LMHeadModel(config).eval().to(device)
+
+
+def layers_section(args: argparse.Namespace) -> None:
+    """One call, one line per block; then each block's engine per point (the fastest of
+    ``--rounds`` rows of 9 points after the row that records), each next to the fastest of
+    ``--rounds`` bare forwards timed just before it: the fastest, as a shared machine's bursts
+    of load only ever add time."""
+    import lossland
+
+    device = torch.device(args.device)
+    model = gpt2_12(args, device)
+    batches = token_batches(args.vocab, args.sequences, args.tokens)
+    on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+    def bare() -> None:
+        with torch.inference_mode():
+            model(**on_device[0])
+
+    start = time.perf_counter()
+    s = lossland.surface(
+        model,
+        batches,
+        params_per_layer="auto",
+        x=f"-1:1:{args.points}",
+        evaluator=causal_lm(),
+        device=str(device),
+        progress=False,
+    )
+    total = time.perf_counter() - start
+    assert s.stack is not None
+    forward = median_seconds(bare, args.rounds, device, min)
+    print(
+        f"\n12-block GPT-2-shaped, width {args.width}, vocab {args.vocab}, "
+        f"{args.sequences}×{args.tokens} tokens, {device}\n\none call "
+        f"(params_per_layer='auto', a line of {args.points} points per block): {total:.1f} s "
+        f"for {12 * args.points} points, {total / (12 * args.points) / forward:.2f}× a bare "
+        f"forward ({1e3 * forward:.1f} ms) per point, setup and measures included\n"
+    )
+    print(
+        "| block | ms per point | bare forward, ms | × bare forward | (12 − k)/12 |\n"
+        "| --- | ---: | ---: | ---: | ---: |"
+    )
+    for k, (name, attrs) in enumerate(zip(s.stack.layers, s.stack.attrs, strict=True)):
+        forward = median_seconds(bare, args.rounds, device, min)
+        engine = engine_for(model, batches, block_params(attrs["params"]), "cached", device)
+        seconds, _ = per_point(engine, 9, args.rounds, device, min)
+        del engine
+        print(
+            f"| {name} | {1e3 * seconds:.1f} | {1e3 * forward:.1f} | {seconds / forward:.2f}× "
+            f"| {(12 - k) / 12:.2f} |"
+        )
 
 
 # --- llm: a Qwen2-shaped decoder, each mode in its own process --------------------------------
@@ -248,7 +335,7 @@ def llm_section(args: argparse.Namespace, argv: list[str]) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("section", choices=["suffix", "llm"])
+    p.add_argument("section", choices=["suffix", "layers", "llm"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sequences", type=int, default=4)
@@ -261,11 +348,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=14)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--grid", type=int, default=3)
+    p.add_argument("--points", type=int, default=5, help="layers: points per block")
     p.add_argument("--modes", default="all,last block,lora")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.vocab is None:
-        args.vocab = 2048 if args.section == "suffix" else 151936
+        args.vocab = 151936 if args.section == "llm" else 2048
     return args
 
 
@@ -278,6 +366,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.section == "suffix":
         suffix_section(args)
+    elif args.section == "layers":
+        layers_section(args)
     else:
         llm_section(args, [a for a in argv if a != "--child"])
 

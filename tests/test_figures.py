@@ -151,6 +151,21 @@ def basins() -> Surface:
     return s
 
 
+def layer_stack(*, line: bool = False) -> Surface:
+    """A stack of three blocks' planes (``params_per_layer``), or lines: the same two wells,
+    sharper in each later block, the last with a block name too long for its title."""
+    from dataclasses import replace
+
+    from lossland.io import SeedStack
+
+    base = line_1d() if line else two_well(11, 7)
+    loss = np.stack([0.05 + (base.loss - 0.05) * (1 + k) for k in range(3)])
+    names = ("transformer.h.0", "transformer.h.1", "model.decoder.layers.11.self_attention")
+    held = {"loss": loss, "acc": np.full_like(loss, 50.0), "loss_sem": 0.01 * loss}
+    stack = SeedStack.of((), held, np.ones(loss.shape, bool), ({}, {}, {}), layers=names)
+    return replace(base, stack=stack)
+
+
 def plot_file(kind: str, out: Path, surface: Surface, **options: Any) -> Path:
     """The ``kind`` file of the standard set ``plot()`` writes (the CLI's figures)."""
     (found,) = [f for f in F.plot(surface, out, format="png", **options) if f.stem.endswith(kind)]
@@ -179,6 +194,8 @@ CASES: dict[str, Callable[[Path], Any]] = {
     ),
     "contour_critical_points": lambda _: F.contour(basins(), critical_points=True),
     "paper_topology": lambda _: F.topology_figure(basins(), style=PAPER),
+    "layers_panels_log": lambda _: F.layers_figure(layer_stack(), log=True),
+    "layers_lines": lambda _: F.layers_figure(layer_stack(line=True)),
     "paper_plot_pca_contourf": lambda out: plot_file(
         "contourf", out, pca_plane(), style="paper", log=True, dpi=2 * DPI
     ),

@@ -26,6 +26,7 @@ from lossland.analysis._descent import (
     resolve_hyper,
 )
 from lossland.analysis._interpolant import Grid, Interpolant, Interpolation, surface_grid
+from lossland.analysis._layers import layer_lines
 from lossland.analysis._measures import (
     Barrier,
     Sharpness,
@@ -91,6 +92,7 @@ __all__ = [
     "from_text",
     "global_basin",
     "interpolated_among",
+    "layer_lines",
     "mean_and_spread",
     "measure_lines",
     "measure_points",

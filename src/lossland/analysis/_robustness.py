@@ -26,8 +26,9 @@ BASIN_FACTOR = 2.0  # the basin radius is that of {L ≤ 2·L_min} around the mi
 
 
 def seed_surface(surface: Surface, k: int) -> Surface:
-    """The ``k``-th seed's surface of a stacked one (a plain surface of its own)."""
-    stack = seed_stack(surface)
+    """The ``k``-th entry's surface of a stacked one (a seed's, or a block's in a stack of
+    layers), a plain surface of its own."""
+    stack = surface.stack if surface.stack is not None else seed_stack(surface)
     return replace(
         surface,
         loss=stack.loss[k],
@@ -132,11 +133,10 @@ def mean_and_spread(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
 
 
 def seed_stack(surface: Surface) -> SeedStack:
-    """The surface's seed stack; a one-seed surface is an error."""
-    if surface.stack is None:
-        raise LosslandError(
-            f"the surface holds one direction seed: compute it with {arg('seeds')} N (N >= 2)"
-        )
+    """The surface's seed stack; a one-seed surface (or a stack of layers) is an error."""
+    if surface.stack is None or surface.stack.axis != "seeds":
+        held = "one direction seed" if surface.stack is None else "a stack of layers, one seed"
+        raise LosslandError(f"the surface holds {held}: compute it with {arg('seeds')} N (N >= 2)")
     return surface.stack
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossland.analysis._compare import comparison_lines
+from lossland.analysis._layers import layer_lines
 from lossland.analysis._measures import interpolated_among, refine_line
 from lossland.analysis._topology_surface import BARRIER_SE_ATTR
 from lossland.analysis._topology_text import topology_lines
@@ -63,6 +64,7 @@ def describe(surface: Surface) -> str:
     lines += [f"topology: {text}" for text in basins[:1]]
     lines += [f"  {text}" for text in basins[1:]]
     lines += comparison_lines(surface.attrs)  # the profiles: their barriers, not the arrays
+    lines += layer_lines(surface)  # a stack of per-layer surfaces: one line per block
     for key in sorted(surface.attrs):
         if key in (SETTINGS_ATTR, TOPOLOGY_ATTR, "comparison"):
             continue

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from lossland.analysis import measure_lines, robustness_lines
+from lossland.analysis import layer_lines, measure_lines, robustness_lines
 from lossland.cli._args import flag
 from lossland.cli._output import say, shown
 from lossland.core import import_object, is_import_path, memory_text
@@ -277,6 +277,7 @@ def surface_summary(result: Surface, out: Path | None, seconds: float) -> str:
         lines.append(text)
     lines += measure_lines(result)  # sharpness, eigenvalues, barrier
     lines += seed_lines(result)
+    lines += layer_lines(result)  # a stack of layers: a line per block
     memory = memory_text(result.attrs.get(MEMORY_ATTR))
     if memory is not None:
         lines.append(f"memory: {memory}")

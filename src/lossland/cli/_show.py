@@ -21,7 +21,7 @@ from lossland.analysis import (
 from lossland.cli._args import Command, default_of, flag
 from lossland.cli._common import seed_lines
 from lossland.cli._output import say, shown
-from lossland.core import FINITE, Bounds, check_needs, descent_needs
+from lossland.core import FINITE, Bounds, check_needs, descent_needs, printable
 from lossland.errors import LosslandError
 from lossland.io import (
     MAX_STEPS,
@@ -65,14 +65,15 @@ def info(args: InfoArgs) -> int:
 
 
 def _seed_basins(surface: Surface) -> list[str]:
-    """The basins of every seed of a stacked plane, one line each (``describe`` gives the
-    file's own surface, the first seed, in full)."""
+    """The basins of every entry (seed, or block of a stack of layers) of a stacked plane, one
+    line each (``describe`` gives the file's own surface, the first entry, in full)."""
     if surface.stack is None or surface.y is None:
         return []
     lines = []
-    for k, seed in enumerate(surface.stack.seeds):
+    for k, label in enumerate(surface.stack.labels):
         found = topology_lines(seed_surface(surface, k))
-        lines.append(f"seed {seed} topology: {found[0] if found else 'no finite loss'}")
+        shown = printable(label)  # a block's name is the file's
+        lines.append(f"{shown} topology: {found[0] if found else 'no finite loss'}")
     return lines
 
 

@@ -117,8 +117,7 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     main = is_main_process()  # under torchrun only rank 0 writes files and prints
     out = Path(args.out)
     kind = chosen_kind(args)
-    if args.seeds != 1 and kind != "random":
-        raise LosslandError("--seeds compares random planes: drop --directions, --to, --trajectory")
+    _check_stack(args, options, kind)
     given = Path(str(args.directions)) if kind is None else None
     outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite, given)
     if main:
@@ -171,6 +170,22 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
         options=options,
         on_accept=accept,
     )
+
+
+def _check_stack(args: SurfaceArgs, options: SurfaceOptions, kind: str | None) -> None:
+    """A stack of seeds or of layers draws random directions, stored as recipes."""
+    if args.seeds != 1 and kind != "random":
+        raise LosslandError("--seeds compares random planes: drop --directions, --to, --trajectory")
+    if options.params_per_layer and kind != "random":
+        raise LosslandError(
+            "--params-per-layer draws random directions on every block: it does not combine "
+            "with --directions, --to, --trajectory or interpolate"
+        )
+    if options.params_per_layer and args.save_directions is not None:
+        raise LosslandError(
+            "a stack of layers stores each block's directions as its recipe: drop "
+            "--save-directions or --params-per-layer"
+        )
 
 
 def _asked(args: SurfaceArgs) -> list[tuple[str, str | None]]:

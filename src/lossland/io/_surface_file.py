@@ -10,7 +10,8 @@ one.
 
 The rows of FIELDS are written in table order: those a file must or may hold (``missing``
 "error" or "nan"), then ``done``, then the optional ones ("none") this surface holds; a seed
-stack the same under ``seeds/``. A file without a row is refused ("error"), read as NaN
+stack the same under ``seeds/`` (or ``layers/``: a stack along the model's blocks). A file
+without a row is refused ("error"), read as NaN
 ("nan") or as None ("none").
 """
 
@@ -24,7 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,6 +56,8 @@ MEMORY_ATTR = "memory"  # the run's peak memory (lossland.core.MemoryProbe.repor
 RESERVED_ATTRS = ("format", "format_version", "split", "json_attrs")
 _INT64 = (-(2**63), 2**63 - 1)
 _STACKED = tuple(row for row in FIELDS if row.stacked)
+StackAxis = Literal["seeds", "layers"]
+STACK_AXES: tuple[StackAxis, ...] = ("seeds", "layers")  # also each axis's group in the file
 
 
 class SurfaceReadError(SurfaceFileError):
@@ -68,12 +71,14 @@ class SurfaceReadError(SurfaceFileError):
 
 @dataclass(frozen=True)
 class SeedStack:
-    """The same grid computed with several direction seeds: the ``stacked`` rows of
-    :data:`lossland.core.FIELDS` shaped (seeds, *grid shape), in the file as
-    ``seeds/<split>_loss`` etc. with a leading seed axis, and each seed's run attributes
-    (settings included) in ``seeds/attrs``."""
+    """The same grid computed several times, stacked along one axis: once per direction seed
+    (``seeds``: ``surface(seeds=N)``) or once per block of the model, each with directions on
+    that block alone (``layers``: the blocks' names, ``surface(params_per_layer=...)``). The
+    ``stacked`` rows of :data:`lossland.core.FIELDS` are shaped (entries, *grid shape), in the
+    file as ``<axis>/<split>_loss`` etc. (``seeds/`` or ``layers/``), the labels in the group's
+    ``<axis>`` attribute and each entry's run attributes (settings included) in its ``attrs``."""
 
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # empty for a stack of layers
     loss: np.ndarray
     acc: np.ndarray
     loss_sem: np.ndarray
@@ -81,6 +86,11 @@ class SeedStack:
     attrs: tuple[Mapping[str, Any], ...]
     # The stacked rows that are not attributes, by name (absent: a row the file does not hold).
     extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    layers: tuple[str, ...] = ()  # the blocks' names, for a stack of layers (then no seeds)
+
+    def __post_init__(self) -> None:
+        if bool(self.seeds) == bool(self.layers):
+            raise LosslandError("a stack is labelled by seeds or by layers, one of them")
 
     @classmethod
     def of(
@@ -89,19 +99,34 @@ class SeedStack:
         values: Mapping[str, np.ndarray | None],
         done: np.ndarray,
         attrs: Iterable[Mapping[str, Any]],
+        *,
+        layers: Iterable[str] = (),
     ) -> SeedStack:
-        """The stack of the named arrays (seeds, *grid shape) of the stacked rows of FIELDS: a
-        row left out (or None) is refused, NaN or not held, as its ``missing`` says."""
+        """The stack of the named arrays (entries, *grid shape) of the stacked rows of FIELDS: a
+        row left out (or None) is refused, NaN or not held, as its ``missing`` says. ``seeds``
+        or ``layers`` label the entries."""
         done = np.asarray(done, dtype=bool)
         arguments = _arguments(values, _STACKED, done.shape)
-        return cls(seeds=tuple(seeds), done=done, attrs=tuple(attrs), **arguments)
+        return cls(
+            seeds=tuple(seeds), done=done, attrs=tuple(attrs), layers=tuple(layers), **arguments
+        )
+
+    @property
+    def axis(self) -> StackAxis:
+        """What the entries are: direction ``seeds`` or the model's ``layers``."""
+        return "layers" if self.layers else "seeds"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Each entry's name as text: ``seed 4``, or the block's name (``transformer.h.3``)."""
+        return self.layers or tuple(f"seed {s}" for s in self.seeds)
 
     @property
     def complete(self) -> bool:
         return bool(self.done.all())
 
     def field(self, name: str) -> np.ndarray | None:
-        """Row ``name`` of FIELDS, (seeds, *grid shape); None where the stack does not hold it."""
+        """Row ``name`` of FIELDS, (entries, *grid shape); None where the stack does not hold it."""
         return _field_of(self, name, stacked=True)
 
 
@@ -503,7 +528,7 @@ def _read(f: Any, path: Path) -> Surface:
         attrs=attrs,
         trajectories=trajectories,
         interpolated=interpolated,
-        stack=_read_stack(f, split, shape, fail) if "seeds" in f else None,
+        stack=_read_stack(f, split, shape, fail),
     )
 
 
@@ -602,10 +627,11 @@ def _check_memory(f: Any, split: str, shape: tuple[int, ...], path: Path) -> Non
 
     points = math.prod(shape)
     per_point = 8 * held(FIELDS) + 1 + 8 + ("interpolated" in f)
-    stack = f.get(f"seeds/{FIELD['loss'].dataset(split)}")
+    axis = next((a for a in STACK_AXES if a in f), "seeds")
+    stack = f.get(f"{axis}/{FIELD['loss'].dataset(split)}")
     seeds = int(stack.shape[0]) if getattr(stack, "ndim", 0) else 0
-    per_seed = 8 * held(_STACKED, "seeds/") + 1
-    what = f"a grid of {points:,} points" + (f" and {seeds:,} seeds" if seeds else "")
+    per_seed = 8 * held(_STACKED, f"{axis}/") + 1
+    what = f"a grid of {points:,} points" + (f" and {seeds:,} {axis}" if seeds else "")
     check_budget(points * (per_point + seeds * per_seed), source=f"surface file {path}", what=what)
 
 
@@ -673,31 +699,41 @@ def _trajectories(f: Any, fail: Callable[[str], SurfaceFileError]) -> dict[str, 
 
 
 def _write_stack(f: Any, stack: SeedStack, split: str, dataset: Any) -> None:
-    group = f.create_group("seeds")
+    group = f.create_group(stack.axis)
     _write_rows(group, split, stack.field, _STACKED, stack.done, dataset)
-    group.attrs["seeds"] = json.dumps(list(stack.seeds))
+    group.attrs[stack.axis] = json.dumps(list(stack.layers or stack.seeds))
     group.attrs["attrs"] = json.dumps([dict(a) for a in stack.attrs], default=json_default)
 
 
-def _read_stack(f: Any, split: str, shape: tuple[int, ...], fail: Any) -> SeedStack:
-    """The seed stack, validated: seeds a list of distinct ints, arrays (seeds, *shape)."""
-    seeds = parse_json(f["seeds"].attrs.get("seeds", "null"), fail, what="seeds attribute")
-    attrs = parse_json(f["seeds"].attrs.get("attrs", "null"), fail, what="seed attrs")
+def _read_stack(f: Any, split: str, shape: tuple[int, ...], fail: Any) -> SeedStack | None:
+    """The stack (None: the file has none), validated: one axis; seeds a list of distinct
+    ints or layers a list of distinct non-empty names; arrays (entries, *shape)."""
+    held = [axis for axis in STACK_AXES if axis in f]
+    if not held:
+        return None
+    if len(held) > 1:
+        raise fail(f"holds both a {held[0]} and a {held[1]} stack")
+    axis = held[0]
+    labels = parse_json(f[axis].attrs.get(axis, "null"), fail, what=f"{axis} attribute")
+    attrs = parse_json(f[axis].attrs.get("attrs", "null"), fail, what=f"{axis} attrs")
+    kind: Any = int if axis == "seeds" else str
     if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-        or len(set(seeds)) != len(seeds)
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(s, kind) and not isinstance(s, bool) and s != "" for s in labels)
+        or len(set(labels)) != len(labels)
         or not isinstance(attrs, list)
-        or len(attrs) != len(seeds)
+        or len(attrs) != len(labels)
         or not all(isinstance(a, dict) for a in attrs)
     ):
-        raise fail("has malformed seed attributes")
-    full, name = (len(seeds), *shape), f"seeds/{split}"
+        raise fail(f"has malformed {'seed' if axis == 'seeds' else 'layer'} attributes")
+    full, name = (len(labels), *shape), f"{axis}/{split}"
     values = _read_rows(f, name, full, fail, (r for r in _STACKED if r.missing != "none"))
-    done = _mask(f, "seeds/done", fail, full)
+    done = _mask(f, f"{axis}/done", fail, full)
     values |= _read_rows(f, name, full, fail, (r for r in _STACKED if r.missing == "none"))
-    return SeedStack.of(seeds, values, done, attrs)
+    if axis == "seeds":
+        return SeedStack.of(labels, values, done, attrs)
+    return SeedStack.of((), values, done, attrs, layers=labels)
 
 
 def _percent(

@@ -7,6 +7,7 @@ here and a keyword of :func:`lossland.surface`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +43,14 @@ class SurfaceOptions:
         "the tensors that move (default: all): a glob over parameter names, repeatable (a "
         "leading ! excludes), 'trainable' (those that require grad, e.g. a LoRA adapter), or in "
         "the API a function (name, tensor) -> bool",
+        repeat=True,
+    )
+    params_per_layer: str | Sequence[str] | None = option(
+        None,
+        "one surface per block of the model, each moving that block alone (random directions, "
+        "the same grid and data), stacked along a layers axis in one file: 'auto' (the children "
+        "of its nn.Sequential / nn.ModuleList of blocks, e.g. a transformer's layers) or a module "
+        "name or glob per block, repeatable; params narrows every block",
         repeat=True,
     )
     seed: int = option(0, "seed for the random directions and the sample subset", bounds=SEEDS)

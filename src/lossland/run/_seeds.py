@@ -1,10 +1,11 @@
-"""The same surface for several direction seeds, in one file with a leading seed axis.
+"""The same surface for several direction seeds, in one file with a leading seed axis; and the
+stack itself (:func:`stacked`), which per-layer landscapes (``run/_layers.py``) share.
 
-Each seed is an ordinary surface run (resumable, distributable) into a hidden file beside the
-output while it is in progress; finished seeds are folded into the output's ``seeds/`` stack,
-whose first seed is also the output's own surface (readable by any tool). A rerun resumes:
-finished seeds are checked against their recorded settings and skipped, the unfinished one
-resumes from its hidden file.
+Each entry of a stack (a seed, a block of the model) is an ordinary surface run (resumable,
+distributable) into a hidden file beside the output while it is in progress; finished entries
+are folded into the output's ``seeds/`` (``layers/``) stack, whose first entry is also the
+output's own surface (readable by any tool). A rerun resumes: finished entries are checked
+against their recorded settings and skipped, the unfinished one resumes from its hidden file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lossland.run._options import SurfaceOptions
 from lossland.run._settings import load_resumable
 
 OneSeed = Callable[[int, Path | None], Surface]  # (seed, in-progress file) → that surface
+OneEntry = Callable[[int, Path | None], Surface]  # (entry index, in-progress file) → its surface
 
 
 def seeded(
@@ -42,26 +44,46 @@ def seeded(
     """Run ``one_seed`` for every seed, then stack the surfaces and measure their agreement."""
     if len(seeds) < 2:
         raise LosslandError(f"{arg('seeds')} compares at least 2 seeds, got {len(seeds)}")
-    earlier = _earlier_stack(out, seeds, overwrite)
-    surfaces = []
-    for k, seed in enumerate(seeds):
-        part = _part(out, seed)
-        finished = earlier is not None and earlier.stack is not None and earlier.stack.done[k].all()
-        if part is not None and earlier is not None and finished:
-            _restore(earlier, k, part)  # the seed's run then checks its settings and returns
-        elif part is not None and overwrite and is_main_process():
-            part.unlink(missing_ok=True)
-        surfaces.append(one_seed(seed, part))
-    result = replace(surfaces[0], stack=_stack(seeds, surfaces))
+    result = stacked(out, overwrite, lambda k, part: one_seed(seeds[k], part), seeds=seeds)
     result = result.with_attrs(
         robustness=robustness(result, progress=options.progress),
         direction_cosines=_cosines(model, seeds, options),
     )
+    return saved(result, out)
+
+
+def stacked(
+    out: Path | None,
+    overwrite: bool,
+    one: OneEntry,
+    *,
+    seeds: Sequence[int] = (),
+    layers: Sequence[str] = (),
+) -> Surface:
+    """Run ``one`` for every entry (labelled by ``seeds`` or by ``layers``), each into its
+    hidden file (finished entries of an earlier stack in ``out`` restored there first, so their
+    runs check and return them), and stack the surfaces; the first entry's is the result's own."""
+    earlier = _earlier_stack(out, seeds, layers, overwrite)
+    parts = _parts(out, seeds, layers)
+    surfaces = []
+    for k, part in enumerate(parts):
+        finished = earlier is not None and earlier.stack is not None and earlier.stack.done[k].all()
+        if part is not None and earlier is not None and finished:
+            _restore(earlier, k, part)  # the entry's run then checks its settings and returns
+        elif part is not None and overwrite and is_main_process():
+            part.unlink(missing_ok=True)
+        surfaces.append(one(k, part))
+    return replace(surfaces[0], stack=_stack(seeds, layers, surfaces))
+
+
+def saved(result: Surface, out: Path | None) -> Surface:
+    """The stacked ``result`` saved to ``out`` (rank 0), its entries' hidden files removed."""
     if out is not None and is_main_process():
         result.save(out)
-        for seed in seeds:
+        assert result.stack is not None
+        for part in _parts(out, result.stack.seeds, result.stack.layers):
             with contextlib.suppress(OSError):
-                _part(out, seed).unlink(missing_ok=True)  # type: ignore[union-attr]
+                part.unlink(missing_ok=True)  # type: ignore[union-attr]
     return result
 
 
@@ -80,32 +102,42 @@ def check_seed_range(seeds: Any, first: int) -> None:
         )
 
 
-def _part(out: Path | None, seed: int) -> Path | None:
-    """The hidden file of one seed's run in progress, beside the output."""
-    return None if out is None else out.with_name(f".{out.name}.seed{seed}.h5")
+def _parts(out: Path | None, seeds: Sequence[int], layers: Sequence[str]) -> list[Path | None]:
+    """The hidden file of each entry's run in progress, beside the output (layers by their
+    index: a block's name may hold any character)."""
+    names = [f"seed{s}" for s in seeds] or [f"layer{k}" for k in range(len(layers))]
+    return [None if out is None else out.with_name(f".{out.name}.{n}.h5") for n in names]
 
 
-def _stack(seeds: Sequence[int], surfaces: Sequence[Surface]) -> SeedStack:
-    """The seeds' surfaces as one stack: each stacked row of FIELDS with a leading seed axis
-    (not held when a seed's surface does not hold it)."""
+def _stack(seeds: Sequence[int], layers: Sequence[str], surfaces: Sequence[Surface]) -> SeedStack:
+    """The entries' surfaces as one stack: each stacked row of FIELDS with a leading axis
+    (not held when an entry's surface does not hold it)."""
     values: dict[str, np.ndarray | None] = {}
     for row in (r for r in FIELDS if r.stacked):
         held = [v for s in surfaces if (v := s.field(row.name)) is not None]
         values[row.name] = np.stack(held) if len(held) == len(surfaces) else None
     done = np.stack([s.done for s in surfaces])
-    return SeedStack.of(seeds, values, done, (dict(s.attrs) for s in surfaces))
+    attrs = (dict(s.attrs) for s in surfaces)
+    return SeedStack.of(seeds, values, done, attrs, layers=layers)
 
 
-def _earlier_stack(out: Path | None, seeds: Sequence[int], overwrite: bool) -> Surface | None:
-    """The output when it is a stack of these seeds (to resume); other files are refused
+def _earlier_stack(
+    out: Path | None, seeds: Sequence[int], layers: Sequence[str], overwrite: bool
+) -> Surface | None:
+    """The output when it is a stack of these entries (to resume); other files are refused
     unless ``overwrite``."""
     if out is None or overwrite or not out.exists():
         return None
     fix = f"pass {arg('overwrite')} to replace it or choose another {arg('out')}"
     earlier = load_resumable(out, fix)
-    if earlier.stack is None or list(earlier.stack.seeds) != list(seeds):
-        found = "one seed" if earlier.stack is None else f"seeds {list(earlier.stack.seeds)}"
-        raise SurfaceFileError(f"{out} holds {found}, this run {arg('seeds')} {list(seeds)}: {fix}")
+    held = earlier.stack
+    if held is None or list(held.seeds) != list(seeds) or list(held.layers) != list(layers):
+        if held is None:
+            found = "one seed" if seeds else "one surface"
+        else:
+            found = f"seeds {list(held.seeds)}" if held.seeds else f"layers {list(held.layers)}"
+        asked = f"{arg('seeds')} {list(seeds)}" if seeds else f"layers {list(layers)}"
+        raise SurfaceFileError(f"{out} holds {found}, this run {asked}: {fix}")
     return earlier
 
 

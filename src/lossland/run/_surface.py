@@ -66,11 +66,12 @@ from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, Surface, check_contents, che
 from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join
+from lossland.run._layers import block_params, blocks, check_per_layer, stack_attrs
 from lossland.run._lock import run_lock
 from lossland.run._options import MemoryFormat, SurfaceOptions
 from lossland.run._paired import paired_barriers
 from lossland.run._refine import refined
-from lossland.run._seeds import check_seed_range, seeded
+from lossland.run._seeds import check_seed_range, saved, seeded, stacked
 from lossland.run._settings import RESUME_KEYS, architecture, run_attributes, start_or_resume
 
 Coordinates = str | Axis | Sequence[float] | np.ndarray
@@ -99,6 +100,7 @@ def surface(
     ignore: Ignore | None = None,
     orthogonalize: bool | None = None,
     params: Params | None = None,
+    params_per_layer: str | Sequence[str] | None = None,
     seed: int | None = None,
     scheme: Scheme | None = None,
     bn: BNMode | None = None,
@@ -156,7 +158,10 @@ def surface(
             ``params`` chooses the tensors that move (globs, ``"trainable"`` or a function:
             :func:`lossland.core.select_params`): random directions are drawn on those only,
             given ones are cut down to them, the others are shared with ``model`` (not copied)
-            and the file records the subset (``attrs["params"]``).
+            and the file records the subset (``attrs["params"]``). ``params_per_layer``
+            (``"auto"``: the model's stack of blocks, or a module name or glob per block) runs
+            one surface per block, random directions on that block alone, stacked along a
+            layers axis (``surface.stack.layers``), resumable like ``seeds``.
         on_accept: ``on_accept(directions)`` runs on rank 0 once every check has passed, the
             run holds the lock of ``out`` and has accepted the file (new, replaced or resumed),
             before any point is computed, with the directions the run uses (with ``seeds``: the
@@ -179,8 +184,9 @@ def surface(
         >>> print(lossland.describe(s))
     """
     opts = options_from(options or SurfaceOptions(), locals())  # every field is a keyword
-    if seeds is not None and seeds != 1:
-        return _seeded(
+    if opts.params_per_layer or (seeds is not None and seeds != 1):  # a stack of surfaces
+        stack = _per_layer if opts.params_per_layer else _seeded  # (the CLI's [] asks nothing)
+        return stack(
             model,
             data,
             seeds,
@@ -296,7 +302,7 @@ def _finish(
 def _seeded(
     model: nn.Module,
     data: Any,
-    seeds: int,
+    seeds: int | None,
     opts: SurfaceOptions,
     *,
     out: str | Path | None,
@@ -305,6 +311,7 @@ def _seeded(
     **keywords: Any,
 ) -> Surface:
     """``surface(..., seeds=N)``: one run per direction seed, stacked into ``out``."""
+    assert seeds is not None
     check_seed_range(seeds, opts.seed)  # the whole range, before the first seed
     if directions is not None:
         raise LosslandError(
@@ -334,6 +341,44 @@ def _seeded(
     lock = target is not None and is_main_process()  # rank 0 alone writes the stack
     with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
         return seeded(model, chosen, opts, target, overwrite, one_seed)
+
+
+def _per_layer(
+    model: nn.Module,
+    data: Any,
+    seeds: int | None,
+    opts: SurfaceOptions,
+    *,
+    out: str | Path | None,
+    overwrite: bool,
+    directions: Directions | None,
+    **keywords: Any,
+) -> Surface:
+    """``surface(..., params_per_layer=...)``: one run per block, stacked into ``out``."""
+    spec = opts.params_per_layer
+    assert spec is not None
+    check_per_layer(spec, seeds, directions)
+    found = blocks(model, spec, opts.params, ignore=opts.ignore)  # refused before any work
+    on_accept = keywords.pop("on_accept")
+    xs, ys = _grid(Directions(x={}), keywords["x"], keywords["y"], keywords["trajectories"])
+    ny = None if ys is None else len(ys)
+    check_grid_size(len(xs), ny)
+    samples = known_samples(data, opts.samples)
+    largest = max(found, key=lambda block: len(block[1]))[1]  # the cost: the largest block
+    widest = replace(opts, params=block_params(largest), params_per_layer=None)
+    check_cost(model, widest, nx=len(xs), ny=ny, samples=samples, seeds=len(found), out=out)
+
+    def one_block(k: int, part: Path | None) -> Surface:
+        block = replace(opts, params=block_params(found[k][1]), params_per_layer=None)
+        accept = on_accept if k == 0 else None
+        return surface(model, data, out=part, options=block, on_accept=accept, **keywords)
+
+    labels = [label for label, _ in found]
+    target = None if out is None else check_writable(out)
+    lock = target is not None and is_main_process()  # rank 0 alone writes the stack
+    with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
+        result = stacked(target, overwrite, one_block, layers=labels)
+        return saved(result.with_attrs(**stack_attrs(spec)), target)
 
 
 @dataclass(frozen=True)

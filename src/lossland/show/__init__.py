@@ -44,6 +44,7 @@ labels, captions, frames), ``_maps``, ``_surface3d``, ``_overlays``, ``_lines``,
 from __future__ import annotations
 
 from lossland.show._display import contour_png
+from lossland.show._layer_figures import layers_figure
 from lossland.show._plotter import (
     Plotter,
     figure_files,
@@ -72,6 +73,7 @@ __all__ = [
     "contour_png",
     "density_figure",
     "figure_files",
+    "layers_figure",
     "loss_values",
     "make_server",
     "page_data",

@@ -23,6 +23,7 @@ from lossland.io import (
     check_output,
     make_folder,
 )
+from lossland.show._layer_figures import layers_figure
 from lossland.show._lines import line, profiles
 from lossland.show._maps import contour, contourf, heatmap
 from lossland.show._overlays import _draw_paths, _legend_below, paths, trajectories
@@ -154,6 +155,7 @@ class StandardFigure:
     draw: Callable[..., Any]  # its public drawer, given the options of plot() that it takes
     thin: bool  # drawn for a grid of one row or column too
     seeds: bool = False  # drawn only for a seed stack
+    layers: bool = False  # drawn only for a stack of layers (params_per_layer)
     overlays: bool = False  # a map: trajectories, optimizer paths and the legend under it
     compared: bool = False  # drawn only for a surface holding a comparison of paths
 
@@ -168,11 +170,13 @@ FIGURES = (
     StandardFigure(kind="3d", ndim=2, draw=surface3d, thin=False, overlays=True),
     StandardFigure(kind="topology", ndim=2, draw=topology_figure, thin=True),
     StandardFigure(kind="seeds", ndim=2, draw=seeds_figure, thin=False, seeds=True),
+    StandardFigure(kind="layer_lines", ndim=1, draw=layers_figure, thin=True, layers=True),
+    StandardFigure(kind="layers", ndim=2, draw=layers_figure, thin=False, layers=True),
 )
 
 
 def _standard(
-    ndim: int, *, thin: bool, seeds: bool, compared: bool = False
+    ndim: int, *, thin: bool, seeds: bool, compared: bool = False, layers: bool = False
 ) -> list[StandardFigure]:
     return [
         f
@@ -181,17 +185,24 @@ def _standard(
         and (f.thin or not thin)
         and (seeds or not f.seeds)
         and (compared or not f.compared)
+        and (layers or not f.layers)
     ]
 
 
 def figure_kinds(
-    ndim: int, *, thin: bool = False, seeds: bool = False, compared: bool = False
+    ndim: int,
+    *,
+    thin: bool = False,
+    seeds: bool = False,
+    compared: bool = False,
+    layers: bool = False,
 ) -> list[str]:
     """The standard figures, in order (:data:`FIGURES`): ``1d`` for a line, and ``profiles``
     for a line holding a comparison of paths; for a plane contour, contourf, heatmap and 3d (a
     ``thin`` grid of one row or column: heatmap only), topology, and the seeds side by side for
-    a seed stack."""
-    return [f.kind for f in _standard(ndim, thin=thin, seeds=seeds, compared=compared)]
+    a seed stack; ``layers`` for a stack of layers (one map or line per block)."""
+    chosen = _standard(ndim, thin=thin, seeds=seeds, compared=compared, layers=layers)
+    return [f.kind for f in chosen]
 
 
 class Plotter:
@@ -217,6 +228,7 @@ class Plotter:
     persistence = staticmethod(persistence)
     merge_tree = staticmethod(merge_tree)
     topology = staticmethod(topology_figure)
+    layers = staticmethod(layers_figure)
     save = staticmethod(save)
 
     def __call__(
@@ -280,11 +292,11 @@ class Plotter:
         stem = stem or (source.stem if source is not None else "surface")
         folder = Path(out_dir) if out_dir is not None else (source.parent if source else Path("."))
         _check_plot(loaded, log=log, zmax=zmax, levels=levels, cmap=cmap)
-        thin, seeds = min(loaded.loss.shape) < 2, loaded.stack is not None
+        thin, (seeds, layers) = min(loaded.loss.shape) < 2, _stacked(loaded)
         compared = bool(comparison(loaded.attrs))
         files = figure_files(
             loaded.ndim, folder, stem=stem, format=chosen.format, thin=thin, seeds=seeds,
-            compared=compared,
+            compared=compared, layers=layers,
         )  # fmt: skip
         for file in files:
             check_length(file, name="out_dir")
@@ -337,9 +349,10 @@ def figure_files(
     thin: bool = False,
     seeds: bool = False,
     compared: bool = False,
+    layers: bool = False,
 ) -> list[Path]:
     """The files ``plot`` writes, ``<stem>_<kind>.<format>`` (see :func:`figure_kinds`)."""
-    kinds = figure_kinds(ndim, thin=thin, seeds=seeds, compared=compared)
+    kinds = figure_kinds(ndim, thin=thin, seeds=seeds, compared=compared, layers=layers)
     return [Path(out_dir) / f"{stem}_{kind}.{format}" for kind in kinds]
 
 
@@ -370,9 +383,10 @@ def _standard_figures(
         critical_points=critical_points,
         titles=title != "",  # topology_figure: its panels' titles
     )
-    thin, seeds = min(surface.loss.shape) < 2, surface.stack is not None
+    thin, (seeds, layers) = min(surface.loss.shape) < 2, _stacked(surface)
     compared = bool(comparison(surface.attrs))
-    for figure in _standard(surface.ndim, thin=thin, seeds=seeds, compared=compared):
+    chosen = _standard(surface.ndim, thin=thin, seeds=seeds, compared=compared, layers=layers)
+    for figure in chosen:
         taken = inspect.signature(figure.draw).parameters
         drawn = figure.draw(surface, **{k: v for k, v in options.items() if k in taken})
         if figure.overlays:
@@ -381,6 +395,12 @@ def _standard_figures(
             yield figure.kind, _legend_below(drawn, style)
         else:
             yield figure.kind, _root(_figure_of(drawn)) if isinstance(drawn, Axes) else drawn
+
+
+def _stacked(surface: Surface) -> tuple[bool, bool]:
+    """Whether ``surface`` holds a stack of seeds, a stack of layers."""
+    axis = None if surface.stack is None else surface.stack.axis
+    return axis == "seeds", axis == "layers"
 
 
 plot = Plotter()
