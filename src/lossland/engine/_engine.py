@@ -55,6 +55,7 @@ from lossland.engine._precision import (
     precision_mode,
 )
 from lossland.engine._presets import fitting_preset
+from lossland.engine._shard import shard_mesh, shard_network
 from lossland.engine._state import ModelState
 from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
@@ -90,6 +91,9 @@ class EngineOptions:
     # Keep θ* on the host (pinned for CUDA) and re-anchor each row from it: the device then
     # holds the working copy and the directions only (see ``host_theta``).
     offload: bool = False
+    # Ranks that share one replica of the network, each holding its dim-0 shards (FSDP2:
+    # engine._shard); 1: the whole network here.
+    shard: int = 1
 
 
 class Engine:
@@ -364,19 +368,42 @@ class Engine:
         # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
         self.low = options.precision == "bf16"
         net_dtype = network_dtype(options.precision, dtype)
-        # Parameters that do not move and need no cast are shared with the model, not copied.
+        # Parameters that do not move and need no cast are shared with the model, not copied
+        # (sharded: every parameter, which FSDP then cuts into this rank's rows).
+        held = [] if options.shard > 1 else names
         self.net = cast_copy(
-            working_copy(model, names, device=device, dtype=net_dtype), device, net_dtype
+            working_copy(model, held, device=device, dtype=net_dtype), device, net_dtype
         )
         if laid_out:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
+        if options.shard > 1:  # FSDP2: this rank's rows of every tensor below (engine._shard)
+            self._shard(names, net_dtype)
+            return
         self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)  # (P,) θ(α, β)
         # (P,): what the network reads (``flat`` itself, or its bf16 copy)
         self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
         bind_flat(self.net, self.layout, self.weights)
+
+    def _shard(self, names: list[str], net_dtype: torch.dtype) -> None:
+        """The network wrapped with FSDP2 and θ*, δ, η and the flat buffers cut to this rank's
+        rows of dimension 0 (:mod:`lossland.engine._shard`)."""
+        directions = [self.dx] if self.dy is None else [self.dx, self.dy]
+        sharded = shard_network(
+            self.net,
+            names,
+            theta=self.theta,
+            layout=self.layout,
+            directions=directions,
+            mesh=shard_mesh(self.options.shard, self.options.device),
+            dtype=self.options.dtype,
+            net_dtype=net_dtype,
+        )
+        self.net, self.layout, self.theta = sharded.net, sharded.layout, sharded.theta
+        self.dx, self.dy = sharded.dx, sharded.dy
+        self.flat, self.weights = sharded.flat, sharded.weights
 
     def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
@@ -505,6 +532,7 @@ def _replayable(options: EngineOptions, data: EvalData) -> bool:
         and options.points_per_batch == 1
         and not options.compile
         and options.bn != "recompute"
+        and options.shard == 1  # (FSDP would gather the replayed blocks all the same)
     )
 
 

@@ -1,0 +1,204 @@
+"""Sharded models (``shard=True`` under torchrun): the working copy split across K ranks by FSDP2.
+
+The working copy is wrapped with ``torch.distributed.fsdp.fully_shard`` block by block (the
+children of the model's largest sequential stack, e.g. a transformer's decoder layers; found
+by :func:`lossland.engine._suffix.stacks`), then as a whole. Each parameter is then a DTensor
+whose local tensor holds rows [r·c, r·c + length) of dimension 0 (c = ⌈rows / K⌉, padded to c
+rows in FSDP's own buffer). θ*, δ and η are cut the same way, so everything the engine does
+to a point stays on this rank's rows:
+
+* the engine's flat buffer is laid out over the local rows, each parameter followed by its
+  padding (``name + PAD``, zeros that never move), and FSDP's padded buffer of each parameter
+  *is* that run of the flat buffer: the engine's one axpy per point moves the local shards in
+  place and the next forward's all-gather reads them (no second copy);
+* θ* is read as views of the model's own rows (no copy); δ and η are drawn in full on every
+  rank from the same seed (identical draws, normalized filter by filter over whole rows, the
+  same as one process) and this rank keeps its rows;
+* buffers that move are not sharded by FSDP: they stay whole on every rank.
+
+So θ(α, β) on the local rows is elementwise what one process computes, every rank of the
+group evaluates every point together (FSDP gathers each block's parameters for its forward
+and frees them after), and the surface equals the one-process surface by construction.
+
+FSDP's padded buffer is reached through its parameter records (``FSDPParam``): a private
+attribute of torch's FSDP2, checked here, refused in one line where a torch version lacks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lossland.core import FlatLayout
+from lossland.engine._suffix import stacks
+from lossland.errors import LosslandError, arg
+
+PAD = "\x00pad"  # a layout entry's suffix for the zero rows FSDP pads a local shard with
+_MESHES: dict[tuple[int, int, str], Any] = {}  # (world, K, device type) -> DeviceMesh
+
+
+def shard_refusal(
+    *, scheme: str, offload: bool, compile: bool, bn: str, points_per_batch: int | None
+) -> str | None:
+    """Why ``shard`` cannot run with these options (with the fix), or None."""
+    if scheme != "li":
+        return f"{arg('scheme')} {scheme} needs θ* whole at every point: use {arg('scheme')} li"
+    if offload:
+        return f"{arg('offload')} keeps θ* whole on the host: drop {arg('offload')}"
+    if compile:
+        return f"{arg('compile')} is not supported with {arg('shard')}: drop {arg('compile')}"
+    if bn == "recompute":
+        return f"{arg('bn')} recompute is not supported with {arg('shard')}: use eval or train"
+    if (points_per_batch or 1) > 1:
+        return f"one point per forward: set {arg('points_per_batch')} to 1"
+    return None
+
+
+def shard_mesh(k: int, device: torch.device) -> Any:
+    """The 1-D device mesh of this rank's group of ``k`` consecutive ranks, on a process group
+    of its own (the run's exchange thread keeps the default one), made once per job."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import DeviceMesh
+
+    key = (dist.get_world_size(), k, device.type)
+    if key not in _MESHES:
+        group, _ = dist.new_subgroups(group_size=k)  # type: ignore[no-untyped-call]
+        _MESHES[key] = DeviceMesh.from_group(group, device.type)
+    return _MESHES[key]
+
+
+@dataclass
+class Sharded:
+    """The engine's tensors on this rank: the wrapped network, the local layout (parameters'
+    rows and padding, moving buffers whole), θ* per layout entry, and the flat buffers."""
+
+    net: nn.Module
+    layout: FlatLayout
+    theta: list[Tensor]
+    dx: Tensor
+    dy: Tensor | None
+    flat: Tensor
+    weights: Tensor
+
+
+def shard_network(
+    net: nn.Module,
+    names: Sequence[str],
+    *,
+    theta: Sequence[Tensor],
+    layout: FlatLayout,
+    directions: Sequence[Tensor],
+    mesh: Any,
+    dtype: torch.dtype,
+    net_dtype: torch.dtype,
+) -> Sharded:
+    """Wrap ``net`` (a working copy whose ``names`` move, in the network's dtype) with FSDP2 over
+    ``mesh`` and cut θ* (per name) and the flat ``directions`` (in ``layout``) to this rank's
+    rows (see the module doc). The network reads ``weights``: the flat buffer itself, or its
+    copy in ``net_dtype`` where that is narrower (bf16)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in _blocks(net):
+        fully_shard(block, mesh=mesh, reshard_after_forward=True)
+    # reshard_after_forward given: the root frees its gathered parameters too, so every
+    # forward gathers the shards as the engine left them
+    fully_shard(net, mesh=mesh, reshard_after_forward=True)
+    records = _records(net)
+    rows = {n: _rows(records[n]) for n in names if n in records}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for n, t in zip(names, theta, strict=True):
+        if n in rows:
+            _, length, pad = rows[n]
+            shapes[n], shapes[n + PAD] = (length, *t.shape[1:]), (pad, *t.shape[1:])
+        else:
+            shapes[n] = tuple(t.shape)  # a moving buffer: whole on every rank
+    local = FlatLayout.of(shapes)
+    device = theta[0].device if theta else torch.device("cpu")
+    flat = torch.zeros(local.size, device=device, dtype=dtype)  # (P_local,) θ(α, β)
+    weights = flat if net_dtype == dtype else torch.zeros_like(flat, dtype=net_dtype)
+    _bind(net, local, weights, records, rows)
+    full = [layout.views(d) for d in directions]
+    local_dirs = [torch.zeros(local.size, device=d.device, dtype=d.dtype) for d in directions]
+    local_theta: list[Tensor] = []
+    for n, t in zip(names, theta, strict=True):
+        part = t if n not in rows else t.narrow(0, rows[n][0], rows[n][1])
+        local_theta.append(part)
+        for views, whole in zip((local.views(d) for d in local_dirs), full, strict=True):
+            views[n].copy_(whole[n] if n not in rows else whole[n].narrow(0, *rows[n][:2]))
+        if n in rows:  # the padding: θ* zero, and zero in the directions, never moves
+            local_theta.append(t.new_zeros(shapes[n + PAD]))
+    return Sharded(
+        net,
+        local,
+        local_theta,
+        local_dirs[0],
+        local_dirs[1] if len(local_dirs) > 1 else None,
+        flat,
+        weights,
+    )
+
+
+def _blocks(net: nn.Module) -> list[nn.Module]:
+    """The children holding parameters of the stack with the most of them (the outermost of
+    equals): each becomes one FSDP unit, gathered for its own forward only."""
+    best: list[nn.Module] = []
+    for _, stack in stacks(net):
+        held = [c for c in stack.children() if any(True for _ in c.parameters())]
+        if len(held) > len(best):
+            best = held
+    return [b for b in best if b is not net]
+
+
+def _records(net: nn.Module) -> dict[str, Any]:
+    """name -> FSDP's record of that parameter (FSDPParam), for every sharded parameter."""
+    from torch.distributed.fsdp import FSDPModule
+
+    by_id: dict[int, Any] = {}
+    for module in net.modules():
+        if isinstance(module, FSDPModule):
+            state = module._get_fsdp_state()
+            for group in getattr(state, "_fsdp_param_groups", []):
+                for record in group.fsdp_params:
+                    by_id[id(record.sharded_param)] = record
+    needed = ("sharded_param", "_sharded_param_data", "padded_sharded_param_size", "sharded_size")
+    if not by_id or not all(hasattr(r, a) for r in by_id.values() for a in needed):
+        raise LosslandError(
+            f"this PyTorch ({torch.__version__}) has no FSDP2 parameter records lossland can "
+            f"bind: use PyTorch 2.6 or later for {arg('shard')}"
+        )
+    return {n: by_id[id(p)] for n, p in net.named_parameters() if id(p) in by_id}
+
+
+def _rows(record: Any) -> tuple[int, int, int]:
+    """(first row, rows, padding rows) of this rank's shard of one parameter."""
+    padded = int(record.padded_sharded_param_size[0])
+    length = int(record.sharded_size[0])
+    return int(record.mesh_info.shard_mesh_rank) * padded, length, padded - length
+
+
+def _bind(
+    net: nn.Module,
+    layout: FlatLayout,
+    weights: Tensor,
+    records: Mapping[str, Any],
+    rows: Mapping[str, tuple[int, int, int]],
+) -> None:
+    """FSDP's padded buffer of each moving parameter becomes its run of ``weights`` (rows then
+    padding, contiguous); moving buffers become views of it as in one process."""
+    views = layout.views(weights)
+    entries = {e.name: e for e in layout.entries}
+    for n in layout.names:
+        if n.endswith(PAD):
+            continue
+        if n in rows:
+            record, e = records[n], entries[n]
+            padded = e.numel + entries[n + PAD].numel
+            record._sharded_param_data = weights[e.offset : e.offset + padded]
+            record.sharded_param._local_tensor = views[n]
+        else:
+            module_name, _, attr = n.rpartition(".")
+            net.get_submodule(module_name)._buffers[attr] = views[n]

@@ -1,0 +1,101 @@
+"""Sharded runs for tests/test_shard.py: tiny models and data both sides build alike, and the
+torchrun worker (``python -m torch.distributed.run ... shardkit.py OUT``) that computes every
+case with ``shard=True`` into OUT/<case>.h5."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import lossland
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)  # odd widths: some ranks hold a padded row
+    return nn.Sequential(nn.Linear(6, 7), nn.Tanh(), nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+
+
+def cnn() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Conv2d(3, 5, 3),
+        nn.Flatten(),
+        nn.Linear(5 * 4 * 4, 3),
+    ).eval()
+
+
+def gpt2() -> nn.Module:
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2,
+        n_embd=16,
+        n_head=2,
+        vocab_size=37,
+        n_positions=16,
+        attn_implementation="eager",
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    return transformers.GPT2LMHeadModel(config).eval()  # lm_head tied to wte
+
+
+def pairs(shape: tuple[int, ...], n: int = 24) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def tokens() -> list[dict[str, Tensor]]:
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for _ in range(2):
+        ids = torch.randint(0, 37, (2, 8), generator=g)
+        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids})
+    return out
+
+
+# name -> (model, data, surface keywords)
+CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any], dict[str, Any]]] = {
+    "mlp plane": (mlp, lambda: pairs((6,)), {"x": "-1:1:5", "y": "-1:1:4", "batch_size": 10}),
+    "mlp line": (mlp, lambda: pairs((6,)), {"x": "-1:1:7"}),
+    "mlp subset": (mlp, lambda: pairs((6,)), {"x": "-1:1:4", "y": "-1:1:3", "params": "2.*"}),
+    "cnn plane": (cnn, lambda: pairs((1, 8, 8)), {"x": "-1:1:4", "y": "-1:1:3"}),
+    "gpt2 plane": (
+        gpt2,
+        tokens,
+        {"x": "-1:1:3", "y": "-1:1:3", "evaluator": lossland.presets.causal_lm()},
+    ),
+}
+
+
+def compute(case: str, out: Path | None, **extra: Any) -> lossland.Surface:
+    build, data, keywords = CASES[case]
+    model = build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = lossland.surface(
+        model, data(), device="cpu", progress=False, out=out, **keywords, **extra
+    )
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the model changed"
+    return result
+
+
+def main(folder: str) -> None:
+    torch.set_num_threads(1)
+    for case in CASES:
+        compute(case, Path(folder) / f"{case}.h5", shard=True)
+    print(f"rank {os.environ['RANK']} done")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
