@@ -1,9 +1,11 @@
 """Sharded runs for tests/test_shard.py: tiny models and data both sides build alike, and the
 torchrun worker (``python -m torch.distributed.run ... shardkit.py OUT``) that computes every
-case with ``shard=True`` into OUT/<case>.h5."""
+case with ``shard=True`` into OUT/<case>.h5 and measures what a sharded engine holds per rank
+into OUT/held-<rank>.json (``shardkit.py cli ARGS``: the command line, per rank)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -90,12 +92,59 @@ def compute(case: str, out: Path | None, **extra: Any) -> lossland.Surface:
     return result
 
 
+def held(shard: int) -> dict[str, Any]:
+    """What an engine over a 64-wide MLP holds for the parameters (shards of ``shard`` ranks;
+    1: the whole network): bytes of its flat buffer, δ, η and θ* where θ* is not the model's
+    own tensors, and whether FSDP's local shards are views of the flat buffer."""
+    from lossland.engine import Engine, EngineOptions, eval_data
+
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4)
+    )
+    d = lossland.random_directions(model, seed=0)
+    data = eval_data(pairs((64,)), batch_size=8, device=torch.device("cpu"))
+    engine = Engine(
+        model,
+        [d.x, d.y],  # type: ignore[list-item]
+        data,
+        options=EngineOptions(device=torch.device("cpu"), shard=shard),
+    )
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    theta = sum(t.nbytes for t in engine.theta if t.untyped_storage().data_ptr() not in own)
+    assert engine.dy is not None
+    flat = engine.flat.untyped_storage().data_ptr()
+    locals_ = [getattr(p, "_local_tensor", p) for p in engine.net.parameters()]
+    return {
+        "bytes": engine.flat.nbytes + engine.dx.nbytes + engine.dy.nbytes + theta,
+        "views": all(t.untyped_storage().data_ptr() == flat for t in locals_),
+        "parameters": sum(p.numel() for p in model.parameters()) * 4,
+    }
+
+
 def main(folder: str) -> None:
     torch.set_num_threads(1)
     for case in CASES:
         compute(case, Path(folder) / f"{case}.h5", shard=True)
-    print(f"rank {os.environ['RANK']} done")
+    rank = os.environ["RANK"]
+    (Path(folder) / f"held-{rank}.json").write_text(json.dumps(held(int(os.environ["WORLD_SIZE"]))))
+    print(f"rank {rank} done")
+
+
+def cli(args: list[str], cases: list[tuple[str, str]]) -> None:
+    """``lossland ARGS`` once per case (drop, add), in one job: on ranks other than 0 without
+    the flags in ``drop`` and with those in ``add`` (a mismatch across the ranks)."""
+    from lossland.cli import main as lossland_main
+
+    for drop, add in cases:
+        mine = args
+        if os.environ["RANK"] != "0":
+            mine = [a for a in args if a not in drop.split()] + add.split()
+        assert lossland_main(mine) != 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "cli":  # cli CASES_JSON ARGS...
+        cli(sys.argv[3:], json.loads(sys.argv[2]))
+    else:
+        main(sys.argv[1])
