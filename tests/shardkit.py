@@ -122,11 +122,17 @@ def held(shard: int) -> dict[str, Any]:
     }
 
 
-def main(folder: str) -> None:
+def main(folder: str, groups: str = "") -> None:
+    """Every case into ``folder``, then what an engine holds here; with ``groups`` (K), only
+    the MLP cases, by groups of K ranks sharing a network (``shard_ranks``)."""
     torch.set_num_threads(1)
+    rank = os.environ["RANK"]
+    if groups:
+        for case in ("mlp plane", "mlp line"):
+            compute(case, Path(folder) / f"{case}.h5", shard=True, shard_ranks=int(groups))
+        return
     for case in CASES:
         compute(case, Path(folder) / f"{case}.h5", shard=True)
-    rank = os.environ["RANK"]
     (Path(folder) / f"held-{rank}.json").write_text(json.dumps(held(int(os.environ["WORLD_SIZE"]))))
     print(f"rank {rank} done")
 
@@ -146,5 +152,5 @@ def cli(args: list[str], cases: list[tuple[str, str]]) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "cli":  # cli CASES_JSON ARGS...
         cli(sys.argv[3:], json.loads(sys.argv[2]))
-    else:
-        main(sys.argv[1])
+    else:  # OUT [K]
+        main(*sys.argv[1:])

@@ -65,6 +65,21 @@ def test_two_ranks_sharing_a_network_equal_one_process(sharded, case):
 
 
 @pytest.mark.slow
+def test_groups_of_two_ranks_take_rows_like_processes(tmp_path):
+    """Four ranks, two groups of two sharing a network each: the groups split the rows (a line:
+    its points) as two processes would, and the surface is the one process's."""
+    result = launch(str(tmp_path), "2", nproc=4)
+    assert result.returncode == 0, result.stderr
+    for case in ("mlp plane", "mlp line"):
+        four = Surface.load(tmp_path / f"{case}.h5")
+        with torch_threads(1):
+            one = shardkit.compute(case, None)
+        assert four.attrs["processes"] == 4 and four.attrs["settings"]["shard"] == 2
+        np.testing.assert_allclose(four.loss, one.loss, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(four.loss_sem, one.loss_sem, rtol=1e-6, atol=0)
+
+
+@pytest.mark.slow
 def test_each_rank_holds_about_half(sharded):
     """Flat buffer, δ, η and θ* copies per rank: about half of one process's (the padding
     rows and biases aside), with FSDP's local shards views of the flat buffer."""
@@ -152,6 +167,7 @@ def test_shard_outside_torchrun_is_refused_in_one_line(monkeypatch, tmp_path, ca
 
 
 REFUSED = [
+    ({"shard": False, "shard_ranks": 2}, "shard_ranks sizes"),
     ({"scheme": "linear2x"}, "scheme linear2x"),
     ({"offload": True}, "offload"),
     ({"compile": True}, "compile"),
@@ -163,7 +179,10 @@ REFUSED = [
 
 @pytest.mark.parametrize(("options", "named"), REFUSED)
 def test_options_shard_cannot_run_with_are_refused(options, named):
-    with pytest.raises(LosslandError, match=f"^shard: .*{named}|^shard keeps .*{named}") as caught:
-        SurfaceOptions(shard=True, **options)
+    with pytest.raises(
+        LosslandError, match=f"^shard: .*{named}|^shard keeps .*{named}|^{named}"
+    ) as caught:
+        SurfaceOptions(**{"shard": True, **options})
     assert "\n" not in str(caught.value)
-    SurfaceOptions(**options)  # without shard: accepted
+    if "shard" not in options:
+        SurfaceOptions(**options)  # without shard: accepted

@@ -77,6 +77,12 @@ class SurfaceOptions:
         "under torchrun, split the model across the processes (FSDP2): each holds its rows of "
         "every parameter, of θ* and of the directions, and all evaluate every point together",
     )
+    shard_ranks: int | None = option(
+        None,
+        "with shard: how many processes share one copy of the model (a divisor of the job's; "
+        "default: all of them); the groups take grid rows as single processes do",
+        bounds=AT_LEAST_1,
+    )
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
     )
@@ -138,6 +144,11 @@ class SurfaceOptions:
         )
         if refused:
             raise LosslandError(f"{arg('shard')}: {refused}")
+        if self.shard_ranks is not None and not self.shard:
+            raise LosslandError(
+                f"{arg('shard_ranks')} sizes the groups of {arg('shard')}: add {arg('shard')} "
+                f"or drop {arg('shard_ranks')}"
+            )
         if self.shard and self.memory_format == "channels_last":
             raise LosslandError(
                 f"{arg('shard')} keeps FSDP's contiguous shards: set {arg('memory_format')} "

@@ -110,6 +110,7 @@ def surface(
     compile: bool | None = None,
     offload: bool | None = None,
     shard: bool | None = None,
+    shard_ranks: int | None = None,
     memory_format: MemoryFormat | None = None,
     samples: int | None = None,
     data_mode: DataMode | None = None,
@@ -440,7 +441,7 @@ class _Run:
             sem_target=o.sem_target,
             min_batches=o.min_batches,
             offload=o.offload,
-            shard=ranks if o.shard else 1,
+            shard=_shard_ranks(o, ranks),
         )
 
     def attributes(
@@ -678,6 +679,20 @@ def _grid(
     xs = coordinates(chosen_x if spec(x) is not None or x is None else x, name="x")
     given_y = y if spec(y) is None and y is not None else chosen_y
     return xs, None if given_y is None else coordinates(given_y, name="y")
+
+
+def _shard_ranks(options: SurfaceOptions, ranks: int) -> int:
+    """The processes that share one network (``shard``: ``shard_ranks``, default all of the
+    job's ``ranks``); 1 when not sharded."""
+    if not options.shard:
+        return 1
+    k = options.shard_ranks or ranks
+    if ranks % k:
+        raise LosslandError(
+            f"{arg('shard_ranks')} {k} does not divide the job's {ranks} processes: choose a "
+            "divisor, so that every group of processes holds one whole model"
+        )
+    return k
 
 
 def _channels_last(model: nn.Module, device: torch.device, options: SurfaceOptions) -> bool:
