@@ -18,6 +18,15 @@ Two sections, each printed as a markdown table:
     python benchmarks/big_models.py llm --layers 12 --tokens 64 --sequences 2
     python benchmarks/big_models.py llm --hidden 1536 --layers 28 --heads 12 --kv-heads 2 \\
         --intermediate 8960 --tokens 512 --sequences 4 --device cuda   # Qwen2.5-1.5B-shaped
+
+* ``shard``: the same GPT-2 shape, every tensor moving, its engine sharded by FSDP2 over
+  ``--procs`` ranks (``shard=True``; the script starts ``torchrun`` itself, gloo on the CPU,
+  NCCL with ``--device cuda``) beside the unsharded engine in one process: the tensor bytes
+  each engine holds for the parameters (flat buffer, its narrow copy, δ, η, and θ* where it is
+  not the model's own tensors), each rank's peak resident set, the time per point, and the
+  largest relative loss difference between the two.
+
+    python benchmarks/big_models.py shard --procs 2
 """
 
 from __future__ import annotations
@@ -82,10 +91,10 @@ def per_point(engine: Engine, points: int, rounds: int, device: torch.device) ->
     return median_seconds(row, rounds, device) / points, np.concatenate(stats)
 
 
-def suffix_section(args: argparse.Namespace) -> None:
+def gpt2(args: argparse.Namespace, device: torch.device) -> nn.Module:
+    """A 12-block GPT-2 shape from a config, random init (seed 0)."""
     import transformers
 
-    device = torch.device(args.device)
     torch.manual_seed(0)
     config = transformers.GPT2Config(
         n_layer=12,
@@ -97,7 +106,12 @@ def suffix_section(args: argparse.Namespace) -> None:
         eos_token_id=0,
         attn_implementation="sdpa",
     )
-    model = transformers.GPT2LMHeadModel(config).eval().to(device)
+    return transformers.GPT2LMHeadModel(config).eval().to(device)
+
+
+def suffix_section(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    model = gpt2(args, device)
     batches = token_batches(args.vocab, args.sequences, args.tokens)
     last = "transformer.h.11.*"
     on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
@@ -133,6 +147,92 @@ def suffix_section(args: argparse.Namespace) -> None:
         f"\nreplayed vs full: max relative loss difference {diff:.1e}; "
         f"target ≤ 0.25× and ≤ 1e-6: {verdict}"
     )
+
+
+# --- shard: FSDP2 under torchrun -------------------------------------------------------------
+
+
+def held_bytes(engine: Engine, model: nn.Module) -> int:
+    """Bytes of the tensors ``engine`` holds for the parameters: its flat buffer (and the
+    network's narrow copy), δ, η, θ* where it is not ``model``'s own, and FSDP's local shards
+    that are not views of the flat buffer (none when every tensor moves)."""
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen = {engine.flat.untyped_storage().data_ptr()}
+    total = engine.flat.nbytes
+    extra = [engine.weights, engine.dx, *([engine.dy] if engine.dy is not None else [])]
+    extra += [getattr(p, "_local_tensor", p) for p in engine.net.parameters()]
+    for t in [*extra, *engine.theta]:
+        storage = t.untyped_storage().data_ptr()
+        if storage not in seen and storage not in own:
+            seen.add(storage)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
+    """Under torchrun: every rank builds the sharded engine; rank 0 also the unsharded one."""
+    import resource
+
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ:  # start the ranks
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node", str(args.procs), os.path.abspath(__file__), *argv]
+        raise SystemExit(subprocess.run(command, check=False).returncode)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = gpt2(args, device)
+    batches = token_batches(args.vocab, args.sequences, args.tokens)
+    d = random_directions(model, seed=0)
+    data = eval_data(batches, batch_size=args.sequences, device=device)  # type: ignore[arg-type]
+
+    def engine(shard: int) -> Engine:
+        options = EngineOptions(device=device, shard=shard)
+        return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
+
+    sharded = engine(world)
+    seconds, stats = per_point(sharded, 5, args.rounds, device)
+    row = [held_bytes(sharded, model), seconds, stats[:, 0].tolist()]
+    del sharded
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rows: list[Any] = [None] * world
+    dist.all_gather_object(rows, [*row, rss])
+    if rank == 0:
+        alone = engine(1)
+        one_seconds, one_stats = per_point(alone, 5, args.rounds, device)
+        one = held_bytes(alone, model)
+        del alone
+    dist.barrier()
+    if rank != 0:
+        return
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    diff = max(
+        float(np.max(np.abs(np.array(r[2]) - one_stats[:, 0]) / np.abs(one_stats[:, 0])))
+        for r in rows
+    )
+    print(
+        f"\n12-block GPT-2-shaped, width {args.width}, vocab {args.vocab}, "
+        f"{params / 2**20:.1f} MiB fp32 parameters, {args.sequences}×{args.tokens} tokens, "
+        f"{device.type}; every tensor moving; {world} ranks share one network (FSDP2)\n"
+    )
+    print(
+        "| engine | tensor bytes held (× param bytes) | × one process | peak RSS | ms per point |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    alone_ms = 1e3 * one_seconds
+    print(
+        f"| one process | {one / 2**20:,.1f} MiB ({one / params:.2f}×) | 1.00 | | {alone_ms:,.0f} |"
+    )
+    for r, (held, secs, _, peak) in enumerate(rows):
+        print(
+            f"| rank {r} of {world} | {held / 2**20:,.1f} MiB ({held / params:.2f}×) | "
+            f"{held / one:.2f} | {peak / 2**20:,.0f} MiB | {1e3 * secs:,.0f} |"
+        )
+    print(f"\nsharded vs one process: max relative loss difference {diff:.1e}")
 
 
 # --- llm: a Qwen2-shaped decoder, each mode in its own process --------------------------------
@@ -248,7 +348,8 @@ def llm_section(args: argparse.Namespace, argv: list[str]) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("section", choices=["suffix", "llm"])
+    p.add_argument("section", choices=["suffix", "llm", "shard"])
+    p.add_argument("--procs", type=int, default=2, help="shard: ranks sharing the network")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sequences", type=int, default=4)
@@ -265,7 +366,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.vocab is None:
-        args.vocab = 2048 if args.section == "suffix" else 151936
+        args.vocab = 151936 if args.section == "llm" else 2048
     return args
 
 
@@ -278,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.section == "suffix":
         suffix_section(args)
+    elif args.section == "shard":
+        shard_section(args, argv)
     else:
         llm_section(args, [a for a in argv if a != "--child"])
 
