@@ -35,6 +35,18 @@ def cnn() -> nn.Module:
     ).eval()
 
 
+class Scaled(nn.Module):
+    """An MLP times a 0-d parameter (FSDP shards none: it stays whole on every rank)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp()
+        self.scale = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x) * self.scale  # type: ignore[no-any-return]
+
+
 def gpt2() -> nn.Module:
     import transformers
 
@@ -71,6 +83,12 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any], dict[str, Any
     "mlp plane": (mlp, lambda: pairs((6,)), {"x": "-1:1:5", "y": "-1:1:4", "batch_size": 10}),
     "mlp line": (mlp, lambda: pairs((6,)), {"x": "-1:1:7"}),
     "mlp subset": (mlp, lambda: pairs((6,)), {"x": "-1:1:4", "y": "-1:1:3", "params": "2.*"}),
+    "mlp bf16": (mlp, lambda: pairs((6,)), {"x": "-1:1:3", "y": "-1:1:3", "precision": "bf16"}),
+    "scalar parameter": (
+        Scaled,
+        lambda: pairs((6,)),
+        {"x": "-1:1:3", "y": "-1:1:3", "ignore": "none"},
+    ),
     "cnn plane": (cnn, lambda: pairs((1, 8, 8)), {"x": "-1:1:4", "y": "-1:1:3"}),
     "gpt2 plane": (
         gpt2,
@@ -150,7 +168,9 @@ def cli(args: list[str], cases: list[tuple[str, str]]) -> None:
 
 
 if __name__ == "__main__":
+    import shardkit  # the models' classes by their module's name, as the tests import them
+
     if sys.argv[1] == "cli":  # cli CASES_JSON ARGS...
-        cli(sys.argv[3:], json.loads(sys.argv[2]))
+        shardkit.cli(sys.argv[3:], json.loads(sys.argv[2]))
     else:  # OUT [K]
-        main(*sys.argv[1:])
+        shardkit.main(*sys.argv[1:])

@@ -14,7 +14,8 @@ to a point stays on this rank's rows:
 * θ* is read as views of the model's own rows (no copy); δ and η are drawn in full on every
   rank from the same seed (identical draws, normalized filter by filter over whole rows, the
   same as one process) and this rank keeps its rows;
-* buffers that move are not sharded by FSDP: they stay whole on every rank.
+* buffers and 0-d parameters that move are not sharded by FSDP: they stay whole on every
+  rank.
 
 So θ(α, β) on the local rows is elementwise what one process computes, every rank of the
 group evaluates every point together (FSDP gathers each block's parameters for its forward
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from lossland.core import FlatLayout
+from lossland.engine._copy import bind_flat
 from lossland.engine._suffix import stacks
 from lossland.errors import LosslandError, arg
 
@@ -102,11 +104,13 @@ def shard_network(
     copy in ``net_dtype`` where that is narrower (bf16)."""
     from torch.distributed.fsdp import fully_shard
 
+    # FSDP shards no 0-d parameter: those stay whole on every rank, like buffers
+    scalars = {p for p in net.parameters() if p.dim() == 0}
     for block in _blocks(net):
-        fully_shard(block, mesh=mesh, reshard_after_forward=True)
+        fully_shard(block, mesh=mesh, reshard_after_forward=True, ignored_params=scalars)
     # reshard_after_forward given: the root frees its gathered parameters too, so every
     # forward gathers the shards as the engine left them
-    fully_shard(net, mesh=mesh, reshard_after_forward=True)
+    fully_shard(net, mesh=mesh, reshard_after_forward=True, ignored_params=scalars)
     records = _records(net)
     rows = {n: _rows(records[n]) for n in names if n in records}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -115,7 +119,7 @@ def shard_network(
             _, length, pad = rows[n]
             shapes[n], shapes[n + PAD] = (length, *t.shape[1:]), (pad, *t.shape[1:])
         else:
-            shapes[n] = tuple(t.shape)  # a moving buffer: whole on every rank
+            shapes[n] = tuple(t.shape)  # a moving buffer or 0-d parameter: whole on every rank
     local = FlatLayout.of(shapes)
     device = theta[0].device if theta else torch.device("cpu")
     flat = torch.zeros(local.size, device=device, dtype=dtype)  # (P_local,) θ(α, β)
@@ -188,17 +192,14 @@ def _bind(
     rows: Mapping[str, tuple[int, int, int]],
 ) -> None:
     """FSDP's padded buffer of each moving parameter becomes its run of ``weights`` (rows then
-    padding, contiguous); moving buffers become views of it as in one process."""
+    padding, contiguous); the tensors FSDP does not shard become views of it as in one
+    process."""
     views = layout.views(weights)
     entries = {e.name: e for e in layout.entries}
-    for n in layout.names:
-        if n.endswith(PAD):
-            continue
-        if n in rows:
-            record, e = records[n], entries[n]
-            padded = e.numel + entries[n + PAD].numel
-            record._sharded_param_data = weights[e.offset : e.offset + padded]
-            record.sharded_param._local_tensor = views[n]
-        else:
-            module_name, _, attr = n.rpartition(".")
-            net.get_submodule(module_name)._buffers[attr] = views[n]
+    for n in rows:
+        record, e = records[n], entries[n]
+        padded = e.numel + entries[n + PAD].numel
+        record._sharded_param_data = weights[e.offset : e.offset + padded]
+        record.sharded_param._local_tensor = views[n]
+    whole = [e for e in layout.entries if e.name not in rows and not e.name.endswith(PAD)]
+    bind_flat(net, FlatLayout(tuple(whole), layout.size), weights)
