@@ -23,8 +23,9 @@ Two sections, each printed as a markdown table:
   ``--procs`` ranks (``shard=True``; the script starts ``torchrun`` itself, gloo on the CPU,
   NCCL with ``--device cuda``) beside the unsharded engine in one process: the tensor bytes
   each engine holds for the parameters (flat buffer, its narrow copy, δ, η, and θ* where it is
-  not the model's own tensors), each rank's peak resident set, the time per point, and the
-  largest relative loss difference between the two.
+  not the model's own tensors), each rank's peak resident set, the time per point (the ranks
+  share the evaluation batches: ``--batch`` sequences each), and the largest relative loss
+  difference between the two.
 
     python benchmarks/big_models.py shard --procs 2
 """
@@ -186,9 +187,14 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
     dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     model = gpt2(args, device)
-    batches = token_batches(args.vocab, args.sequences, args.tokens)
+    # --batch sequences per evaluation batch: the ranks of the group share the batches
+    whole = token_batches(args.vocab, args.sequences, args.tokens)[0]
+    batches = [
+        {k: v[i : i + args.batch] for k, v in whole.items()}
+        for i in range(0, args.sequences, args.batch)
+    ]
     d = random_directions(model, seed=0)
-    data = eval_data(batches, batch_size=args.sequences, device=device)  # type: ignore[arg-type]
+    data = eval_data(batches, batch_size=args.batch, device=device)  # type: ignore[arg-type]
 
     def engine(shard: int) -> Engine:
         options = EngineOptions(device=device, shard=shard)
@@ -216,7 +222,8 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
     )
     print(
         f"\n12-block GPT-2-shaped, width {args.width}, vocab {args.vocab}, "
-        f"{params / 2**20:.1f} MiB fp32 parameters, {args.sequences}×{args.tokens} tokens, "
+        f"{params / 2**20:.1f} MiB fp32 parameters, {args.sequences}×{args.tokens} tokens "
+        f"in batches of {args.batch}, "
         f"{device.type}; every tensor moving; {world} ranks share one network (FSDP2)\n"
     )
     print(
@@ -350,6 +357,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("section", choices=["suffix", "llm", "shard"])
     p.add_argument("--procs", type=int, default=2, help="shard: ranks sharing the network")
+    p.add_argument("--batch", type=int, default=1, help="shard: sequences per batch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sequences", type=int, default=4)

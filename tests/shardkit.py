@@ -81,15 +81,20 @@ def tokens() -> list[dict[str, Tensor]]:
 # name -> (model, data, surface keywords)
 CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any], dict[str, Any]]] = {
     "mlp plane": (mlp, lambda: pairs((6,)), {"x": "-1:1:5", "y": "-1:1:4", "batch_size": 10}),
-    "mlp line": (mlp, lambda: pairs((6,)), {"x": "-1:1:7"}),
+    "mlp line": (mlp, lambda: pairs((6,)), {"x": "-1:1:7", "batch_size": 5}),  # 5 batches
     "mlp subset": (mlp, lambda: pairs((6,)), {"x": "-1:1:4", "y": "-1:1:3", "params": "2.*"}),
+    "mlp sem_target": (  # each point stops on its own: every rank reads every batch
+        mlp,
+        lambda: pairs((6,)),
+        {"x": "-1:1:3", "y": "-1:1:3", "batch_size": 4, "sem_target": 0.05},
+    ),
     "mlp bf16": (mlp, lambda: pairs((6,)), {"x": "-1:1:3", "y": "-1:1:3", "precision": "bf16"}),
     "scalar parameter": (
         Scaled,
         lambda: pairs((6,)),
         {"x": "-1:1:3", "y": "-1:1:3", "ignore": "none"},
     ),
-    "cnn plane": (cnn, lambda: pairs((1, 8, 8)), {"x": "-1:1:4", "y": "-1:1:3"}),
+    "cnn plane": (cnn, lambda: pairs((1, 8, 8)), {"x": "-1:1:4", "y": "-1:1:3", "batch_size": 7}),
     "gpt2 plane": (
         gpt2,
         tokens,

@@ -186,3 +186,24 @@ def test_options_shard_cannot_run_with_are_refused(options, named):
     assert "\n" not in str(caught.value)
     if "shard" not in options:
         SurfaceOptions(**options)  # without shard: accepted
+
+
+@pytest.mark.parametrize(
+    ("options", "ranks", "k"),
+    [
+        ({"shard": False}, 4, 1),
+        ({"shard": True}, 4, 4),
+        ({"shard": True, "shard_ranks": 2}, 4, 2),
+        ({"shard": True, "shard_ranks": 1}, 3, 1),
+        ({"shard": True, "shard_ranks": 3}, 4, None),
+        ({"shard": True, "shard_ranks": 8}, 4, None),
+    ],
+)
+def test_groups_divide_the_job(options, ranks, k):
+    from lossland.run._surface import _shard_ranks
+
+    if k is None:
+        with pytest.raises(LosslandError, match=r"^shard_ranks \d does not divide the job's 4"):
+            _shard_ranks(SurfaceOptions(**options), ranks)
+    else:
+        assert _shard_ranks(SurfaceOptions(**options), ranks) == k

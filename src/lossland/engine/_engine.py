@@ -55,7 +55,7 @@ from lossland.engine._precision import (
     precision_mode,
 )
 from lossland.engine._presets import fitting_preset
-from lossland.engine._shard import shard_mesh, shard_network
+from lossland.engine._shard import Share, shard_mesh, shard_network
 from lossland.engine._state import ModelState
 from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
@@ -162,6 +162,8 @@ class Engine:
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
+        if self.share is not None:  # sharded: this rank's batches, summed over its group
+            return self._shared_stats()
         total = None
         for count, (batch, output) in enumerate(self._outputs(), 1):
             s = self.evaluator.stats(output, batch)  # (len(SUMS),)
@@ -172,6 +174,19 @@ class Engine:
                 break
         assert total is not None
         return total
+
+    def _shared_stats(self) -> Tensor:
+        """A point's sums when the ranks of a group share its batches (engine._shard.Share)."""
+        assert self.share is not None
+        total = None
+        for batch, mine in self.share.turns(self.data.batches()):
+            output = self.evaluator.run(self.module, batch)  # with the group: FSDP gathers
+            if mine:
+                s = self.evaluator.stats(output, batch)  # (len(SUMS),)
+                if not self.checked:
+                    self._check(output, s, batch)
+                total = accumulate(total, s)
+        return self.share.reduce(total, self.flat.device)
 
     def unit_losses(self, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
         """(sums (m,), counts (m,)) float64 on the host: every unit's summed loss and weight at
@@ -379,6 +394,7 @@ class Engine:
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
+        self.share: Share | None = None
         if options.shard > 1:  # FSDP2: this rank's rows of every tensor below (engine._shard)
             self._shard(names, net_dtype)
             return
@@ -391,16 +407,19 @@ class Engine:
         """The network wrapped with FSDP2 and θ*, δ, η and the flat buffers cut to this rank's
         rows of dimension 0 (:mod:`lossland.engine._shard`)."""
         directions = [self.dx] if self.dy is None else [self.dx, self.dy]
+        mesh = shard_mesh(self.options.shard, self.options.device)
         sharded = shard_network(
             self.net,
             names,
             theta=self.theta,
             layout=self.layout,
             directions=directions,
-            mesh=shard_mesh(self.options.shard, self.options.device),
+            mesh=mesh,
             dtype=self.options.dtype,
             net_dtype=net_dtype,
         )
+        # the group shares each point's batches, unless each point stops on its own error
+        self.share = Share(mesh) if self.options.sem_target is None else None
         self.net, self.layout, self.theta = sharded.net, sharded.layout, sharded.theta
         self.dx, self.dy = sharded.dx, sharded.dy
         self.flat, self.weights = sharded.flat, sharded.weights

@@ -21,20 +21,28 @@ So θ(α, β) on the local rows is elementwise what one process computes, every 
 group evaluates every point together (FSDP gathers each block's parameters for its forward
 and frees them after), and the surface equals the one-process surface by construction.
 
+The ranks of a group share a point's evaluation batches (:class:`Share`): batch i is rank
+i mod K's, every rank forwards once per turn of K batches (a rank without a batch that turn
+forwards one it has read and drops the result: the gathers need every rank), and the sums are
+added across the group (the largest taken where a sum combines by the largest). The sums
+differ from one process's only in their float64 order of addition.
+
 FSDP's padded buffer is reached through its parameter records (``FSDPParam``): a private
 attribute of torch's FSDP2, checked here, refused in one line where a torch version lacks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lossland.core import FlatLayout
+from lossland.core import SUMS, FlatLayout
 from lossland.engine._copy import bind_flat
 from lossland.engine._suffix import stacks
 from lossland.errors import LosslandError, arg
@@ -203,3 +211,40 @@ def _bind(
         record.sharded_param._local_tensor = views[n]
     whole = [e for e in layout.entries if e.name not in rows and not e.name.endswith(PAD)]
     bind_flat(net, FlatLayout(tuple(whole), layout.size), weights)
+
+
+class Share:
+    """This rank's share of a point's evaluation batches within its group (module doc)."""
+
+    def __init__(self, mesh: Any) -> None:
+        self.group = mesh.get_group()
+        self.rank, self.k = int(mesh.get_local_rank()), int(mesh.size())
+        self.largest = [s.combine == "max" for s in SUMS]
+
+    def turns(self, batches: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+        """(batch, whether it is this rank's) once per turn of K batches: every rank reads
+        every batch, so all know each turn's batches without asking each other."""
+        read = iter(batches)
+        while turn := list(itertools.islice(read, self.k)):
+            if self.rank < len(turn):
+                yield turn[self.rank], True
+            else:  # the last turn is short: forward a batch with the others, drop the result
+                yield turn[-1], False
+            if len(turn) < self.k:
+                return
+
+    def reduce(self, total: Tensor | None, device: torch.device) -> Tensor:
+        """The group's sums (len(SUMS),) from this rank's ``total`` (None: no batch here)."""
+        import torch.distributed as dist
+
+        if total is None:  # what adds nothing: 0, and −∞ where the largest is taken
+            neutral = [-math.inf if big else 0.0 for big in self.largest]
+            total = torch.tensor(neutral, dtype=torch.float64, device=device)
+        largest = torch.tensor(self.largest, device=total.device)
+        summed = torch.where(largest, torch.zeros_like(total), total)
+        dist.all_reduce(summed, group=self.group)
+        if not any(self.largest):
+            return summed
+        high = torch.where(largest, total, torch.full_like(total, -math.inf))
+        dist.all_reduce(high, op=dist.ReduceOp.MAX, group=self.group)
+        return torch.where(largest, high, summed)
