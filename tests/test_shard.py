@@ -65,6 +65,16 @@ def test_two_ranks_sharing_a_network_equal_one_process(sharded, case):
 
 
 @pytest.mark.slow
+def test_one_process_resumes_a_sharded_file(sharded, tmp_path):
+    """``shard`` does not change a value: one process accepts the sharded file as its own."""
+    copy = tmp_path / "s.h5"
+    copy.write_bytes((sharded / "mlp plane.h5").read_bytes())
+    with torch_threads(1):
+        resumed = shardkit.compute("mlp plane", copy)
+    assert resumed.complete and resumed.attrs["points_computed"] == 0
+
+
+@pytest.mark.slow
 def test_groups_of_two_ranks_take_rows_like_processes(tmp_path):
     """Four ranks, two groups of two sharing a network each: the groups split the rows (a line:
     its points) as two processes would, and the surface is the one process's."""
