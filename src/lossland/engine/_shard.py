@@ -15,7 +15,8 @@ to a point stays on this rank's rows:
   rank from the same seed (identical draws, normalized filter by filter over whole rows, the
   same as one process) and this rank keeps its rows;
 * buffers and 0-d parameters that move are not sharded by FSDP: they stay whole on every
-  rank.
+  rank; parameters that do not move (``params``) are left to no one: shared with the model
+  as in one process.
 
 So θ(α, β) on the local rows is elementwise what one process computes, every rank of the
 group evaluates every point together (FSDP gathers each block's parameters for its forward
@@ -112,14 +113,16 @@ def shard_network(
     copy in ``net_dtype`` where that is narrower (bf16)."""
     from torch.distributed.fsdp import fully_shard
 
-    # FSDP shards no 0-d parameter: those stay whole on every rank, like buffers
-    scalars = {p for p in net.parameters() if p.dim() == 0}
+    # Left to FSDP: the moving parameters. Those that do not move stay shared with the model
+    # (working_copy), and FSDP shards no 0-d parameter: those stay whole, like buffers.
+    moving = {id(p) for n, p in net.named_parameters() if n in set(names)}
+    kept = {p for p in net.parameters() if id(p) not in moving or p.dim() == 0}
     for block in _blocks(net):
-        fully_shard(block, mesh=mesh, reshard_after_forward=True, ignored_params=scalars)
+        fully_shard(block, mesh=mesh, reshard_after_forward=True, ignored_params=kept)
     # reshard_after_forward given: the root frees its gathered parameters too, so every
     # forward gathers the shards as the engine left them
-    fully_shard(net, mesh=mesh, reshard_after_forward=True, ignored_params=scalars)
-    records = _records(net)
+    fully_shard(net, mesh=mesh, reshard_after_forward=True, ignored_params=kept)
+    records = _records(net, names)
     rows = {n: _rows(records[n]) for n in names if n in records}
     shapes: dict[str, tuple[int, ...]] = {}
     for n, t in zip(names, theta, strict=True):
@@ -165,8 +168,9 @@ def _blocks(net: nn.Module) -> list[nn.Module]:
     return [b for b in best if b is not net]
 
 
-def _records(net: nn.Module) -> dict[str, Any]:
-    """name -> FSDP's record of that parameter (FSDPParam), for every sharded parameter."""
+def _records(net: nn.Module, names: Sequence[str]) -> dict[str, Any]:
+    """name -> FSDP's record of that parameter (FSDPParam), for every sharded parameter;
+    every moving parameter of one dimension or more must have one."""
     from torch.distributed.fsdp import FSDPModule
 
     by_id: dict[int, Any] = {}
@@ -174,15 +178,21 @@ def _records(net: nn.Module) -> dict[str, Any]:
         if isinstance(module, FSDPModule):
             state = module._get_fsdp_state()
             for group in getattr(state, "_fsdp_param_groups", []):
-                for record in group.fsdp_params:
-                    by_id[id(record.sharded_param)] = record
-    needed = ("sharded_param", "_sharded_param_data", "padded_sharded_param_size", "sharded_size")
-    if not by_id or not all(hasattr(r, a) for r in by_id.values() for a in needed):
+                for record in getattr(group, "fsdp_params", []):
+                    by_id[id(getattr(record, "sharded_param", None))] = record
+    needed = ("_sharded_param_data", "padded_sharded_param_size", "sharded_size", "mesh_info")
+    params = {n: p for n, p in net.named_parameters() if n in set(names)}
+    found = {n: by_id.get(id(p)) for n, p in params.items()}
+    missing = [n for n, r in found.items() if r is None and params[n].dim() > 0]
+    unusable = [
+        n for n, r in found.items() if r is not None and not all(hasattr(r, a) for a in needed)
+    ]
+    if missing or unusable:
         raise LosslandError(
-            f"this PyTorch ({torch.__version__}) has no FSDP2 parameter records lossland can "
-            f"bind: use PyTorch 2.6 or later for {arg('shard')}"
+            f"this PyTorch ({torch.__version__}) keeps FSDP2's shards where lossland cannot "
+            f"bind them (tested with 2.13): drop {arg('shard')} or use that PyTorch"
         )
-    return {n: by_id[id(p)] for n, p in net.named_parameters() if id(p) in by_id}
+    return {n: record for n, record in found.items() if record is not None}
 
 
 def _rows(record: Any) -> tuple[int, int, int]:
