@@ -12,7 +12,15 @@ import pytest
 import torch.distributed as dist
 
 import shardkit
-from faultkit import env, lossland_lines, surface_args, torchrun, write_data, write_fault_model
+from faultkit import (
+    env,
+    lossland_lines,
+    surface_args,
+    torchrun,
+    write_checkpoint,
+    write_data,
+    write_fault_model,
+)
 from helpers import torch_threads
 from lossland import SurfaceOptions
 from lossland.cli import main
@@ -173,6 +181,14 @@ def test_shard_outside_torchrun_is_refused_in_one_line(monkeypatch, tmp_path, ca
     with pytest.raises(LosslandError, match=r"^shard splits the model .* torchrun") as caught:
         shardkit.compute("mlp line", tmp_path / "s.h5", shard=True)
     assert "\n" not in str(caught.value)
+    assert not (tmp_path / "s.h5").exists()
+    data, ckpt = write_data(tmp_path / "data", n=8), write_checkpoint(tmp_path / "m.safetensors")
+    assert main(surface_args(ckpt, tmp_path / "s.h5", data, "--shard", grid="-1:1:3")) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "lossland: error: --shard splits the model across the processes of a torchrun job: "
+        "launch with torchrun --nproc_per_node N (N ≥ 2), or drop --shard"
+    ]
     assert not (tmp_path / "s.h5").exists()
 
 
