@@ -176,10 +176,22 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
 
     import torch.distributed as dist
 
-    if "RANK" not in os.environ:  # start the ranks
+    if "RANK" not in os.environ:  # start the ranks: each part in fresh processes
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         command += ["--nproc_per_node", str(args.procs), os.path.abspath(__file__), *argv]
-        raise SystemExit(subprocess.run(command, check=False).returncode)
+        for part in ("engines", "shard", "rows"):
+            if part == "shard":
+                print(
+                    f"\nlossland.surface, 3×3, {args.procs} processes, each part in fresh "
+                    "ones: host memory the run adds per process (attrs['memory']: RSS peak − "
+                    "RSS at its start; every process draws the whole directions)\n"
+                )
+                print("| run | process | while evaluating (× param bytes) | whole run |")
+                print("| --- | --- | ---: | ---: |")
+            sys.stdout.flush()
+            if subprocess.run([*command, "--part", part], check=False).returncode:
+                raise SystemExit(f"{part} failed")
+        return
     device = torch.device(args.device)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -187,12 +199,24 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
     dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     model = gpt2(args, device)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
     # --batch sequences per evaluation batch: the ranks of the group share the batches
     whole = token_batches(args.vocab, args.sequences, args.tokens)[0]
     batches = [
         {k: v[i : i + args.batch] for k, v in whole.items()}
         for i in range(0, args.sequences, args.batch)
     ]
+    if args.part != "engines":
+        points, whole = run_added(model, batches, args, device, args.part == "shard")
+        runs: list[Any] = [None] * world
+        dist.all_gather_object(runs, (points, whole))
+        name = "--shard" if args.part == "shard" else "rows split (unsharded)"
+        for r, (points, whole) in enumerate(runs if rank == 0 else []):
+            print(
+                f"| {name} | rank {r} | {points / 2**20:,.0f} MiB ({points / params:.2f}×) | "
+                f"{whole / 2**20:,.0f} MiB ({whole / params:.2f}×) |"
+            )
+        return
     d = random_directions(model, seed=0)
     data = eval_data(batches, batch_size=args.batch, device=device)  # type: ignore[arg-type]
 
@@ -215,7 +239,6 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
     dist.barrier()
     if rank != 0:
         return
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
     diff = max(
         float(np.max(np.abs(np.array(r[2]) - one_stats[:, 0]) / np.abs(one_stats[:, 0])))
         for r in rows
@@ -240,6 +263,30 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
             f"{held / one:.2f} | {peak / 2**20:,.0f} MiB | {1e3 * secs:,.0f} |"
         )
     print(f"\nsharded vs one process: max relative loss difference {diff:.1e}")
+
+
+def run_added(
+    model: nn.Module, batches: Batches, args: argparse.Namespace, device: torch.device, shard: bool
+) -> tuple[int, int]:
+    """Host bytes a 3×3 ``lossland.surface`` adds on this process: while evaluating, whole run."""
+    import lossland
+
+    result = lossland.surface(
+        model,
+        batches,
+        x="-1:1:3",
+        y="-1:1:3",
+        evaluator=causal_lm(),
+        device=device,
+        batch_size=args.batch,
+        shard=shard,
+        progress=False,
+    )
+    m = result.attrs["memory"]
+    start = m["host_start_bytes"]
+    return (m["host_points_peak_bytes"] or m["host_peak_bytes"]) - start, m[
+        "host_peak_bytes"
+    ] - start
 
 
 # --- llm: a Qwen2-shaped decoder, each mode in its own process --------------------------------
@@ -358,6 +405,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("section", choices=["suffix", "llm", "shard"])
     p.add_argument("--procs", type=int, default=2, help="shard: ranks sharing the network")
     p.add_argument("--batch", type=int, default=1, help="shard: sequences per batch")
+    p.add_argument("--part", default="engines", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sequences", type=int, default=4)
