@@ -134,10 +134,11 @@ class Engine:
         # θ* stays where it is (the model's own tensors, or the origin) when it is on the device
         # in the grid's dtype or a narrower float (``anchor_dtype``); offloaded, on the host.
         source = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
+        at = device if options.shard == 1 else None  # sharded: moved row by row (engine._shard)
         self.theta, self.theta_flat = (
             host_theta(list(source.values()), self.layout, device, dtype)
             if options.offload
-            else ([t.to(device, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
+            else ([t.to(at, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
         )
         # δ and η (P,) each, P = layout.size: the directions in the flat layout
         self.dx = self._flat_direction(directions[0], names)
@@ -256,6 +257,8 @@ class Engine:
         in that layout already (no copy), else copied. A bf16/fp16 direction stays in its dtype
         for scheme li one point at a time (``direction_dtype``)."""
         device, dtype = self.options.device, self.options.dtype
+        if self.options.shard > 1:  # where it is: engine._shard moves this rank's rows
+            device = next(iter(direction.values())).device
         if self.scheme == "li" and self.options.points_per_batch == 1:
             dtype = direction_dtype(direction, dtype)
         adopted = self.layout.adopt(direction, device=device, dtype=dtype)
@@ -415,6 +418,7 @@ class Engine:
             layout=self.layout,
             directions=directions,
             mesh=mesh,
+            device=self.options.device,
             dtype=self.options.dtype,
             net_dtype=net_dtype,
         )

@@ -104,13 +104,15 @@ def shard_network(
     layout: FlatLayout,
     directions: Sequence[Tensor],
     mesh: Any,
+    device: torch.device,
     dtype: torch.dtype,
     net_dtype: torch.dtype,
 ) -> Sharded:
-    """Wrap ``net`` (a working copy whose ``names`` move, in the network's dtype) with FSDP2 over
-    ``mesh`` and cut θ* (per name) and the flat ``directions`` (in ``layout``) to this rank's
-    rows (see the module doc). The network reads ``weights``: the flat buffer itself, or its
-    copy in ``net_dtype`` where that is narrower (bf16)."""
+    """Wrap ``net`` (a working copy on ``device`` whose ``names`` move, in the network's dtype)
+    with FSDP2 over ``mesh`` and cut θ* (per name) and the flat ``directions`` (in ``layout``),
+    wherever they are, to this rank's rows on ``device`` (see the module doc). The network
+    reads ``weights``: the flat buffer itself, or its copy in ``net_dtype`` where that is
+    narrower (bf16)."""
     from torch.distributed.fsdp import fully_shard
 
     # Left to FSDP: the moving parameters. Those that do not move stay shared with the model
@@ -132,20 +134,19 @@ def shard_network(
         else:
             shapes[n] = tuple(t.shape)  # a moving buffer or 0-d parameter: whole on every rank
     local = FlatLayout.of(shapes)
-    device = theta[0].device if theta else torch.device("cpu")
     flat = torch.zeros(local.size, device=device, dtype=dtype)  # (P_local,) θ(α, β)
     weights = flat if net_dtype == dtype else torch.zeros_like(flat, dtype=net_dtype)
     _bind(net, local, weights, records, rows)
     full = [layout.views(d) for d in directions]
-    local_dirs = [torch.zeros(local.size, device=d.device, dtype=d.dtype) for d in directions]
+    local_dirs = [torch.zeros(local.size, device=device, dtype=d.dtype) for d in directions]
     local_theta: list[Tensor] = []
     for n, t in zip(names, theta, strict=True):
         part = t if n not in rows else t.narrow(0, rows[n][0], rows[n][1])
-        local_theta.append(part)
+        local_theta.append(part.to(device))  # the model's own rows where they are on device
         for views, whole in zip((local.views(d) for d in local_dirs), full, strict=True):
             views[n].copy_(whole[n] if n not in rows else whole[n].narrow(0, *rows[n][:2]))
         if n in rows:  # the padding: θ* zero, and zero in the directions, never moves
-            local_theta.append(t.new_zeros(shapes[n + PAD]))
+            local_theta.append(t.new_zeros(shapes[n + PAD], device=device))
     return Sharded(
         net,
         local,
