@@ -55,7 +55,7 @@ from lossland.engine._precision import (
     precision_mode,
 )
 from lossland.engine._presets import fitting_preset
-from lossland.engine._shard import Share, shard_mesh, shard_network
+from lossland.engine._shard import Share, model_device, shard_mesh, shard_network
 from lossland.engine._state import ModelState
 from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
@@ -387,10 +387,10 @@ class Engine:
         self.low = options.precision == "bf16"
         net_dtype = network_dtype(options.precision, dtype)
         # Parameters that do not move and need no cast are shared with the model, not copied
-        # (sharded: every parameter, which FSDP then cuts into this rank's rows).
-        held = [] if options.shard > 1 else names
+        # (sharded: every parameter, where the model is: FSDP moves this rank's rows).
+        held, place = (names, device) if options.shard == 1 else ([], model_device(model, device))
         self.net = cast_copy(
-            working_copy(model, held, device=device, dtype=net_dtype), device, net_dtype
+            working_copy(model, held, device=place, dtype=net_dtype), place, net_dtype
         )
         if laid_out:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

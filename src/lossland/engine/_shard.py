@@ -114,6 +114,7 @@ def shard_network(
     reads ``weights``: the flat buffer itself, or its copy in ``net_dtype`` where that is
     narrower (bf16)."""
     from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
 
     # Left to FSDP: the moving parameters. Those that do not move stay shared with the model
     # (working_copy), and FSDP shards no 0-d parameter: those stay whole, like buffers.
@@ -124,6 +125,9 @@ def shard_network(
     # reshard_after_forward given: the root frees its gathered parameters too, so every
     # forward gathers the shards as the engine left them
     fully_shard(net, mesh=mesh, reshard_after_forward=True, ignored_params=kept)
+    for t in [*net.parameters(), *net.buffers()]:  # what FSDP left where the model is
+        if not isinstance(t, DTensor) and t.device != device:
+            t.data = t.to(device)
     records = _records(net, names)
     rows = {n: _rows(records[n]) for n in names if n in records}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -156,6 +160,11 @@ def shard_network(
         flat,
         weights,
     )
+
+
+def model_device(model: nn.Module, default: torch.device) -> torch.device:
+    """Where ``model``'s parameters are (a sharded working copy is built there)."""
+    return next((p.device for p in model.parameters()), default)
 
 
 def _blocks(net: nn.Module) -> list[nn.Module]:
