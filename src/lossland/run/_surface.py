@@ -229,6 +229,10 @@ def surface(
             return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
         # the engine (working copy, directions) is released before the fp32 check builds one
         engine = run.engine(model, evaluation, engine_options)
+        if engine_options.shard > 1 and directions is None and opts.precision != "bf16":
+            # sharded: the engine keeps its rows; the whole directions drawn here can go
+            # (a bf16 run's fp32 check on rank 0 reads them)
+            run = replace(run, directions=replace(run.directions, x={}, y=None))
         result = _compute(group, engine, run, result, pending, out, probe)
         del engine
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
