@@ -11,9 +11,12 @@ to a point stays on this rank's rows:
   padding (``name + PAD``, zeros that never move), and FSDP's padded buffer of each parameter
   *is* that run of the flat buffer: the engine's one axpy per point moves the local shards in
   place and the next forward's all-gather reads them (no second copy);
-* θ* is read as views of the model's own rows (no copy); δ and η are drawn in full on every
-  rank from the same seed (identical draws, normalized filter by filter over whole rows, the
-  same as one process) and this rank keeps its rows;
+* θ* is read as views of the model's own rows (no copy where the model is on the device,
+  else only the rows are moved there); δ and η are drawn in full on every rank from the same
+  seed (identical draws, normalized filter by filter over whole rows, the same as one
+  process) and this rank keeps its rows (a run that drew them then lets the whole ones go);
+* the working copy is built where the model is, sharing its parameters; FSDP moves each
+  block's rows to the device as it wraps it (one block whole there at a time);
 * buffers and 0-d parameters that move are not sharded by FSDP: they stay whole on every
   rank; parameters that do not move (``params``) are left to no one: shared with the model
   as in one process.
