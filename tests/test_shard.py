@@ -233,3 +233,22 @@ def test_groups_divide_the_job(options, ranks, k):
             _shard_ranks(SurfaceOptions(**options), ranks)
     else:
         assert _shard_ranks(SurfaceOptions(**options), ranks) == k
+
+
+@pytest.mark.parametrize(("batches", "k"), [(1, 2), (2, 2), (3, 2), (5, 2), (4, 4), (5, 3), (7, 4)])
+def test_a_group_shares_the_batches_turn_by_turn(batches, k):
+    """Each batch is exactly one rank's, in order; every rank forwards once a turn, the same
+    number of turns (FSDP's gathers need all of them)."""
+    from lossland.engine._shard import Share
+
+    turns = []
+    for rank in range(k):
+        share = Share.__new__(Share)  # (its collectives are not needed here)
+        share.rank, share.k = rank, k
+        turns.append(list(share.turns(range(batches))))
+    assert len({len(t) for t in turns}) == 1  # the same forwards on every rank
+    assert len(turns[0]) == -(-batches // k)
+    mine = sorted(b for t in turns for b, own in t if own)
+    assert mine == list(range(batches))
+    for rank, t in enumerate(turns):
+        assert all(own == (b % k == rank) for b, own in t)
