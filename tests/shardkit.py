@@ -64,6 +64,15 @@ def gpt2() -> nn.Module:
     return transformers.GPT2LMHeadModel(config).eval()  # lm_head tied to wte
 
 
+def with_statistic(model: nn.Module) -> lossland.Directions:
+    """Directions that also move a BatchNorm's running mean (a buffer: FSDP shards none)."""
+    g = torch.Generator().manual_seed(5)
+    moving = [*model.named_parameters(), ("1.running_mean", model.get_buffer("1.running_mean"))]
+    x = {n: 0.1 * torch.randn(t.shape, generator=g) for n, t in moving}
+    y = {n: 0.1 * torch.randn(t.shape, generator=g) for n, t in moving}
+    return lossland.Directions(x=x, y=y)
+
+
 def pairs(shape: tuple[int, ...], n: int = 24) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(3)
     return torch.randn(n, *shape, generator=g), torch.randint(0, 3, (n,), generator=g)
@@ -95,6 +104,11 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any], dict[str, Any
         {"x": "-1:1:3", "y": "-1:1:3", "ignore": "none"},
     ),
     "cnn plane": (cnn, lambda: pairs((1, 8, 8)), {"x": "-1:1:4", "y": "-1:1:3", "batch_size": 7}),
+    "cnn moving buffer": (
+        cnn,
+        lambda: pairs((1, 8, 8)),
+        {"x": "-1:1:3", "y": "-1:1:3", "directions": with_statistic},
+    ),
     "gpt2 plane": (
         gpt2,
         tokens,
@@ -106,6 +120,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any], dict[str, Any
 def compute(case: str, out: Path | None, **extra: Any) -> lossland.Surface:
     build, data, keywords = CASES[case]
     model = build()
+    keywords = {k: v(model) if k == "directions" else v for k, v in keywords.items()}
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = lossland.surface(
         model, data(), device="cpu", progress=False, out=out, **keywords, **extra
