@@ -207,7 +207,7 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
         for i in range(0, args.sequences, args.batch)
     ]
     if args.part != "engines":
-        points, whole = run_added(model, batches, args, device, args.part == "shard")
+        points, whole = run_added(model, batches, args, args.part == "shard")
         runs: list[Any] = [None] * world
         dist.all_gather_object(runs, (points, whole))
         name = "--shard" if args.part == "shard" else "rows split (unsharded)"
@@ -266,7 +266,7 @@ def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def run_added(
-    model: nn.Module, batches: Batches, args: argparse.Namespace, device: torch.device, shard: bool
+    model: nn.Module, batches: Batches, args: argparse.Namespace, shard: bool
 ) -> tuple[int, int]:
     """Host bytes a 3×3 ``lossland.surface`` adds on this process: while evaluating, whole run."""
     import lossland
@@ -277,7 +277,7 @@ def run_added(
         x="-1:1:3",
         y="-1:1:3",
         evaluator=causal_lm(),
-        device=device,
+        device=args.device,  # under torchrun "cuda" means each process's own GPU
         batch_size=args.batch,
         shard=shard,
         progress=False,
