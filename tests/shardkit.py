@@ -97,6 +97,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any], dict[str, Any
         lambda: pairs((6,)),
         {"x": "-1:1:3", "y": "-1:1:3", "batch_size": 4, "sem_target": 0.05},
     ),
+    "mlp seeds": (mlp, lambda: pairs((6,)), {"x": "-1:1:3", "y": "-1:1:3", "seeds": 2}),
     "mlp bf16": (mlp, lambda: pairs((6,)), {"x": "-1:1:3", "y": "-1:1:3", "precision": "bf16"}),
     "scalar parameter": (
         Scaled,
