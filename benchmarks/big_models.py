@@ -24,6 +24,16 @@ Three sections, each printed as a markdown table:
     python benchmarks/big_models.py llm --layers 12 --tokens 64 --sequences 2
     python benchmarks/big_models.py llm --hidden 1536 --layers 28 --heads 12 --kv-heads 2 \\
         --intermediate 8960 --tokens 512 --sequences 4 --device cuda   # Qwen2.5-1.5B-shaped
+
+* ``shard``: the same GPT-2 shape, every tensor moving, its engine sharded by FSDP2 over
+  ``--procs`` ranks (``shard=True``; the script starts ``torchrun`` itself, gloo on the CPU,
+  NCCL with ``--device cuda``) beside the unsharded engine in one process: the tensor bytes
+  each engine holds for the parameters (flat buffer, its narrow copy, δ, η, and θ* where it is
+  not the model's own tensors), each rank's peak resident set, the time per point (the ranks
+  share the evaluation batches: ``--batch`` sequences each), and the largest relative loss
+  difference between the two.
+
+    python benchmarks/big_models.py shard --procs 2
 """
 
 from __future__ import annotations
@@ -101,10 +111,10 @@ def per_point(
     return median_seconds(row, rounds, device, reduce) / points, np.concatenate(stats)
 
 
-def suffix_section(args: argparse.Namespace) -> None:
+def gpt2(args: argparse.Namespace, device: torch.device) -> nn.Module:
+    """A 12-block GPT-2 shape from a config, random init (seed 0)."""
     import transformers
 
-    device = torch.device(args.device)
     torch.manual_seed(0)
     config = transformers.GPT2Config(
         n_layer=12,
@@ -116,7 +126,12 @@ def suffix_section(args: argparse.Namespace) -> None:
         eos_token_id=0,
         attn_implementation="sdpa",
     )
-    model = transformers.GPT2LMHeadModel(config).eval().to(device)
+    return transformers.GPT2LMHeadModel(config).eval().to(device)
+
+
+def suffix_section(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    model = gpt2(args, device)
     batches = token_batches(args.vocab, args.sequences, args.tokens)
     last = "transformer.h.11.*"
     on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
@@ -154,23 +169,6 @@ def suffix_section(args: argparse.Namespace) -> None:
     )
 
 
-def gpt2_12(args: argparse.Namespace, device: torch.device) -> nn.Module:
-    import transformers
-
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=12,
-        n_embd=args.width,
-        n_head=args.width // 64,
-        vocab_size=args.vocab,
-        n_positions=args.tokens,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation="sdpa",
-    )
-    return transformers.GPT2LMHeadModel(config).eval().to(device)
-
-
 def layers_section(args: argparse.Namespace) -> None:
     """One call, one line per block; then each block's engine per point (the fastest of
     ``--rounds`` rows of 9 points after the row that records), each next to the fastest of
@@ -179,7 +177,7 @@ def layers_section(args: argparse.Namespace) -> None:
     import lossland
 
     device = torch.device(args.device)
-    model = gpt2_12(args, device)
+    model = gpt2(args, device)
     batches = token_batches(args.vocab, args.sequences, args.tokens)
     on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
 
@@ -220,6 +218,145 @@ def layers_section(args: argparse.Namespace) -> None:
             f"| {name} | {1e3 * seconds:.1f} | {1e3 * forward:.1f} | {seconds / forward:.2f}× "
             f"| {(12 - k) / 12:.2f} |"
         )
+
+
+# --- shard: FSDP2 under torchrun -------------------------------------------------------------
+
+
+def held_bytes(engine: Engine, model: nn.Module) -> int:
+    """Bytes of the tensors ``engine`` holds for the parameters: its flat buffer (and the
+    network's narrow copy), δ, η, θ* where it is not ``model``'s own, and FSDP's local shards
+    that are not views of the flat buffer (none when every tensor moves)."""
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen = {engine.flat.untyped_storage().data_ptr()}
+    total = engine.flat.nbytes
+    extra = [engine.weights, engine.dx, *([engine.dy] if engine.dy is not None else [])]
+    extra += [getattr(p, "_local_tensor", p) for p in engine.net.parameters()]
+    for t in [*extra, *engine.theta]:
+        storage = t.untyped_storage().data_ptr()
+        if storage not in seen and storage not in own:
+            seen.add(storage)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def shard_section(args: argparse.Namespace, argv: list[str]) -> None:
+    """Under torchrun: every rank builds the sharded engine; rank 0 also the unsharded one."""
+    import resource
+
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ:  # start the ranks: each part in fresh processes
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node", str(args.procs), os.path.abspath(__file__), *argv]
+        for part in ("engines", "shard", "rows"):
+            if part == "shard":
+                print(
+                    f"\nlossland.surface, 3×3, {args.procs} processes, each part in fresh "
+                    "ones: host memory the run adds per process (attrs['memory']: RSS peak − "
+                    "RSS at its start; every process draws the whole directions)\n"
+                )
+                print("| run | process | while evaluating (× param bytes) | whole run |")
+                print("| --- | --- | ---: | ---: |")
+            sys.stdout.flush()
+            if subprocess.run([*command, "--part", part], check=False).returncode:
+                raise SystemExit(f"{part} failed")
+        return
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = gpt2(args, device)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    # --batch sequences per evaluation batch: the ranks of the group share the batches
+    whole = token_batches(args.vocab, args.sequences, args.tokens)[0]
+    batches = [
+        {k: v[i : i + args.batch] for k, v in whole.items()}
+        for i in range(0, args.sequences, args.batch)
+    ]
+    if args.part != "engines":
+        points, whole = run_added(model, batches, args, args.part == "shard")
+        runs: list[Any] = [None] * world
+        dist.all_gather_object(runs, (points, whole))
+        name = "--shard" if args.part == "shard" else "rows split (unsharded)"
+        for r, (points, whole) in enumerate(runs if rank == 0 else []):
+            print(
+                f"| {name} | rank {r} | {points / 2**20:,.0f} MiB ({points / params:.2f}×) | "
+                f"{whole / 2**20:,.0f} MiB ({whole / params:.2f}×) |"
+            )
+        return
+    d = random_directions(model, seed=0)
+    data = eval_data(batches, batch_size=args.batch, device=device)  # type: ignore[arg-type]
+
+    def engine(shard: int) -> Engine:
+        options = EngineOptions(device=device, shard=shard)
+        return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
+
+    sharded = engine(world)
+    seconds, stats = per_point(sharded, 5, args.rounds, device)
+    row = [held_bytes(sharded, model), seconds, stats[:, 0].tolist()]
+    del sharded
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rows: list[Any] = [None] * world
+    dist.all_gather_object(rows, [*row, rss])
+    if rank == 0:
+        alone = engine(1)
+        one_seconds, one_stats = per_point(alone, 5, args.rounds, device)
+        one = held_bytes(alone, model)
+        del alone
+    dist.barrier()
+    if rank != 0:
+        return
+    diff = max(
+        float(np.max(np.abs(np.array(r[2]) - one_stats[:, 0]) / np.abs(one_stats[:, 0])))
+        for r in rows
+    )
+    print(
+        f"\n12-block GPT-2-shaped, width {args.width}, vocab {args.vocab}, "
+        f"{params / 2**20:.1f} MiB fp32 parameters, {args.sequences}×{args.tokens} tokens "
+        f"in batches of {args.batch}, "
+        f"{device.type}; every tensor moving; {world} ranks share one network (FSDP2)\n"
+    )
+    print(
+        "| engine | tensor bytes held (× param bytes) | × one process | peak RSS | ms per point |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    alone_ms = 1e3 * one_seconds
+    print(
+        f"| one process | {one / 2**20:,.1f} MiB ({one / params:.2f}×) | 1.00 | | {alone_ms:,.0f} |"
+    )
+    for r, (held, secs, _, peak) in enumerate(rows):
+        print(
+            f"| rank {r} of {world} | {held / 2**20:,.1f} MiB ({held / params:.2f}×) | "
+            f"{held / one:.2f} | {peak / 2**20:,.0f} MiB | {1e3 * secs:,.0f} |"
+        )
+    print(f"\nsharded vs one process: max relative loss difference {diff:.1e}")
+
+
+def run_added(
+    model: nn.Module, batches: Batches, args: argparse.Namespace, shard: bool
+) -> tuple[int, int]:
+    """Host bytes a 3×3 ``lossland.surface`` adds on this process: while evaluating, whole run."""
+    import lossland
+
+    result = lossland.surface(
+        model,
+        batches,
+        x="-1:1:3",
+        y="-1:1:3",
+        evaluator=causal_lm(),
+        device=args.device,  # under torchrun "cuda" means each process's own GPU
+        batch_size=args.batch,
+        shard=shard,
+        progress=False,
+    )
+    m = result.attrs["memory"]
+    start = m["host_start_bytes"]
+    return (m["host_points_peak_bytes"] or m["host_peak_bytes"]) - start, m[
+        "host_peak_bytes"
+    ] - start
 
 
 # --- llm: a Qwen2-shaped decoder, each mode in its own process --------------------------------
@@ -335,7 +472,10 @@ def llm_section(args: argparse.Namespace, argv: list[str]) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("section", choices=["suffix", "layers", "llm"])
+    p.add_argument("section", choices=["suffix", "layers", "llm", "shard"])
+    p.add_argument("--procs", type=int, default=2, help="shard: ranks sharing the network")
+    p.add_argument("--batch", type=int, default=1, help="shard: sequences per batch")
+    p.add_argument("--part", default="engines", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sequences", type=int, default=4)
@@ -368,6 +508,8 @@ def main(argv: list[str] | None = None) -> None:
         suffix_section(args)
     elif args.section == "layers":
         layers_section(args)
+    elif args.section == "shard":
+        shard_section(args, argv)
     else:
         llm_section(args, [a for a in argv if a != "--child"])
 

@@ -53,6 +53,7 @@ from lossland.engine._presets import (
     sequence_classification,
     token_classification,
 )
+from lossland.engine._shard import shard_refusal
 from lossland.engine._state import ModelState
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "select_samples",
     "seq2seq_lm",
     "sequence_classification",
+    "shard_refusal",
     "subset",
     "subset_index",
     "token_classification",

@@ -55,6 +55,7 @@ from lossland.engine._precision import (
     precision_mode,
 )
 from lossland.engine._presets import fitting_preset
+from lossland.engine._shard import Share, model_device, shard_mesh, shard_network
 from lossland.engine._state import ModelState
 from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
@@ -90,6 +91,9 @@ class EngineOptions:
     # Keep θ* on the host (pinned for CUDA) and re-anchor each row from it: the device then
     # holds the working copy and the directions only (see ``host_theta``).
     offload: bool = False
+    # Ranks that share one replica of the network, each holding its dim-0 shards (FSDP2:
+    # engine._shard); 1: the whole network here.
+    shard: int = 1
 
 
 class Engine:
@@ -130,10 +134,11 @@ class Engine:
         # θ* stays where it is (the model's own tensors, or the origin) when it is on the device
         # in the grid's dtype or a narrower float (``anchor_dtype``); offloaded, on the host.
         source = {n: (origin[n] if origin is not None else moving[n]).detach() for n in names}
+        at = device if options.shard == 1 else None  # sharded: moved row by row (engine._shard)
         self.theta, self.theta_flat = (
             host_theta(list(source.values()), self.layout, device, dtype)
             if options.offload
-            else ([t.to(device, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
+            else ([t.to(at, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
         )
         # δ and η (P,) each, P = layout.size: the directions in the flat layout
         self.dx = self._flat_direction(directions[0], names)
@@ -158,6 +163,8 @@ class Engine:
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
+        if self.share is not None:  # sharded: this rank's batches, summed over its group
+            return self._shared_stats()
         total = None
         for count, (batch, output) in enumerate(self._outputs(), 1):
             s = self.evaluator.stats(output, batch)  # (len(SUMS),)
@@ -168,6 +175,19 @@ class Engine:
                 break
         assert total is not None
         return total
+
+    def _shared_stats(self) -> Tensor:
+        """A point's sums when the ranks of a group share its batches (engine._shard.Share)."""
+        assert self.share is not None
+        total = None
+        for batch, mine in self.share.turns(self.data.batches()):
+            output = self.evaluator.run(self.module, batch)  # with the group: FSDP gathers
+            if mine:
+                s = self.evaluator.stats(output, batch)  # (len(SUMS),)
+                if not self.checked:
+                    self._check(output, s, batch)
+                total = accumulate(total, s)
+        return self.share.reduce(total, self.flat.device)
 
     def unit_losses(self, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
         """(sums (m,), counts (m,)) float64 on the host: every unit's summed loss and weight at
@@ -237,6 +257,8 @@ class Engine:
         in that layout already (no copy), else copied. A bf16/fp16 direction stays in its dtype
         for scheme li one point at a time (``direction_dtype``)."""
         device, dtype = self.options.device, self.options.dtype
+        if self.options.shard > 1:  # where it is: engine._shard moves this rank's rows
+            device = next(iter(direction.values())).device
         if self.scheme == "li" and self.options.points_per_batch == 1:
             dtype = direction_dtype(direction, dtype)
         adopted = self.layout.adopt(direction, device=device, dtype=dtype)
@@ -364,19 +386,47 @@ class Engine:
         # bf16 copy of it (``weights``), cast once per point, and runs wholly in bf16.
         self.low = options.precision == "bf16"
         net_dtype = network_dtype(options.precision, dtype)
-        # Parameters that do not move and need no cast are shared with the model, not copied.
+        # Parameters that do not move and need no cast are shared with the model, not copied
+        # (sharded: every parameter, where the model is: FSDP moves this rank's rows).
+        held, place = (names, device) if options.shard == 1 else ([], model_device(model, device))
         self.net = cast_copy(
-            working_copy(model, names, device=device, dtype=net_dtype), device, net_dtype
+            working_copy(model, held, device=place, dtype=net_dtype), place, net_dtype
         )
         if laid_out:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
+        self.share: Share | None = None
+        if options.shard > 1:  # FSDP2: this rank's rows of every tensor below (engine._shard)
+            self._shard(names, net_dtype)
+            return
         self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)  # (P,) θ(α, β)
         # (P,): what the network reads (``flat`` itself, or its bf16 copy)
         self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
         bind_flat(self.net, self.layout, self.weights)
+
+    def _shard(self, names: list[str], net_dtype: torch.dtype) -> None:
+        """The network wrapped with FSDP2 and θ*, δ, η and the flat buffers cut to this rank's
+        rows of dimension 0 (:mod:`lossland.engine._shard`)."""
+        directions = [self.dx] if self.dy is None else [self.dx, self.dy]
+        mesh = shard_mesh(self.options.shard, self.options.device)
+        sharded = shard_network(
+            self.net,
+            names,
+            theta=self.theta,
+            layout=self.layout,
+            directions=directions,
+            mesh=mesh,
+            device=self.options.device,
+            dtype=self.options.dtype,
+            net_dtype=net_dtype,
+        )
+        # the group shares each point's batches, unless each point stops on its own error
+        self.share = Share(mesh) if self.options.sem_target is None else None
+        self.net, self.layout, self.theta = sharded.net, sharded.layout, sharded.theta
+        self.dx, self.dy = sharded.dx, sharded.dy
+        self.flat, self.weights = sharded.flat, sharded.weights
 
     def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
@@ -505,6 +555,7 @@ def _replayable(options: EngineOptions, data: EvalData) -> bool:
         and options.points_per_batch == 1
         and not options.compile
         and options.bn != "recompute"
+        and options.shard == 1  # (FSDP would gather the replayed blocks all the same)
     )
 
 

@@ -283,12 +283,14 @@ def _tensor_slots(
         original = source.get_submodule(name)
         for slot in ("_parameters", "_buffers", "__dict__"):
             mine, theirs = getattr(module, slot), getattr(original, slot)
-            for key, value in mine.items():
+            for key, held in mine.items():
+                value = _local(held)
                 if not _trackable(value) or id(value) in seen:
                     continue
                 seen.add(id(value))
                 moves = base is not None and value.untyped_storage().data_ptr() == base
-                kept = theirs.get(key)
+                # a sharded parameter that does not move: its rows have no source here
+                kept = theirs.get(key) if value is held else None
                 if moves or isinstance(kept, Tensor):
                     label = f"{name}.{key}".lstrip(".")
                     yield label, value, value.detach(), None if moves else kept
@@ -341,6 +343,13 @@ def _trackable(value: Any) -> bool:
         and not value.is_meta
         and not value.is_inference()
     )
+
+
+def _local(value: Any) -> Any:
+    """A sharded parameter's local rows (a DTensor's local tensor: engine._shard); else the
+    value itself."""
+    local = getattr(value, "_local_tensor", None)
+    return value if local is None else local
 
 
 def _same_storage(a: Tensor, b: Tensor | None) -> bool:

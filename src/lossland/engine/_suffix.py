@@ -16,7 +16,7 @@ BatchNorm statistics.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -45,9 +45,7 @@ class Suffix:
         """The stack whose moving children start latest (most skipped), if any."""
         holders = _holders(net, moving)
         best: tuple[int, str, nn.Module] | None = None
-        for path, module in net.named_modules():
-            if not isinstance(module, (nn.Sequential, nn.ModuleList)) or len(module) < 2:
-                continue
+        for path, module in stacks(net):
             k = _first_moving(path, len(module), holders)
             if k is not None and k >= 1 and (best is None or k > best[0]):
                 best = (k, path, module)
@@ -81,6 +79,14 @@ class Suffix:
         """Every child runs from now on (the bindings stay: the model state watches them)."""
         self.on = False
         self.recorded.clear()
+
+
+def stacks(net: nn.Module) -> Iterator[tuple[str, nn.Sequential | nn.ModuleList]]:
+    """The sequential stacks of ``net`` (``nn.Sequential``, ``nn.ModuleList``) of two or more
+    children, outermost first, with their paths."""
+    for path, module in net.named_modules():
+        if isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module) >= 2:
+            yield path, module
 
 
 def _holders(net: nn.Module, moving: Sequence[str]) -> list[str]:

@@ -59,7 +59,11 @@ def drive(
     An error, Ctrl-C or SIGTERM writes the points computed so far before it propagates; an
     interruption becomes :class:`Interrupted`, whose message says what was saved.
     """
-    mine = assign(pending, group.world)[group.rank]
+    # ``shard``: groups of K consecutive ranks hold one network and evaluate its share together;
+    # the first of each group reports the points
+    k = engine.options.shard
+    mine = assign(pending, group.world // k)[group.rank // k]
+    reports = group.rank % k == 0
     rows = [int(i) for i in np.flatnonzero(mine.any(axis=1))]
     group.interval_s = min(max(checkpoint_every, 0.05), 1.0)
     exchange = _Exchange(
@@ -89,7 +93,8 @@ def drive(
             )
             with contextlib.closing(points):
                 for block in points:
-                    exchange.post(block)
+                    if reports:
+                        exchange.post(block)
             exchange.finish()
         except _Stopped:
             pass

@@ -22,7 +22,14 @@ from lossland.core import (
     option,
 )
 from lossland.directions import Ignore, Norm
-from lossland.engine import CACHE_FRACTION, BNMode, DataMode, Precision, one_point_only
+from lossland.engine import (
+    CACHE_FRACTION,
+    BNMode,
+    DataMode,
+    Precision,
+    one_point_only,
+    shard_refusal,
+)
 from lossland.errors import LosslandError, arg
 
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
@@ -73,6 +80,17 @@ class SurfaceOptions:
         "keep θ* on the host and re-anchor each row from it, for models that barely fit: the "
         "device holds the working copy and the two directions (3× the parameters) plus "
         "activations; the same surface",
+    )
+    shard: bool = option(
+        False,
+        "under torchrun, split the model across the processes (FSDP2): each holds its rows of "
+        "every parameter, of θ* and of the directions, and all evaluate every point together",
+    )
+    shard_ranks: int | None = option(
+        None,
+        "with shard: how many processes share one copy of the model (a divisor of the job's; "
+        "default: all of them); the groups take grid rows as single processes do",
+        bounds=AT_LEAST_1,
     )
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
@@ -125,6 +143,25 @@ class SurfaceOptions:
                 f"{arg('offload')} re-anchors from θ* once per row, {arg('scheme')} "
                 f"{self.scheme} needs θ* on the device at every point: use {arg('scheme')} li "
                 f"or drop {arg('offload')}"
+            )
+        refused = self.shard and shard_refusal(
+            scheme=self.scheme,
+            offload=self.offload,
+            compile=self.compile,
+            bn=self.bn,
+            points_per_batch=self.points_per_batch,
+        )
+        if refused:
+            raise LosslandError(f"{arg('shard')}: {refused}")
+        if self.shard_ranks is not None and not self.shard:
+            raise LosslandError(
+                f"{arg('shard_ranks')} sizes the groups of {arg('shard')}: add {arg('shard')} "
+                f"or drop {arg('shard_ranks')}"
+            )
+        if self.shard and self.memory_format == "channels_last":
+            raise LosslandError(
+                f"{arg('shard')} keeps FSDP's contiguous shards: set {arg('memory_format')} "
+                "to auto or contiguous"
             )
         reason = one_point_only(self.bn, self.sem_target)
         if reason is not None and (self.points_per_batch or 1) > 1:

@@ -65,7 +65,7 @@ from lossland.errors import LosslandError, arg
 from lossland.io import MEMORY_ATTR, SETTINGS_ATTR, Surface, check_contents, check_writable
 from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
-from lossland.run._group import Group, is_main_process, join
+from lossland.run._group import Group, is_main_process, join, several_processes
 from lossland.run._layers import block_params, blocks, check_per_layer, stack_attrs
 from lossland.run._lock import run_lock
 from lossland.run._options import MemoryFormat, SurfaceOptions
@@ -111,6 +111,8 @@ def surface(
     points_per_batch: int | None = None,
     compile: bool | None = None,
     offload: bool | None = None,
+    shard: bool | None = None,
+    shard_ranks: int | None = None,
     memory_format: MemoryFormat | None = None,
     samples: int | None = None,
     data_mode: DataMode | None = None,
@@ -207,9 +209,12 @@ def surface(
     run = _validate(model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories)
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     probe.watch(group.device)
-    engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
+    engine_options = run.engine_options(
+        model, group.device, simple=_is_pair(data), ranks=group.world
+    )
     evaluation = run.checked_data(model, data, engine_options, out)
-    settings = run.settings(model, evaluation, split, attrs)
+    # ``shard`` is compared across the ranks, not with the file: it does not change a value
+    settings = {**run.settings(model, evaluation, split, attrs), "shard": engine_options.shard}
     with contextlib.ExitStack() as held:  # the run lock of ``out``, until the run ends
 
         def start() -> Surface:  # rank 0: lock, then open or resume the file, then on_accept
@@ -220,7 +225,7 @@ def surface(
 
         # the other ranks learn the done points, or rank 0's refusal
         empty = Surface.empty(run.xs, run.ys, split=split)
-        result = group.agree(settings, RESUME_KEYS, start, empty)
+        result = group.agree(settings, (*RESUME_KEYS, "shard"), start, empty)
         if trajectories:  # (T, 2) projected training paths, stored with the surface
             result = replace(result, trajectories=dict(trajectories))
         result = result.with_attrs(**run.attributes(attrs, settings, engine_options, evaluation))
@@ -230,6 +235,10 @@ def surface(
             return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
         # the engine (working copy, directions) is released before the fp32 check builds one
         engine = run.engine(model, evaluation, engine_options)
+        if engine_options.shard > 1 and directions is None and opts.precision != "bf16":
+            # sharded: the engine keeps its rows; the whole directions drawn here can go
+            # (a bf16 run's fp32 check on rank 0 reads them)
+            run = replace(run, directions=replace(run.directions, x={}, y=None))
         result = _compute(group, engine, run, result, pending, out, probe)
         del engine
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
@@ -271,10 +280,12 @@ def _compute(
         else refined(result, evaluate, opts.refine, measured=measure_points(result))
     )
     between = kind(run.directions.kind).between_models
-    if between and run.ys is None and group.main and result.complete:
+    # rank 0, with the ranks that hold the rest of its shards (they evaluate together)
+    main = group.rank < engine.options.shard
+    if between and run.ys is None and main and result.complete:
         found = refine_barrier(engine, result)
         result = result.with_attrs(barrier_refined=found) if found else result
-    if run.ys is not None and group.main and result.complete:
+    if run.ys is not None and main and result.complete:
         result = paired_barriers(engine, result)  # the basins' significance, paired
     return result
 
@@ -457,18 +468,21 @@ class _Run:
         }
 
     def engine_options(
-        self, model: nn.Module, device: torch.device, *, simple: bool
+        self, model: nn.Module, device: torch.device, *, simple: bool, ranks: int = 1
     ) -> EngineOptions:
-        """``simple``: a tensor pair through the default loss (vmap over points is safe)."""
+        """``simple``: a tensor pair through the default loss (vmap over points is safe);
+        ``ranks``: the processes of the job (``shard``: all of them share one network)."""
         o = self.options
         simple = simple and self.evaluator.loss is None and self.evaluator.forward is None
-        one = one_point_only(o.bn, o.sem_target) is not None  # (an explicit K > 1 was refused)
+        # (an explicit K > 1 was refused)
+        one = one_point_only(o.bn, o.sem_target) is not None or o.shard
         k = 1 if one else _points_per_batch(o, device, model, len(self.xs), simple)
+        laid_out = _channels_last(model, device, o) and not o.shard  # FSDP: contiguous
         return EngineOptions(
             device=device,
             dtype=torch_dtype(o.dtype),
             bn=o.bn,
-            channels_last=layout_channels_last(_channels_last(model, device, o), k),
+            channels_last=layout_channels_last(laid_out, k),
             points_per_batch=k,
             compile=o.compile,
             precision=o.precision,
@@ -476,6 +490,7 @@ class _Run:
             sem_target=o.sem_target,
             min_batches=o.min_batches,
             offload=o.offload,
+            shard=_shard_ranks(o, ranks),
         )
 
     def attributes(
@@ -578,7 +593,9 @@ def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> d
     chosen = _check_points(result, run.options.seed)
     mask = np.zeros(loss.size, dtype=bool)
     mask[chosen] = True
-    exact = replace(run, options=replace(run.options, precision="fp32", points_per_batch=1))
+    # (rank 0 alone: unsharded)
+    unsharded = replace(run.options, precision="fp32", points_per_batch=1, shard=False)
+    exact = replace(run, options=unsharded)
     options = exact.engine_options(model, torch.device(result.attrs["device"]), simple=False)
     engine = exact.engine(model, exact.data(data, options), options)
     ys = result.y if result.y is not None else np.zeros(1)
@@ -666,6 +683,11 @@ def _validate(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"
         )
     check_usable(directions)
+    if options.shard and not several_processes():
+        raise LosslandError(
+            f"{arg('shard')} splits the model across the processes of a torchrun job: launch "
+            f"with torchrun --nproc_per_node N (N ≥ 2), or drop {arg('shard')}"
+        )
     return _Run(xs, ys, directions, resolved, options)
 
 
@@ -706,6 +728,20 @@ def _grid(
     xs = coordinates(chosen_x if spec(x) is not None or x is None else x, name="x")
     given_y = y if spec(y) is None and y is not None else chosen_y
     return xs, None if given_y is None else coordinates(given_y, name="y")
+
+
+def _shard_ranks(options: SurfaceOptions, ranks: int) -> int:
+    """The processes that share one network (``shard``: ``shard_ranks``, default all of the
+    job's ``ranks``); 1 when not sharded."""
+    if not options.shard:
+        return 1
+    k = options.shard_ranks or ranks
+    if ranks % k:
+        raise LosslandError(
+            f"{arg('shard_ranks')} {k} does not divide the job's {ranks} processes: choose a "
+            "divisor, so that every group of processes holds one whole model"
+        )
+    return k
 
 
 def _channels_last(model: nn.Module, device: torch.device, options: SurfaceOptions) -> bool:
