@@ -55,6 +55,7 @@ from lossland.engine._presets import (
 )
 from lossland.engine._shard import shard_refusal
 from lossland.engine._state import ModelState
+from lossland.engine._suffix import stacks
 
 __all__ = [
     "CACHE_FRACTION",
@@ -99,6 +100,7 @@ __all__ = [
     "seq2seq_lm",
     "sequence_classification",
     "shard_refusal",
+    "stacks",
     "subset",
     "subset_index",
     "token_classification",

@@ -24,6 +24,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lossland.core import select_params
+from lossland.engine import stacks
 from lossland.errors import LosslandError, arg
 
 AUTO = "auto"
@@ -122,9 +123,7 @@ def _stack_blocks(
     """The children of the stack holding the most children with a ``moved`` tensor (ties: the
     outermost), those children only, in order, each with its ``movable`` names."""
     best: list[tuple[str, list[str]]] = []
-    for path, module in model.named_modules():
-        if not isinstance(module, (nn.Sequential, nn.ModuleList)) or len(module) < 2:
-            continue
+    for path, module in stacks(model):
         prefix = f"{path}." if path else ""
         found = []
         for child, _ in module.named_children():
