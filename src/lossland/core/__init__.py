@@ -37,7 +37,7 @@ from lossland.core._fields import (
     reduce_sums,
 )
 from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
-from lossland.core._flat import FlatLayout, LayoutEntry
+from lossland.core._flat import FlatLayout, LayoutEntry, row_blocks, rows
 from lossland.core._grid import (
     Axis,
     auto_range,
@@ -86,8 +86,10 @@ from lossland.core._schemes import (
     Scheme,
     barycentric_point_,
     li_point_,
+    li_rounded_,
     linear2x_point_,
     rescale_,
+    scratch_like,
 )
 from lossland.core._text import printable
 from lossland.core._uncertainty import (
@@ -161,6 +163,7 @@ __all__ = [
     "json_default",
     "kind",
     "li_point_",
+    "li_rounded_",
     "linear2x_point_",
     "memory_text",
     "moves",
@@ -176,6 +179,9 @@ __all__ = [
     "reduce_sums",
     "rescale_",
     "resolve_device",
+    "row_blocks",
+    "rows",
+    "scratch_like",
     "select_params",
     "share_upper",
     "spectrum_needs",

@@ -29,6 +29,7 @@ from lossland.core import (
     Scheme,
     barycentric_point_,
     li_point_,
+    li_rounded_,
     linear2x_point_,
     moving_dtype,
     reduce_sums,
@@ -60,6 +61,8 @@ from lossland.engine._suffix import Suffix
 from lossland.errors import LosslandError, arg
 
 _T = TypeVar("_T")
+# Elements of a narrow network's float32 block (1 MiB): small enough to stay in cache.
+NARROW_BLOCK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,11 @@ class Engine:
         if self.theta_flat is not None:
             flat.copy_(self.theta_flat, non_blocking=True)
             theta = target
-        li_point_(target, theta, list(views(self.dx).values()), dy, alpha, beta)
+        dx = list(views(self.dx).values())
+        if self.scratch is not None:  # a narrow network: formed a block at a time, rounded once
+            li_rounded_(target, theta, dx, dy, alpha, beta, self.scratch)
+        else:
+            li_point_(target, theta, dx, dy, alpha, beta)
 
     def rows(
         self,
@@ -330,9 +337,16 @@ class Engine:
         j = cols[n]
         if self.scheme != "li":
             self._point_(xs[j], ys[i])
-        elif n == 0 or self._stale or abs(int(j) - int(cols[n - 1])) != 1 or xs[j] == 0.0:
+        elif (
+            self.scratch is not None
+            or n == 0
+            or self._stale
+            or abs(int(j) - int(cols[n - 1])) != 1
+            or xs[j] == 0.0
+        ):
             # Exact from θ*: rounding cannot drift across rows, and α = 0 (the centre's
             # column) is θ* + β·η itself, not float32 steps away (one more anchor a row).
+            # A narrow network keeps no grid-dtype copy to step: every point is exact.
             self._anchor_(xs[j], ys[i])
         else:
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
@@ -373,10 +387,33 @@ class Engine:
         set_bn_mode(self.net, options.bn)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.flat = torch.empty(self.layout.size, device=device, dtype=dtype)  # (P,) θ(α, β)
-        # (P,): what the network reads (``flat`` itself, or its bf16 copy)
-        self.weights = torch.empty_like(self.flat, dtype=net_dtype) if self.low else self.flat
+        # A network narrower than the grid (bf16) on scheme li, one point a time: no grid-dtype
+        # buffer; each point is formed in ``dtype`` a block of rows at a time in ``scratch``
+        # (NARROW_BLOCK elements, in cache) and rounded once into the network's weights.
+        self.scratch = (
+            torch.empty(self.layout.block_size(NARROW_BLOCK), device=device, dtype=dtype)
+            if self._narrow(net_dtype)
+            else None
+        )
+        self.low = self.low and self.scratch is None
+        # (P,): what the network reads; ``flat``: θ(α, β) in ``dtype`` (the same buffer unless
+        # a bf16 copy is cast from it at each point)
+        self.weights = torch.empty(self.layout.size, device=device, dtype=net_dtype)
+        self.flat = torch.empty_like(self.weights, dtype=dtype) if self.low else self.weights
         bind_flat(self.net, self.layout, self.weights)
+
+    def _narrow(self, net_dtype: torch.dtype) -> bool:
+        """Whether the network keeps no grid-dtype copy of its moving tensors: it runs in a
+        narrower float than the grid, one point per forward on scheme li, θ* not offloaded
+        into a host copy, and no complex tensor moves."""
+        o = self.options
+        return (
+            net_dtype.itemsize < o.dtype.itemsize
+            and self.scheme == "li"
+            and o.points_per_batch == 1
+            and self.theta_flat is None
+            and not any(e.complex for e in self.layout.entries)
+        )
 
     def _check(self, output: Any, stats: Tensor, batch: Batch) -> None:
         """Errors at the door, on the run's first batch: the model's own loss (Hugging Face
