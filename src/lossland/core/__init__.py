@@ -18,6 +18,16 @@ from lossland.core._cost import (
     surface_needs,
 )
 from lossland.core._devices import DTYPES, DType, resolve_device, synchronize, torch_dtype
+from lossland.core._draw import (
+    DRAW_BLOCK,
+    Factor,
+    FactorBuilder,
+    Regenerator,
+    draw_blocks,
+    draw_rule,
+    gaussian,
+    rule_limit,
+)
 from lossland.core._dtypes import (
     as_real,
     check_storable,
@@ -104,6 +114,7 @@ from lossland.core._uncertainty import (
 __all__ = [
     "AT_LEAST_1",
     "AXIS_LABELS",
+    "DRAW_BLOCK",
     "DTYPES",
     "FIELD",
     "FIELDS",
@@ -123,6 +134,8 @@ __all__ = [
     "DType",
     "Digest",
     "DirectionKind",
+    "Factor",
+    "FactorBuilder",
     "Field",
     "FlatLayout",
     "Kind",
@@ -132,6 +145,7 @@ __all__ = [
     "Params",
     "PlaneVectors",
     "RangeRule",
+    "Regenerator",
     "Scheme",
     "Shown",
     "Sum",
@@ -151,8 +165,11 @@ __all__ = [
     "choices",
     "coordinates",
     "descent_needs",
+    "draw_blocks",
+    "draw_rule",
     "dtype_kind",
     "fingerprint",
+    "gaussian",
     "hessian_needs",
     "host_available",
     "host_rss",
@@ -181,6 +198,7 @@ __all__ = [
     "resolve_device",
     "row_blocks",
     "rows",
+    "rule_limit",
     "scratch_like",
     "select_params",
     "share_upper",

@@ -43,6 +43,7 @@ from lossland.directions._pca import (
 from lossland.directions._plane import Plane, PlaneRequest, grid_specs, make_plane
 from lossland.directions._random import (
     from_recipe,
+    lean_directions,
     normalize_,
     orthogonalized,
     random_directions,
@@ -105,6 +106,7 @@ __all__ = [
     "hessian_spectrum",
     "hutchinson",
     "lanczos",
+    "lean_directions",
     "make_plane",
     "model_directions",
     "normalize_",

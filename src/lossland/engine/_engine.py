@@ -26,6 +26,7 @@ from lossland.core import (
     SUMS,
     FlatLayout,
     PlaneVectors,
+    Regenerator,
     Scheme,
     barycentric_point_,
     li_point_,
@@ -33,6 +34,8 @@ from lossland.core import (
     linear2x_point_,
     moving_dtype,
     reduce_sums,
+    rows,
+    scratch_like,
 )
 from lossland.engine._batchnorm import call_order, dataset_statistics
 from lossland.engine._compile import compile_failure, compiled
@@ -110,9 +113,15 @@ class Engine:
         evaluator: Evaluator | None = None,
         scheme: Scheme = "li",
         origin: Mapping[str, Tensor] | None = None,
+        regenerate: Sequence[Regenerator] | None = None,
         options: EngineOptions,
     ) -> None:
         self.options, self.scheme, self.data = options, scheme, data
+        # memory="lean": the directions are not stored but redrawn at every point, a block of
+        # rows at a time (``directions`` then only give names and shapes)
+        self.lean = None if regenerate is None else tuple(regenerate)
+        if self.lean is not None and (scheme != "li" or options.points_per_batch != 1):
+            raise LosslandError("lean memory evaluates scheme li one point at a time")
         self.evaluator = evaluator or Evaluator()
         names = list(directions[0])
         if options.bn == "recompute":
@@ -139,8 +148,12 @@ class Engine:
             else ([t.to(device, anchor_dtype(t, wants[n])) for n, t in source.items()], None)
         )
         # δ and η (P,) each, P = layout.size: the directions in the flat layout
-        self.dx = self._flat_direction(directions[0], names)
-        self.dy = self._flat_direction(directions[1], names) if len(directions) > 1 else None
+        self.dx: Tensor | None = None
+        self.dy: Tensor | None = None
+        if self.lean is None:
+            self.dx = self._flat_direction(directions[0], names)
+            if len(directions) > 1:
+                self.dy = self._flat_direction(directions[1], names)
         self._build_network(model, names, laid_out)
         # Moving tensors in a suffix of a stack: its prefix is recorded once, then replayed.
         self.suffix = Suffix.find(self.net, names) if _replayable(options, data) else None
@@ -249,6 +262,7 @@ class Engine:
 
     def _plane(self) -> PlaneVectors:
         """Flat θ* and per-tensor views for the non-linear schemes (one more copy of θ*)."""
+        assert self.dx is not None
         base = torch.empty_like(self.flat)  # (P,) θ*
         for view, theta in zip(self.layout.views(base).values(), self.theta, strict=True):
             view.copy_(theta)
@@ -279,11 +293,34 @@ class Engine:
         if self.theta_flat is not None:
             flat.copy_(self.theta_flat, non_blocking=True)
             theta = target
+        if self.lean is not None:
+            self._lean_point_(target, theta, alpha, beta)
+            return
+        assert self.dx is not None
         dx = list(views(self.dx).values())
         if self.scratch is not None:  # a narrow network: formed a block at a time, rounded once
             li_rounded_(target, theta, dx, dy, alpha, beta, self.scratch)
         else:
             li_point_(target, theta, dx, dy, alpha, beta)
+
+    def _lean_point_(
+        self, target: Sequence[Tensor], theta: Sequence[Tensor], alpha: float, beta: float
+    ) -> None:
+        """θ* + α·δ + β·η with δ and η redrawn a block of rows at a time from their recipe
+        (core.Regenerator: on the CPU, then copied here), formed in the grid's dtype and
+        rounded once into a narrow network; the device holds one block of each."""
+        assert self.lean is not None
+        device = self.options.device
+        for k, (view, t) in enumerate(zip(target, theta, strict=True)):
+            xs = self.lean[0].tensor(k, t, device)
+            ys = self.lean[1].tensor(k, t, device) if len(self.lean) > 1 else None
+            for block, x in xs:
+                y = None if ys is None else [next(ys)[1]]
+                out = rows(view, block)
+                s = out if self.scratch is None else scratch_like(self.scratch, out)
+                li_point_([s], [rows(t, block)], [x], y, alpha, beta)
+                if self.scratch is not None:
+                    out.copy_(s)
 
     def rows(
         self,
@@ -339,6 +376,7 @@ class Engine:
             self._point_(xs[j], ys[i])
         elif (
             self.scratch is not None
+            or self.lean is not None
             or n == 0
             or self._stale
             or abs(int(j) - int(cols[n - 1])) != 1
@@ -349,6 +387,7 @@ class Engine:
             # A narrow network keeps no grid-dtype copy to step: every point is exact.
             self._anchor_(xs[j], ys[i])
         else:
+            assert self.dx is not None
             self.flat.add_(self.dx, alpha=xs[j] - xs[cols[n - 1]])  # one axpy per point
         if self.low:
             self.weights.copy_(self.flat)  # the bf16 network's weights, rounded once
@@ -390,8 +429,9 @@ class Engine:
         # A network narrower than the grid (bf16) on scheme li, one point a time: no grid-dtype
         # buffer; each point is formed in ``dtype`` a block of rows at a time in ``scratch``
         # (NARROW_BLOCK elements, in cache) and rounded once into the network's weights.
+        block = NARROW_BLOCK if self.lean is None else self.lean[0].limit or self.layout.size
         self.scratch = (
-            torch.empty(self.layout.block_size(NARROW_BLOCK), device=device, dtype=dtype)
+            torch.empty(self.layout.block_size(block), device=device, dtype=dtype)
             if self._narrow(net_dtype)
             else None
         )
@@ -458,6 +498,7 @@ class Engine:
         tick: Callable[[int], None] | None,
     ) -> Generator[Block, None, None]:
         k = self.options.points_per_batch
+        assert self.dx is not None
         # (K, P): the K points of one forward; (P,): θ(0, y) of the row
         work = torch.empty(k, self.layout.size, device=self.flat.device, dtype=self.flat.dtype)
         row_anchor = torch.empty_like(self.flat)

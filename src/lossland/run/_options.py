@@ -25,6 +25,7 @@ from lossland.engine import CACHE_FRACTION, BNMode, DataMode, Precision, one_poi
 from lossland.errors import LosslandError, arg
 
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+MemoryMode = Literal["normal", "lean"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +65,12 @@ class SurfaceOptions:
         "keep θ* on the host and re-anchor each row from it, for models that barely fit: the "
         "device holds the working copy and the two directions (3× the parameters) plus "
         "activations; the same surface",
+    )
+    memory: MemoryMode = option(
+        "normal",
+        "lean: random directions are not stored but redrawn from their recipe a block at a time "
+        "at every point, so the device holds the model, one working copy and a block (scheme "
+        "li, one point per forward; slower per point); normal: stored",
     )
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
@@ -117,6 +124,32 @@ class SurfaceOptions:
                 f"{self.scheme} needs θ* on the device at every point: use {arg('scheme')} li "
                 f"or drop {arg('offload')}"
             )
+        if self.memory == "lean":
+            check_lean(self)
         reason = one_point_only(self.bn, self.sem_target)
         if reason is not None and (self.points_per_batch or 1) > 1:
             raise LosslandError(f"{reason}: set {arg('points_per_batch')} to 1")
+
+
+def check_lean(options: SurfaceOptions) -> None:
+    """What ``memory="lean"`` supports (random directions redrawn at every point, scheme li,
+    one point per forward): anything else is refused in one line naming the fix."""
+    lean = f"{arg('memory')} lean"
+    if options.orthogonalize:
+        raise LosslandError(
+            f"{lean} redraws y as drawn, and orthogonalizing needs all of x: drop "
+            f"{arg('orthogonalize')} or use {arg('memory')} normal"
+        )
+    if options.scheme != "li":
+        raise LosslandError(
+            f"{lean} evaluates scheme li (θ* + α·δ + β·η): use {arg('scheme')} li or "
+            f"{arg('memory')} normal"
+        )
+    if (options.points_per_batch or 1) > 1:
+        raise LosslandError(
+            f"{lean} evaluates one point per forward: set {arg('points_per_batch')} to 1"
+        )
+    if options.offload:
+        raise LosslandError(
+            f"{lean} reads θ* where it is and stores no directions: drop {arg('offload')}"
+        )

@@ -19,6 +19,7 @@ from lossland.core import (
     DType,
     MemoryProbe,
     Params,
+    Regenerator,
     Scheme,
     axis_text,
     check_grid_size,
@@ -39,6 +40,7 @@ from lossland.directions import (
     Norm,
     check_usable,
     grid_specs,
+    lean_directions,
     random_directions,
 )
 from lossland.engine import (
@@ -67,7 +69,7 @@ from lossland.run._barrier import refine_barrier
 from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join
 from lossland.run._lock import run_lock
-from lossland.run._options import MemoryFormat, SurfaceOptions
+from lossland.run._options import MemoryFormat, MemoryMode, SurfaceOptions
 from lossland.run._paired import paired_barriers
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, seeded
@@ -109,6 +111,7 @@ def surface(
     points_per_batch: int | None = None,
     compile: bool | None = None,
     offload: bool | None = None,
+    memory: MemoryMode | None = None,
     memory_format: MemoryFormat | None = None,
     samples: int | None = None,
     data_mode: DataMode | None = None,
@@ -179,6 +182,11 @@ def surface(
         >>> print(lossland.describe(s))
     """
     opts = options_from(options or SurfaceOptions(), locals())  # every field is a keyword
+    if seeds is not None and seeds != 1 and opts.memory == "lean":
+        raise LosslandError(
+            f"{arg('memory')} lean runs one seed's plane: drop {arg('seeds')} or use "
+            f"{arg('memory')} normal"
+        )
     if seeds is not None and seeds != 1:
         return _seeded(
             model,
@@ -286,7 +294,12 @@ def _finish(
     memory, its measures (sharpness, basins: complete surfaces only) in the attributes, all
     saved to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
-        result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
+        check = (
+            {"skipped": "memory lean: an fp32 network is twice a bf16 model's bytes"}
+            if run.regenerate is not None
+            else _check_in_fp32(model, data, run, result)
+        )
+        result = result.with_attrs(precision_check=check)
     result = with_measures(result.with_attrs(**{MEMORY_ATTR: probe.report()}))
     if out is not None and group.main:
         result.save(out)
@@ -345,6 +358,8 @@ class _Run:
     directions: Directions
     evaluator: Evaluator
     options: SurfaceOptions
+    # memory="lean": what redraws each direction at every point (the directions hold shapes)
+    regenerate: list[Regenerator] | None = None
 
     def data(self, data: Any, engine: EngineOptions) -> EvalData:
         o = self.options
@@ -409,6 +424,8 @@ class _Run:
             "orthogonalize": d.orthogonalized,
             "directions_kind": d.kind,
             "params": None if d.params is None else list(d.params),
+            # not compared either: lean and normal give the same surface (to float rounding)
+            "memory": o.memory,
         }
 
     def engine_options(
@@ -458,6 +475,7 @@ class _Run:
             "memory_format": "channels_last" if engine.channels_last else "contiguous",
             "loss": self.evaluator.name,
             "data_mode": data.mode,
+            "memory_mode": o.memory,
             "acc_unit": "percent",
             SETTINGS_ATTR: dict(settings),
         }
@@ -471,6 +489,7 @@ class _Run:
             evaluator=self.evaluator,
             scheme=self.options.scheme,
             origin=d.origin,
+            regenerate=self.regenerate,
             options=options,
         )
 
@@ -591,8 +610,23 @@ def _validate(
 ) -> _Run:
     """Check the request before any work; draw random directions when none are given."""
     resolved = resolve_evaluator(evaluator, loss)
-    if directions is None:
-        ndim: Literal[1, 2] = 1 if y is None else 2
+    ndim: Literal[1, 2] = 1 if y is None else 2
+    regenerate = None
+    if options.memory == "lean":
+        if directions is not None:
+            raise LosslandError(
+                f"{arg('memory')} lean redraws random directions from their recipe at every "
+                f"point: drop {arg('directions')} or use {arg('memory')} normal"
+            )
+        directions, regenerate = lean_directions(
+            model,
+            seed=options.seed,
+            norm=options.norm,
+            ignore=options.ignore,
+            ndim=ndim,
+            params=options.params,
+        )
+    elif directions is None:
         directions = random_directions(
             model,
             seed=options.seed,
@@ -620,8 +654,9 @@ def _validate(
         raise LosslandError(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"
         )
-    check_usable(directions)
-    return _Run(xs, ys, directions, resolved, options)
+    if regenerate is None:  # (lean directions were checked as they were drawn)
+        check_usable(directions)
+    return _Run(xs, ys, directions, resolved, options, regenerate)
 
 
 def _moving_elements(model: nn.Module, options: SurfaceOptions) -> int:
@@ -681,7 +716,7 @@ def _points_per_batch(
     default loss (other models may not vmap)."""
     if options.points_per_batch is not None:
         return options.points_per_batch
-    if device.type != "cuda" or not simple or options.offload:
+    if device.type != "cuda" or not simple or options.offload or options.memory == "lean":
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     params = sum(p.numel() for p in model.parameters())
