@@ -133,3 +133,232 @@ def test_a_network_in_the_grid_dtype_or_batched_points_keeps_the_flat_buffer(
     d = lossland.random_directions(model, seed=2)
     e = engine(model, d, data, **options)
     assert e.scratch is None and e.flat.dtype == options.get("dtype", torch.float32)
+
+
+# --- memory="lean": random directions redrawn at every point -----------------------------------
+
+GRID: dict[str, Any] = {"x": "-1:1:5", "y": "-0.5:0.5:3", "progress": False}
+LEAN = [  # (model, model dtype, surface keywords)
+    ("mlp", torch.float32, {}),
+    ("mlp", torch.float32, {"params": "2.*"}),
+    ("mlp", torch.bfloat16, {"precision": "bf16"}),
+    ("mlp", torch.bfloat16, {"precision": "bf16", "params": ["0.*", "4.weight"]}),
+    ("mlp", torch.float32, {"precision": "bf16", "norm": "layer", "ignore": "none"}),
+    ("conv", torch.float32, {"memory_format": "channels_last"}),
+    ("conv", torch.bfloat16, {"precision": "bf16", "norm": "none"}),
+]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Draw blocks of at most 50 elements: most tensors span several blocks (a 40×40 matrix:
+    40 blocks of one row; a conv's 72-element rows: one row a block)."""
+    import lossland.directions._random as random_module
+
+    monkeypatch.setattr(random_module, "DRAW_BLOCK", 50)
+    return 50
+
+
+@pytest.mark.parametrize(("name", "dtype", "options"), LEAN)
+def test_lean_equals_normal(
+    name: str, dtype: torch.dtype, options: dict[str, Any], small_blocks: int
+) -> None:
+    """The same directions (fingerprint) and the same surface: bit for bit where the normal
+    engine anchors every point too (a narrow bf16 network), else to float32 rounding (the
+    normal engine steps along a row: ≤ 1e-6 relative)."""
+    model, data = model_and_data(name, dtype)
+    normal = lossland.surface(model, data, **GRID, **options)
+    lean = lossland.surface(model, data, memory="lean", **GRID, **options)
+    assert lean.attrs["directions_sha256"] == normal.attrs["directions_sha256"]
+    assert lean.attrs["directions_info"] == normal.attrs["directions_info"] == {"draw": "rows-50"}
+    assert lean.attrs["memory_mode"] == "lean" and normal.attrs["memory_mode"] == "normal"
+    assert abs(lean.attrs["cosine"] - normal.attrs["cosine"]) < 1e-12
+    if options.get("precision") == "bf16":
+        assert np.array_equal(lean.loss, normal.loss)
+    else:
+        assert np.allclose(lean.loss, normal.loss, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(("name", "dtype", "options"), LEAN)
+def test_lean_points_are_the_normal_engines_anchored_points(
+    name: str, dtype: torch.dtype, options: dict[str, Any], small_blocks: int
+) -> None:
+    """Engine level, bit for bit: lean's grid is the normal engine's points each anchored from
+    θ* (stored directions), in float32 or rounded once into a bf16 network."""
+    from lossland.directions import lean_directions
+
+    model, data = model_and_data(name, dtype)
+    norm, ignore = options.get("norm", "filter"), options.get("ignore", "biasbn")
+    spec = options.get("params")
+    stored = lossland.random_directions(model, seed=0, norm=norm, ignore=ignore, params=spec)
+    meta, regenerate = lean_directions(model, seed=0, norm=norm, ignore=ignore, ndim=2, params=spec)
+    assert meta.fingerprint() == stored.fingerprint()
+    engine_options = {"precision": options.get("precision", "fp32")}
+    normal = engine(model, stored, data, **engine_options)
+    wide = torch.bfloat16 if engine_options["precision"] == "bf16" else torch.float32
+    evaluation = eval_data(data, batch_size=12, device=CPU, dtype=wide)
+    lean = Engine(
+        model,
+        [meta.x, meta.y],  # type: ignore[list-item]
+        evaluation,
+        regenerate=regenerate,
+        options=EngineOptions(device=CPU, **engine_options),
+    )
+    assert lean.dx is None and lean.dy is None  # nothing stored
+    assert np.array_equal(grid(lean), anchored(normal))
+
+
+DRAWS = [  # (model, model dtype, norm, ignore, params)
+    ("conv", torch.float32, "filter", "biasbn", None),
+    ("conv", torch.float32, "layer", "none", None),
+    ("conv", torch.bfloat16, "filter", "none", "3.*"),
+    ("mlp", torch.float32, "none", "biasbn", None),
+    ("mlp", torch.bfloat16, "layer", "biasbn", "!0.*"),
+]
+
+
+@pytest.mark.parametrize("limit", [50, 1 << 22])
+@pytest.mark.parametrize(("name", "dtype", "norm", "ignore", "params"), DRAWS)
+def test_regenerated_blocks_are_the_stored_directions(
+    name: str,
+    dtype: torch.dtype,
+    norm: Any,
+    ignore: Any,
+    params: str | None,
+    limit: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lossland.directions._random as random_module
+    from lossland.directions import lean_directions
+
+    monkeypatch.setattr(random_module, "DRAW_BLOCK", limit)
+    model, _ = model_and_data(name, dtype)
+    stored = lossland.random_directions(model, seed=7, norm=norm, ignore=ignore, params=params)
+    meta, regenerate = lean_directions(
+        model, seed=7, norm=norm, ignore=ignore, ndim=2, params=params
+    )
+    theta = dict(model.named_parameters())
+    for axis, group in zip(regenerate, (stored.x, stored.y), strict=True):
+        assert group is not None
+        for k, (n, t) in enumerate(group.items()):
+            blocks = [b for _, b in axis.tensor(k, theta[n].detach())]
+            again = torch.cat(blocks) if t.dim() else blocks[0]
+            assert again.dtype == t.dtype and torch.equal(again, t.contiguous()), n
+            assert len(blocks) == (
+                1 if t.numel() <= limit else -(-t.shape[0] // max(1, limit // t[0].numel()))
+            )
+    assert meta.fingerprint() == stored.fingerprint()
+    assert (stored.info.get("draw") is None) == (limit == 1 << 22)
+
+
+def test_small_tensors_are_drawn_as_before_the_rule() -> None:
+    """Tensors of at most DRAW_BLOCK elements: one randn of the whole tensor, then Li et al.'s
+    factor (the draw lossland always made), so fingerprints of existing files still match."""
+    model, _ = model_and_data("conv", torch.float32)
+    d = lossland.random_directions(model, seed=5, ignore="none")
+    g = torch.Generator().manual_seed(5)
+    for name, p in model.named_parameters():
+        raw = torch.randn(p.shape, generator=g, dtype=torch.float32)
+        if p.dim() <= 1:
+            expected = p.detach()
+        else:
+            expected = raw * (
+                torch.linalg.vector_norm(
+                    p.detach(), dim=(1, 2, 3) if p.dim() == 4 else (1,), keepdim=True
+                )
+                / torch.linalg.vector_norm(
+                    raw, dim=(1, 2, 3) if p.dim() == 4 else (1,), keepdim=True
+                )
+            )
+        assert torch.allclose(d.x[name], expected, rtol=1e-6, atol=0), name
+    assert "draw" not in d.info
+
+
+def test_a_lean_surface_round_trips_its_recipe(tmp_path: Any, small_blocks: int) -> None:
+    """from_recipe redraws a lean surface's directions by the rule it records; a file without
+    a rule (drawn whole) is redrawn whole even where blocks are smaller now; info shows the
+    mode; the resume settings record it, and a lean rerun resumes a normal file."""
+    import lossland.directions._random as random_module
+    from lossland.analysis import describe
+    from lossland.directions import from_recipe
+
+    model, data = model_and_data("mlp", torch.float32)
+    out = tmp_path / "lean.h5"
+    s = lossland.surface(model, data, memory="lean", out=out, **GRID)
+    again = from_recipe(lossland.load(out), model)
+    assert again.fingerprint() == s.attrs["directions_sha256"]
+    assert again.info == {"draw": "rows-50"}
+    assert "memory_mode: lean" in describe(lossland.load(out))
+    settings = lossland.load(out).attrs["settings"]
+    assert settings["memory"] == "lean"
+    random_module.DRAW_BLOCK = 1 << 22  # (the fixture puts it back) a file drawn whole
+    whole = lossland.surface(model, data, out=tmp_path / "whole.h5", **GRID)
+    assert "draw" not in whole.attrs["directions_info"]
+    random_module.DRAW_BLOCK = 50
+    assert from_recipe(whole, model).fingerprint() == whole.attrs["directions_sha256"]
+    resumed = lossland.surface(model, data, memory="lean", out=tmp_path / "whole.h5", **GRID)
+    assert resumed.attrs["points_computed"] == 0
+
+
+REFUSED = [
+    ({"orthogonalize": True}, "orthogonalize"),
+    ({"scheme": "linear2x"}, "scheme li"),
+    ({"points_per_batch": 2}, "points_per_batch"),
+    ({"offload": True}, "offload"),
+    ({"seeds": 2}, "seeds"),
+    ({"directions": "given"}, "drop directions"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), REFUSED)
+def test_what_lean_does_not_support_is_one_line_naming_the_fix(
+    options: dict[str, Any], message: str
+) -> None:
+    from helpers import assert_one_line
+    from lossland.errors import LosslandError
+
+    model, data = model_and_data("mlp", torch.float32)
+    if options.get("directions") == "given":
+        options = {"directions": lossland.random_directions(model)}
+    with pytest.raises(LosslandError, match=message) as info:
+        lossland.surface(model, data, memory="lean", **GRID, **options)
+    assert_one_line(str(info.value))
+    assert "memory" in str(info.value) or "lean" in str(info.value)
+
+
+def test_a_complex_tensor_is_refused_in_lean() -> None:
+    from lossland.errors import LosslandError
+
+    model = nn.Linear(4, 3)
+    model.weight = nn.Parameter(torch.randn(3, 4, dtype=torch.complex64))
+    with pytest.raises(LosslandError, match="complex: use memory normal"):
+        lossland.surface(model, images(), memory="lean", **GRID)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lean_on_cuda_draws_on_the_cpu(small_blocks: int) -> None:
+    """The rule across devices: draws are made on the CPU and copied, so a CUDA lean surface
+    has the CPU's directions (fingerprint) and the normal CUDA surface's values."""
+    model, data = model_and_data("conv", torch.float32)
+    on_cpu = lossland.surface(model, data, memory="lean", device="cpu", **GRID)
+    lean = lossland.surface(model, data, memory="lean", device="cuda", **GRID)
+    normal = lossland.surface(model, data, device="cuda", **GRID)
+    assert lean.attrs["directions_sha256"] == on_cpu.attrs["directions_sha256"]
+    assert np.allclose(lean.loss, normal.loss, rtol=1e-5, atol=0)
+
+
+def test_the_cli_takes_memory_lean(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from faultkit import write_checkpoint, write_data
+    from helpers import run_cli
+
+    checkpoint = write_checkpoint(tmp_path / "m.safetensors")
+    data = write_data(tmp_path / "data", n=32)
+    base = ["surface", checkpoint, "--data-dir", data, "--samples", "16", "--device", "cpu"]
+    base += ["--x", "-1:1:3", "--y", "-1:1:3", "--no-progress", "--memory", "lean"]
+    code, _, err = run_cli([*base, "-o", tmp_path / "s.h5"], capsys)
+    assert code == 0, err
+    assert lossland.load(tmp_path / "s.h5").attrs["memory_mode"] == "lean"
+    saved = ["--save-directions", tmp_path / "d.safetensors"]
+    code, _, err = run_cli([*base, "-o", tmp_path / "t.h5", *saved], capsys)
+    assert code == 2 and "--save-directions" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.h5").exists()

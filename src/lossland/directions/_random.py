@@ -181,6 +181,27 @@ def random_directions(
     return _random(reference, seed, norm, ignore, ndim, orthogonalize, chosen, DRAW_BLOCK)
 
 
+CURRENT = -1  # the draw rule random_directions follows today (DRAW_BLOCK)
+
+
+def random_by_rule(
+    model: nn.Module,
+    *,
+    seed: int,
+    norm: Norm,
+    ignore: Ignore,
+    ndim: int,
+    orthogonalize: bool,
+    params: Params | None,
+    limit: int | None,
+) -> Directions:
+    """:func:`random_directions` drawn by the rule ``limit`` names (a file's recorded rule:
+    None, whole tensors; :data:`CURRENT`: today's), so a resumed run redraws its file's."""
+    reference, chosen = _reference(model, params, "cpu")
+    limit = DRAW_BLOCK if limit == CURRENT else limit
+    return _random(reference, seed, norm, ignore, ndim, orthogonalize, chosen, limit)
+
+
 def _reference(
     model: nn.Module, params: Params | None, device: str | None
 ) -> tuple[dict[str, Tensor], list[str] | None]:
@@ -325,7 +346,7 @@ def lean_directions(
     ignore: Ignore,
     ndim: Literal[1, 2],
     params: Params | None = None,
-    limit: int = DRAW_BLOCK,
+    limit: int | None = CURRENT,
 ) -> tuple[Directions, list[Regenerator]]:
     """random_directions' directions for ``memory="lean"``, never stored: their
     :class:`Regenerator` per axis (one setup pass draws every block once, for Li et al.'s factors
@@ -339,6 +360,7 @@ def lean_directions(
             f"{arg('memory')} lean regenerates real directions only, and {complex_[0]} is "
             f"complex: use {arg('memory')} normal"
         )
+    limit = DRAW_BLOCK if limit == CURRENT else limit
     layout = empty_direction({n: t.to("meta") for n, t in reference.items()}, device="meta")
     generator = torch.Generator().manual_seed(seed)
     axes = [drawn(reference, generator, norm=norm, ignore=ignore, limit=limit, layout=layout)[1]]

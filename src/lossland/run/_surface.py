@@ -29,19 +29,21 @@ from lossland.core import (
     options_from,
     reduce_sums,
     resolve_device,
+    rule_limit,
     select_params,
     surface_needs,
     tensor_fingerprint,
     torch_dtype,
 )
 from lossland.directions import (
+    CURRENT,
     Directions,
     Ignore,
     Norm,
     check_usable,
     grid_specs,
     lean_directions,
-    random_directions,
+    random_by_rule,
 )
 from lossland.engine import (
     BNMode,
@@ -206,7 +208,10 @@ def surface(
             on_accept=on_accept,
         )
     probe = MemoryProbe(model, offload=opts.offload)  # peaks of this run: attrs["memory"]
-    run = _validate(model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories)
+    rule = _resumed_rule(out, overwrite)
+    run = _validate(
+        model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories, rule=rule
+    )
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     probe.watch(group.device)
     engine_options = run.engine_options(model, group.device, simple=_is_pair(data))
@@ -607,8 +612,11 @@ def _validate(
     split: str,
     attrs: Mapping[str, Any] | None,
     trajectories: Mapping[str, np.ndarray] | None,
+    *,
+    rule: int | None = CURRENT,
 ) -> _Run:
-    """Check the request before any work; draw random directions when none are given."""
+    """Check the request before any work; draw random directions when none are given (by the
+    draw ``rule`` of the file being resumed: :func:`_resumed_rule`)."""
     resolved = resolve_evaluator(evaluator, loss)
     ndim: Literal[1, 2] = 1 if y is None else 2
     regenerate = None
@@ -625,9 +633,10 @@ def _validate(
             ignore=options.ignore,
             ndim=ndim,
             params=options.params,
+            limit=rule,
         )
     elif directions is None:
-        directions = random_directions(
+        directions = random_by_rule(
             model,
             seed=options.seed,
             norm=options.norm,
@@ -635,6 +644,7 @@ def _validate(
             ndim=ndim,
             orthogonalize=options.orthogonalize,
             params=options.params,
+            limit=rule,
         )
     elif options.params is not None:  # the given directions, on the chosen tensors only
         directions = directions.restricted(select_params(options.params, _named_tensors(model)))
@@ -657,6 +667,25 @@ def _validate(
     if regenerate is None:  # (lean directions were checked as they were drawn)
         check_usable(directions)
     return _Run(xs, ys, directions, resolved, options, regenerate)
+
+
+def _resumed_rule(out: str | Path | None, overwrite: bool) -> int | None:
+    """The draw rule (core.rule_limit) of the random directions of the file a run would
+    resume: the one it records, or whole tensors for a file from before rules; today's rule
+    (``CURRENT``) when there is no such file (start_or_resume refuses unreadable ones)."""
+    if out is None or overwrite or not Path(out).is_file():
+        return CURRENT
+    try:
+        attrs = Surface.load(out).attrs
+    except LosslandError:
+        return CURRENT
+    info = attrs.get("directions_info")
+    if attrs.get("directions_kind") != "random" or not isinstance(info, dict):
+        return CURRENT
+    try:
+        return rule_limit(info.get("draw"))
+    except (ValueError, TypeError):
+        return CURRENT
 
 
 def _moving_elements(model: nn.Module, options: SurfaceOptions) -> int:
