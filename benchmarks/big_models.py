@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lossland.core import synchronize
-from lossland.directions import random_directions
+from lossland.directions import lean_directions, random_directions
 from lossland.engine import Engine, EngineOptions, causal_lm, eval_data
 
 Batches = list[dict[str, Tensor]]
@@ -64,10 +64,23 @@ def median_seconds(fn: Callable[[], object], rounds: int, device: torch.device) 
 def engine_for(
     model: nn.Module, batches: Batches, params: Any, mode: str, device: torch.device, **kw: Any
 ) -> Engine:
-    d = random_directions(model, params=params, seed=0)
+    regenerate = None
+    if kw.get("memory") == "lean":  # directions redrawn at every point
+        d, regenerate = lean_directions(
+            model, seed=0, norm="filter", ignore="biasbn", ndim=2, params=params
+        )
+    else:
+        d = random_directions(model, params=params, seed=0)
     data = eval_data(batches, batch_size=len(batches[0]["input_ids"]), device=device, mode=mode)  # type: ignore[arg-type]
     options = EngineOptions(device=device, precision=kw.get("precision", "fp32"))
-    return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
+    return Engine(
+        model,
+        [d.x, d.y],  # type: ignore[list-item]
+        data,
+        evaluator=causal_lm(),
+        regenerate=regenerate,
+        options=options,
+    )
 
 
 def per_point(engine: Engine, points: int, rounds: int, device: torch.device) -> tuple[float, Any]:
@@ -162,7 +175,9 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
     device = torch.device(args.device)
     model = qwen2(args).to(device)
-    params: Any = {"all": None, "last block": f"model.layers.{args.layers - 1}.*"}.get(mode)
+    last = f"model.layers.{args.layers - 1}.*"
+    params: Any = {"all": None, "all lean": None, "last block": last}.get(mode)
+    memory = "lean" if mode.endswith("lean") else "normal"
     if mode == "lora":
         import peft
 
@@ -180,6 +195,7 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         params=params,
         evaluator=causal_lm(),
         precision="bf16",
+        memory=memory,
         device=args.device,
         progress=False,
         allow_large=True,
@@ -193,7 +209,7 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         if params is None or n in chosen
     )
     del s
-    engine = engine_for(model, batches, params, "cached", device, precision="bf16")
+    engine = engine_for(model, batches, params, "cached", device, precision="bf16", memory=memory)
     point, _ = per_point(engine, 3, args.rounds, device)
     return {
         "mode": mode,
@@ -261,7 +277,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=14)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--grid", type=int, default=3)
-    p.add_argument("--modes", default="all,last block,lora")
+    p.add_argument("--modes", default="all,all lean,last block,lora")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.vocab is None:

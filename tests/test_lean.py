@@ -241,7 +241,7 @@ def test_regenerated_blocks_are_the_stored_directions(
     for axis, group in zip(regenerate, (stored.x, stored.y), strict=True):
         assert group is not None
         for k, (n, t) in enumerate(group.items()):
-            blocks = [b for _, b in axis.tensor(k, theta[n].detach())]
+            blocks = [b.clone() for _, b in axis.tensor(k, theta[n].detach())]
             again = torch.cat(blocks) if t.dim() else blocks[0]
             assert again.dtype == t.dtype and torch.equal(again, t.contiguous()), n
             assert len(blocks) == (
@@ -362,3 +362,23 @@ def test_the_cli_takes_memory_lean(tmp_path: Any, capsys: pytest.CaptureFixture[
     code, _, err = run_cli([*base, "-o", tmp_path / "t.h5", *saved], capsys)
     assert code == 2 and "--save-directions" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "t.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "memory", "checked"),
+    [
+        (torch.float32, "normal", True),
+        (torch.float32, "lean", False),
+        (torch.bfloat16, "normal", False),
+    ],
+)
+def test_the_fp32_check_of_a_bf16_run_runs_where_it_is_needed(
+    dtype: torch.dtype, memory: str, checked: bool
+) -> None:
+    """A float32 copy of the network checks bf16 runs of wider models; a bf16 model (its own
+    precision) and lean memory (which would not hold the copy) record why they skip it."""
+    model, data = model_and_data("mlp", dtype)
+    s = lossland.surface(model, data, precision="bf16", memory=memory, **GRID)
+    check = s.attrs["precision_check"]
+    assert ("max_relative" in check) == checked
+    assert ("skipped" in check) == (not checked)

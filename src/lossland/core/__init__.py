@@ -75,6 +75,7 @@ from lossland.core._memory import (
     host_available,
     host_rss,
     memory_text,
+    trim_host,
 )
 from lossland.core._options import (
     AT_LEAST_1,
@@ -208,6 +209,7 @@ __all__ = [
     "t_quantile",
     "tensor_fingerprint",
     "torch_dtype",
+    "trim_host",
     "updated",
     "value_digest",
 ]

@@ -16,7 +16,7 @@ Draws never depend on the engine's device: they are made on the CPU and copied t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -62,12 +62,23 @@ def draw_blocks(shape: Sequence[int], limit: int | None) -> list[tuple[int, int]
 
 
 def gaussian(
-    shape: Sequence[int], block: tuple[int, int], dtype: torch.dtype, generator: torch.Generator
+    shape: Sequence[int],
+    block: tuple[int, int],
+    dtype: torch.dtype,
+    generator: torch.Generator,
+    workspace: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Rows ``block`` of the draw of a tensor shaped ``shape``: float32 Gaussians from
-    ``generator`` (the next block's draw), cast to ``dtype``; contiguous, on the CPU."""
+    ``generator`` (the next block's draw), cast to ``dtype``; contiguous, on the CPU. With a
+    ``workspace`` (a float32 and a ``dtype`` vector of a block each) the result is a view of
+    it, valid until the next draw: nothing is allocated."""
     size = tuple(shape) if len(shape) == 0 else (block[1] - block[0], *shape[1:])
-    return torch.randn(size, generator=generator, dtype=torch.float32).to(dtype)
+    if workspace is None:
+        return torch.randn(size, generator=generator, dtype=torch.float32).to(dtype)
+    wide, narrow = workspace
+    n = _numel(size)
+    drawn = torch.randn(size, generator=generator, out=wide[:n].view(size))
+    return drawn if dtype == torch.float32 else narrow[:n].view(size).copy_(drawn)
 
 
 FactorKind = Literal["zero", "theta", "raw", "filter", "layer"]
@@ -140,15 +151,30 @@ class Regenerator:
     states: tuple[Tensor, ...]
     factors: tuple[Factor, ...]
     limit: int | None
+    # the block buffers every redraw reuses (per dtype), made at the first
+    _workspace: dict[torch.dtype, tuple[Tensor, Tensor]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def tensor(
         self, k: int, reference: Tensor, device: torch.device | None = None
     ) -> Iterator[tuple[tuple[int, int], Tensor]]:
         """Tensor k's direction, a block of rows at a time (on ``device``: copied after the
-        draw on the CPU). ``reference`` is θ*'s tensor k (the 1-D ``theta`` rule reads it)."""
+        draw on the CPU). ``reference`` is θ*'s tensor k (the 1-D ``theta`` rule reads it).
+        On the CPU a block is a view of this regenerator's buffers: use it before the next."""
         factor, shape, dtype = self.factors[k], self.shapes[k], self.dtypes[k]
         generator = torch.Generator()
         generator.set_state(self.states[k])
+        if dtype not in self._workspace:
+            size = max(
+                (
+                    _numel((b - a, *s[1:])) if s else 1
+                    for s in self.shapes
+                    for a, b in draw_blocks(s, self.limit)
+                ),
+                default=1,
+            )
+            self._workspace[dtype] = (torch.empty(size), torch.empty(size, dtype=dtype))
         for block in draw_blocks(shape, self.limit):
             if factor.kind in ("zero", "theta"):  # not drawn: its values are known
                 out = torch.empty(
@@ -158,5 +184,6 @@ class Regenerator:
                 )
                 yield block, factor.apply_(out, block, reference)
                 continue
-            drawn = factor.apply_(gaussian(shape, block, dtype, generator), block, reference)
+            drawn = gaussian(shape, block, dtype, generator, self._workspace[dtype])
+            drawn = factor.apply_(drawn, block, reference)
             yield block, drawn if device is None else drawn.to(device, non_blocking=True)

@@ -40,6 +40,7 @@ from lossland.core import (
     rows,
     rule_limit,
     select_params,
+    trim_host,
 )
 from lossland.directions._directions import (
     IGNORES,
@@ -381,6 +382,7 @@ def lean_directions(
         info={} if rule is None else {"draw": rule},
     )
     _streamed_checks(directions, axes, list(reference.values()))
+    trim_host()  # the setup's block temporaries: not kept in the resident set
     return directions, axes
 
 

@@ -299,11 +299,8 @@ def _finish(
     memory, its measures (sharpness, basins: complete surfaces only) in the attributes, all
     saved to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
-        check = (
-            {"skipped": "memory lean: an fp32 network is twice a bf16 model's bytes"}
-            if run.regenerate is not None
-            else _check_in_fp32(model, data, run, result)
-        )
+        skipped = _no_fp32_check(model, run)
+        check = {"skipped": skipped} if skipped else _check_in_fp32(model, data, run, result)
         result = result.with_attrs(precision_check=check)
     result = with_measures(result.with_attrs(**{MEMORY_ATTR: probe.report()}))
     if out is not None and group.main:
@@ -546,6 +543,20 @@ def _check_points(result: Surface, seed: int) -> list[int]:
         index = tuple(int(rng.choice(part)) for part in block)
         picks.append(int(np.ravel_multi_index(index, result.shape)))
     return list(dict.fromkeys(picks))
+
+
+def _no_fp32_check(model: nn.Module, run: _Run) -> str | None:
+    """Why a bf16 run is not checked in fp32 (None: it is): the check evaluates a float32 copy
+    of the network (2× a bf16 model's bytes beside the directions, the largest part of a big
+    bf16 model's run). A model whose floating-point parameters are bf16 already is evaluated in
+    its own precision (the fp32 numbers: ``precision="fp32"``), and lean memory would not hold
+    the copy."""
+    if run.regenerate is not None:
+        return "memory lean: a float32 copy of the network would be 2× a bf16 model's bytes"
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if floats == {torch.bfloat16}:
+        return "the model is bf16 already: precision fp32 evaluates it in float32"
+    return None
 
 
 def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
