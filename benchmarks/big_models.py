@@ -8,14 +8,17 @@ Two sections, each printed as a markdown table:
   data streamed, which turns replaying off); the ratio to the bare forward, and how far the
   replayed surface is from the full one (max relative difference over the timed points).
 * ``llm``: a Qwen2-shaped decoder built from a config (random init, bf16, ``precision="bf16"``),
-  each mode in a fresh process (peaks are process-wide): every tensor moving, the last block
-  moving (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
+  each mode in a fresh process (peaks are process-wide): every tensor moving (``all``; ``all
+  lean``: ``memory="lean"``, the directions redrawn at every point), the last block moving
+  (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
   (host peak − the resident set when it started, which holds the model and the data) as a
   multiple of the model's parameter bytes, from ``attrs["memory"]``; then the time per point of
   the same engine (after its first point, which records the prefix).
 
     python benchmarks/big_models.py suffix
     python benchmarks/big_models.py llm --layers 12 --tokens 64 --sequences 2
+    python benchmarks/big_models.py llm --layers 24 --sequences 2 --tokens 64 --grid 2 \\
+        --rounds 1 --modes "all,all lean"      # the README's rows
     python benchmarks/big_models.py llm --hidden 1536 --layers 28 --heads 12 --kv-heads 2 \\
         --intermediate 8960 --tokens 512 --sequences 4 --device cuda   # Qwen2.5-1.5B-shaped
 """
