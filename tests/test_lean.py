@@ -382,3 +382,23 @@ def test_the_fp32_check_of_a_bf16_run_runs_where_it_is_needed(
     check = s.attrs["precision_check"]
     assert ("max_relative" in check) == checked
     assert ("skipped" in check) == (not checked)
+
+
+def test_the_cost_check_counts_one_working_copy_in_lean() -> None:
+    """A model (on the meta device: shapes only) whose four float32 copies exceed this
+    machine's memory but whose one bf16 working copy fits: refused normally, run lean."""
+    from helpers import assert_one_line
+    from lossland.core import host_available
+    from lossland.errors import LosslandError
+    from lossland.run import SurfaceOptions, check_cost
+
+    available = host_available()
+    if available is None:
+        pytest.skip("the host's free memory is not known here")
+    elements = available // 8  # normal: 4 copies x 4 bytes = 2x; lean bf16: 1 x 2 = 0.25x
+    big = nn.Sequential(nn.Linear(elements // 1000, 1000, bias=False, device="meta"))
+    with pytest.raises(LosslandError, match="working copies") as info:
+        check_cost(big, SurfaceOptions(device="cpu", precision="bf16"), nx=3, ny=3, samples=10)
+    assert_one_line(str(info.value))
+    lean = SurfaceOptions(device="cpu", precision="bf16", memory="lean")
+    check_cost(big, lean, nx=3, ny=3, samples=10)

@@ -6,6 +6,7 @@ Depends on torch and numpy only (and :mod:`lossland.errors`).
 """
 
 from lossland.core._cost import (
+    ENGINE_COPIES,
     LIMITS,
     SAVE_SHARE,
     Need,
@@ -117,6 +118,7 @@ __all__ = [
     "AXIS_LABELS",
     "DRAW_BLOCK",
     "DTYPES",
+    "ENGINE_COPIES",
     "FIELD",
     "FIELDS",
     "FINITE",

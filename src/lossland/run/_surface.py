@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from lossland.analysis import measure_points, with_measures
 from lossland.core import (
+    ENGINE_COPIES,
     Axis,
     DType,
     MemoryProbe,
@@ -512,7 +513,9 @@ def check_cost(
     or whose work is above lossland's limits without ``allow_large`` (see
     :func:`lossland.core.check_needs`)."""
     device = resolve_device(options.device)
-    itemsize = torch_dtype(options.dtype).itemsize
+    lean = options.memory == "lean"  # the working copy alone, in the network's dtype
+    grid = torch_dtype(options.dtype)
+    itemsize = (network_dtype(options.precision, grid) if lean else grid).itemsize
     needs = surface_needs(
         nx=nx,
         ny=ny,
@@ -523,6 +526,7 @@ def check_cost(
         points_per_batch=points_per_batch or options.points_per_batch or 1,
         place=str(device) if device.type == "cuda" else "host",
         out=None if out is None else Path(out),
+        engine_copies=1 if lean else ENGINE_COPIES,
     )
     check_needs(needs, allow_large=options.allow_large)
 
