@@ -73,12 +73,10 @@ def anchored(e: Engine) -> np.ndarray:
 
 # --- a narrow network: no grid-dtype buffer, each point exact ----------------------------------
 
-NARROW = [  # (model, data, model dtype, engine options, params)
-    ("mlp", torch.float32, {"precision": "bf16"}, None),
+NARROW = [  # (model, model dtype, engine options, params): θ* narrower than the grid
     ("mlp", torch.bfloat16, {"precision": "bf16"}, None),
     ("mlp", torch.bfloat16, {"precision": "bf16"}, "2.*"),
-    ("mlp", torch.float32, {"precision": "bf16", "dtype": torch.float64}, None),
-    ("conv", torch.float32, {"precision": "bf16", "channels_last": True}, None),
+    ("conv", torch.bfloat16, {"precision": "bf16", "channels_last": True}, None),
     ("conv", torch.bfloat16, {"precision": "bf16", "channels_last": True}, "3.*"),
 ]
 
@@ -123,13 +121,18 @@ def test_a_narrow_network_is_each_point_anchored_exactly(
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{}, {"precision": "bf16", "points_per_batch": 2}, {"dtype": torch.float64}],
+    ("dtype", "options"),
+    [
+        (torch.float32, {}),
+        (torch.float32, {"dtype": torch.float64}),
+        (torch.bfloat16, {"precision": "bf16", "points_per_batch": 2}),
+        (torch.float32, {"precision": "bf16"}),  # an fp32 model steps its float32 buffer
+    ],
 )
 def test_a_network_in_the_grid_dtype_or_batched_points_keeps_the_flat_buffer(
-    options: dict[str, Any],
+    dtype: torch.dtype, options: dict[str, Any]
 ) -> None:
-    model, data = model_and_data("mlp", torch.float32)
+    model, data = model_and_data("mlp", dtype)
     d = lossland.random_directions(model, seed=2)
     e = engine(model, d, data, **options)
     assert e.scratch is None and e.flat.dtype == options.get("dtype", torch.float32)
@@ -164,8 +167,10 @@ def test_lean_equals_normal(
     name: str, dtype: torch.dtype, options: dict[str, Any], small_blocks: int
 ) -> None:
     """The same directions (fingerprint) and the same surface: bit for bit where the normal
-    engine anchors every point too (a narrow bf16 network), else to float32 rounding (the
-    normal engine steps along a row: ≤ 1e-6 relative)."""
+    engine anchors every point too (a bf16 model), else to float32 rounding (the normal engine
+    steps along a row: ≤ 1e-6 relative; an fp32 model under bf16 then rounds those steps to
+    bf16, so a weight may land one bf16 step away: the next test shows lean equals the normal
+    engine's anchored points bit for bit)."""
     model, data = model_and_data(name, dtype)
     normal = lossland.surface(model, data, **GRID, **options)
     lean = lossland.surface(model, data, memory="lean", **GRID, **options)
@@ -173,8 +178,10 @@ def test_lean_equals_normal(
     assert lean.attrs["directions_info"] == normal.attrs["directions_info"] == {"draw": "rows-50"}
     assert lean.attrs["memory_mode"] == "lean" and normal.attrs["memory_mode"] == "normal"
     assert abs(lean.attrs["cosine"] - normal.attrs["cosine"]) < 1e-12
-    if options.get("precision") == "bf16":
+    if dtype == torch.bfloat16:  # both anchor every point
         assert np.array_equal(lean.loss, normal.loss)
+    elif options.get("precision") == "bf16":  # rows stepped in float32, then rounded to bf16
+        assert np.allclose(lean.loss, normal.loss, rtol=1e-2, atol=0)
     else:
         assert np.allclose(lean.loss, normal.loss, rtol=1e-6, atol=0)
 
