@@ -180,7 +180,7 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     model = qwen2(args).to(device)
     last = f"model.layers.{args.layers - 1}.*"
     params: Any = {"all": None, "all lean": None, "last block": last}.get(mode)
-    memory = "lean" if mode.endswith("lean") else "normal"
+    memory_mode = "lean" if mode.endswith("lean") else "normal"
     if mode == "lora":
         import peft
 
@@ -198,7 +198,7 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         params=params,
         evaluator=causal_lm(),
         precision="bf16",
-        memory=memory,
+        memory=memory_mode,
         device=args.device,
         progress=False,
         allow_large=True,
@@ -212,7 +212,9 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         if params is None or n in chosen
     )
     del s
-    engine = engine_for(model, batches, params, "cached", device, precision="bf16", memory=memory)
+    engine = engine_for(
+        model, batches, params, "cached", device, precision="bf16", memory=memory_mode
+    )
     point, _ = per_point(engine, 3, args.rounds, device)
     return {
         "mode": mode,
