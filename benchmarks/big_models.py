@@ -248,7 +248,8 @@ def llm_section(args: argparse.Namespace, argv: list[str]) -> None:
     )
     print(
         "| mode | moving MiB | host added while evaluating (× param bytes) | (× moving bytes) "
-        "| whole run incl. the fp32 check (× param bytes) | device while evaluating | "
+        "| whole run, incl. an fp32 check where one runs (× param bytes) "
+        "| device while evaluating | "
         "ms per point | surface s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -409,3 +409,12 @@ def test_the_cost_check_counts_one_working_copy_in_lean() -> None:
     assert_one_line(str(info.value))
     lean = SurfaceOptions(device="cpu", precision="bf16", memory="lean")
     check_cost(big, lean, nx=3, ny=3, samples=10)
+
+
+def test_a_directions_file_keeps_its_draw_rule(tmp_path: Any, small_blocks: int) -> None:
+    model, _ = model_and_data("mlp", torch.float32)
+    d = lossland.random_directions(model, seed=1)
+    path = d.save(tmp_path / "d.safetensors")
+    again = lossland.Directions.load(path)
+    assert again.info == d.info == {"draw": "rows-50"}
+    assert again.fingerprint() == d.fingerprint()
