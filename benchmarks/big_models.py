@@ -13,8 +13,9 @@ Three sections, each printed as a markdown table:
   ``--rounds`` rows) against the fastest bare forward timed just before, next to (12 − k)/12,
   the share of the blocks it runs.
 * ``llm``: a Qwen2-shaped decoder built from a config (random init, bf16, ``precision="bf16"``),
-  each mode in a fresh process (peaks are process-wide): every tensor moving, the last block
-  moving (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
+  each mode in a fresh process (peaks are process-wide): every tensor moving (``all``; ``all
+  lean``: ``memory="lean"``, the directions redrawn at every point), the last block moving
+  (``params``), and a PEFT LoRA adapter (``params="trainable"``). Memory added by the run
   (host peak − the resident set when it started, which holds the model and the data) as a
   multiple of the model's parameter bytes, from ``attrs["memory"]``; then the time per point of
   the same engine (after its first point, which records the prefix).
@@ -22,6 +23,8 @@ Three sections, each printed as a markdown table:
     python benchmarks/big_models.py suffix
     python benchmarks/big_models.py layers --points 5
     python benchmarks/big_models.py llm --layers 12 --tokens 64 --sequences 2
+    python benchmarks/big_models.py llm --layers 24 --sequences 2 --tokens 64 --grid 2 \\
+        --rounds 1 --modes "all,all lean"      # the README's rows
     python benchmarks/big_models.py llm --hidden 1536 --layers 28 --heads 12 --kv-heads 2 \\
         --intermediate 8960 --tokens 512 --sequences 4 --device cuda   # Qwen2.5-1.5B-shaped
 
@@ -53,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from lossland.core import synchronize
-from lossland.directions import random_directions
+from lossland.directions import lean_directions, random_directions
 from lossland.engine import Engine, EngineOptions, causal_lm, eval_data
 from lossland.run._layers import block_params
 
@@ -86,10 +89,23 @@ def median_seconds(
 def engine_for(
     model: nn.Module, batches: Batches, params: Any, mode: str, device: torch.device, **kw: Any
 ) -> Engine:
-    d = random_directions(model, params=params, seed=0)
+    regenerate = None
+    if kw.get("memory") == "lean":  # directions redrawn at every point
+        d, regenerate = lean_directions(
+            model, seed=0, norm="filter", ignore="biasbn", ndim=2, params=params
+        )
+    else:
+        d = random_directions(model, params=params, seed=0)
     data = eval_data(batches, batch_size=len(batches[0]["input_ids"]), device=device, mode=mode)  # type: ignore[arg-type]
     options = EngineOptions(device=device, precision=kw.get("precision", "fp32"))
-    return Engine(model, [d.x, d.y], data, evaluator=causal_lm(), options=options)  # type: ignore[list-item]
+    return Engine(
+        model,
+        [d.x, d.y],  # type: ignore[list-item]
+        data,
+        evaluator=causal_lm(),
+        regenerate=regenerate,
+        options=options,
+    )
 
 
 def per_point(
@@ -386,7 +402,9 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
     device = torch.device(args.device)
     model = qwen2(args).to(device)
-    params: Any = {"all": None, "last block": f"model.layers.{args.layers - 1}.*"}.get(mode)
+    last = f"model.layers.{args.layers - 1}.*"
+    params: Any = {"all": None, "all lean": None, "last block": last}.get(mode)
+    memory_mode = "lean" if mode.endswith("lean") else "normal"
     if mode == "lora":
         import peft
 
@@ -404,6 +422,7 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         params=params,
         evaluator=causal_lm(),
         precision="bf16",
+        memory=memory_mode,
         device=args.device,
         progress=False,
         allow_large=True,
@@ -417,7 +436,9 @@ def child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         if params is None or n in chosen
     )
     del s
-    engine = engine_for(model, batches, params, "cached", device, precision="bf16")
+    engine = engine_for(
+        model, batches, params, "cached", device, precision="bf16", memory=memory_mode
+    )
     point, _ = per_point(engine, 3, args.rounds, device)
     return {
         "mode": mode,
@@ -451,7 +472,8 @@ def llm_section(args: argparse.Namespace, argv: list[str]) -> None:
     )
     print(
         "| mode | moving MiB | host added while evaluating (× param bytes) | (× moving bytes) "
-        "| whole run incl. the fp32 check (× param bytes) | device while evaluating | "
+        "| whole run, incl. an fp32 check where one runs (× param bytes) "
+        "| device while evaluating | "
         "ms per point | surface s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -489,7 +511,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--grid", type=int, default=3)
     p.add_argument("--points", type=int, default=5, help="layers: points per block")
-    p.add_argument("--modes", default="all,last block,lora")
+    p.add_argument("--modes", default="all,all lean,last block,lora")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.vocab is None:

@@ -131,7 +131,9 @@ def test_network_dtype_is_the_engines(
 ) -> None:
     engine = _engine(tiny_model, tiny_data, precision=precision, dtype=dtype)
     assert next(engine.net.parameters()).dtype == network_dtype(precision, dtype)
-    assert engine.flat.dtype == dtype  # the grid arithmetic stays in dtype
+    # the grid arithmetic stays in dtype: the flat buffer, or a narrow network's float block
+    grid = engine.flat if engine.scratch is None else engine.scratch
+    assert grid.dtype == dtype
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,8 @@ def compute(args: SurfaceArgs, options: SurfaceOptions) -> Surface:
     kind = chosen_kind(args)
     _check_stack(args, options, kind)
     given = Path(str(args.directions)) if kind is None else None
-    outputs = _Outputs(out, _directions_file(args, out), _inputs(args), args.overwrite, given)
+    saved = _directions_file(args, out, lean=options.memory == "lean")
+    outputs = _Outputs(out, saved, _inputs(args), args.overwrite, given)
     if main:
         outputs.check()
     nx, ny = _grid_size(args)
@@ -281,12 +282,17 @@ def _inputs(args: SurfaceArgs) -> list[Path]:
     return files
 
 
-def _directions_file(args: SurfaceArgs, out: Path) -> Path | None:
+def _directions_file(args: SurfaceArgs, out: Path, *, lean: bool = False) -> Path | None:
     """Where the new directions of this plane go, as its kind's row says: random ones only with
     --save-directions (the surface file records their recipe: seed, norm, ignore, and their
     fingerprint; a seed stack records one per seed), PCA and Hessian ones beside the surface by
     default (they cannot be regenerated cheaply); None where they are read from files
     (--directions FILE, --to)."""
+    if lean and args.save_directions is not None:
+        raise LosslandError(
+            "--memory lean stores no directions (the surface records their recipe): drop "
+            "--save-directions"
+        )
     kind = chosen_kind(args)
     saved = KINDS[kind].saved if kind is not None else "inputs"
     if saved == "inputs":

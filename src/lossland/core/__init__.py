@@ -6,6 +6,7 @@ Depends on torch and numpy only (and :mod:`lossland.errors`).
 """
 
 from lossland.core._cost import (
+    ENGINE_COPIES,
     LIMITS,
     SAVE_SHARE,
     Need,
@@ -18,6 +19,16 @@ from lossland.core._cost import (
     surface_needs,
 )
 from lossland.core._devices import DTYPES, DType, resolve_device, synchronize, torch_dtype
+from lossland.core._draw import (
+    DRAW_BLOCK,
+    Factor,
+    FactorBuilder,
+    Regenerator,
+    draw_blocks,
+    draw_rule,
+    gaussian,
+    rule_limit,
+)
 from lossland.core._dtypes import (
     as_real,
     check_storable,
@@ -37,7 +48,7 @@ from lossland.core._fields import (
     reduce_sums,
 )
 from lossland.core._fingerprint import Digest, fingerprint, tensor_fingerprint, value_digest
-from lossland.core._flat import FlatLayout, LayoutEntry
+from lossland.core._flat import FlatLayout, LayoutEntry, row_blocks, rows
 from lossland.core._grid import (
     Axis,
     auto_range,
@@ -65,6 +76,7 @@ from lossland.core._memory import (
     host_available,
     host_rss,
     memory_text,
+    trim_host,
 )
 from lossland.core._options import (
     AT_LEAST_1,
@@ -86,8 +98,10 @@ from lossland.core._schemes import (
     Scheme,
     barycentric_point_,
     li_point_,
+    li_rounded_,
     linear2x_point_,
     rescale_,
+    scratch_like,
 )
 from lossland.core._text import printable
 from lossland.core._uncertainty import (
@@ -102,7 +116,9 @@ from lossland.core._uncertainty import (
 __all__ = [
     "AT_LEAST_1",
     "AXIS_LABELS",
+    "DRAW_BLOCK",
     "DTYPES",
+    "ENGINE_COPIES",
     "FIELD",
     "FIELDS",
     "FINITE",
@@ -121,6 +137,8 @@ __all__ = [
     "DType",
     "Digest",
     "DirectionKind",
+    "Factor",
+    "FactorBuilder",
     "Field",
     "FlatLayout",
     "Kind",
@@ -130,6 +148,7 @@ __all__ = [
     "Params",
     "PlaneVectors",
     "RangeRule",
+    "Regenerator",
     "Scheme",
     "Shown",
     "Sum",
@@ -149,8 +168,11 @@ __all__ = [
     "choices",
     "coordinates",
     "descent_needs",
+    "draw_blocks",
+    "draw_rule",
     "dtype_kind",
     "fingerprint",
+    "gaussian",
     "hessian_needs",
     "host_available",
     "host_rss",
@@ -161,6 +183,7 @@ __all__ = [
     "json_default",
     "kind",
     "li_point_",
+    "li_rounded_",
     "linear2x_point_",
     "memory_text",
     "moves",
@@ -176,6 +199,10 @@ __all__ = [
     "reduce_sums",
     "rescale_",
     "resolve_device",
+    "row_blocks",
+    "rows",
+    "rule_limit",
+    "scratch_like",
     "select_params",
     "share_upper",
     "spectrum_needs",
@@ -184,6 +211,7 @@ __all__ = [
     "t_quantile",
     "tensor_fingerprint",
     "torch_dtype",
+    "trim_host",
     "updated",
     "value_digest",
 ]

@@ -167,9 +167,11 @@ def surface_needs(
     points_per_batch: int = 1,
     place: str = "host",
     out: Path | None = None,
+    engine_copies: int = ENGINE_COPIES,
 ) -> list[Need]:
     """A surface or line of ``nx`` (× ``ny``) points over ``samples`` samples (None: not known
-    yet), for ``seeds`` direction seeds, written to ``out``."""
+    yet), for ``seeds`` direction seeds, written to ``out``; the engine holds ``engine_copies``
+    parameter-sized copies (lean memory: the working copy alone)."""
     points = nx * (ny or 1)
     total = points * seeds
     grid = f"a {nx:,} x {ny:,} grid" if ny is not None else f"a line of {nx:,} points"
@@ -184,13 +186,14 @@ def surface_needs(
     per_point = REFINE_BYTES if refine else SURFACE_BYTES
     arrays = points * per_point + (total * SEED_BYTES if seeds > 1 else 0)
     rows.append(memory(arrays, f"the arrays of {grid} at {per_point} bytes a point", fewer))
-    copies = ENGINE_COPIES + POINT_COPIES * (points_per_batch - 1)
+    copies = engine_copies + POINT_COPIES * (points_per_batch - 1)
     engine_fix = (
         f"use a smaller {arg('points_per_batch')}"
         if points_per_batch > 1
         else f"free memory or choose another {arg('device')}"
     )
-    what = f"{copies:,} working copies of the model's {bytes_text(param_bytes)}"
+    copy = "copy" if copies == 1 else "copies"
+    what = f"{copies:,} working {copy} of the model's {bytes_text(param_bytes)}"
     rows.append(memory(copies * param_bytes, what, engine_fix, place=place))
     if seeds > 1:
         fix = f"use fewer {arg('seeds')}"

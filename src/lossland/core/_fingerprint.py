@@ -27,6 +27,16 @@ class Digest:
         self._sha.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         self._sha.update(t.reshape(-1).view(torch.uint8).numpy().data)  # no copy
 
+    def add_blocks(
+        self, name: str, dtype: torch.dtype, shape: tuple[int, ...], blocks: Iterable[Tensor]
+    ) -> None:
+        """As :meth:`add` for a tensor given as consecutive blocks of whole dim-0 rows (their
+        bytes in logical order are the tensor's): a tensor fingerprinted without being held."""
+        self._sha.update(f"{name}:{dtype}:{shape}".encode())
+        for block in blocks:
+            t = block.detach().to("cpu").contiguous()
+            self._sha.update(t.reshape(-1).view(torch.uint8).numpy().data)
+
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
 

@@ -20,6 +20,22 @@ import torch
 from torch import Tensor
 
 
+def row_blocks(shape: Sequence[int], elements: int) -> list[tuple[int, int]]:
+    """Blocks of whole dim-0 rows ``[start, stop)`` of a tensor shaped ``shape``, each of at most
+    ``elements`` elements (a single row larger than that is a block of its own); a 0-D tensor is
+    one block ``(0, 1)``. Row blocks of a layout view are contiguous runs of the flat vector."""
+    if len(shape) == 0 or shape[0] == 0:
+        return [(0, 1)] if len(shape) == 0 else []
+    row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    step = max(1, elements // max(1, row))
+    return [(a, min(a + step, shape[0])) for a in range(0, shape[0], step)]
+
+
+def rows(t: Tensor, block: tuple[int, int]) -> Tensor:
+    """Rows ``block`` of ``t`` (a 0-D tensor is its only block)."""
+    return t if t.dim() == 0 else t[block[0] : block[1]]
+
+
 @dataclass(frozen=True)
 class LayoutEntry:
     name: str
@@ -89,6 +105,20 @@ class FlatLayout:
         return {
             e.name: self._view(e, flat[..., e.offset : e.offset + e.numel]) for e in self.entries
         }
+
+    def block_size(self, elements: int) -> int:
+        """The most elements a block of whole rows (:func:`row_blocks`) of at most ``elements``
+        can hold in this layout: a single row may be larger."""
+        largest = max(
+            (
+                max(b - a for a, b in row_blocks(e.shape, elements))
+                * (e.numel // max(1, e.shape[0]) if e.shape else 1)
+                for e in self.entries
+                if not e.shape or e.shape[0]
+            ),
+            default=0,
+        )
+        return max(1, largest)
 
     def segments(self, flat: Tensor) -> tuple[Tensor, ...]:
         """(filters, elements) views, for filter and layer norms."""

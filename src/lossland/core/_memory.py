@@ -72,6 +72,23 @@ def reset_host_peak() -> bool:
     return True
 
 
+def trim_host() -> None:
+    """Hand the heap's freed pages back to the system (glibc ``malloc_trim``; nothing
+    elsewhere): a pass that drew many block-sized temporaries, between which small long-lived
+    objects were allocated, otherwise leaves them in the resident set."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        return
+
+
 class MemoryProbe:
     """Peaks of one run: ``start()`` when it begins, ``points()`` around its evaluations (the
     per-point memory: working copy, directions, data, activations), ``report()`` at its end."""

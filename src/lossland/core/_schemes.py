@@ -15,6 +15,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from lossland.core._flat import row_blocks, rows
 from lossland.errors import LosslandError
 
 Scheme = Literal["li", "linear2x", "barycentric"]
@@ -99,6 +100,43 @@ def li_point_(
             view.copy_(t).add_(x, alpha=alpha)
         if y is not None:
             view.add_(y, alpha=beta)
+
+
+def li_rounded_(
+    out: Sequence[Tensor],
+    theta: Sequence[Tensor],
+    dx: Sequence[Tensor],
+    dy: Sequence[Tensor] | None,
+    alpha: float,
+    beta: float,
+    scratch: Tensor,
+) -> None:
+    """θ* + α·δ + β·η into a narrower ``out`` (a bf16 network's weights): each block of rows is
+    formed in ``scratch``'s dtype (float32; ``scratch`` holds a block and stays in cache) exactly
+    as :func:`li_point_` forms it, then rounded once into ``out``. No grid-dtype copy of the
+    whole network is kept."""
+    dys: Sequence[Tensor | None] = dy if dy is not None else [None] * len(theta)
+    for view, t, x, y in zip(out, theta, dx, dys, strict=True):
+        for block in row_blocks(view.shape, scratch.numel()):
+            o = rows(view, block)
+            s = scratch_like(scratch, o)
+            li_point_(
+                [s],
+                [rows(t, block)],
+                [rows(x, block)],
+                None if y is None else [rows(y, block)],
+                alpha,
+                beta,
+            )
+            o.copy_(s)
+
+
+def scratch_like(scratch: Tensor, like: Tensor) -> Tensor:
+    """The first ``like.numel()`` elements of ``scratch`` viewed with ``like``'s shape and strides
+    (a block of rows of a layout view is dense in some dimension order)."""
+    if like.dim() == 0:
+        return scratch[0]
+    return scratch.as_strided(like.shape, like.stride(), 0)
 
 
 def linear2x_point_(

@@ -42,9 +42,12 @@ from lossland.directions._pca import (
 )
 from lossland.directions._plane import Plane, PlaneRequest, grid_specs, make_plane
 from lossland.directions._random import (
+    CURRENT,
     from_recipe,
+    lean_directions,
     normalize_,
     orthogonalized,
+    random_by_rule,
     random_directions,
 )
 from lossland.directions._spectrum import (
@@ -66,6 +69,7 @@ from lossland.directions._spectrum import (
 )
 
 __all__ = [
+    "CURRENT",
     "SUMMARY_GRID_POINTS",
     "Direction",
     "Directions",
@@ -105,6 +109,7 @@ __all__ = [
     "hessian_spectrum",
     "hutchinson",
     "lanczos",
+    "lean_directions",
     "make_plane",
     "model_directions",
     "normalize_",
@@ -114,6 +119,7 @@ __all__ = [
     "pca_directions",
     "projection",
     "rademacher_probes",
+    "random_by_rule",
     "random_directions",
     "save_eigen_directions",
     "spectral_density",

@@ -285,6 +285,7 @@ METADATA_SCHEMA: dict[str, tuple[Check, str]] = {
     "seed": (is_optional(_is_seed), "a whole number >= 0 or null"),
     "orthogonalized": (lambda v: isinstance(v, bool), "true or false"),
     "order": (is_texts, "a list of tensor names"),
+    "draw": (lambda v: isinstance(v, str) and v.startswith("rows-"), "rows-<elements>"),
     "params": (is_optional(is_texts), "a list of tensor names or null"),
     "eigenvalues": (is_numbers, "a list of finite numbers"),
     "explained_variance_ratio": (is_numbers, "a list of finite numbers"),
@@ -301,14 +302,18 @@ _DTYPES = {
 }
 
 
-def empty_direction(reference: Mapping[str, Tensor]) -> Direction:
+def empty_direction(reference: Mapping[str, Tensor], *, device: str = "cpu") -> Direction:
     """Zeros shaped like ``reference``, as views of one flat vector in lossland's layout
-    (:mod:`lossland.flat`, channels_last for 4-D tensors), so the engine needs no copy."""
+    (:mod:`lossland.flat`, channels_last for 4-D tensors), so the engine needs no copy.
+    (``device="meta"``: the layout alone, shapes and strides.)"""
     dtypes = {t.dtype for t in reference.values()}
     if len(dtypes) != 1:  # mixed precision models: plain tensors, the engine copies them
-        return {name: torch.zeros(t.shape, dtype=t.dtype) for name, t in reference.items()}
+        return {
+            name: torch.zeros(t.shape, dtype=t.dtype, device=device)
+            for name, t in reference.items()
+        }
     layout = FlatLayout.of({n: t.shape for n, t in reference.items()}, channels_last=True)
-    return layout.allocate(dtype=dtypes.pop())[1]
+    return layout.allocate(dtype=dtypes.pop(), device=device)[1]
 
 
 def _read_groups(handle: Any, meta: Mapping[str, Any], path: Path) -> dict[str, Direction]:
@@ -370,19 +375,21 @@ def _check_groups(groups: Mapping[str, Direction], fail: Any) -> None:
 PARALLEL = 1 - 1e-6  # |cosine(x, y)| above this: the plane is a line, drawn as a surface
 
 
-def check_usable(directions: Directions) -> None:
+def check_usable(directions: Directions, *, norms: dict[str, float] | None = None) -> None:
     """Refuse directions that would draw something false: NaN or inf in them, no tensors, a
     zero direction (every point the same model: a constant surface) or two parallel ones
-    (a line drawn as a plane)."""
-    check_finite(directions)
+    (a line drawn as a plane). ``norms``: the directions' norms, computed already where they
+    are not stored (lean; finiteness checked there too)."""
     if not directions.x:
         raise LosslandError(
             "the directions hold no tensors (a model without floating-point parameters?): "
             "there is no weight space to explore"
         )
-    norms = {"x": dot(directions.x, directions.x) ** 0.5}
-    if directions.y is not None:
-        norms["y"] = dot(directions.y, directions.y) ** 0.5
+    if norms is None:
+        check_finite(directions)
+        norms = {"x": dot(directions.x, directions.x) ** 0.5}
+        if directions.y is not None:
+            norms["y"] = dot(directions.y, directions.y) ** 0.5
     row = recorded_kind(directions.kind)  # directions a user built may name any kind
     for axis, norm in norms.items():
         if norm == 0:

@@ -16,14 +16,32 @@ a seed gives the same ≥2-D directions under either ``ignore``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from lossland.core import Params, as_real, moves, recorded_kind, rescale_, select_params
+from lossland.core import (
+    DRAW_BLOCK,
+    Digest,
+    Factor,
+    FactorBuilder,
+    Params,
+    Regenerator,
+    as_real,
+    draw_blocks,
+    draw_rule,
+    gaussian,
+    moves,
+    recorded_kind,
+    rescale_,
+    rows,
+    rule_limit,
+    select_params,
+    trim_host,
+)
 from lossland.directions._directions import (
     IGNORES,
     METADATA_SCHEMA,
@@ -32,6 +50,7 @@ from lossland.directions._directions import (
     Directions,
     Ignore,
     Norm,
+    check_usable,
     chunks,
     dot,
     empty_direction,
@@ -61,20 +80,62 @@ def normalize_(
     return direction
 
 
-def _gaussian_like(reference: Mapping[str, Tensor], generator: torch.Generator) -> Direction:
-    # Drawn on the CPU in float32, tensor by tensor in a fixed order, so a seed gives the same
-    # directions on every device and in every memory layout. A complex tensor draws both
-    # parts (a Gaussian in R^2n, as its reals move).
-    direction = empty_direction(reference)
-    for d in direction.values():
-        if d.is_complex():
-            pairs = torch.randn((*d.shape, 2), generator=generator, dtype=torch.float32)
-            d.copy_(torch.view_as_complex(pairs))
-        elif d.is_contiguous() and d.dtype == torch.float32:
-            torch.randn(d.shape, generator=generator, out=d)  # no temporary for big matrices
-        else:
-            d.copy_(torch.randn(d.shape, generator=generator, dtype=torch.float32))
-    return direction
+def drawn(
+    reference: Mapping[str, Tensor],
+    generator: torch.Generator,
+    *,
+    norm: Norm,
+    ignore: Ignore,
+    limit: int | None,
+    layout: Mapping[str, Tensor] | None = None,
+) -> tuple[Direction | None, Regenerator]:
+    """One direction over ``reference``'s tensors by the block rule (:mod:`lossland.core._draw`):
+    tensor k drawn a block of rows at a time, then multiplied by Li et al.'s factor computed from
+    the norms of its blocks as they lie in the direction's layout. Stored (the direction, views
+    of one flat vector) unless ``layout`` gives that layout as meta tensors: then only one block
+    is held at a time and the direction is None. Either way the :class:`Regenerator` redraws it
+    (a complex tensor is drawn whole and has no regenerator factor: lean refuses it)."""
+    direction = empty_direction(reference) if layout is None else None
+    shapes = {n: tuple(t.shape) for n, t in reference.items()}
+    states, factors, dtypes = [], [], []
+    for name, ref in reference.items():
+        like = (direction or layout or {})[name]
+        states.append(generator.get_state())
+        dtypes.append(like.dtype)
+        if like.is_complex():  # both parts, whole (a Gaussian in R^2n, as its reals move)
+            assert direction is not None  # (lean refuses complex tensors)
+            pairs = torch.randn((*like.shape, 2), generator=generator, dtype=torch.float32)
+            like.copy_(torch.view_as_complex(pairs))
+            normalize_({name: like}, {name: ref}, norm=norm, ignore=ignore)
+            factors.append(Factor("raw"))
+            continue
+        builder = FactorBuilder(ref, norm=norm, ignore=ignore, dtype=like.dtype)
+        blocks = draw_blocks(shapes[name], limit)
+        for block in blocks:
+            g = gaussian(shapes[name], block, like.dtype, generator)
+            view = (
+                rows(like, block)
+                if direction is not None
+                else torch.empty_strided(
+                    rows(like, block).shape, rows(like, block).stride(), dtype=like.dtype
+                )
+            )
+            view.copy_(g)
+            if builder.needs_blocks:
+                builder.add(view)
+        factor = builder.factor()
+        factors.append(factor)
+        if direction is not None:
+            for block in blocks:
+                factor.apply_(rows(like, block), block, builder.reference)
+    regenerator = Regenerator(
+        shapes=tuple(shapes.values()),
+        dtypes=tuple(dtypes),
+        states=tuple(states),
+        factors=tuple(factors),
+        limit=limit,
+    )
+    return direction, regenerator
 
 
 def random_directions(
@@ -117,21 +178,73 @@ def random_directions(
         raise LosslandError(
             f"unknown {arg('ignore')} policy {ignore!r}: choose one of {', '.join(IGNORES)}"
         )
-    # The tensors that move (core.moving_dtype): not integer or bool ones; complex ones too.
+    reference, chosen = _reference(model, params, "cpu")
+    return _random(reference, seed, norm, ignore, ndim, orthogonalize, chosen, DRAW_BLOCK)
+
+
+CURRENT = -1  # the draw rule random_directions follows today (DRAW_BLOCK)
+
+
+def random_by_rule(
+    model: nn.Module,
+    *,
+    seed: int,
+    norm: Norm,
+    ignore: Ignore,
+    ndim: int,
+    orthogonalize: bool,
+    params: Params | None,
+    limit: int | None,
+) -> Directions:
+    """:func:`random_directions` drawn by the rule ``limit`` names (a file's recorded rule:
+    None, whole tensors; :data:`CURRENT`: today's), so a resumed run redraws its file's."""
+    reference, chosen = _reference(model, params, "cpu")
+    limit = DRAW_BLOCK if limit == CURRENT else limit
+    return _random(reference, seed, norm, ignore, ndim, orthogonalize, chosen, limit)
+
+
+def _reference(
+    model: nn.Module, params: Params | None, device: str | None
+) -> tuple[dict[str, Tensor], list[str] | None]:
+    """θ*'s tensors that move (core.moving_dtype: not integer or bool ones; complex ones too)
+    among those ``params`` chooses (on ``device``; None: where they are), and the choice."""
     chosen = select_params(params, model.named_parameters())
     reference = {
-        name: p.detach().to("cpu")
+        name: p.detach() if device is None else p.detach().to(device)
         for name, p in model.named_parameters()
         if moves(name, p.dtype) and (chosen is None or name in chosen)
     }
+    return reference, chosen
+
+
+def _random(
+    reference: Mapping[str, Tensor],
+    seed: int,
+    norm: Norm,
+    ignore: Ignore,
+    ndim: int,
+    orthogonalize: bool,
+    chosen: Sequence[str] | None,
+    limit: int | None,
+) -> Directions:
+    """random_directions on ``reference``'s tensors, drawn by the rule ``limit`` names."""
     generator = torch.Generator().manual_seed(seed)
-    dx = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
+    dx, _ = drawn(reference, generator, norm=norm, ignore=ignore, limit=limit)
     dy = None
     if ndim == 2:
-        dy = normalize_(_gaussian_like(reference, generator), reference, norm=norm, ignore=ignore)
+        dy, _ = drawn(reference, generator, norm=norm, ignore=ignore, limit=limit)
+    assert dx is not None
     subset = None if chosen is None else tuple(chosen)
+    rule = draw_rule([t.shape for t in reference.values()], limit)
     directions = Directions(
-        x=dx, y=dy, kind="random", norm=norm, ignore=ignore, seed=seed, params=subset
+        x=dx,
+        y=dy,
+        kind="random",
+        norm=norm,
+        ignore=ignore,
+        seed=seed,
+        params=subset,
+        info={} if rule is None else {"draw": rule},
     )
     return orthogonalized(directions, reference) if orthogonalize and dy is not None else directions
 
@@ -200,14 +313,22 @@ def from_recipe(surface: Surface, model: nn.Module) -> Directions:
     subset = attrs.get("params")
     if subset is not None and not is_texts(subset):
         raise fail("names its moving tensors (params) in something not a list of names")
-    directions = random_directions(
-        model,
-        seed=recipe["seed"],
-        norm=recipe["norm"],
-        ignore=recipe["ignore"],
-        ndim=1 if surface.y is None else 2,
-        orthogonalize=recipe["orthogonalized"],
-        params=None if subset is None else _named(subset),
+    info = attrs.get("directions_info")
+    rule = info.get("draw") if isinstance(info, dict) else None
+    try:  # the draw rule it records (none: whole tensors, as lossland drew before rules)
+        limit = rule_limit(rule) if rule is None or isinstance(rule, str) else rule_limit(str(rule))
+    except ValueError:
+        raise fail(f"names an unknown draw rule {rule!r}") from None
+    reference, chosen = _reference(model, None if subset is None else _named(subset), "cpu")
+    directions = _random(
+        reference,
+        recipe["seed"],
+        recipe["norm"],
+        recipe["ignore"],
+        1 if surface.y is None else 2,
+        recipe["orthogonalized"],
+        chosen,
+        limit,
     )
     if directions.fingerprint() != attrs.get("directions_sha256"):
         raise LosslandError(
@@ -216,3 +337,85 @@ def from_recipe(surface: Surface, model: nn.Module) -> Directions:
             "with"
         )
     return directions
+
+
+def lean_directions(
+    model: nn.Module,
+    *,
+    seed: int,
+    norm: Norm,
+    ignore: Ignore,
+    ndim: Literal[1, 2],
+    params: Params | None = None,
+    limit: int | None = CURRENT,
+) -> tuple[Directions, list[Regenerator]]:
+    """random_directions' directions for ``memory="lean"``, never stored: their
+    :class:`Regenerator` per axis (one setup pass draws every block once, for Li et al.'s factors
+    and each tensor's generator state), and a :class:`Directions` of meta tensors (shapes and
+    dtypes) whose fingerprint and cosine are those of the stored directions (computed block by
+    block). Refuses complex tensors in one line."""
+    reference, chosen = _reference(model, params, None)
+    complex_ = [n for n, t in reference.items() if t.is_complex()]
+    if complex_:
+        raise LosslandError(
+            f"{arg('memory')} lean regenerates real directions only, and {complex_[0]} is "
+            f"complex: use {arg('memory')} normal"
+        )
+    limit = DRAW_BLOCK if limit == CURRENT else limit
+    layout = empty_direction({n: t.to("meta") for n, t in reference.items()}, device="meta")
+    generator = torch.Generator().manual_seed(seed)
+    axes = [drawn(reference, generator, norm=norm, ignore=ignore, limit=limit, layout=layout)[1]]
+    if ndim == 2:
+        axes.append(
+            drawn(reference, generator, norm=norm, ignore=ignore, limit=limit, layout=layout)[1]
+        )
+    meta = [{n: layout[n] for n in reference} for _ in axes]
+    rule = draw_rule([t.shape for t in reference.values()], limit)
+    directions = Directions(
+        x=meta[0],
+        y=meta[1] if ndim == 2 else None,
+        kind="random",
+        norm=norm,
+        ignore=ignore,
+        seed=seed,
+        params=None if chosen is None else tuple(chosen),
+        info={} if rule is None else {"draw": rule},
+    )
+    _streamed_checks(directions, axes, list(reference.values()))
+    trim_host()  # the setup's block temporaries: not kept in the resident set
+    return directions, axes
+
+
+def _streamed_checks(
+    directions: Directions, axes: Sequence[Regenerator], theta: Sequence[Tensor]
+) -> None:
+    """The stored directions' fingerprint (sha256 over names in sorted order, x then y) and
+    cosine, and check_usable's refusals, computed a block at a time (the peak is a block, not a
+    tensor); the first two are set on ``directions`` (what a stored copy computes)."""
+    names = list(directions.x)
+    digest = Digest()
+    dots = {"xx": 0.0, "yy": 0.0, "xy": 0.0}
+    finite = [True]
+
+    def seen(prefix: str, k: int, reference: Tensor) -> Iterator[Tensor]:
+        own = axes[0 if prefix == "x" else 1].tensor(k, reference)
+        other = axes[0].tensor(k, reference) if prefix == "y" else None
+        for _, block in own:
+            finite[0] = finite[0] and bool(torch.isfinite(block).all())
+            wide = block.double()
+            dots[prefix * 2] += float(torch.sum(wide * wide))
+            if other is not None:
+                dots["xy"] += float(torch.sum(wide * next(other)[1].double()))
+            yield block
+
+    for prefix, axis in zip("xy", axes, strict=False):
+        for k in sorted(range(len(names)), key=lambda k: names[k]):
+            blocks = seen(prefix, k, theta[k].to("cpu"))
+            digest.add_blocks(f"{prefix}/{names[k]}", axis.dtypes[k], axis.shapes[k], blocks)
+    directions.__dict__["_fingerprint"] = digest.hexdigest()
+    nx, ny = dots["xx"] ** 0.5, dots["yy"] ** 0.5
+    cosine = None if len(axes) == 1 else (dots["xy"] / (nx * ny) if nx > 0 and ny > 0 else 0.0)
+    directions.__dict__["cosine"] = cosine
+    if not finite[0]:
+        raise LosslandError("the directions hold NaN or inf (θ* does?): check the model's weights")
+    check_usable(directions, norms={"x": nx, **({"y": ny} if len(axes) == 2 else {})})

@@ -33,6 +33,7 @@ from lossland.engine import (
 from lossland.errors import LosslandError, arg
 
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+MemoryMode = Literal["normal", "lean"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +92,12 @@ class SurfaceOptions:
         "with shard: how many processes share one copy of the model (a divisor of the job's; "
         "default: all of them); the groups take grid rows as single processes do",
         bounds=AT_LEAST_1,
+    )
+    memory: MemoryMode = option(
+        "normal",
+        "lean: random directions are not stored but redrawn from their recipe a block at a time "
+        "at every point, so the device holds the model, one working copy and a block (scheme "
+        "li, one point per forward; slower per point); normal: stored",
     )
     memory_format: MemoryFormat = option(
         "auto", "memory format for convolutions (auto: channels_last on CPU/CUDA for conv nets)"
@@ -163,6 +170,37 @@ class SurfaceOptions:
                 f"{arg('shard')} keeps FSDP's contiguous shards: set {arg('memory_format')} "
                 "to auto or contiguous"
             )
+        if self.memory == "lean":
+            check_lean(self)
+        if self.memory == "lean" and self.shard:
+            raise LosslandError(
+                f"{arg('memory')} lean redraws whole directions at every point, which "
+                f"{arg('shard')} cuts into rows: use {arg('memory')} normal with {arg('shard')}"
+            )
         reason = one_point_only(self.bn, self.sem_target)
         if reason is not None and (self.points_per_batch or 1) > 1:
             raise LosslandError(f"{reason}: set {arg('points_per_batch')} to 1")
+
+
+def check_lean(options: SurfaceOptions) -> None:
+    """What ``memory="lean"`` supports (random directions redrawn at every point, scheme li,
+    one point per forward): anything else is refused in one line naming the fix."""
+    lean = f"{arg('memory')} lean"
+    if options.orthogonalize:
+        raise LosslandError(
+            f"{lean} redraws y as drawn, and orthogonalizing needs all of x: drop "
+            f"{arg('orthogonalize')} or use {arg('memory')} normal"
+        )
+    if options.scheme != "li":
+        raise LosslandError(
+            f"{lean} evaluates scheme li (θ* + α·δ + β·η): use {arg('scheme')} li or "
+            f"{arg('memory')} normal"
+        )
+    if (options.points_per_batch or 1) > 1:
+        raise LosslandError(
+            f"{lean} evaluates one point per forward: set {arg('points_per_batch')} to 1"
+        )
+    if options.offload:
+        raise LosslandError(
+            f"{lean} reads θ* where it is and stores no directions: drop {arg('offload')}"
+        )

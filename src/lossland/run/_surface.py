@@ -15,10 +15,12 @@ from torch import Tensor, nn
 
 from lossland.analysis import measure_points, with_measures
 from lossland.core import (
+    ENGINE_COPIES,
     Axis,
     DType,
     MemoryProbe,
     Params,
+    Regenerator,
     Scheme,
     axis_text,
     check_grid_size,
@@ -28,18 +30,21 @@ from lossland.core import (
     options_from,
     reduce_sums,
     resolve_device,
+    rule_limit,
     select_params,
     surface_needs,
     tensor_fingerprint,
     torch_dtype,
 )
 from lossland.directions import (
+    CURRENT,
     Directions,
     Ignore,
     Norm,
     check_usable,
     grid_specs,
-    random_directions,
+    lean_directions,
+    random_by_rule,
 )
 from lossland.engine import (
     BNMode,
@@ -68,7 +73,7 @@ from lossland.run._driver import drive
 from lossland.run._group import Group, is_main_process, join, several_processes
 from lossland.run._layers import block_params, blocks, check_per_layer, stack_attrs
 from lossland.run._lock import run_lock
-from lossland.run._options import MemoryFormat, SurfaceOptions
+from lossland.run._options import MemoryFormat, MemoryMode, SurfaceOptions
 from lossland.run._paired import paired_barriers
 from lossland.run._refine import refined
 from lossland.run._seeds import check_seed_range, saved, seeded, stacked
@@ -113,6 +118,7 @@ def surface(
     offload: bool | None = None,
     shard: bool | None = None,
     shard_ranks: int | None = None,
+    memory: MemoryMode | None = None,
     memory_format: MemoryFormat | None = None,
     samples: int | None = None,
     data_mode: DataMode | None = None,
@@ -206,7 +212,10 @@ def surface(
             on_accept=on_accept,
         )
     probe = MemoryProbe(model, offload=opts.offload)  # peaks of this run: attrs["memory"]
-    run = _validate(model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories)
+    rule = _resumed_rule(out, overwrite)
+    run = _validate(
+        model, x, y, directions, evaluator, loss, opts, split, attrs, trajectories, rule=rule
+    )
     group = join(resolve_device(opts.device))  # a group of one unless under torchrun
     probe.watch(group.device)
     engine_options = run.engine_options(
@@ -235,14 +244,19 @@ def surface(
             return result.with_attrs(points_computed=0)  # the file was complete: nothing to do
         # the engine (working copy, directions) is released before the fp32 check builds one
         engine = run.engine(model, evaluation, engine_options)
-        if engine_options.shard > 1 and directions is None and opts.precision != "bf16":
-            # sharded: the engine keeps its rows; the whole directions drawn here can go
-            # (a bf16 run's fp32 check on rank 0 reads them)
-            run = replace(run, directions=replace(run.directions, x={}, y=None))
+        run = _released(run, engine_options, drawn=directions is None)
         result = _compute(group, engine, run, result, pending, out, probe)
         del engine
         result = result.with_attrs(points_computed=int(result.evaluated.sum()) - before)
         return _finish(model, data, run, group, result, out, probe)
+
+
+def _released(run: _Run, engine_options: EngineOptions, *, drawn: bool) -> _Run:
+    """``run`` without the whole directions it drew when a sharded engine keeps only its rows
+    of them (a bf16 run's fp32 check on rank 0 still reads them)."""
+    if engine_options.shard > 1 and drawn and run.options.precision != "bf16":
+        return replace(run, directions=replace(run.directions, x={}, y=None))
+    return run
 
 
 def _compute(
@@ -303,7 +317,9 @@ def _finish(
     memory, its measures (sharpness, basins: complete surfaces only) in the attributes, all
     saved to ``out``."""
     if run.options.precision == "bf16" and group.main and result.complete:
-        result = result.with_attrs(precision_check=_check_in_fp32(model, data, run, result))
+        skipped = _no_fp32_check(model, run)
+        check = {"skipped": skipped} if skipped else _check_in_fp32(model, data, run, result)
+        result = result.with_attrs(precision_check=check)
     result = with_measures(result.with_attrs(**{MEMORY_ATTR: probe.report()}))
     if out is not None and group.main:
         result.save(out)
@@ -323,6 +339,11 @@ def _seeded(
 ) -> Surface:
     """``surface(..., seeds=N)``: one run per direction seed, stacked into ``out``."""
     assert seeds is not None
+    if opts.memory == "lean":
+        raise LosslandError(
+            f"{arg('memory')} lean runs one seed's plane: drop {arg('seeds')} or use "
+            f"{arg('memory')} normal"
+        )
     check_seed_range(seeds, opts.seed)  # the whole range, before the first seed
     if directions is not None:
         raise LosslandError(
@@ -401,6 +422,8 @@ class _Run:
     directions: Directions
     evaluator: Evaluator
     options: SurfaceOptions
+    # memory="lean": what redraws each direction at every point (the directions hold shapes)
+    regenerate: list[Regenerator] | None = None
 
     def data(self, data: Any, engine: EngineOptions) -> EvalData:
         o = self.options
@@ -465,6 +488,8 @@ class _Run:
             "orthogonalize": d.orthogonalized,
             "directions_kind": d.kind,
             "params": None if d.params is None else list(d.params),
+            # not compared either: lean and normal give the same surface (to float rounding)
+            "memory": o.memory,
         }
 
     def engine_options(
@@ -518,6 +543,7 @@ class _Run:
             "memory_format": "channels_last" if engine.channels_last else "contiguous",
             "loss": self.evaluator.name,
             "data_mode": data.mode,
+            "memory_mode": o.memory,
             "acc_unit": "percent",
             SETTINGS_ATTR: dict(settings),
         }
@@ -531,6 +557,7 @@ class _Run:
             evaluator=self.evaluator,
             scheme=self.options.scheme,
             origin=d.origin,
+            regenerate=self.regenerate,
             options=options,
         )
 
@@ -551,7 +578,9 @@ def check_cost(
     or whose work is above lossland's limits without ``allow_large`` (see
     :func:`lossland.core.check_needs`)."""
     device = resolve_device(options.device)
-    itemsize = torch_dtype(options.dtype).itemsize
+    lean = options.memory == "lean"  # the working copy alone, in the network's dtype
+    grid = torch_dtype(options.dtype)
+    itemsize = (network_dtype(options.precision, grid) if lean else grid).itemsize
     needs = surface_needs(
         nx=nx,
         ny=ny,
@@ -562,6 +591,7 @@ def check_cost(
         points_per_batch=points_per_batch or options.points_per_batch or 1,
         place=str(device) if device.type == "cuda" else "host",
         out=None if out is None else Path(out),
+        engine_copies=1 if lean else ENGINE_COPIES,
     )
     check_needs(needs, allow_large=options.allow_large)
 
@@ -582,6 +612,20 @@ def _check_points(result: Surface, seed: int) -> list[int]:
         index = tuple(int(rng.choice(part)) for part in block)
         picks.append(int(np.ravel_multi_index(index, result.shape)))
     return list(dict.fromkeys(picks))
+
+
+def _no_fp32_check(model: nn.Module, run: _Run) -> str | None:
+    """Why a bf16 run is not checked in fp32 (None: it is): the check evaluates a float32 copy
+    of the network (2× a bf16 model's bytes beside the directions, the largest part of a big
+    bf16 model's run). A model whose floating-point parameters are bf16 already is evaluated in
+    its own precision (the fp32 numbers: ``precision="fp32"``), and lean memory would not hold
+    the copy."""
+    if run.regenerate is not None:
+        return "memory lean: a float32 copy of the network would be 2× a bf16 model's bytes"
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if floats == {torch.bfloat16}:
+        return "the model is bf16 already: precision fp32 evaluates it in float32"
+    return None
 
 
 def _check_in_fp32(model: nn.Module, data: Any, run: _Run, result: Surface) -> dict[str, Any]:
@@ -650,12 +694,31 @@ def _validate(
     split: str,
     attrs: Mapping[str, Any] | None,
     trajectories: Mapping[str, np.ndarray] | None,
+    *,
+    rule: int | None = CURRENT,
 ) -> _Run:
-    """Check the request before any work; draw random directions when none are given."""
+    """Check the request before any work; draw random directions when none are given (by the
+    draw ``rule`` of the file being resumed: :func:`_resumed_rule`)."""
     resolved = resolve_evaluator(evaluator, loss)
-    if directions is None:
-        ndim: Literal[1, 2] = 1 if y is None else 2
-        directions = random_directions(
+    ndim: Literal[1, 2] = 1 if y is None else 2
+    regenerate = None
+    if options.memory == "lean":
+        if directions is not None:
+            raise LosslandError(
+                f"{arg('memory')} lean redraws random directions from their recipe at every "
+                f"point: drop {arg('directions')} or use {arg('memory')} normal"
+            )
+        directions, regenerate = lean_directions(
+            model,
+            seed=options.seed,
+            norm=options.norm,
+            ignore=options.ignore,
+            ndim=ndim,
+            params=options.params,
+            limit=rule,
+        )
+    elif directions is None:
+        directions = random_by_rule(
             model,
             seed=options.seed,
             norm=options.norm,
@@ -663,6 +726,7 @@ def _validate(
             ndim=ndim,
             orthogonalize=options.orthogonalize,
             params=options.params,
+            limit=rule,
         )
     elif options.params is not None:  # the given directions, on the chosen tensors only
         directions = directions.restricted(select_params(options.params, _named_tensors(model)))
@@ -682,13 +746,33 @@ def _validate(
         raise LosslandError(
             f"a 2-D surface needs two directions, the directions hold one: drop {arg('y')}"
         )
-    check_usable(directions)
+    if regenerate is None:  # (lean directions were checked as they were drawn)
+        check_usable(directions)
     if options.shard and not several_processes():
         raise LosslandError(
             f"{arg('shard')} splits the model across the processes of a torchrun job: launch "
             f"with torchrun --nproc_per_node N (N ≥ 2), or drop {arg('shard')}"
         )
-    return _Run(xs, ys, directions, resolved, options)
+    return _Run(xs, ys, directions, resolved, options, regenerate)
+
+
+def _resumed_rule(out: str | Path | None, overwrite: bool) -> int | None:
+    """The draw rule (core.rule_limit) of the random directions of the file a run would
+    resume: the one it records, or whole tensors for a file from before rules; today's rule
+    (``CURRENT``) when there is no such file (start_or_resume refuses unreadable ones)."""
+    if out is None or overwrite or not Path(out).is_file():
+        return CURRENT
+    try:
+        attrs = Surface.load(out).attrs
+    except LosslandError:
+        return CURRENT
+    info = attrs.get("directions_info")
+    if attrs.get("directions_kind") != "random" or not isinstance(info, dict):
+        return CURRENT
+    try:
+        return rule_limit(info.get("draw"))
+    except (ValueError, TypeError):
+        return CURRENT
 
 
 def _moving_elements(model: nn.Module, options: SurfaceOptions) -> int:
@@ -762,7 +846,7 @@ def _points_per_batch(
     default loss (other models may not vmap)."""
     if options.points_per_batch is not None:
         return options.points_per_batch
-    if device.type != "cuda" or not simple or options.offload:
+    if device.type != "cuda" or not simple or options.offload or options.memory == "lean":
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     params = sum(p.numel() for p in model.parameters())
