@@ -234,6 +234,7 @@ def _random(
     if ndim == 2:
         dy, _ = drawn(reference, generator, norm=norm, ignore=ignore, limit=limit)
     assert dx is not None
+    trim_host()  # the float32 blocks each tensor was drawn in: not kept in the resident set
     subset = None if chosen is None else tuple(chosen)
     rule = draw_rule([t.shape for t in reference.values()], limit)
     directions = Directions(

@@ -36,6 +36,7 @@ from lossland.core import (
     reduce_sums,
     rows,
     scratch_like,
+    trim_host,
 )
 from lossland.engine._batchnorm import call_order, dataset_statistics
 from lossland.engine._compile import compile_failure, compiled
@@ -177,6 +178,9 @@ class Engine:
         self.state = ModelState(self.net, model, moving=self.weights, skip=own)
         self._stale = False  # the forward wrote the moving weights: re-anchor the next point
         self._bn_order: list[nn.modules.batchnorm._BatchNorm] | None = None
+        # The copies made while building (the working copy before its tensors became views of
+        # the flat buffer) are freed: hand their heap pages back, so the run holds what it uses.
+        trim_host()
 
     # One grid point's statistics, summed over the evaluation batches; stays on the device.
     def _stats(self) -> Tensor:
