@@ -418,3 +418,37 @@ def test_the_evaluator_flag_imports_an_evaluator(
         model, batches, evaluator=lossland.presets.causal_lm(), x="0:0:1", progress=False
     )
     assert float(s.loss[0]) == pytest.approx(float(ref.loss[0]), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "block"),
+    [
+        ((3, 7, 50), torch.bfloat16, 50 * 7),  # whole sequences a block
+        ((3, 7, 50), torch.bfloat16, 120),  # two positions a block, across sequences' ends
+        ((2, 5, 40), torch.float32, 1),  # one position a block (a row wider than the block)
+        ((2, 5, 40), torch.float16, 7 * 40),
+        ((4, 6, 30), torch.float64, 90),  # float64 stays float64
+    ],
+)
+def test_token_losses_widened_a_block_at_a_time_equal_one_call(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], dtype: torch.dtype, block: int
+) -> None:
+    """A large vocabulary's logits are widened to float32 a block at a time (the float32 copy
+    of them all is most of a language model's activations): the losses do not change, bit for
+    bit, including for a non-contiguous slice (the causal shift) and masked positions."""
+    from lossland.engine import _contract
+
+    torch.manual_seed(0)
+    n, t, v = shape
+    logits = (torch.randn(n, t + 1, v) * 3).to(dtype)[:, :-1]  # (n, t, v), not contiguous
+    targets = torch.randint(0, v, (n, t))
+    mask = torch.rand(n, t) > 0.2
+    whole = _contract.token_losses(logits, targets, mask)
+    monkeypatch.setattr(_contract, "WIDE_BLOCK", block)
+    blocks = _contract.token_losses(logits, targets, mask)
+    for a, b in zip(whole, blocks, strict=True):
+        assert a.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+        assert torch.equal(a, b)
+    wide = logits.double() if dtype == torch.float64 else logits.float()
+    direct = F.cross_entropy(wide.transpose(1, 2), targets, reduction="none") * mask
+    assert torch.allclose(blocks[0].double(), direct.sum(dim=1).double(), rtol=1e-6)

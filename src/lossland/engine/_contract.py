@@ -194,13 +194,39 @@ def default_loss(output: Any, batch: Batch) -> Tensor | tuple[Tensor, Tensor]:
     return token_losses(logits, targets, mask)
 
 
+# Logit elements widened to float32 at a time by ``token_losses``: a float32 copy of every
+# position's logits over a large vocabulary (and the log-softmax beside it) would outweigh the
+# rest of a language model's activations (151,936 tokens: 1.2 MB a position).
+WIDE_BLOCK = 1 << 22
+
+
 def token_losses(logits: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per sequence: (Σ token losses, counted tokens) over the tokens ``mask`` keeps."""
-    losses = F.cross_entropy(  # (B·T, V) logits, (B·T,) targets → (B, T)
-        logits.flatten(0, 1), targets.masked_fill(~mask, 0).flatten(), reduction="none"
-    ).view(targets.shape)
+    """Per sequence: (Σ token losses, counted tokens) over the tokens ``mask`` keeps.
+
+    ``logits`` (B, T, V) in any float dtype are widened (``wide``) a block of sequences or
+    positions at a time, at most WIDE_BLOCK elements: each position's loss is computed on its
+    own row, so the blocks give the same losses as one call over all of them."""
+    safe = targets.masked_fill(~mask, 0)  # (B, T): a masked position's target is any class
+    n, t, v = logits.shape
+    if logits.numel() <= WIDE_BLOCK:
+        losses = _cross_entropy(logits, safe)
+    else:
+        losses = torch.empty(targets.shape, dtype=wide(logits[:0]).dtype, device=logits.device)
+        rows = max(1, WIDE_BLOCK // (t * v))  # sequences a block
+        span = t if t * v <= WIDE_BLOCK else max(1, WIDE_BLOCK // v)  # positions a block
+        for i in range(0, n, rows):
+            for j in range(0, t, span):
+                block = (slice(i, i + rows), slice(j, j + span))
+                losses[block] = _cross_entropy(logits[block], safe[block])
     weights = mask.to(losses.dtype)  # (B, T): 1 for a counted token
     return (losses * weights).sum(dim=1), weights.sum(dim=1)  # (B,), (B,)
+
+
+def _cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """(b, t, V) logits, (b, t) targets → (b, t) losses, in at least float32."""
+    flat = wide(logits).flatten(0, 1)  # (b·t, V)
+    losses = F.cross_entropy(flat, targets.flatten(), reduction="none")
+    return losses.view(targets.shape)
 
 
 def default_accuracy(output: Any, batch: Batch) -> tuple[Tensor, Tensor]:

@@ -55,14 +55,16 @@ def _shifted(batch: Batch) -> tuple[Tensor, Tensor | None]:
 
 
 def _next_token(output: Any, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-    """(logits (B, T−1, V), next tokens (B, T−1), counted (B, T−1)): position t predicts t+1."""
+    """(logits (B, T−1, V) in the model's dtype, next tokens (B, T−1), counted (B, T−1)):
+    position t predicts t+1. The loss widens the logits a block at a time (token_losses);
+    the top-1 class is the same in any float dtype."""
     logits = unwrap(output)
     labels, attention = _shifted(batch)
     logits, targets = logits[:, :-1], labels[:, 1:]
     mask = targets != IGNORE_INDEX
     if attention is not None:
         mask = mask & attention[:, 1:].bool()
-    return wide(logits), targets, mask
+    return logits, targets, mask
 
 
 def _causal_loss(output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
