@@ -350,12 +350,7 @@ def _seeded(
             f"{arg('seeds')} draws random directions for every seed: drop {arg('directions')}"
         )
     on_accept = keywords.pop("on_accept")
-    # The whole stack's cost, before the lock or any seed's file (random directions' grid).
-    xs, ys = _grid(Directions(x={}), keywords["x"], keywords["y"], keywords["trajectories"])
-    ny = None if ys is None else len(ys)
-    check_grid_size(len(xs), ny)
-    samples = known_samples(data, opts.samples)
-    check_cost(model, opts, nx=len(xs), ny=ny, samples=samples, seeds=seeds, out=out)
+    _check_stack_cost(model, data, opts, keywords, entries=seeds, out=out)
 
     def one_seed(seed: int, part: Path | None) -> Surface:
         first = seed == opts.seed
@@ -369,10 +364,7 @@ def _seeded(
         )
 
     chosen = [opts.seed + k for k in range(seeds)]
-    target = None if out is None else check_writable(out)
-    lock = target is not None and is_main_process()  # rank 0 alone writes the stack
-    with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
-        return seeded(model, chosen, opts, target, overwrite, one_seed)
+    return _locked(out, lambda target: seeded(model, chosen, opts, target, overwrite, one_seed))
 
 
 def _per_layer(
@@ -392,13 +384,9 @@ def _per_layer(
     check_per_layer(spec, seeds, directions)
     found = blocks(model, spec, opts.params, ignore=opts.ignore)  # refused before any work
     on_accept = keywords.pop("on_accept")
-    xs, ys = _grid(Directions(x={}), keywords["x"], keywords["y"], keywords["trajectories"])
-    ny = None if ys is None else len(ys)
-    check_grid_size(len(xs), ny)
-    samples = known_samples(data, opts.samples)
     largest = max(found, key=lambda block: len(block[1]))[1]  # the cost: the largest block
     widest = replace(opts, params=block_params(largest), params_per_layer=None)
-    check_cost(model, widest, nx=len(xs), ny=ny, samples=samples, seeds=len(found), out=out)
+    _check_stack_cost(model, data, widest, keywords, entries=len(found), out=out)
 
     def one_block(k: int, part: Path | None) -> Surface:
         block = replace(opts, params=block_params(found[k][1]), params_per_layer=None)
@@ -406,11 +394,39 @@ def _per_layer(
         return surface(model, data, out=part, options=block, on_accept=accept, **keywords)
 
     labels = [label for label, _ in found]
-    target = None if out is None else check_writable(out)
-    lock = target is not None and is_main_process()  # rank 0 alone writes the stack
-    with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
+
+    def stack(target: Path | None) -> Surface:
         result = stacked(target, overwrite, one_block, layers=labels)
         return saved(result.with_attrs(**stack_attrs(spec)), target)
+
+    return _locked(out, stack)
+
+
+def _check_stack_cost(
+    model: nn.Module,
+    data: Any,
+    opts: SurfaceOptions,
+    keywords: dict[str, Any],
+    *,
+    entries: int,
+    out: str | Path | None,
+) -> None:
+    """The whole stack's cost (``entries`` surfaces of random directions on the grid the
+    keywords give, each costing as ``opts``), before the lock or any entry's file."""
+    xs, ys = _grid(Directions(x={}), keywords["x"], keywords["y"], keywords["trajectories"])
+    ny = None if ys is None else len(ys)
+    check_grid_size(len(xs), ny)
+    samples = known_samples(data, opts.samples)
+    check_cost(model, opts, nx=len(xs), ny=ny, samples=samples, seeds=entries, out=out)
+
+
+def _locked(out: str | Path | None, stack: Callable[[Path | None], Surface]) -> Surface:
+    """``stack(target)`` under the run lock of ``out``'s checked path; rank 0 alone writes the
+    stack, so only it takes the lock."""
+    target = None if out is None else check_writable(out)
+    lock = target is not None and is_main_process()
+    with run_lock(target) if lock else contextlib.nullcontext():  # type: ignore[arg-type]
+        return stack(target)
 
 
 @dataclass(frozen=True)
